@@ -1,1 +1,20 @@
-//! drover-scheduler
+//! The pure core of drover: domain types, the replicated state machine and the planner.
+//!
+//! ```text
+//!  Proposal { at, requests } ──► ClusterState::apply ──► Vec<Reply>
+//!                                      │
+//!            plan(&ClusterState) ──► Plan (data) ──► proposed as Command::Allocate
+//! ```
+//!
+//! Nothing here does I/O, reads a clock, draws a random number or iterates a hash map
+//! (enforced by `clippy.toml`): every replica that applies the same log reaches the same state.
+
+pub mod command;
+pub mod invariants;
+pub mod plan;
+pub mod state;
+pub mod types;
+
+pub use command::{Command, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply, Request};
+pub use state::ClusterState;
+pub use types::*;

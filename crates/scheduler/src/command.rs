@@ -1,0 +1,116 @@
+//! The log's vocabulary: what a replica may be asked to apply, and what it answers.
+//!
+//! Append-only contract (STYLE P5): every variant carries an explicit serde name that is never
+//! reused or renamed; new variants and fields go at the end. Golden tests in `state.rs` pin the
+//! encoding of one entry per variant.
+
+use crate::types::{JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, TimestampMs};
+use serde::{Deserialize, Serialize};
+
+/// One Raft log entry's payload: a batch of client requests (group commit), stamped with the
+/// leader's clock. `apply` keeps `now = max(now, at)`, so a new leader with a slower clock
+/// cannot move time back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub at: TimestampMs,
+    pub requests: Vec<Request>,
+}
+
+/// One client (or leader-internal) request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Client-chosen id; a retry with the same id gets the first answer again. Empty: no dedup.
+    pub request_id: String,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    #[serde(rename = "submit")]
+    Submit(JobSpec),
+    #[serde(rename = "cancel")]
+    Cancel { job_ids: Vec<JobId>, uid: u32 },
+    #[serde(rename = "register_node")]
+    RegisterNode(NodeRegistration),
+    #[serde(rename = "node_state")]
+    SetNodeState { node: String, change: NodeStateChange },
+    /// A scheduling pass's result, proposed by the leader and re-checked by apply.
+    #[serde(rename = "allocate")]
+    Allocate(Plan),
+    #[serde(rename = "job_started")]
+    JobStarted { job_id: JobId, node: String, pid: u32 },
+    #[serde(rename = "job_finished")]
+    JobFinished { job_id: JobId, node: String, exit_code: i32, signal: i32 },
+    #[serde(rename = "launch_failed")]
+    LaunchFailed { job_id: JobId, node: String, message: String },
+    /// Replace the partition table (from the leader's configuration).
+    #[serde(rename = "define_partitions")]
+    DefinePartitions(Vec<Partition>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStateChange {
+    #[serde(rename = "down")]
+    Down { reason: String },
+    #[serde(rename = "drain")]
+    Drain { reason: String },
+    #[serde(rename = "resume")]
+    Resume,
+    /// Missed heartbeats, noticed by the leader's liveness loop.
+    #[serde(rename = "not_responding")]
+    NotResponding,
+}
+
+/// A planner's output: data, proposed by the leader, re-checked by apply (STYLE P2, P4).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub allocations: Vec<PlannedAllocation>,
+    /// Pending reasons that changed since the state the plan was made from.
+    pub reasons: Vec<(JobId, PendingReason)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.allocations.is_empty() && self.reasons.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedAllocation {
+    pub job_id: JobId,
+    pub nodes: Vec<NodeShare>,
+}
+
+/// What apply answers for one request. Deterministic: the same on every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    #[serde(rename = "submitted")]
+    Submitted { job_id: JobId },
+    #[serde(rename = "cancelled")]
+    Cancelled { outcomes: Vec<(JobId, Option<Rejection>)> },
+    #[serde(rename = "ok")]
+    Ok,
+    #[serde(rename = "allocated")]
+    Allocated { started: u32, refused: u32 },
+    #[serde(rename = "rejected")]
+    Rejected(Rejection),
+}
+
+/// A request refused by apply, with Slurm's error text (src/common/slurm_errno.c).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("Invalid partition name specified")]
+    InvalidPartition,
+    #[error("Invalid job id specified")]
+    InvalidJobId,
+    #[error("Job/step already completing or completed")]
+    AlreadyDone,
+    #[error("Invalid node name specified")]
+    InvalidNodeName,
+    #[error("Requested node configuration is not available")]
+    NodeConfigUnavailable,
+    #[error("Node count specification invalid")]
+    InvalidNodeCount,
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,80 @@
+//! State invariants, checked after every apply in debug builds and always in tests.
+//!
+//! Each check names the property it protects. A broken invariant is a programmer error: the
+//! caller panics, because continuing would let replicas diverge.
+
+use crate::state::ClusterState;
+use crate::types::JobState;
+use std::collections::BTreeMap;
+
+pub fn check(state: &ClusterState) -> Result<(), String> {
+    capacity_respected(state)?;
+    allocations_consistent(state)?;
+    job_ids_below_counter(state)?;
+    Ok(())
+}
+
+/// No node holds more CPUs or memory than it has (Slurm's cons_tres never oversubscribes
+/// unless asked to).
+fn capacity_respected(state: &ClusterState) -> Result<(), String> {
+    for node in state.nodes.values() {
+        if node.alloc_cpus > node.reg.cpus && node.up {
+            return Err(format!("node {} has {} CPUs allocated of {}", node.name(), node.alloc_cpus, node.reg.cpus));
+        }
+    }
+    Ok(())
+}
+
+/// A node's allocated totals equal the sum of the shares of the jobs holding it, and only
+/// running (or completing) jobs hold shares.
+fn allocations_consistent(state: &ClusterState) -> Result<(), String> {
+    let mut sums: BTreeMap<&str, (u32, u64, usize)> = BTreeMap::new();
+    for job in state.jobs.values() {
+        if job.holds_resources() {
+            if job.alloc.is_empty() {
+                return Err(format!("job {} holds resources but has no allocation", job.id));
+            }
+            for share in &job.alloc {
+                let e = sums.entry(share.node.as_str()).or_default();
+                e.0 += share.cpus;
+                e.1 += share.mem_mb;
+                e.2 += 1;
+            }
+        } else if job.state == JobState::Pending && !job.alloc.is_empty() {
+            return Err(format!("pending job {} has an allocation", job.id));
+        }
+    }
+    for node in state.nodes.values() {
+        let (cpus, mem, count) = sums.get(node.name()).copied().unwrap_or_default();
+        if (cpus, mem, count) != (node.alloc_cpus, node.alloc_mem_mb, node.jobs.len()) {
+            return Err(format!(
+                "node {}: jobs hold {cpus} CPUs/{mem} MiB in {count} jobs, node says {}/{} in {}",
+                node.name(),
+                node.alloc_cpus,
+                node.alloc_mem_mb,
+                node.jobs.len()
+            ));
+        }
+    }
+    for name in sums.keys() {
+        if !state.nodes.contains_key(*name) {
+            return Err(format!("a job holds unknown node {name}"));
+        }
+    }
+    Ok(())
+}
+
+/// Job ids come from the counter: every id is below it, so no id is ever handed out twice.
+fn job_ids_below_counter(state: &ClusterState) -> Result<(), String> {
+    if let Some((id, _)) = state.jobs.last_key_value() {
+        if id.0 >= state.next_job_id {
+            return Err(format!("job id {} not below the counter {}", id.0, state.next_job_id));
+        }
+    }
+    for (_, id) in state.finished_entries() {
+        if state.jobs.get(id).is_some_and(|j| !j.state.is_terminal()) {
+            return Err(format!("job {id} is listed as finished but is {}", state.jobs[id].state.name()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Domain types: jobs, nodes, partitions, and the words users see for their states.
+//!
+//! Encoding rule: these types are persisted in snapshots (postcard, which encodes enum variants
+//! by position) and carried in log entries. Variants and fields are only ever appended, never
+//! reordered or removed (see `SNAPSHOT_VERSION` in `state.rs`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// A job's id, assigned by `apply` from a counter in the replicated state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JobId(pub u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Milliseconds since the Unix epoch, as stamped by the leader on a log entry.
+pub type TimestampMs = u64;
+
+/// What a user asked for (sbatch's options after parsing, in Slurm's units).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    /// `None`: the default partition.
+    pub partition: Option<String>,
+    pub nodes_min: u32,
+    pub nodes_max: u32,
+    pub ntasks: u32,
+    /// True when `-n` was given (SLURM_NTASKS is then exported).
+    pub ntasks_set: bool,
+    pub cpus_per_task: u32,
+    pub mem_per_node_mb: Option<u64>,
+    pub mem_per_cpu_mb: Option<u64>,
+    /// `None`: the partition's default time (or its maximum).
+    pub time_limit_min: Option<u64>,
+    pub script: String,
+    pub argv: Vec<String>,
+    pub work_dir: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub env: Vec<(String, String)>,
+    pub hold: bool,
+    pub submit_host: String,
+}
+
+impl JobSpec {
+    /// Nodes the job needs (Slurm's `-N` minimum, at least one).
+    pub fn nodes_needed(&self) -> u32 {
+        self.nodes_min.max(1)
+    }
+
+    /// CPUs the job needs on each of its nodes: tasks spread evenly, `-c` CPUs per task.
+    pub fn cpus_per_node(&self) -> u32 {
+        let nodes = self.nodes_needed();
+        let tasks = self.ntasks.max(1);
+        let tasks_per_node = tasks.div_ceil(nodes);
+        tasks_per_node.saturating_mul(self.cpus_per_task.max(1)).max(1)
+    }
+
+    /// Memory the job needs on each of its nodes, in MiB (0 when none was asked for).
+    pub fn mem_per_node(&self) -> u64 {
+        match (self.mem_per_node_mb, self.mem_per_cpu_mb) {
+            (Some(mb), _) => mb,
+            (None, Some(per_cpu)) => per_cpu.saturating_mul(u64::from(self.cpus_per_node())),
+            (None, None) => 0,
+        }
+    }
+}
+
+/// Slurm's job base states (slurm.h `enum job_states`), in the words `squeue` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum JobState {
+    Pending,
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+    Timeout,
+    NodeFail,
+    OutOfMemory,
+}
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobState::Pending | JobState::Running)
+    }
+
+    /// The long name (`squeue %T`, `scontrol JobState=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Pending => "PENDING",
+            JobState::Running => "RUNNING",
+            JobState::Completed => "COMPLETED",
+            JobState::Cancelled => "CANCELLED",
+            JobState::Failed => "FAILED",
+            JobState::Timeout => "TIMEOUT",
+            JobState::NodeFail => "NODE_FAIL",
+            JobState::OutOfMemory => "OUT_OF_MEMORY",
+        }
+    }
+}
+
+/// Why a pending job is not running, spelled as Slurm's `job_state_reason.c` spells it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PendingReason {
+    /// Not yet evaluated by a scheduling pass.
+    None,
+    Priority,
+    Resources,
+    JobHeldUser,
+    JobHeldAdmin,
+    PartitionDown,
+    PartitionInactive,
+    PartitionNodeLimit,
+    PartitionTimeLimit,
+    /// Some required node is not available.
+    ReqNodeNotAvail,
+}
+
+impl PendingReason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PendingReason::None => "None",
+            PendingReason::Priority => "Priority",
+            PendingReason::Resources => "Resources",
+            PendingReason::JobHeldUser => "JobHeldUser",
+            PendingReason::JobHeldAdmin => "JobHeldAdmin",
+            PendingReason::PartitionDown => "PartitionDown",
+            PendingReason::PartitionInactive => "PartitionInactive",
+            PendingReason::PartitionNodeLimit => "PartitionNodeLimit",
+            PendingReason::PartitionTimeLimit => "PartitionTimeLimit",
+            PendingReason::ReqNodeNotAvail => "ReqNodeNotAvail",
+        }
+    }
+}
+
+/// The share of one node a job holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeShare {
+    pub node: String,
+    pub cpus: u32,
+    pub mem_mb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    /// The partition the job runs in (resolved at submit).
+    pub partition: String,
+    /// Minutes; `None` = UNLIMITED (resolved at submit from the spec and the partition).
+    pub time_limit_min: Option<u64>,
+    pub state: JobState,
+    pub reason: PendingReason,
+    pub priority: u32,
+    pub submit_at: TimestampMs,
+    pub start_at: Option<TimestampMs>,
+    pub end_at: Option<TimestampMs>,
+    /// Nodes in allocation order; the first one runs the batch script.
+    pub alloc: Vec<NodeShare>,
+    /// Cancelled (or failed) while processes may still run: resources stay held until the
+    /// batch host reports that the processes are gone (Slurm's COMPLETING).
+    pub completing: bool,
+    pub exit_code: i32,
+    pub exit_signal: i32,
+    pub batch_pid: Option<u32>,
+}
+
+impl Job {
+    pub fn batch_host(&self) -> Option<&str> {
+        self.alloc.first().map(|s| s.node.as_str())
+    }
+
+    pub fn holds_resources(&self) -> bool {
+        self.state == JobState::Running || self.completing
+    }
+
+    pub fn alloc_cpus(&self) -> u32 {
+        self.alloc.iter().map(|s| s.cpus).sum()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRegistration {
+    pub name: String,
+    pub addr: String,
+    pub cpus: u32,
+    pub real_memory_mb: u64,
+    pub boot_time: i64,
+    pub version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub reg: NodeRegistration,
+    pub registered_at: TimestampMs,
+    /// False when DOWN (set by an operator, or by the leader after missed heartbeats).
+    pub up: bool,
+    pub not_responding: bool,
+    pub drain: bool,
+    pub reason: Option<String>,
+    pub alloc_cpus: u32,
+    pub alloc_mem_mb: u64,
+    pub jobs: BTreeSet<JobId>,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.reg.name
+    }
+
+    pub fn free_cpus(&self) -> u32 {
+        self.reg.cpus.saturating_sub(self.alloc_cpus)
+    }
+
+    pub fn free_mem_mb(&self) -> u64 {
+        self.reg.real_memory_mb.saturating_sub(self.alloc_mem_mb)
+    }
+
+    /// Can new work be placed here?
+    pub fn schedulable(&self) -> bool {
+        self.up && !self.drain
+    }
+
+    /// Slurm's long node state with flags (`scontrol show node State=`).
+    pub fn state_name(&self) -> String {
+        let base = if !self.up {
+            "DOWN"
+        } else if self.alloc_cpus == 0 && self.jobs.is_empty() {
+            "IDLE"
+        } else if self.alloc_cpus >= self.reg.cpus {
+            "ALLOCATED"
+        } else {
+            "MIXED"
+        };
+        let mut s = base.to_string();
+        if self.drain {
+            s.push_str("+DRAIN");
+        }
+        if self.not_responding {
+            s.push_str("+NOT_RESPONDING");
+        }
+        s
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartitionState {
+    Up,
+    Down,
+    Drain,
+    Inactive,
+}
+
+impl PartitionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionState::Up => "UP",
+            PartitionState::Down => "DOWN",
+            PartitionState::Drain => "DRAIN",
+            PartitionState::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// Which nodes a partition holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeSet {
+    /// Every registered node (Slurm's `Nodes=ALL`).
+    All,
+    /// These node names (an expanded host list), in configuration order.
+    Names(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub name: String,
+    pub nodes: NodeSet,
+    pub is_default: bool,
+    pub state: PartitionState,
+    pub max_time_min: Option<u64>,
+    pub default_time_min: Option<u64>,
+    pub max_nodes: Option<u32>,
+    pub priority_tier: u32,
+    pub priority_job_factor: u32,
+}
+
+impl Partition {
+    /// The partition `drover up` and a config without partitions get: every node, no limits.
+    pub fn default_debug() -> Partition {
+        Partition {
+            name: "debug".to_string(),
+            nodes: NodeSet::All,
+            is_default: true,
+            state: PartitionState::Up,
+            max_time_min: None,
+            default_time_min: None,
+            max_nodes: None,
+            priority_tier: 1,
+            priority_job_factor: 1,
+        }
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        match &self.nodes {
+            NodeSet::All => true,
+            NodeSet::Names(names) => names.iter().any(|n| n == node),
+        }
+    }
+}

@@ -1,1 +1,118 @@
-//! drover-controller
+//! A controller replica: one process, one gRPC port, four services.
+//!
+//! ```text
+//!            ┌──────────────── gRPC :port ────────────────┐
+//!  commands ─┤ Ctl       → write::write ─┬─ leader: Replica::propose (group commit, Raft)
+//!  nodes ────┤ NodeCtl   → write::write ─┘  follower: Peer.Propose on the leader
+//!  replicas ─┤ Raft      (openraft RPCs, crates/consensus)
+//!            └ Peer      (forwarded writes)
+//!  reads: this replica's applied state, once it has applied the client's min_index
+//!  leader only: leader::supervise → scheduling pass, node liveness, partition table
+//! ```
+
+pub mod convert;
+pub mod ctl;
+pub mod leader;
+pub mod liveness;
+pub mod node_api;
+pub mod write;
+
+use anyhow::Context;
+use drover_consensus::{Replica, ReplicaConfig};
+use drover_proto as pb;
+use drover_scheduler::Partition;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Largest gRPC message a replica accepts (snapshots and big listings).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub id: u64,
+    /// Replica id → `host:port`, the same on every replica.
+    pub members: BTreeMap<u64, String>,
+    pub data_dir: PathBuf,
+    pub partitions: Vec<Partition>,
+    pub node_timeout: Duration,
+    pub election_grace: Duration,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    pub snapshot_logs_since_last: u64,
+}
+
+impl ControllerConfig {
+    pub fn new(id: u64, members: BTreeMap<u64, String>, data_dir: PathBuf) -> ControllerConfig {
+        ControllerConfig {
+            id,
+            members,
+            data_dir,
+            partitions: vec![Partition::default_debug()],
+            node_timeout: Duration::from_secs(300),
+            election_grace: Duration::from_secs(60),
+            heartbeat_ms: 100,
+            election_min_ms: 300,
+            election_max_ms: 600,
+            snapshot_logs_since_last: 5000,
+        }
+    }
+}
+
+/// Runs a replica until `shutdown` is cancelled.
+pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = cfg
+        .members
+        .get(&cfg.id)
+        .with_context(|| format!("replica id {} is not among the members {:?}", cfg.id, cfg.members))?
+        .clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another replica already running there?)"))?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create the state directory {}", cfg.data_dir.display()))?;
+
+    let mut rc = ReplicaConfig::new(cfg.id, cfg.members.clone(), cfg.data_dir.clone());
+    rc.heartbeat_ms = cfg.heartbeat_ms;
+    rc.election_min_ms = cfg.election_min_ms;
+    rc.election_max_ms = cfg.election_max_ms;
+    rc.snapshot_logs_since_last = cfg.snapshot_logs_since_last;
+    let replica = Replica::open(rc).await.context("cannot open the replica's Raft state")?;
+    tracing::info!(id = cfg.id, %addr, "replica listening");
+
+    let peers = write::Peers::default();
+    let liveness = liveness::Liveness::default();
+    let leader_cfg = leader::LeaderConfig {
+        partitions: cfg.partitions.clone(),
+        node_timeout: cfg.node_timeout,
+        election_grace: cfg.election_grace,
+    };
+    tokio::spawn(leader::supervise(replica.clone(), peers.clone(), liveness.clone(), leader_cfg, shutdown.clone()));
+
+    let ctl = pb::ctl_server::CtlServer::new(ctl::CtlService { replica: replica.clone(), peers: peers.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let node = pb::node_ctl_server::NodeCtlServer::new(node_api::NodeService {
+        replica: replica.clone(),
+        peers: peers.clone(),
+        liveness,
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let peer = pb::peer_server::PeerServer::new(write::PeerService { replica: replica.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(replica.raft_service())
+        .add_service(ctl)
+        .add_service(node)
+        .add_service(peer)
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+        .await;
+    replica.shutdown().await;
+    served.context("the gRPC server stopped")
+}

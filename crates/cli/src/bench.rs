@@ -1,0 +1,201 @@
+//! `drover bench …`: the figures, measured against a cluster started by `drover up`.
+//!
+//! - `failover --dir DIR --kills K`: kill -9 the leader, time until the first accepted submit.
+//! - `submit --dir DIR --clients C --jobs N`: concurrent submits, jobs committed per second.
+//! - `sbatch --dir DIR --jobs N`: sequential `sbatch --wrap true --hold` processes, one shell.
+
+use crate::client::{request_id, Cluster};
+use crate::config::ClusterConfig;
+use crate::procs::{self, Layout, Role};
+use drover_proto as pb;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn layout(dir: &Path) -> anyhow::Result<(Layout, ClusterConfig)> {
+    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir()?.join(dir) };
+    let layout = Layout { dir };
+    let cfg = ClusterConfig::load(&layout.config())
+        .map_err(|e| anyhow::anyhow!("{e}\n(start a cluster first: drover up --dir {})", layout.dir.display()))?;
+    Ok((layout, cfg))
+}
+
+fn held_job(i: usize) -> pb::JobSpec {
+    pb::JobSpec {
+        name: "wrap".into(),
+        nodes_min: 1,
+        ntasks: 1,
+        cpus_per_task: 1,
+        script: "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n".into(),
+        work_dir: "/tmp".into(),
+        user: "bench".into(),
+        hold: true,
+        submit_host: format!("bench-{i}"),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn leader_of(cluster: &mut Cluster) -> Option<(u64, String)> {
+    for i in 0..cluster.addrs().len() {
+        if let Some(p) = cluster.ping_one(i).await {
+            if p.is_leader {
+                return Some((p.replica_id, p.addr));
+            }
+        }
+    }
+    None
+}
+
+pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
+    let (layout, cfg) = layout(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut samples = Vec::new();
+    for k in 1..=kills {
+        let mut cluster = Cluster::new(cfg.controller_addrs());
+        let (leader, addr) = rt
+            .block_on(async {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    if let Some(l) = leader_of(&mut cluster).await {
+                        return Some(l);
+                    }
+                    if Instant::now() > deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .ok_or_else(|| anyhow::anyhow!("no leader"))?;
+        let role = Role::Ctld(leader);
+        let pid = procs::read_pid(&layout, &role).ok_or_else(|| anyhow::anyhow!("no pid file for {}", role.label()))?;
+        // The client is warm (it knows the old leader), as a user's would be.
+        let killed_at = Instant::now();
+        procs::signal(pid, Signal::SIGKILL);
+        let spec = held_job(k as usize);
+        let accepted = rt.block_on(async {
+            loop {
+                let req = pb::SubmitRequest { request_id: request_id(), spec: Some(spec.clone()) };
+                let r = cluster.call(|mut c| {
+                    let req = req.clone();
+                    async move { c.submit(req).await.map(|r| r.into_inner()) }
+                });
+                match r.await {
+                    Ok(reply) => return Ok(reply),
+                    Err(crate::client::ClientError::Unreachable(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        })?;
+        let took = killed_at.elapsed();
+        println!("kill {k}/{kills}: replica {leader} ({addr}) killed; job {} accepted after {:.0} ms", accepted.job_id, took.as_secs_f64() * 1e3);
+        samples.push(took);
+        // Wait for the killed replica's process to be gone, restart it, let it catch up.
+        while procs::alive(pid) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        procs::spawn(&layout, &role, true)?;
+        rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let idx = leader_of(&mut cluster).await.map(|_| 0);
+            let _ = idx;
+            while Instant::now() < deadline {
+                let mut all = true;
+                let mut max = 0;
+                let mut indexes = Vec::new();
+                for i in 0..cluster.addrs().len() {
+                    match cluster.ping_one(i).await {
+                        Some(p) => indexes.push(p.applied_index),
+                        None => all = false,
+                    }
+                }
+                for &x in &indexes {
+                    max = max.max(x);
+                }
+                if all && indexes.iter().all(|&x| x + 5 >= max) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    samples.sort();
+    println!(
+        "failover (kill -9 of the leader → first accepted submit), {} kills: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        samples.len(),
+        percentile(&samples, 50.0).as_secs_f64() * 1e3,
+        percentile(&samples, 99.0).as_secs_f64() * 1e3,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+pub fn submit(dir: &Path, clients: usize, jobs: usize) -> anyhow::Result<()> {
+    let (_layout, cfg) = layout(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let mut probe = Cluster::new(cfg.controller_addrs());
+        let (leader, addr) = leader_of(&mut probe).await.ok_or_else(|| anyhow::anyhow!("no leader"))?;
+        // A handful of HTTP/2 connections, shared by the client tasks (as many clients would).
+        let mut channels = Vec::new();
+        for _ in 0..clients.clamp(1, 8) {
+            channels.push(
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?,
+            );
+        }
+        let per_client = jobs.div_ceil(clients.max(1));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..clients.max(1) {
+            let channel = channels[c % channels.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let mut client = pb::ctl_client::CtlClient::new(channel);
+                let mut done = 0usize;
+                for _ in 0..per_client {
+                    let req = pb::SubmitRequest { request_id: request_id(), spec: Some(held_job(c)) };
+                    if client.submit(req).await.is_ok() {
+                        done += 1;
+                    }
+                }
+                done
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap_or(0);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "submit: {total} jobs committed in {secs:.2} s = {:.0} jobs/s ({clients} clients, {} replicas, leader {leader} at {addr}, fsync on)",
+            total as f64 / secs,
+            cfg.controllers.len()
+        );
+        Ok(())
+    })
+}
+
+pub fn sbatch_sequential(dir: &Path, jobs: usize) -> anyhow::Result<()> {
+    let (layout, cfg) = layout(dir)?;
+    let sbatch = layout.bin_dir().join("sbatch");
+    let started = Instant::now();
+    for _ in 0..jobs {
+        let out = std::process::Command::new(&sbatch)
+            .args(["--wrap", "true", "--hold"])
+            .env("DROVER_CONTROLLERS", cfg.controller_addrs().join(","))
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("sbatch failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("sequential sbatch --wrap true --hold: {jobs} jobs in {secs:.2} s = {:.0} jobs/s", jobs as f64 / secs);
+    Ok(())
+}

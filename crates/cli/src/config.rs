@@ -1,0 +1,167 @@
+//! The cluster configuration file (`drover.toml`), shared by replicas, node daemons and commands.
+//!
+//! ```toml
+//! cluster_name = "drover"
+//! node_timeout_s = 300          # Slurm's SlurmdTimeout
+//!
+//! [[controller]]
+//! id = 1
+//! addr = "10.0.0.1:6817"
+//! data_dir = "/var/lib/drover/ctld"     # optional
+//!
+//! [[node]]
+//! name = "n1"
+//! cpus = 64                             # optional: the OS's count otherwise
+//! memory_mb = 257000                    # optional: /proc/meminfo otherwise
+//!
+//! [[partition]]
+//! name = "debug"
+//! nodes = "ALL"                         # or a host list: "n[1-16]"
+//! default = true
+//! max_time = "UNLIMITED"                # Slurm time syntax
+//! ```
+
+use drover_scheduler::{hostlist, time, NodeSet, Partition, PartitionState};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default = "default_cluster_name")]
+    pub cluster_name: String,
+    #[serde(default = "default_node_timeout")]
+    pub node_timeout_s: u64,
+    #[serde(default, rename = "controller")]
+    pub controllers: Vec<ControllerEntry>,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeEntry>,
+    #[serde(default, rename = "partition")]
+    pub partitions: Vec<PartitionEntry>,
+}
+
+fn default_cluster_name() -> String {
+    "drover".to_string()
+}
+
+fn default_node_timeout() -> u64 {
+    300
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerEntry {
+    pub id: u64,
+    pub addr: String,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub name: String,
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionEntry {
+    pub name: String,
+    #[serde(default = "all_nodes")]
+    pub nodes: String,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub max_time: Option<String>,
+    #[serde(default)]
+    pub default_time: Option<String>,
+    #[serde(default)]
+    pub max_nodes: Option<u32>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+fn all_nodes() -> String {
+    "ALL".to_string()
+}
+
+impl ClusterConfig {
+    pub fn load(path: &Path) -> Result<ClusterConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg: ClusterConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.controllers.len(), 1 | 3 | 5) {
+            return Err(format!("a cluster has 1, 3 or 5 controllers, this one lists {}", self.controllers.len()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for c in &self.controllers {
+            if c.id == 0 || !ids.insert(c.id) {
+                return Err(format!("controller ids must be unique and non-zero (id {})", c.id));
+            }
+        }
+        self.partitions()?;
+        Ok(())
+    }
+
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.controllers.iter().map(|c| (c.id, c.addr.clone())).collect()
+    }
+
+    pub fn controller_addrs(&self) -> Vec<String> {
+        self.controllers.iter().map(|c| c.addr.clone()).collect()
+    }
+
+    /// The partition table; a config without partitions gets `debug` with every node.
+    pub fn partitions(&self) -> Result<Vec<Partition>, String> {
+        if self.partitions.is_empty() {
+            return Ok(vec![Partition::default_debug()]);
+        }
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            let nodes = if p.nodes.eq_ignore_ascii_case("ALL") {
+                NodeSet::All
+            } else {
+                NodeSet::Names(hostlist::expand(&p.nodes).map_err(|e| format!("partition {}: {e}", p.name))?)
+            };
+            let limit = |v: &Option<String>| -> Result<Option<u64>, String> {
+                match v {
+                    None => Ok(None),
+                    Some(s) => time::parse_time_limit(s).map_err(|e| format!("partition {}: {e}", p.name)),
+                }
+            };
+            let state = match p.state.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("UP") => PartitionState::Up,
+                Some("DOWN") => PartitionState::Down,
+                Some("DRAIN") => PartitionState::Drain,
+                Some("INACTIVE") => PartitionState::Inactive,
+                Some(other) => return Err(format!("partition {}: unknown state {other} (UP, DOWN, DRAIN, INACTIVE)", p.name)),
+            };
+            out.push(Partition {
+                name: p.name.clone(),
+                nodes,
+                is_default: p.default,
+                state,
+                max_time_min: limit(&p.max_time)?,
+                default_time_min: limit(&p.default_time)?,
+                max_nodes: p.max_nodes,
+                priority_tier: 1,
+                priority_job_factor: 1,
+            });
+        }
+        if !out.iter().any(|p| p.is_default) {
+            out[0].is_default = true;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,190 @@
+//! Between the wire (drover_proto) and the domain (drover_scheduler). No logic beyond units.
+
+use drover_proto as pb;
+use drover_scheduler as sched;
+use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition};
+
+const MS: u64 = 1000;
+
+fn secs(ms: Option<u64>) -> i64 {
+    ms.map(|m| (m / MS) as i64).unwrap_or(0)
+}
+
+fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
+}
+
+pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
+    sched::JobSpec {
+        name: spec.name,
+        partition: nonzero(spec.partition),
+        nodes_min: spec.nodes_min.max(1),
+        nodes_max: spec.nodes_max,
+        ntasks: spec.ntasks.max(1),
+        ntasks_set: spec.ntasks_set,
+        cpus_per_task: spec.cpus_per_task.max(1),
+        mem_per_node_mb: nonzero(spec.mem_per_node_mb),
+        mem_per_cpu_mb: nonzero(spec.mem_per_cpu_mb),
+        time_limit_min: spec.time_limit_min,
+        script: spec.script,
+        argv: spec.argv,
+        work_dir: spec.work_dir,
+        stdout: spec.stdout,
+        stderr: spec.stderr,
+        user: spec.user,
+        uid: spec.uid,
+        gid: spec.gid,
+        env: spec.env.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+        hold: spec.hold,
+        submit_host: spec.submit_host,
+    }
+}
+
+/// The state squeue and scontrol show: a cancelled job whose processes are still being
+/// stopped is COMPLETING, as in Slurm.
+fn state_name(job: &Job) -> &'static str {
+    if job.completing {
+        "COMPLETING"
+    } else {
+        job.state.name()
+    }
+}
+
+pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
+    let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();
+    let reason = match job.state {
+        JobState::Pending => job.reason.name().to_string(),
+        JobState::Failed => "NonZeroExitCode".to_string(),
+        JobState::NodeFail => "NodeDown".to_string(),
+        _ => "None".to_string(),
+    };
+    let _ = state;
+    pb::JobInfo {
+        job_id: job.id.0,
+        name: job.spec.name.clone(),
+        user: job.spec.user.clone(),
+        uid: job.spec.uid,
+        gid: job.spec.gid,
+        partition: job.partition.clone(),
+        state: state_name(job).to_string(),
+        reason,
+        node_list: compress(&nodes),
+        num_nodes: if job.alloc.is_empty() { job.spec.nodes_needed() } else { job.alloc.len() as u32 },
+        num_cpus: if job.alloc.is_empty() {
+            job.spec.cpus_per_node() * job.spec.nodes_needed()
+        } else {
+            job.alloc_cpus()
+        },
+        num_tasks: job.spec.ntasks,
+        cpus_per_task: job.spec.cpus_per_task,
+        mem_per_node_mb: job.spec.mem_per_node_mb.unwrap_or(0),
+        mem_per_cpu_mb: job.spec.mem_per_cpu_mb.unwrap_or(0),
+        time_limit_min: job.time_limit_min,
+        submit_time: secs(Some(job.submit_at)),
+        eligible_time: secs(Some(job.submit_at)),
+        start_time: secs(job.start_at),
+        end_time: secs(job.end_at),
+        exit_code: job.exit_code,
+        exit_signal: job.exit_signal,
+        work_dir: job.spec.work_dir.clone(),
+        stdout: job.spec.stdout.clone(),
+        stderr: job.spec.stderr.clone(),
+        command: job.spec.name.clone(),
+        priority: job.priority,
+        batch_host: job.batch_host().unwrap_or_default().to_string(),
+        nodes_max: job.spec.nodes_max,
+        held: job.priority == 0 && job.state == JobState::Pending,
+        now: now_s,
+        submit_host: job.spec.submit_host.clone(),
+    }
+}
+
+pub fn node_info(node: &Node, state: &ClusterState) -> pb::NodeInfo {
+    pb::NodeInfo {
+        name: node.name().to_string(),
+        addr: node.reg.addr.clone(),
+        cpus: node.reg.cpus,
+        alloc_cpus: node.alloc_cpus,
+        real_memory_mb: node.reg.real_memory_mb,
+        alloc_memory_mb: node.alloc_mem_mb,
+        state: node.state_name(),
+        reason: node.reason.clone().unwrap_or_default(),
+        partitions: state.partitions.iter().filter(|p| p.contains(node.name())).map(|p| p.name.clone()).collect(),
+        boot_time: node.reg.boot_time,
+        registered_at: (node.registered_at / MS) as i64,
+        version: node.reg.version.clone(),
+        os: node.reg.os.clone(),
+        arch: node.reg.arch.clone(),
+        not_responding: node.not_responding,
+    }
+}
+
+pub fn partition_info(part: &Partition, state: &ClusterState) -> pb::PartitionInfo {
+    let nodes: Vec<&Node> = state.partition_nodes(part).collect();
+    let names = match &part.nodes {
+        NodeSet::All => nodes.iter().map(|n| n.name().to_string()).collect(),
+        NodeSet::Names(names) => names.clone(),
+    };
+    pb::PartitionInfo {
+        name: part.name.clone(),
+        total_nodes: names.len() as u32,
+        nodes: names,
+        is_default: part.is_default,
+        state: part.state.name().to_string(),
+        max_time_min: part.max_time_min,
+        default_time_min: part.default_time_min,
+        max_nodes: part.max_nodes.unwrap_or(0),
+        priority_tier: part.priority_tier,
+        priority_job_factor: part.priority_job_factor,
+        total_cpus: nodes.iter().map(|n| n.reg.cpus).sum(),
+    }
+}
+
+pub fn registration(req: pb::RegisterRequest) -> sched::NodeRegistration {
+    sched::NodeRegistration {
+        name: req.name,
+        addr: req.addr,
+        cpus: req.cpus,
+        real_memory_mb: req.real_memory_mb,
+        boot_time: req.boot_time,
+        version: req.version,
+        os: req.os,
+        arch: req.arch,
+    }
+}
+
+pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
+    let share = job.alloc.iter().find(|s| s.node == node);
+    let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();
+    pb::Assignment {
+        job_id: job.id.0,
+        run: job.state == JobState::Running,
+        batch_host: job.batch_host() == Some(node),
+        name: job.spec.name.clone(),
+        script: job.spec.script.clone(),
+        argv: job.spec.argv.clone(),
+        work_dir: job.spec.work_dir.clone(),
+        stdout: job.spec.stdout.clone(),
+        stderr: job.spec.stderr.clone(),
+        user: job.spec.user.clone(),
+        uid: job.spec.uid,
+        gid: job.spec.gid,
+        env: job.spec.env.iter().map(|(k, v)| pb::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+        node_list: compress(&nodes),
+        num_nodes: job.alloc.len() as u32,
+        cpus_on_node: share.map(|s| s.cpus).unwrap_or(0),
+        mem_on_node_mb: share.map(|s| s.mem_mb).unwrap_or(0),
+        partition: job.partition.clone(),
+        num_tasks: job.spec.ntasks,
+        cpus_per_task: job.spec.cpus_per_task,
+        time_limit_min: job.time_limit_min,
+        submit_host: job.spec.submit_host.clone(),
+        start_time: secs(job.start_at),
+        ntasks_set: job.spec.ntasks_set,
+    }
+}
+
+/// Host list compression for display. Uses the scheduler's hostlist module.
+fn compress(names: &[String]) -> String {
+    drover_scheduler::hostlist::compress_sorted(names)
+}

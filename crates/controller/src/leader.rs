@@ -1,0 +1,125 @@
+//! Leader-only loops: they start when this replica is elected and stop when it loses the lead.
+//!
+//! ```text
+//!  leadership watch ──► elected (term T) ──► spawn: sync partitions, scheduling pass, liveness
+//!                  └──► lost / new term ──► cancel them
+//! ```
+//! Every loop only proposes commands; apply decides (STYLE P4). A loop that outlives its
+//! leadership by a moment proposes into a replica that is no longer leader and gets NotLeader.
+
+use crate::liveness::Liveness;
+use crate::write::{self, Peers};
+use drover_consensus::Replica;
+use drover_scheduler::{plan, Command, NodeStateChange, Partition, Request};
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub partitions: Vec<Partition>,
+    /// A node not heard from for this long is marked DOWN (Slurm's SlurmdTimeout).
+    pub node_timeout: Duration,
+    /// After an election, no node is marked down before this much time has passed.
+    pub election_grace: Duration,
+}
+
+pub async fn supervise(replica: Replica, peers: Peers, liveness: Liveness, cfg: LeaderConfig, shutdown: CancellationToken) {
+    let mut leadership = replica.leadership();
+    let mut current: Option<(u64, CancellationToken)> = None;
+    loop {
+        let view = leadership.borrow_and_update().clone();
+        let keep = matches!(&current, Some((term, _)) if view.is_leader && *term == view.term);
+        if !keep {
+            if let Some((term, token)) = current.take() {
+                tracing::info!(term, "leadership lost: stopping leader loops");
+                token.cancel();
+            }
+            if view.is_leader {
+                tracing::info!(term = view.term, "elected leader: starting leader loops");
+                let token = shutdown.child_token();
+                tokio::spawn(sync_partitions(replica.clone(), peers.clone(), cfg.partitions.clone(), token.clone()));
+                tokio::spawn(schedule(replica.clone(), token.clone()));
+                tokio::spawn(watch_liveness(replica.clone(), liveness.clone(), cfg.clone(), token.clone()));
+                current = Some((view.term, token));
+            }
+        }
+        tokio::select! {
+            changed = leadership.changed() => if changed.is_err() { break },
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    if let Some((_, token)) = current {
+        token.cancel();
+    }
+}
+
+/// The partition table comes from the leader's configuration.
+async fn sync_partitions(replica: Replica, peers: Peers, partitions: Vec<Partition>, token: CancellationToken) {
+    while !token.is_cancelled() {
+        let (current, _) = replica.read(|s| s.partitions.clone());
+        if current == partitions {
+            return;
+        }
+        let request = Request { request_id: String::new(), command: Command::DefinePartitions(partitions.clone()) };
+        match write::write(&replica, &peers, vec![request]).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!("could not define partitions yet: {}", e.message());
+                sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The scheduling pass: after every change (and at least once a second), plan and propose.
+async fn schedule(replica: Replica, token: CancellationToken) {
+    let mut applied = replica.applied_watch();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = applied.changed() => {},
+            _ = sleep(Duration::from_secs(1)) => {},
+        }
+        // Let a burst of submits settle into one pass.
+        sleep(Duration::from_millis(20)).await;
+        let (plan, _) = replica.read(plan::plan);
+        if plan.is_empty() || token.is_cancelled() {
+            continue;
+        }
+        let count = plan.allocations.len();
+        let request = Request { request_id: String::new(), command: Command::Allocate(plan) };
+        match replica.propose(vec![request]).await {
+            Ok((index, replies)) => tracing::debug!(index, count, ?replies, "scheduling pass applied"),
+            Err(e) => tracing::debug!("scheduling pass not applied: {e}"),
+        }
+    }
+}
+
+/// Marks nodes DOWN (not responding) when they stop heartbeating.
+async fn watch_liveness(replica: Replica, liveness: Liveness, cfg: LeaderConfig, token: CancellationToken) {
+    let elected_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = sleep(Duration::from_secs(1)) => {},
+        }
+        let now = Instant::now();
+        if now.duration_since(elected_at) < cfg.election_grace {
+            continue;
+        }
+        let (nodes, _) = replica.read(|s| {
+            s.nodes.values().filter(|n| n.up && !n.not_responding).map(|n| n.name().to_string()).collect::<Vec<_>>()
+        });
+        for node in nodes {
+            let last = liveness.last_seen(&node).unwrap_or(elected_at).max(elected_at);
+            if now.duration_since(last) > cfg.node_timeout {
+                tracing::warn!(node, "node not responding: marking it DOWN");
+                let command = Command::SetNodeState { node, change: NodeStateChange::NotResponding };
+                if let Err(e) = replica.propose(vec![Request { request_id: String::new(), command }]).await {
+                    tracing::debug!("liveness change not applied: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The `NodeCtl` service: node daemons register, heartbeat, watch their assignments and report.
+//!
+//! Assignments come from this replica's applied state (fencing: a daemon acts only on committed
+//! state). Heartbeats reach the leader's liveness tracker: a follower passes them on.
+
+use crate::convert;
+use crate::liveness::Liveness;
+use crate::write::{self, Peers};
+use drover_consensus::Replica;
+use drover_proto as pb;
+use drover_scheduler::{Command, JobId, Request};
+use std::time::Duration;
+use tonic::{Request as Rpc, Response, Status};
+
+/// The longest an assignments poll is held open.
+const MAX_POLL: Duration = Duration::from_secs(30);
+
+pub struct NodeService {
+    pub replica: Replica,
+    pub peers: Peers,
+    pub liveness: Liveness,
+}
+
+#[tonic::async_trait]
+impl pb::node_ctl_server::NodeCtl for NodeService {
+    async fn register(&self, request: Rpc<pb::RegisterRequest>) -> Result<Response<pb::RegisterReply>, Status> {
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("a node must have a name"));
+        }
+        self.liveness.seen(&req.name);
+        let request_id = req.request_id.clone();
+        let command = Command::RegisterNode(convert::registration(req));
+        let (applied_index, _) = write::write(&self.replica, &self.peers, vec![Request { request_id, command }]).await?;
+        Ok(Response::new(pb::RegisterReply { applied_index }))
+    }
+
+    async fn heartbeat(&self, request: Rpc<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let forwarded = request.metadata().contains_key("x-drover-forwarded");
+        let req = request.into_inner();
+        self.liveness.seen(&req.name);
+        let leadership = self.replica.leadership().borrow().clone();
+        if !leadership.is_leader && !forwarded {
+            if let (Some(id), Some(addr)) = (leadership.leader_id, leadership.leader_addr) {
+                if id != self.replica.id() {
+                    // Best effort: the leader also learns of the node from its next heartbeat.
+                    if let Ok(channel) = self.peers.channel(&addr) {
+                        let mut client = pb::node_ctl_client::NodeCtlClient::new(channel);
+                        let mut fwd = Rpc::new(req.clone());
+                        fwd.metadata_mut().insert("x-drover-forwarded", tonic::metadata::MetadataValue::from_static("1"));
+                        fwd.set_timeout(Duration::from_millis(500));
+                        if let Ok(reply) = client.heartbeat(fwd).await {
+                            return Ok(reply);
+                        }
+                    }
+                }
+            }
+        }
+        let (known, _) = self.replica.read(|s| s.nodes.get(&req.name).is_some_and(|n| !n.not_responding));
+        Ok(Response::new(pb::HeartbeatReply { known }))
+    }
+
+    async fn assignments(&self, request: Rpc<pb::AssignmentsRequest>) -> Result<Response<pb::AssignmentsReply>, Status> {
+        let req = request.into_inner();
+        let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_POLL);
+        if self.replica.applied_index() <= req.after_index {
+            let _ = self.replica.wait_applied(req.after_index + 1, wait).await;
+        }
+        let name = req.name;
+        let ((jobs, known), applied_index) = self.replica.read(|s| match s.nodes.get(&name) {
+            None => (Vec::new(), false),
+            Some(node) => (
+                node.jobs.iter().filter_map(|id| s.jobs.get(id)).map(|j| convert::assignment(j, &name)).collect(),
+                !node.not_responding,
+            ),
+        });
+        Ok(Response::new(pb::AssignmentsReply { applied_index, jobs, known }))
+    }
+
+    async fn report_job(&self, request: Rpc<pb::JobReport>) -> Result<Response<pb::JobReportReply>, Status> {
+        let req = request.into_inner();
+        self.liveness.seen(&req.node);
+        let job_id = JobId(req.job_id);
+        let node = req.node.clone();
+        let command = match pb::job_report::Kind::try_from(req.kind) {
+            Ok(pb::job_report::Kind::Started) => Command::JobStarted { job_id, node, pid: req.pid },
+            Ok(pb::job_report::Kind::Finished) => {
+                Command::JobFinished { job_id, node, exit_code: req.exit_code, signal: req.signal }
+            }
+            Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed { job_id, node, message: req.message },
+            Err(_) => return Err(Status::invalid_argument(format!("unknown report kind {}", req.kind))),
+        };
+        let (applied_index, _) =
+            write::write(&self.replica, &self.peers, vec![Request { request_id: req.request_id, command }]).await?;
+        Ok(Response::new(pb::JobReportReply { applied_index }))
+    }
+}

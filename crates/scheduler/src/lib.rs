@@ -10,10 +10,13 @@
 //! (enforced by `clippy.toml`): every replica that applies the same log reaches the same state.
 
 pub mod command;
+pub mod hostlist;
 pub mod invariants;
 pub mod plan;
 pub mod state;
+pub mod time;
 pub mod types;
+pub mod units;
 
 pub use command::{Command, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply, Request};
 pub use state::ClusterState;

@@ -187,6 +187,15 @@ impl ClusterState {
         let now = self.now;
         match self.nodes.get_mut(&reg.name) {
             Some(node) => {
+                if reg.cpus < node.alloc_cpus || reg.real_memory_mb < node.alloc_mem_mb {
+                    // The node came back smaller than what runs on it (replaced or
+                    // reconfigured): its jobs cannot be running as allocated.
+                    let jobs: Vec<JobId> = node.jobs.iter().copied().collect();
+                    for id in jobs {
+                        self.end_job(id, JobState::NodeFail, 0, 0);
+                    }
+                }
+                let Some(node) = self.nodes.get_mut(&reg.name) else { return Reply::Ok };
                 node.reg = reg.clone();
                 node.registered_at = now;
                 if node.not_responding {

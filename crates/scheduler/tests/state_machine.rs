@@ -1,0 +1,238 @@
+//! The replicated state machine, driven through its only API: `apply(&Proposal)`.
+//! Reference for the behaviours: Slurm's slurmctld (job_mgr.c), as summarised in
+//! shared/reference/slurm.md §3 (states, reasons) and §4.1 (strict priority order).
+
+use drover_scheduler::plan::plan;
+use drover_scheduler::*;
+use proptest::prelude::*;
+
+fn node(name: &str, cpus: u32, mem: u64) -> Command {
+    Command::RegisterNode(NodeRegistration { name: name.into(), cpus, real_memory_mb: mem, ..Default::default() })
+}
+
+fn job(cpus: u32) -> JobSpec {
+    JobSpec { name: "j".into(), nodes_min: 1, ntasks: 1, cpus_per_task: cpus, script: "#!/bin/sh\ntrue\n".into(), ..Default::default() }
+}
+
+struct Cluster {
+    state: ClusterState,
+    at: u64,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let mut c = Cluster { state: ClusterState::new(), at: 1_000_000 };
+        c.run(Command::DefinePartitions(vec![Partition::default_debug()]));
+        c
+    }
+
+    fn apply(&mut self, id: &str, command: Command) -> Reply {
+        self.at += 1000;
+        let p = Proposal { at: self.at, requests: vec![Request { request_id: id.into(), command }] };
+        let reply = self.state.apply(&p).remove(0);
+        invariants::check(&self.state).expect("invariants hold after every apply");
+        reply
+    }
+
+    fn run(&mut self, command: Command) -> Reply {
+        self.apply("", command)
+    }
+
+    fn submit(&mut self, spec: JobSpec) -> JobId {
+        match self.run(Command::Submit(spec)) {
+            Reply::Submitted { job_id } => job_id,
+            other => panic!("submit refused: {other:?}"),
+        }
+    }
+
+    fn schedule(&mut self) -> Reply {
+        let p = plan(&self.state);
+        self.run(Command::Allocate(p))
+    }
+
+    fn job(&self, id: JobId) -> &Job {
+        &self.state.jobs[&id]
+    }
+}
+
+#[test]
+fn job_ids_come_from_the_counter_and_a_retried_submit_returns_the_first_answer() {
+    let mut c = Cluster::new();
+    let first = c.apply("req-1", Command::Submit(job(1)));
+    let again = c.apply("req-1", Command::Submit(job(1)));
+    let second = c.apply("req-2", Command::Submit(job(1)));
+    assert_eq!(first, Reply::Submitted { job_id: JobId(1) });
+    assert_eq!(again, first, "a retry must not create a second job");
+    assert_eq!(second, Reply::Submitted { job_id: JobId(2) });
+    assert_eq!(c.state.jobs.len(), 2);
+}
+
+#[test]
+fn unknown_partition_and_impossible_requests_are_rejected_with_slurms_words() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let mut spec = job(1);
+    spec.partition = Some("nope".into());
+    assert_eq!(c.run(Command::Submit(spec)), Reply::Rejected(Rejection::InvalidPartition));
+    assert_eq!(Rejection::InvalidPartition.to_string(), "Invalid partition name specified");
+    assert_eq!(c.run(Command::Submit(job(8))), Reply::Rejected(Rejection::NodeConfigUnavailable));
+    assert!(c.state.jobs.is_empty(), "a rejected submit leaves no job behind");
+}
+
+#[test]
+fn fifo_first_fit_blocks_lower_jobs_behind_the_first_that_cannot_start() {
+    // Reference: Slurm sched_config "the main scheduler stops at the first job that cannot start".
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let a = c.submit(job(3));
+    let b = c.submit(job(2));
+    let d = c.submit(job(1));
+    assert_eq!(c.schedule(), Reply::Allocated { started: 1, refused: 0 });
+    assert_eq!(c.job(a).state, JobState::Running);
+    assert_eq!(c.job(a).alloc, vec![NodeShare { node: "n1".into(), cpus: 3, mem_mb: 0 }]);
+    assert_eq!(c.job(b).reason, PendingReason::Resources);
+    assert_eq!(c.job(d).reason, PendingReason::Priority, "d fits, but b is ahead of it");
+    // A second pass with nothing changed proposes nothing.
+    assert!(plan(&c.state).is_empty());
+}
+
+#[test]
+fn apply_refuses_a_stale_allocation() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 2, 1000));
+    let a = c.submit(job(2));
+    let stale = plan(&c.state);
+    c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
+    assert_eq!(c.run(Command::Allocate(stale)), Reply::Allocated { started: 0, refused: 1 });
+    assert_eq!(c.state.nodes["n1"].alloc_cpus, 0);
+}
+
+#[test]
+fn cancelling_a_running_job_holds_its_cpus_until_the_node_confirms() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 2, 1000));
+    let a = c.submit(job(2));
+    c.schedule();
+    let reply = c.run(Command::Cancel { job_ids: vec![a, JobId(99)], uid: 0 });
+    assert_eq!(reply, Reply::Cancelled { outcomes: vec![(a, None), (JobId(99), Some(Rejection::InvalidJobId))] });
+    assert_eq!(c.job(a).state, JobState::Cancelled);
+    assert!(c.job(a).completing);
+    assert_eq!(c.state.nodes["n1"].alloc_cpus, 2, "processes may still run");
+    c.run(Command::JobFinished { job_id: a, node: "n1".into(), exit_code: 0, signal: 15 });
+    assert!(!c.job(a).completing);
+    assert_eq!(c.job(a).state, JobState::Cancelled);
+    assert_eq!(c.state.nodes["n1"].alloc_cpus, 0);
+    let again = c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
+    assert_eq!(again, Reply::Cancelled { outcomes: vec![(a, Some(Rejection::AlreadyDone))] });
+}
+
+#[test]
+fn finished_jobs_complete_or_fail_by_exit_code_and_reports_are_idempotent() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let ok = c.submit(job(1));
+    let bad = c.submit(job(1));
+    c.schedule();
+    c.run(Command::JobFinished { job_id: ok, node: "n1".into(), exit_code: 0, signal: 0 });
+    c.run(Command::JobFinished { job_id: bad, node: "n1".into(), exit_code: 3, signal: 0 });
+    c.run(Command::JobFinished { job_id: bad, node: "n1".into(), exit_code: 3, signal: 0 });
+    assert_eq!(c.job(ok).state, JobState::Completed);
+    assert_eq!((c.job(bad).state, c.job(bad).exit_code), (JobState::Failed, 3));
+    // A report from a node that does not run the job changes nothing.
+    let wrong = c.run(Command::JobFinished { job_id: ok, node: "n9".into(), exit_code: 1, signal: 0 });
+    assert_eq!(wrong, Reply::Rejected(Rejection::InvalidNodeName));
+}
+
+#[test]
+fn a_node_that_stops_responding_fails_its_jobs_and_returns_when_it_registers() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let a = c.submit(job(1));
+    c.schedule();
+    c.run(Command::SetNodeState { node: "n1".into(), change: NodeStateChange::NotResponding });
+    assert_eq!(c.job(a).state, JobState::NodeFail);
+    assert_eq!(c.state.nodes["n1"].state_name(), "DOWN+NOT_RESPONDING");
+    c.run(node("n1", 4, 1000));
+    assert_eq!(c.state.nodes["n1"].state_name(), "IDLE");
+}
+
+#[test]
+fn held_jobs_never_start_and_say_why() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let mut spec = job(1);
+    spec.hold = true;
+    let a = c.submit(spec);
+    c.schedule();
+    assert_eq!(c.job(a).state, JobState::Pending);
+    assert_eq!(c.job(a).reason, PendingReason::JobHeldUser);
+    assert_eq!(c.job(a).priority, 0);
+}
+
+#[test]
+fn finished_jobs_are_forgotten_after_min_job_age() {
+    let mut c = Cluster::new();
+    let a = c.submit(job(1));
+    c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
+    assert!(c.state.jobs.contains_key(&a));
+    c.at += 301_000;
+    c.run(node("n1", 1, 1));
+    assert!(!c.state.jobs.contains_key(&a), "purged after MinJobAge (300 s)");
+}
+
+#[test]
+fn time_never_moves_back() {
+    let mut s = ClusterState::new();
+    s.apply(&Proposal { at: 5000, requests: vec![] });
+    s.apply(&Proposal { at: 4000, requests: vec![] });
+    assert_eq!(s.now, 5000, "a new leader with a slower clock cannot move time back");
+}
+
+/// Random commands, some valid, some not, against a small cluster.
+fn arb_command() -> impl Strategy<Value = Command> {
+    let name = prop::sample::select(vec!["n1", "n2", "n3"]);
+    prop_oneof![
+        3 => (1u32..6, 1u32..3, prop::bool::weighted(0.1)).prop_map(|(cpus, nodes, hold)| {
+            let mut s = job(cpus);
+            s.nodes_min = nodes;
+            s.hold = hold;
+            Command::Submit(s)
+        }),
+        1 => (1u64..20).prop_map(|id| Command::Cancel { job_ids: vec![JobId(id)], uid: 0 }),
+        1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
+        1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
+        1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),
+        2 => (1u64..20, name, -1i32..3).prop_map(|(id, n, code)| Command::JobFinished { job_id: JobId(id), node: n.into(), exit_code: code, signal: 0 }),
+        3 => Just(Command::Allocate(Plan::default())), // replaced by a real plan when applied
+    ]
+}
+
+fn run_log(log: &[(u64, Command)]) -> (ClusterState, Vec<Reply>) {
+    let mut s = ClusterState::new();
+    s.apply(&Proposal { at: 0, requests: vec![Request { request_id: String::new(), command: Command::DefinePartitions(vec![Partition::default_debug()]) }] });
+    let mut replies = Vec::new();
+    for (at, command) in log {
+        let command = match command {
+            Command::Allocate(_) => Command::Allocate(plan(&s)),
+            other => other.clone(),
+        };
+        let r = s.apply(&Proposal { at: *at, requests: vec![Request { request_id: String::new(), command }] });
+        invariants::check(&s).expect("invariants hold after every apply");
+        replies.extend(r);
+    }
+    (s, replies)
+}
+
+proptest! {
+    #[test]
+    fn random_logs_keep_every_invariant_and_replay_identically(
+        log in prop::collection::vec((0u64..600_000, arb_command()), 1..80)
+    ) {
+        let mut log = log;
+        log.sort_by_key(|(at, _)| *at);
+        let (a, ra) = run_log(&log);
+        let (b, rb) = run_log(&log);
+        prop_assert_eq!(&ra, &rb);
+        prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    }
+}

@@ -20,22 +20,37 @@ fn stdout(o: &std::process::Output) -> String {
 fn a_job_submitted_through_a_follower_runs_and_writes_its_output() {
     let c = TestCluster::start(3, 2);
     let (_, leader) = c.leader(Duration::from_secs(10));
-    let follower = c.controllers.iter().map(|(_, a)| a.clone()).find(|a| *a != leader).expect("a follower");
+    let follower = c
+        .controllers
+        .iter()
+        .map(|(_, a)| a.clone())
+        .find(|a| *a != leader)
+        .expect("a follower");
     let work = c.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
 
     let id = c.sbatch(&follower, &work, &["-J", "greet"], SCRIPT);
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 
-    let output = std::fs::read_to_string(work.join(format!("slurm-{id}.out"))).expect("slurm-N.out in the submit dir");
-    assert!(output.starts_with(&format!("hello from {id} on n")), "output: {output:?}");
+    let output = std::fs::read_to_string(work.join(format!("slurm-{id}.out")))
+        .expect("slurm-N.out in the submit dir");
+    assert!(
+        output.starts_with(&format!("hello from {id} on n")),
+        "output: {output:?}"
+    );
     assert!(output.contains("name=greet"), "output: {output:?}");
-    assert!(output.contains(&format!("dir={}", work.display())), "output: {output:?}");
+    assert!(
+        output.contains(&format!("dir={}", work.display())),
+        "output: {output:?}"
+    );
 
     // squeue (default format) no longer lists it; scontrol shows it completed with exit 0:0.
     let q = c.cmd_at(&follower, "squeue", &[], &work, None);
     assert!(q.status.success());
-    assert_eq!(stdout(&q).lines().next().unwrap_or(""), "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)");
+    assert_eq!(
+        stdout(&q).lines().next().unwrap_or(""),
+        "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)"
+    );
     let show = stdout(&c.cmd("scontrol", &["show", "job", &id.to_string()]));
     assert!(show.contains("ExitCode=0:0"), "{show}");
 }
@@ -47,7 +62,9 @@ fn killing_the_leader_keeps_submits_working_and_loses_nothing() {
     let work = c.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let sleeper = "#!/bin/sh\nsleep 4\necho done $SLURM_JOB_ID\n";
-    let mut acked: Vec<u64> = (0..3).map(|_| c.sbatch(&addrs, &work, &[], sleeper)).collect();
+    let mut acked: Vec<u64> = (0..3)
+        .map(|_| c.sbatch(&addrs, &work, &[], sleeper))
+        .collect();
     for &id in &acked {
         c.wait_state(id, "RUNNING", Duration::from_secs(30));
     }
@@ -66,7 +83,10 @@ fn killing_the_leader_keeps_submits_working_and_loses_nothing() {
     // Every acknowledged job is still listed; the running ones finish normally.
     let listed = stdout(&c.cmd("squeue", &["-h", "-t", "all", "-o", "%i"]));
     for id in &acked {
-        assert!(listed.lines().any(|l| l.trim() == id.to_string()), "job {id} missing from:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l.trim() == id.to_string()),
+            "job {id} missing from:\n{listed}"
+        );
     }
     for &id in &acked[..3] {
         c.wait_state(id, "COMPLETED", Duration::from_secs(30));
@@ -82,7 +102,9 @@ fn every_replica_killed_and_restarted_brings_the_state_back() {
     let addrs = c.all_addrs();
     let work = c.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let ids: Vec<u64> = (0..5).map(|_| c.sbatch(&addrs, &work, &["--hold"], "#!/bin/sh\ntrue\n")).collect();
+    let ids: Vec<u64> = (0..5)
+        .map(|_| c.sbatch(&addrs, &work, &["--hold"], "#!/bin/sh\ntrue\n"))
+        .collect();
     for (id, _) in c.controllers.clone() {
         c.kill9(&format!("ctld-{id}"));
     }
@@ -92,10 +114,17 @@ fn every_replica_killed_and_restarted_brings_the_state_back() {
     c.leader(Duration::from_secs(20));
     let listed = stdout(&c.cmd("squeue", &["-h", "-o", "%i %t %r"]));
     for id in &ids {
-        assert!(listed.contains(&format!("{id} PD JobHeldUser")), "job {id} not back:\n{listed}");
+        assert!(
+            listed.contains(&format!("{id} PD JobHeldUser")),
+            "job {id} not back:\n{listed}"
+        );
     }
     let next = c.sbatch(&addrs, &work, &["--hold"], "#!/bin/sh\ntrue\n");
-    assert_eq!(next, ids.last().unwrap() + 1, "ids continue from the restored counter");
+    assert_eq!(
+        next,
+        ids.last().unwrap() + 1,
+        "ids continue from the restored counter"
+    );
 }
 
 #[test]
@@ -106,15 +135,28 @@ fn five_replicas_survive_two_killed() {
     std::fs::create_dir_all(&work).unwrap();
     let before = c.sbatch(&addrs, &work, &[], "#!/bin/sh\necho five\n");
     let (leader, _) = c.leader(Duration::from_secs(10));
-    let other = c.controllers.iter().map(|(id, _)| *id).find(|&id| id != leader).unwrap();
+    let other = c
+        .controllers
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|&id| id != leader)
+        .unwrap();
     c.kill9(&format!("ctld-{leader}"));
     c.kill9(&format!("ctld-{other}"));
     let after = c.sbatch(&addrs, &work, &[], "#!/bin/sh\necho still\n");
     c.wait_state(before, "COMPLETED", Duration::from_secs(30));
     c.wait_state(after, "COMPLETED", Duration::from_secs(30));
     let pings = c.ping();
-    assert_eq!(pings.iter().filter(|(_, _, up)| !up).count(), 2, "{pings:?}");
-    assert_eq!(pings.iter().filter(|(_, leader, _)| *leader).count(), 1, "{pings:?}");
+    assert_eq!(
+        pings.iter().filter(|(_, _, up)| !up).count(),
+        2,
+        "{pings:?}"
+    );
+    assert_eq!(
+        pings.iter().filter(|(_, leader, _)| *leader).count(),
+        1,
+        "{pings:?}"
+    );
 }
 
 #[test]
@@ -131,25 +173,49 @@ fn bad_input_gets_slurms_errors_and_never_a_hang() {
         stderr(&no_shebang)
     );
 
-    let bad_part = c.cmd_at(&addrs, "sbatch", &["-p", "nosuch"], &work, Some("#!/bin/sh\ntrue\n"));
+    let bad_part = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["-p", "nosuch"],
+        &work,
+        Some("#!/bin/sh\ntrue\n"),
+    );
     assert_eq!(bad_part.status.code(), Some(1));
-    assert_eq!(stderr(&bad_part), "sbatch: error: Batch job submission failed: Invalid partition name specified\n");
+    assert_eq!(
+        stderr(&bad_part),
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    );
 
     let started = Instant::now();
-    let unreachable = c.cmd_at("127.0.0.1:1,127.0.0.1:2", "sbatch", &[], &work, Some("#!/bin/sh\ntrue\n"));
+    let unreachable = c.cmd_at(
+        "127.0.0.1:1,127.0.0.1:2",
+        "sbatch",
+        &[],
+        &work,
+        Some("#!/bin/sh\ntrue\n"),
+    );
     assert_eq!(unreachable.status.code(), Some(1));
     let msg = stderr(&unreachable);
-    assert!(msg.contains("127.0.0.1:1") && msg.contains("127.0.0.1:2"), "names every address: {msg}");
+    assert!(
+        msg.contains("127.0.0.1:1") && msg.contains("127.0.0.1:2"),
+        "names every address: {msg}"
+    );
     assert!(!msg.contains("panicked"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(60), "bounded");
 
     let unknown_job = c.cmd("scancel", &["999999"]);
     assert_eq!(unknown_job.status.code(), Some(1));
-    assert_eq!(stderr(&unknown_job), "scancel: error: Kill job error on job id 999999: Invalid job id specified\n");
+    assert_eq!(
+        stderr(&unknown_job),
+        "scancel: error: Kill job error on job id 999999: Invalid job id specified\n"
+    );
 
     let one = c.cmd("squeue", &["-j", "999999"]);
     assert_eq!(one.status.code(), Some(1));
-    assert_eq!(stderr(&one), "slurm_load_jobs error: Invalid job id specified\n");
+    assert_eq!(
+        stderr(&one),
+        "slurm_load_jobs error: Invalid job id specified\n"
+    );
 }
 
 #[test]

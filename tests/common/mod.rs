@@ -30,7 +30,12 @@ impl TestCluster {
         let up = Command::new(drover_bin())
             .args(["up", "--dir"])
             .arg(dir.path().join("cluster"))
-            .args(["--replicas", &replicas.to_string(), "--nodes", &nodes.to_string()])
+            .args([
+                "--replicas",
+                &replicas.to_string(),
+                "--nodes",
+                &nodes.to_string(),
+            ])
             .args(["--cpus-per-node", "2", "--mem-per-node", "2000"])
             .env("DROVER_LOG", "info")
             .stdin(Stdio::null())
@@ -38,7 +43,12 @@ impl TestCluster {
             .stderr(log)
             .spawn()
             .expect("drover up starts");
-        let mut cluster = TestCluster { dir, up, controllers: Vec::new(), _turn: turn };
+        let mut cluster = TestCluster {
+            dir,
+            up,
+            controllers: Vec::new(),
+            _turn: turn,
+        };
         cluster.wait_for_env(Duration::from_secs(120));
         cluster.controllers = cluster.read_controllers();
         cluster
@@ -54,7 +64,11 @@ impl TestCluster {
             if let Ok(Some(status)) = self.up.try_wait() {
                 panic!("drover up exited early ({status}):\n{}", self.up_log());
             }
-            assert!(Instant::now() < deadline, "cluster not ready in time:\n{}", self.up_log());
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ready in time:\n{}",
+                self.up_log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -70,17 +84,32 @@ impl TestCluster {
     }
 
     pub fn all_addrs(&self) -> String {
-        self.controllers.iter().map(|(_, a)| a.clone()).collect::<Vec<_>>().join(",")
+        self.controllers
+            .iter()
+            .map(|(_, a)| a.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Runs a command (`sbatch`, `squeue`, …) against the given controller addresses.
-    pub fn cmd_at(&self, addrs: &str, name: &str, args: &[&str], cwd: &Path, stdin: Option<&str>) -> Output {
+    pub fn cmd_at(
+        &self,
+        addrs: &str,
+        name: &str,
+        args: &[&str],
+        cwd: &Path,
+        stdin: Option<&str>,
+    ) -> Output {
         let mut cmd = Command::new(self.root().join("bin").join(name));
         cmd.args(args)
             .current_dir(cwd)
             .env("DROVER_CONTROLLERS", addrs)
             .env("DROVER_STATE_CACHE", self.dir.path().join("client-state"))
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("command starts");
@@ -111,8 +140,17 @@ impl TestCluster {
     pub fn leader(&self, timeout: Duration) -> (u64, String) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((addr, _, _)) = self.ping().into_iter().find(|(_, leader, up)| *leader && *up) {
-                let id = self.controllers.iter().find(|(_, a)| *a == addr).map(|(id, _)| *id).expect("known addr");
+            if let Some((addr, _, _)) = self
+                .ping()
+                .into_iter()
+                .find(|(_, leader, up)| *leader && *up)
+            {
+                let id = self
+                    .controllers
+                    .iter()
+                    .find(|(_, a)| *a == addr)
+                    .map(|(id, _)| *id)
+                    .expect("known addr");
                 return (id, addr);
             }
             assert!(Instant::now() < deadline, "no leader within {timeout:?}");
@@ -130,7 +168,10 @@ impl TestCluster {
 
     pub fn kill9(&self, label: &str) {
         let pid = self.pid(label);
-        let status = Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         // Wait until it is gone (it is our grandchild: `drover up` reaps it).
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -150,22 +191,37 @@ impl TestCluster {
             .arg(label)
             .output()
             .expect("drover restart");
-        assert!(out.status.success(), "restart {label}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "restart {label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Submits a script with sbatch from `cwd` through `addrs`; returns the job id.
     pub fn sbatch(&self, addrs: &str, cwd: &Path, args: &[&str], script: &str) -> u64 {
         let out = self.cmd_at(addrs, "sbatch", args, cwd, Some(script));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "sbatch failed: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-        stdout.trim().strip_prefix("Submitted batch job ").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("sbatch said {stdout:?}"))
+        assert!(
+            out.status.success(),
+            "sbatch failed: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .trim()
+            .strip_prefix("Submitted batch job ")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("sbatch said {stdout:?}"))
     }
 
     /// The job's `JobState=` from `scontrol show job`.
     pub fn job_state(&self, id: u64) -> Option<String> {
         let out = self.cmd("scontrol", &["-o", "show", "job", &id.to_string()]);
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split_whitespace().find_map(|w| w.strip_prefix("JobState=")).map(str::to_string)
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix("JobState="))
+            .map(str::to_string)
     }
 
     pub fn wait_state(&self, id: u64, want: &str, timeout: Duration) {
@@ -175,7 +231,11 @@ impl TestCluster {
             if state.as_deref() == Some(want) {
                 return;
             }
-            assert!(Instant::now() < deadline, "job {id} is {state:?}, not {want}, after {timeout:?}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "job {id} is {state:?}, not {want}, after {timeout:?}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -201,7 +261,9 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.up.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.up.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.up.try_wait() {

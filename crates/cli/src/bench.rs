@@ -13,10 +13,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn layout(dir: &Path) -> anyhow::Result<(Layout, ClusterConfig)> {
-    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir()?.join(dir) };
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
     let layout = Layout { dir };
-    let cfg = ClusterConfig::load(&layout.config())
-        .map_err(|e| anyhow::anyhow!("{e}\n(start a cluster first: drover up --dir {})", layout.dir.display()))?;
+    let cfg = ClusterConfig::load(&layout.config()).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\n(start a cluster first: drover up --dir {})",
+            layout.dir.display()
+        )
+    })?;
     Ok((layout, cfg))
 }
 
@@ -56,7 +64,9 @@ async fn leader_of(cluster: &mut Cluster) -> Option<(u64, String)> {
 
 pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
     let (layout, cfg) = layout(dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let mut samples = Vec::new();
     for k in 1..=kills {
         let mut cluster = Cluster::new(cfg.controller_addrs());
@@ -75,14 +85,18 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
             })
             .ok_or_else(|| anyhow::anyhow!("no leader"))?;
         let role = Role::Ctld(leader);
-        let pid = procs::read_pid(&layout, &role).ok_or_else(|| anyhow::anyhow!("no pid file for {}", role.label()))?;
+        let pid = procs::read_pid(&layout, &role)
+            .ok_or_else(|| anyhow::anyhow!("no pid file for {}", role.label()))?;
         // The client is warm (it knows the old leader), as a user's would be.
         let killed_at = Instant::now();
         procs::signal(pid, Signal::SIGKILL);
         let spec = held_job(k as usize);
         let accepted = rt.block_on(async {
             loop {
-                let req = pb::SubmitRequest { request_id: request_id(), spec: Some(spec.clone()) };
+                let req = pb::SubmitRequest {
+                    request_id: request_id(),
+                    spec: Some(spec.clone()),
+                };
                 let r = cluster.call(|mut c| {
                     let req = req.clone();
                     async move { c.submit(req).await.map(|r| r.into_inner()) }
@@ -95,7 +109,11 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
             }
         })?;
         let took = killed_at.elapsed();
-        println!("kill {k}/{kills}: replica {leader} ({addr}) killed; job {} accepted after {:.0} ms", accepted.job_id, took.as_secs_f64() * 1e3);
+        println!(
+            "kill {k}/{kills}: replica {leader} ({addr}) killed; job {} accepted after {:.0} ms",
+            accepted.job_id,
+            took.as_secs_f64() * 1e3
+        );
         samples.push(took);
         // Wait for the killed replica's process to be gone, restart it, let it catch up.
         while procs::alive(pid) {
@@ -140,7 +158,9 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
 
 pub fn submit(dir: &Path, clients: usize, jobs: usize) -> anyhow::Result<()> {
     let (_layout, cfg) = layout(dir)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut probe = Cluster::new(cfg.controller_addrs());
         let (leader, addr) = leader_of(&mut probe).await.ok_or_else(|| anyhow::anyhow!("no leader"))?;
@@ -196,6 +216,9 @@ pub fn sbatch_sequential(dir: &Path, jobs: usize) -> anyhow::Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("sequential sbatch --wrap true --hold: {jobs} jobs in {secs:.2} s = {:.0} jobs/s", jobs as f64 / secs);
+    println!(
+        "sequential sbatch --wrap true --hold: {jobs} jobs in {secs:.2} s = {:.0} jobs/s",
+        jobs as f64 / secs
+    );
     Ok(())
 }

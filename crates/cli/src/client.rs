@@ -55,7 +55,11 @@ impl Cluster {
     /// The controllers this environment points at.
     pub fn from_env() -> Result<Cluster, ClientError> {
         let addrs: Vec<String> = match std::env::var("DROVER_CONTROLLERS") {
-            Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            Ok(v) if !v.trim().is_empty() => v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
             _ => {
                 let path = std::env::var_os("DROVER_CONF")
                     .map(PathBuf::from)
@@ -74,8 +78,16 @@ impl Cluster {
     pub fn new(addrs: Vec<String>) -> Cluster {
         let cache = cache_path();
         let (seen_index, leader) = cache.as_ref().map(|p| read_cache(p)).unwrap_or((0, None));
-        let preferred = leader.and_then(|l| addrs.iter().position(|a| *a == l)).unwrap_or(0);
-        Cluster { channels: vec![None; addrs.len()], addrs, preferred, seen_index, cache }
+        let preferred = leader
+            .and_then(|l| addrs.iter().position(|a| *a == l))
+            .unwrap_or(0);
+        Cluster {
+            channels: vec![None; addrs.len()],
+            addrs,
+            preferred,
+            seen_index,
+            cache,
+        }
     }
 
     pub fn addrs(&self) -> &[String] {
@@ -103,7 +115,9 @@ impl Cluster {
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         if self.addrs.is_empty() {
-            return Err(ClientError::Config("no controller addresses configured (DROVER_CONTROLLERS is empty)".into()));
+            return Err(ClientError::Config(
+                "no controller addresses configured (DROVER_CONTROLLERS is empty)".into(),
+            ));
         }
         let deadline = tokio::time::Instant::now() + OVERALL_DEADLINE;
         let mut errors: Vec<String> = vec![String::new(); self.addrs.len()];
@@ -135,8 +149,12 @@ impl Cluster {
                 }
             }
             if tokio::time::Instant::now() + pause >= deadline {
-                let tried: Vec<String> =
-                    self.addrs.iter().zip(&errors).map(|(a, e)| format!("{a} ({e})")).collect();
+                let tried: Vec<String> = self
+                    .addrs
+                    .iter()
+                    .zip(&errors)
+                    .map(|(a, e)| format!("{a} ({e})"))
+                    .collect();
                 return Err(ClientError::Unreachable(format!(
                     "Unable to contact slurm controller (connect failure): tried {}",
                     tried.join(", ")
@@ -148,7 +166,9 @@ impl Cluster {
     }
 
     pub fn consistency(&self) -> Option<pb::ReadConsistency> {
-        Some(pb::ReadConsistency { min_index: self.seen_index })
+        Some(pb::ReadConsistency {
+            min_index: self.seen_index,
+        })
     }
 
     /// Remembers an index this client has seen (and where the leader was), for the next command.
@@ -182,7 +202,9 @@ impl Cluster {
 }
 
 fn read_cache(path: &std::path::Path) -> (u64, Option<String>) {
-    let Ok(text) = std::fs::read_to_string(path) else { return (0, None) };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return (0, None);
+    };
     let mut words = text.split_whitespace();
     let index = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
     (index, words.next().map(str::to_string))
@@ -190,8 +212,14 @@ fn read_cache(path: &std::path::Path) -> (u64, Option<String>) {
 
 /// Errors worth another replica: the server is down, behind, or between leaders.
 fn is_retryable(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled | Code::Aborted)
-        || (s.code() == Code::Internal && s.message().contains("transport"))
+    matches!(
+        s.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Aborted
+    ) || (s.code() == Code::Internal && s.message().contains("transport"))
 }
 
 fn describe(s: &Status) -> String {
@@ -208,7 +236,14 @@ fn describe(s: &Status) -> String {
 pub fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let host = crate::identity::hostname();
-    format!("{host}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{host}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -15,7 +15,10 @@ pub const EXIT_ERROR: i32 = 1;
 const UTC_OFFSET_S: i32 = 0;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
 }
 
 /// Prints to stdout; a closed pipe (`squeue | head`) is not an error.
@@ -41,15 +44,26 @@ pub fn sbatch(args: &[String]) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let prepared = match sbatch_prep::prepare(args, &env, &mut std::io::stdin().lock(), &cwd, &identity::current()) {
+    let prepared = match sbatch_prep::prepare(
+        args,
+        &env,
+        &mut std::io::stdin().lock(),
+        &cwd,
+        &identity::current(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             eprint!("{}", e.message);
             return e.exit_code;
         }
     };
-    let Ok(mut cluster) = cluster("sbatch") else { return EXIT_ERROR };
-    let request = pb::SubmitRequest { request_id: request_id(), spec: Some(prepared.spec) };
+    let Ok(mut cluster) = cluster("sbatch") else {
+        return EXIT_ERROR;
+    };
+    let request = pb::SubmitRequest {
+        request_id: request_id(),
+        spec: Some(prepared.spec),
+    };
     let result = runtime().block_on(cluster.call(|mut c| {
         let request = request.clone();
         async move { c.submit(request).await.map(|r| r.into_inner()) }
@@ -94,8 +108,14 @@ pub fn scancel(args: &[String]) -> i32 {
         eprintln!("scancel: error: No job identification provided");
         return EXIT_ERROR;
     }
-    let Ok(mut cluster) = cluster("scancel") else { return EXIT_ERROR };
-    let request = pb::CancelRequest { request_id: request_id(), job_ids: ids, uid: identity::uid() };
+    let Ok(mut cluster) = cluster("scancel") else {
+        return EXIT_ERROR;
+    };
+    let request = pb::CancelRequest {
+        request_id: request_id(),
+        job_ids: ids,
+        uid: identity::uid(),
+    };
     let result = runtime().block_on(cluster.call(|mut c| {
         let request = request.clone();
         async move { c.cancel(request).await.map(|r| r.into_inner()) }
@@ -108,7 +128,10 @@ pub fn scancel(args: &[String]) -> i32 {
             for o in reply.outcomes {
                 // Slurm is silent about jobs that already ended; it reports unknown ids.
                 if o.error == "Invalid job id specified" {
-                    eprintln!("scancel: error: Kill job error on job id {}: {}", o.job_id, o.error);
+                    eprintln!(
+                        "scancel: error: Kill job error on job id {}: {}",
+                        o.job_id, o.error
+                    );
                     rc = EXIT_ERROR;
                 }
             }
@@ -121,11 +144,17 @@ pub fn scancel(args: &[String]) -> i32 {
     }
 }
 
-async fn load_jobs(cluster: &mut Cluster, job_ids: Vec<u64>) -> Result<Vec<pb::JobInfo>, ClientError> {
+async fn load_jobs(
+    cluster: &mut Cluster,
+    job_ids: Vec<u64>,
+) -> Result<Vec<pb::JobInfo>, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
         .call(|mut c| {
-            let req = pb::ListJobsRequest { consistency, job_ids: job_ids.clone() };
+            let req = pb::ListJobsRequest {
+                consistency,
+                job_ids: job_ids.clone(),
+            };
             async move { c.list_jobs(req).await.map(|r| r.into_inner()) }
         })
         .await?;
@@ -136,7 +165,14 @@ async fn load_jobs(cluster: &mut Cluster, job_ids: Vec<u64>) -> Result<Vec<pb::J
 async fn load_nodes(cluster: &mut Cluster) -> Result<Vec<pb::NodeInfo>, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
-        .call(|mut c| async move { c.list_nodes(pb::ListNodesRequest { consistency, names: vec![] }).await.map(|r| r.into_inner()) })
+        .call(|mut c| async move {
+            c.list_nodes(pb::ListNodesRequest {
+                consistency,
+                names: vec![],
+            })
+            .await
+            .map(|r| r.into_inner())
+        })
         .await?;
     cluster.saw(reply.applied_index);
     Ok(reply.nodes)
@@ -145,14 +181,22 @@ async fn load_nodes(cluster: &mut Cluster) -> Result<Vec<pb::NodeInfo>, ClientEr
 async fn load_partitions(cluster: &mut Cluster) -> Result<Vec<pb::PartitionInfo>, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
-        .call(|mut c| async move { c.list_partitions(pb::ListPartitionsRequest { consistency }).await.map(|r| r.into_inner()) })
+        .call(|mut c| async move {
+            c.list_partitions(pb::ListPartitionsRequest { consistency })
+                .await
+                .map(|r| r.into_inner())
+        })
         .await?;
     cluster.saw(reply.applied_index);
     Ok(reply.partitions)
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn squeue(args: &[String]) -> i32 {
@@ -196,11 +240,15 @@ pub fn squeue(args: &[String]) -> i32 {
                 }
                 None => {}
             },
-            f if f == "--user" || f.starts_with("-u") => users.extend(value("-u").map(|v| split_list(&v)).unwrap_or_default()),
+            f if f == "--user" || f.starts_with("-u") => {
+                users.extend(value("-u").map(|v| split_list(&v)).unwrap_or_default())
+            }
             f if f == "--partition" || f.starts_with("-p") => {
                 partitions.extend(value("-p").map(|v| split_list(&v)).unwrap_or_default())
             }
-            f if f == "--states" || f.starts_with("-t") => states.extend(value("-t").map(|v| split_list(&v)).unwrap_or_default()),
+            f if f == "--states" || f.starts_with("-t") => {
+                states.extend(value("-t").map(|v| split_list(&v)).unwrap_or_default())
+            }
             f if f == "--format" || f.starts_with("-o") => fmt = value("-o"),
             other => {
                 eprintln!("squeue: unrecognized option '{other}'\nTry \"squeue --help\" for more information");
@@ -209,7 +257,9 @@ pub fn squeue(args: &[String]) -> i32 {
         }
         i += 1;
     }
-    let Ok(mut cluster) = cluster("squeue") else { return EXIT_ERROR };
+    let Ok(mut cluster) = cluster("squeue") else {
+        return EXIT_ERROR;
+    };
     let single = job_ids.len() == 1;
     let jobs = match runtime().block_on(load_jobs(&mut cluster, job_ids.clone())) {
         Ok(j) => j,
@@ -232,17 +282,27 @@ pub fn squeue(args: &[String]) -> i32 {
             all_states
                 || if states.is_empty() {
                     // Explicit job ids show finished jobs too, as in Slurm.
-                    !job_ids.is_empty() || matches!(j.state.as_str(), "PENDING" | "RUNNING" | "COMPLETING" | "SUSPENDED")
+                    !job_ids.is_empty()
+                        || matches!(
+                            j.state.as_str(),
+                            "PENDING" | "RUNNING" | "COMPLETING" | "SUSPENDED"
+                        )
                 } else {
                     states.iter().any(|s| state_matches(s, &j.state))
                 }
         })
         .collect();
     let text = match fmt {
-        Some(f) => format::squeue_format(&f, &jobs),
+        Some(f) => format::squeue_format(&f, &jobs, UTC_OFFSET_S),
         None => format::squeue_default(&jobs, UTC_OFFSET_S),
     };
-    let text = if noheader { text.split_once('\n').map(|(_, rest)| rest.to_string()).unwrap_or_default() } else { text };
+    let text = if noheader {
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    } else {
+        text
+    };
     out(&text);
     EXIT_OK
 }
@@ -275,7 +335,9 @@ pub fn sinfo(args: &[String]) -> i32 {
             }
         }
     }
-    let Ok(mut cluster) = cluster("sinfo") else { return EXIT_ERROR };
+    let Ok(mut cluster) = cluster("sinfo") else {
+        return EXIT_ERROR;
+    };
     let rt = runtime();
     let loaded = rt.block_on(async {
         let parts = load_partitions(&mut cluster).await?;
@@ -291,7 +353,13 @@ pub fn sinfo(args: &[String]) -> i32 {
     };
     cluster.save();
     let text = format::sinfo_default(&parts, &nodes);
-    let text = if noheader { text.split_once('\n').map(|(_, rest)| rest.to_string()).unwrap_or_default() } else { text };
+    let text = if noheader {
+        text.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
+    } else {
+        text
+    };
     out(&text);
     EXIT_OK
 }
@@ -306,7 +374,9 @@ pub fn scontrol(args: &[String]) -> i32 {
             other => words.push(other),
         }
     }
-    let Ok(mut cluster) = cluster("scontrol") else { return EXIT_ERROR };
+    let Ok(mut cluster) = cluster("scontrol") else {
+        return EXIT_ERROR;
+    };
     let rt = runtime();
     let rc = match words.as_slice() {
         ["ping"] => {
@@ -339,7 +409,13 @@ pub fn scontrol(args: &[String]) -> i32 {
     rc
 }
 
-fn show(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, what: &str, id: Option<&str>, oneliner: bool) -> i32 {
+fn show(
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+    what: &str,
+    id: Option<&str>,
+    oneliner: bool,
+) -> i32 {
     let what = match what {
         w if "jobs".starts_with(w) && w.len() >= 3 => "job",
         w if "nodes".starts_with(w) && w.len() >= 3 => "node",
@@ -375,7 +451,10 @@ fn show(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, what: &str, id: Opt
                     EXIT_OK
                 }
                 Ok(jobs) => {
-                    let text: String = jobs.iter().map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner)).collect();
+                    let text: String = jobs
+                        .iter()
+                        .map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner))
+                        .collect();
                     out(&text);
                     EXIT_OK
                 }
@@ -387,7 +466,10 @@ fn show(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, what: &str, id: Opt
                 EXIT_ERROR
             }
             Ok(nodes) => {
-                let nodes: Vec<_> = nodes.into_iter().filter(|n| id.is_none_or(|x| x == n.name)).collect();
+                let nodes: Vec<_> = nodes
+                    .into_iter()
+                    .filter(|n| id.is_none_or(|x| x == n.name))
+                    .collect();
                 if nodes.is_empty() {
                     match id {
                         Some(x) => {
@@ -397,17 +479,25 @@ fn show(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, what: &str, id: Opt
                         None => out("No nodes in the system\n"),
                     }
                 }
-                out(&nodes.iter().map(|n| format::scontrol_show_node(n, UTC_OFFSET_S, oneliner)).collect::<String>());
+                out(&nodes
+                    .iter()
+                    .map(|n| format::scontrol_show_node(n, UTC_OFFSET_S, oneliner))
+                    .collect::<String>());
                 EXIT_OK
             }
         },
-        _ => match rt.block_on(load_partitions(cluster)) {
+        _ => match rt.block_on(async {
+            Ok::<_, ClientError>((load_partitions(cluster).await?, load_nodes(cluster).await?))
+        }) {
             Err(e) => {
                 eprintln!("slurm_load_partitions error: {e}");
                 EXIT_ERROR
             }
-            Ok(parts) => {
-                let parts: Vec<_> = parts.into_iter().filter(|p| id.is_none_or(|x| x == p.name)).collect();
+            Ok((parts, nodes)) => {
+                let parts: Vec<_> = parts
+                    .into_iter()
+                    .filter(|p| id.is_none_or(|x| x == p.name))
+                    .collect();
                 if parts.is_empty() {
                     match id {
                         Some(x) => {
@@ -417,7 +507,10 @@ fn show(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, what: &str, id: Opt
                         None => out("No partitions in the system\n"),
                     }
                 }
-                out(&parts.iter().map(|p| format::scontrol_show_partition(p, UTC_OFFSET_S, oneliner)).collect::<String>());
+                out(&parts
+                    .iter()
+                    .map(|p| format::scontrol_show_partition(p, &nodes, oneliner))
+                    .collect::<String>());
                 EXIT_OK
             }
         },

@@ -94,20 +94,29 @@ fn all_nodes() -> String {
 
 impl ClusterConfig {
     pub fn load(path: &Path) -> Result<ClusterConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let cfg: ClusterConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let cfg: ClusterConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         if !matches!(self.controllers.len(), 1 | 3 | 5) {
-            return Err(format!("a cluster has 1, 3 or 5 controllers, this one lists {}", self.controllers.len()));
+            return Err(format!(
+                "a cluster has 1, 3 or 5 controllers, this one lists {}",
+                self.controllers.len()
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for c in &self.controllers {
             if c.id == 0 || !ids.insert(c.id) {
-                return Err(format!("controller ids must be unique and non-zero (id {})", c.id));
+                return Err(format!(
+                    "controller ids must be unique and non-zero (id {})",
+                    c.id
+                ));
             }
         }
         self.partitions()?;
@@ -115,7 +124,10 @@ impl ClusterConfig {
     }
 
     pub fn members(&self) -> BTreeMap<u64, String> {
-        self.controllers.iter().map(|c| (c.id, c.addr.clone())).collect()
+        self.controllers
+            .iter()
+            .map(|c| (c.id, c.addr.clone()))
+            .collect()
     }
 
     pub fn controller_addrs(&self) -> Vec<String> {
@@ -132,12 +144,16 @@ impl ClusterConfig {
             let nodes = if p.nodes.eq_ignore_ascii_case("ALL") {
                 NodeSet::All
             } else {
-                NodeSet::Names(hostlist::expand(&p.nodes).map_err(|e| format!("partition {}: {e}", p.name))?)
+                NodeSet::Names(
+                    hostlist::expand(&p.nodes).map_err(|e| format!("partition {}: {e}", p.name))?,
+                )
             };
             let limit = |v: &Option<String>| -> Result<Option<u64>, String> {
                 match v {
                     None => Ok(None),
-                    Some(s) => time::parse_time_limit(s).map_err(|e| format!("partition {}: {e}", p.name)),
+                    Some(s) => {
+                        time::parse_time_limit(s).map_err(|e| format!("partition {}: {e}", p.name))
+                    }
                 }
             };
             let state = match p.state.as_deref().map(str::to_ascii_uppercase).as_deref() {
@@ -145,7 +161,12 @@ impl ClusterConfig {
                 Some("DOWN") => PartitionState::Down,
                 Some("DRAIN") => PartitionState::Drain,
                 Some("INACTIVE") => PartitionState::Inactive,
-                Some(other) => return Err(format!("partition {}: unknown state {other} (UP, DOWN, DRAIN, INACTIVE)", p.name)),
+                Some(other) => {
+                    return Err(format!(
+                        "partition {}: unknown state {other} (UP, DOWN, DRAIN, INACTIVE)",
+                        p.name
+                    ))
+                }
             };
             out.push(Partition {
                 name: p.name.clone(),

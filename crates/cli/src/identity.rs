@@ -30,7 +30,9 @@ pub fn user_name(uid: u32) -> String {
     if let Ok(passwd) = std::fs::read_to_string("/etc/passwd") {
         for line in passwd.lines() {
             let mut f = line.split(':');
-            let (Some(name), _, Some(id)) = (f.next(), f.next(), f.next()) else { continue };
+            let (Some(name), _, Some(id)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
             if id.parse::<u32>().ok() == Some(uid) {
                 return name.to_string();
             }
@@ -41,5 +43,10 @@ pub fn user_name(uid: u32) -> String {
 
 pub fn current() -> crate::sbatch_prep::UserIdentity {
     let uid = uid();
-    crate::sbatch_prep::UserIdentity { name: user_name(uid), uid, gid: gid(), host: hostname() }
+    crate::sbatch_prep::UserIdentity {
+        name: user_name(uid),
+        uid,
+        gid: gid(),
+        host: hostname(),
+    }
 }

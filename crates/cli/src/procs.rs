@@ -24,7 +24,10 @@ impl Role {
         if let Some(id) = label.strip_prefix("ctld-") {
             return id.parse().ok().map(Role::Ctld);
         }
-        label.strip_prefix("noded-").filter(|n| !n.is_empty()).map(|n| Role::Noded(n.to_string()))
+        label
+            .strip_prefix("noded-")
+            .filter(|n| !n.is_empty())
+            .map(|n| Role::Noded(n.to_string()))
     }
 }
 
@@ -54,7 +57,10 @@ impl Layout {
 pub fn spawn(layout: &Layout, role: &Role, detach: bool) -> std::io::Result<Child> {
     std::fs::create_dir_all(layout.dir.join("run"))?;
     std::fs::create_dir_all(layout.dir.join("log"))?;
-    let log = OpenOptions::new().create(true).append(true).open(layout.log_file(role))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(layout.log_file(role))?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     {
@@ -63,13 +69,21 @@ pub fn spawn(layout: &Layout, role: &Role, detach: bool) -> std::io::Result<Chil
         cmd.arg0("drover");
     }
     match role {
-        Role::Ctld(id) => {
-            cmd.args(["ctld", "--config"]).arg(layout.config()).args(["--id", &id.to_string(), "--data-dir"])
-        }
-        Role::Noded(name) => cmd.args(["noded", "--config"]).arg(layout.config()).args(["--name", name, "--state-dir"]),
+        Role::Ctld(id) => cmd.args(["ctld", "--config"]).arg(layout.config()).args([
+            "--id",
+            &id.to_string(),
+            "--data-dir",
+        ]),
+        Role::Noded(name) => cmd.args(["noded", "--config"]).arg(layout.config()).args([
+            "--name",
+            name,
+            "--state-dir",
+        ]),
     };
     cmd.arg(layout.state_dir(role));
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     if detach {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
@@ -80,7 +94,11 @@ pub fn spawn(layout: &Layout, role: &Role, detach: bool) -> std::io::Result<Chil
 }
 
 pub fn read_pid(layout: &Layout, role: &Role) -> Option<i32> {
-    std::fs::read_to_string(layout.pid_file(role)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(layout.pid_file(role))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn alive(pid: i32) -> bool {
@@ -93,10 +111,17 @@ pub fn signal(pid: i32, sig: nix::sys::signal::Signal) -> bool {
 
 /// Every role with a pid file.
 pub fn known_roles(layout: &Layout) -> Vec<Role> {
-    let Ok(dir) = std::fs::read_dir(layout.dir.join("run")) else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir(layout.dir.join("run")) else {
+        return Vec::new();
+    };
     let mut roles: Vec<Role> = dir
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".pid")).and_then(Role::parse))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pid"))
+                .and_then(Role::parse)
+        })
         .collect();
     roles.sort_by_key(|r| r.label());
     roles

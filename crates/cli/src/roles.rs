@@ -6,16 +6,23 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DROVER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn,h2=warn,tower=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Cancels the token on SIGINT or SIGTERM.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -27,7 +34,10 @@ pub fn cancel_on_signals(token: CancellationToken) {
 }
 
 fn multi_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
 }
 
 fn load(config: &Path) -> anyhow::Result<ClusterConfig> {
@@ -37,11 +47,10 @@ fn load(config: &Path) -> anyhow::Result<ClusterConfig> {
 pub fn ctld(config: &Path, id: u64, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     init_tracing();
     let cfg = load(config)?;
-    let entry = cfg
-        .controllers
-        .iter()
-        .find(|c| c.id == id)
-        .ok_or_else(|| anyhow::anyhow!("{}: no [[controller]] with id = {id}", config.display()))?;
+    let entry =
+        cfg.controllers.iter().find(|c| c.id == id).ok_or_else(|| {
+            anyhow::anyhow!("{}: no [[controller]] with id = {id}", config.display())
+        })?;
     let data_dir = data_dir
         .or_else(|| entry.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(format!("/var/lib/drover/ctld-{id}")));

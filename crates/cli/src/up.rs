@@ -11,7 +11,9 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// The commands `DIR/bin` holds, as links to this binary.
-pub const COMMANDS: [&str; 8] = ["sbatch", "srun", "squeue", "scancel", "sinfo", "scontrol", "sacct", "sacctmgr"];
+pub const COMMANDS: [&str; 8] = [
+    "sbatch", "srun", "squeue", "scancel", "sinfo", "scontrol", "sacct", "sacctmgr",
+];
 
 #[derive(Clone, Debug)]
 pub struct UpArgs {
@@ -23,12 +25,18 @@ pub struct UpArgs {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Writes a new cluster's configuration, or keeps the one already in DIR (resume).
 pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
-    let dir = if args.dir.is_absolute() { args.dir.clone() } else { std::env::current_dir()?.join(&args.dir) };
+    let dir = if args.dir.is_absolute() {
+        args.dir.clone()
+    } else {
+        std::env::current_dir()?.join(&args.dir)
+    };
     let layout = Layout { dir };
     std::fs::create_dir_all(&layout.dir)?;
     let config_path = layout.config();
@@ -37,17 +45,29 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         return Ok((layout, cfg, true));
     }
     if !matches!(args.replicas, 1 | 3 | 5) {
-        anyhow::bail!("--replicas must be 1, 3 or 5 (a Raft majority needs an odd count), not {}", args.replicas);
+        anyhow::bail!(
+            "--replicas must be 1, 3 or 5 (a Raft majority needs an odd count), not {}",
+            args.replicas
+        );
     }
     if args.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
     let mut controllers = Vec::new();
     for id in 1..=u64::from(args.replicas) {
-        controllers.push(ControllerEntry { id, addr: format!("127.0.0.1:{}", free_port()?), data_dir: None });
+        controllers.push(ControllerEntry {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()?),
+            data_dir: None,
+        });
     }
     let nodes = (1..=args.nodes)
-        .map(|i| NodeEntry { name: format!("n{i}"), cpus: args.cpus_per_node, memory_mb: args.mem_per_node_mb, state_dir: None })
+        .map(|i| NodeEntry {
+            name: format!("n{i}"),
+            cpus: args.cpus_per_node,
+            memory_mb: args.mem_per_node_mb,
+            state_dir: None,
+        })
         .collect();
     let cfg = ClusterConfig {
         cluster_name: "drover".to_string(),
@@ -57,7 +77,10 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         partitions: Vec::new(),
     };
     let text = toml::to_string_pretty(&cfg)?;
-    std::fs::write(&config_path, format!("# Written by `drover up`; edit freely, it is read again on resume.\n{text}"))?;
+    std::fs::write(
+        &config_path,
+        format!("# Written by `drover up`; edit freely, it is read again on resume.\n{text}"),
+    )?;
     Ok((layout, cfg, false))
 }
 
@@ -75,7 +98,9 @@ pub fn install_links(bin: &Path) -> anyhow::Result<()> {
 
 /// Waits until some replica leads and every configured node is registered and up.
 pub fn wait_ready(cfg: &ClusterConfig, timeout: Duration) -> anyhow::Result<(u64, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let deadline = Instant::now() + timeout;
     let mut cluster = Cluster::new(cfg.controller_addrs());
     let mut last = String::from("no replica answered yet");
@@ -92,17 +117,34 @@ pub fn wait_ready(cfg: &ClusterConfig, timeout: Duration) -> anyhow::Result<(u64
             let nodes = rt.block_on(async {
                 cluster
                     .call(|mut c| async move {
-                        c.list_nodes(pb::ListNodesRequest { consistency: None, names: vec![] }).await.map(|r| r.into_inner())
+                        c.list_nodes(pb::ListNodesRequest {
+                            consistency: None,
+                            names: vec![],
+                        })
+                        .await
+                        .map(|r| r.into_inner())
                     })
                     .await
             });
             match nodes {
                 Ok(reply) => {
-                    let up = reply.nodes.iter().filter(|n| !n.state.starts_with("DOWN")).count();
-                    if cfg.nodes.iter().all(|n| reply.nodes.iter().any(|x| x.name == n.name && !x.state.starts_with("DOWN"))) {
+                    let up = reply
+                        .nodes
+                        .iter()
+                        .filter(|n| !n.state.starts_with("DOWN"))
+                        .count();
+                    if cfg.nodes.iter().all(|n| {
+                        reply
+                            .nodes
+                            .iter()
+                            .any(|x| x.name == n.name && !x.state.starts_with("DOWN"))
+                    }) {
                         return Ok((id, addr));
                     }
-                    last = format!("leader is replica {id}; {up} of {} nodes registered", cfg.nodes.len());
+                    last = format!(
+                        "leader is replica {id}; {up} of {} nodes registered",
+                        cfg.nodes.len()
+                    );
                 }
                 Err(e) => last = e.to_string(),
             }
@@ -111,7 +153,10 @@ pub fn wait_ready(cfg: &ClusterConfig, timeout: Duration) -> anyhow::Result<(u64
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    anyhow::bail!("the cluster did not become ready in {}s: {last}", timeout.as_secs())
+    anyhow::bail!(
+        "the cluster did not become ready in {}s: {last}",
+        timeout.as_secs()
+    )
 }
 
 pub fn write_env(layout: &Layout, cfg: &ClusterConfig) -> anyhow::Result<PathBuf> {
@@ -151,7 +196,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut children: Vec<(Role, Child)> = Vec::new();
     for role in roles(&cfg) {
         let child = procs::spawn(&layout, &role, false)?;
-        println!("started {:<12} pid {:<7} log {}", role.label(), child.id(), layout.log_file(&role).display());
+        println!(
+            "started {:<12} pid {:<7} log {}",
+            role.label(),
+            child.id(),
+            layout.log_file(&role).display()
+        );
         children.push((role, child));
     }
     let (leader, addr) = match wait_ready(&cfg, Duration::from_secs(120)) {
@@ -177,7 +227,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("\nCtrl-C stops the whole cluster.");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut int = signal(SignalKind::interrupt())?;
@@ -201,13 +253,18 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
     })?;
     println!("stopping the cluster…");
     stop_all(&layout, &cfg, &mut children);
-    println!("stopped; `drover up --dir {}` resumes it with its state", layout.dir.display());
+    println!(
+        "stopped; `drover up --dir {}` resumes it with its state",
+        layout.dir.display()
+    );
     Ok(())
 }
 
 /// Is `pid` a drover process (and not a recycled pid)?
 pub fn is_drover(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.starts_with(b"drover")).unwrap_or(false)
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| c.starts_with(b"drover"))
+        .unwrap_or(false)
 }
 
 /// Stops every process of the cluster: our children and any restarted ones (by pid file).
@@ -250,14 +307,21 @@ pub fn stop_all(layout: &Layout, cfg: &ClusterConfig, children: &mut Vec<(Role, 
 
 /// `drover restart --dir DIR ctld-<id>|noded-<name>`: start one killed process on its state.
 pub fn restart(dir: &Path, label: &str) -> anyhow::Result<()> {
-    let dir = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir()?.join(dir) };
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
     let layout = Layout { dir };
     let cfg = ClusterConfig::load(&layout.config()).map_err(anyhow::Error::msg)?;
     let role = Role::parse(label)
         .filter(|r| roles(&cfg).contains(r))
         .ok_or_else(|| {
             let names: Vec<String> = roles(&cfg).iter().map(Role::label).collect();
-            anyhow::anyhow!("no process {label} in this cluster; it has {}", names.join(", "))
+            anyhow::anyhow!(
+                "no process {label} in this cluster; it has {}",
+                names.join(", ")
+            )
         })?;
     if let Some(pid) = procs::read_pid(&layout, &role) {
         if procs::alive(pid) && is_drover(pid) {

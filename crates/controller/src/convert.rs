@@ -37,6 +37,7 @@ pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
         env: spec.env.into_iter().map(|kv| (kv.key, kv.value)).collect(),
         hold: spec.hold,
         submit_host: spec.submit_host,
+        command: spec.command,
     }
 }
 
@@ -69,7 +70,11 @@ pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
         state: state_name(job).to_string(),
         reason,
         node_list: compress(&nodes),
-        num_nodes: if job.alloc.is_empty() { job.spec.nodes_needed() } else { job.alloc.len() as u32 },
+        num_nodes: if job.alloc.is_empty() {
+            job.spec.nodes_needed()
+        } else {
+            job.alloc.len() as u32
+        },
         num_cpus: if job.alloc.is_empty() {
             job.spec.cpus_per_node() * job.spec.nodes_needed()
         } else {
@@ -89,7 +94,7 @@ pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
         work_dir: job.spec.work_dir.clone(),
         stdout: job.spec.stdout.clone(),
         stderr: job.spec.stderr.clone(),
-        command: job.spec.name.clone(),
+        command: job.spec.command.clone(),
         priority: job.priority,
         batch_host: job.batch_host().unwrap_or_default().to_string(),
         nodes_max: job.spec.nodes_max,
@@ -109,7 +114,12 @@ pub fn node_info(node: &Node, state: &ClusterState) -> pb::NodeInfo {
         alloc_memory_mb: node.alloc_mem_mb,
         state: node.state_name(),
         reason: node.reason.clone().unwrap_or_default(),
-        partitions: state.partitions.iter().filter(|p| p.contains(node.name())).map(|p| p.name.clone()).collect(),
+        partitions: state
+            .partitions
+            .iter()
+            .filter(|p| p.contains(node.name()))
+            .map(|p| p.name.clone())
+            .collect(),
         boot_time: node.reg.boot_time,
         registered_at: (node.registered_at / MS) as i64,
         version: node.reg.version.clone(),
@@ -169,7 +179,15 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
         user: job.spec.user.clone(),
         uid: job.spec.uid,
         gid: job.spec.gid,
-        env: job.spec.env.iter().map(|(k, v)| pb::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+        env: job
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| pb::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
         node_list: compress(&nodes),
         num_nodes: job.alloc.len() as u32,
         cpus_on_node: share.map(|s| s.cpus).unwrap_or(0),

@@ -13,14 +13,21 @@ use tonic::{Request as Rpc, Response, Status};
 pub const READ_CATCH_UP: Duration = Duration::from_secs(2);
 
 pub fn wall_clock_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Waits until this replica has applied `min_index`; a replica that stays behind says so and
 /// the client tries another one.
-pub async fn catch_up(replica: &Replica, consistency: Option<pb::ReadConsistency>) -> Result<(), Status> {
+pub async fn catch_up(
+    replica: &Replica,
+    consistency: Option<pb::ReadConsistency>,
+) -> Result<(), Status> {
     let min_index = consistency.map(|c| c.min_index).unwrap_or(0);
-    if replica.applied_index() >= min_index || replica.wait_applied(min_index, READ_CATCH_UP).await {
+    if replica.applied_index() >= min_index || replica.wait_applied(min_index, READ_CATCH_UP).await
+    {
         return Ok(());
     }
     Err(Status::unavailable(format!(
@@ -37,51 +44,98 @@ pub struct CtlService {
 
 #[tonic::async_trait]
 impl pb::ctl_server::Ctl for CtlService {
-    async fn submit(&self, request: Rpc<pb::SubmitRequest>) -> Result<Response<pb::SubmitReply>, Status> {
+    async fn submit(
+        &self,
+        request: Rpc<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitReply>, Status> {
         let req = request.into_inner();
-        let spec = req.spec.ok_or_else(|| Status::invalid_argument("submit without a job spec"))?;
-        let request = Request { request_id: req.request_id, command: Command::Submit(convert::job_spec(spec)) };
+        let spec = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("submit without a job spec"))?;
+        let request = Request {
+            request_id: req.request_id,
+            command: Command::Submit(convert::job_spec(spec)),
+        };
         let (index, replies) = write::write(&self.replica, &self.peers, vec![request]).await?;
         match replies.into_iter().next() {
-            Some(Reply::Submitted { job_id }) => Ok(Response::new(pb::SubmitReply { job_id: job_id.0, applied_index: index })),
+            Some(Reply::Submitted { job_id }) => Ok(Response::new(pb::SubmitReply {
+                job_id: job_id.0,
+                applied_index: index,
+            })),
             Some(Reply::Rejected(r)) => Err(Status::invalid_argument(r.to_string())),
-            other => Err(Status::internal(format!("unexpected reply to a submit: {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected reply to a submit: {other:?}"
+            ))),
         }
     }
 
-    async fn cancel(&self, request: Rpc<pb::CancelRequest>) -> Result<Response<pb::CancelReply>, Status> {
+    async fn cancel(
+        &self,
+        request: Rpc<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelReply>, Status> {
         let req = request.into_inner();
-        let command = Command::Cancel { job_ids: req.job_ids.iter().map(|&i| JobId(i)).collect(), uid: req.uid };
-        let (index, replies) =
-            write::write(&self.replica, &self.peers, vec![Request { request_id: req.request_id, command }]).await?;
+        let command = Command::Cancel {
+            job_ids: req.job_ids.iter().map(|&i| JobId(i)).collect(),
+            uid: req.uid,
+        };
+        let (index, replies) = write::write(
+            &self.replica,
+            &self.peers,
+            vec![Request {
+                request_id: req.request_id,
+                command,
+            }],
+        )
+        .await?;
         match replies.into_iter().next() {
             Some(Reply::Cancelled { outcomes }) => Ok(Response::new(pb::CancelReply {
                 outcomes: outcomes
                     .into_iter()
-                    .map(|(id, r)| pb::CancelOutcome { job_id: id.0, error: r.map(|r| r.to_string()).unwrap_or_default() })
+                    .map(|(id, r)| pb::CancelOutcome {
+                        job_id: id.0,
+                        error: r.map(|r| r.to_string()).unwrap_or_default(),
+                    })
                     .collect(),
                 applied_index: index,
             })),
             Some(Reply::Rejected(r)) => Err(Status::invalid_argument(r.to_string())),
-            other => Err(Status::internal(format!("unexpected reply to a cancel: {other:?}"))),
+            other => Err(Status::internal(format!(
+                "unexpected reply to a cancel: {other:?}"
+            ))),
         }
     }
 
-    async fn list_jobs(&self, request: Rpc<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsReply>, Status> {
+    async fn list_jobs(
+        &self,
+        request: Rpc<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsReply>, Status> {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
         let now = wall_clock_s();
         let (jobs, applied_index) = self.replica.read(|s| {
             if req.job_ids.is_empty() {
-                s.jobs.values().map(|j| convert::job_info(j, s, now)).collect::<Vec<_>>()
+                s.jobs
+                    .values()
+                    .map(|j| convert::job_info(j, s, now))
+                    .collect::<Vec<_>>()
             } else {
-                req.job_ids.iter().filter_map(|id| s.jobs.get(&JobId(*id))).map(|j| convert::job_info(j, s, now)).collect()
+                req.job_ids
+                    .iter()
+                    .filter_map(|id| s.jobs.get(&JobId(*id)))
+                    .map(|j| convert::job_info(j, s, now))
+                    .collect()
             }
         });
-        Ok(Response::new(pb::ListJobsReply { jobs, applied_index }))
+        Ok(Response::new(pb::ListJobsReply {
+            jobs,
+            applied_index,
+        }))
     }
 
-    async fn list_nodes(&self, request: Rpc<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesReply>, Status> {
+    async fn list_nodes(
+        &self,
+        request: Rpc<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesReply>, Status> {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
         let (nodes, applied_index) = self.replica.read(|s| {
@@ -91,7 +145,10 @@ impl pb::ctl_server::Ctl for CtlService {
                 .map(|n| convert::node_info(n, s))
                 .collect::<Vec<_>>()
         });
-        Ok(Response::new(pb::ListNodesReply { nodes, applied_index }))
+        Ok(Response::new(pb::ListNodesReply {
+            nodes,
+            applied_index,
+        }))
     }
 
     async fn list_partitions(
@@ -100,12 +157,22 @@ impl pb::ctl_server::Ctl for CtlService {
     ) -> Result<Response<pb::ListPartitionsReply>, Status> {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
-        let (partitions, applied_index) =
-            self.replica.read(|s| s.partitions.iter().map(|p| convert::partition_info(p, s)).collect::<Vec<_>>());
-        Ok(Response::new(pb::ListPartitionsReply { partitions, applied_index }))
+        let (partitions, applied_index) = self.replica.read(|s| {
+            s.partitions
+                .iter()
+                .map(|p| convert::partition_info(p, s))
+                .collect::<Vec<_>>()
+        });
+        Ok(Response::new(pb::ListPartitionsReply {
+            partitions,
+            applied_index,
+        }))
     }
 
-    async fn ping(&self, _request: Rpc<pb::PingRequest>) -> Result<Response<pb::PingReply>, Status> {
+    async fn ping(
+        &self,
+        _request: Rpc<pb::PingRequest>,
+    ) -> Result<Response<pb::PingReply>, Status> {
         let leadership = self.replica.leadership().borrow().clone();
         let members = self.replica.members();
         Ok(Response::new(pb::PingReply {
@@ -116,7 +183,10 @@ impl pb::ctl_server::Ctl for CtlService {
             leader_addr: leadership.leader_addr.unwrap_or_default(),
             term: leadership.term,
             applied_index: self.replica.applied_index(),
-            members: members.into_iter().map(|(id, addr)| pb::Member { id, addr }).collect(),
+            members: members
+                .into_iter()
+                .map(|(id, addr)| pb::Member { id, addr })
+                .collect(),
         }))
     }
 }

@@ -24,7 +24,13 @@ pub struct LeaderConfig {
     pub election_grace: Duration,
 }
 
-pub async fn supervise(replica: Replica, peers: Peers, liveness: Liveness, cfg: LeaderConfig, shutdown: CancellationToken) {
+pub async fn supervise(
+    replica: Replica,
+    peers: Peers,
+    liveness: Liveness,
+    cfg: LeaderConfig,
+    shutdown: CancellationToken,
+) {
     let mut leadership = replica.leadership();
     let mut current: Option<(u64, CancellationToken)> = None;
     loop {
@@ -38,9 +44,19 @@ pub async fn supervise(replica: Replica, peers: Peers, liveness: Liveness, cfg: 
             if view.is_leader {
                 tracing::info!(term = view.term, "elected leader: starting leader loops");
                 let token = shutdown.child_token();
-                tokio::spawn(sync_partitions(replica.clone(), peers.clone(), cfg.partitions.clone(), token.clone()));
+                tokio::spawn(sync_partitions(
+                    replica.clone(),
+                    peers.clone(),
+                    cfg.partitions.clone(),
+                    token.clone(),
+                ));
                 tokio::spawn(schedule(replica.clone(), token.clone()));
-                tokio::spawn(watch_liveness(replica.clone(), liveness.clone(), cfg.clone(), token.clone()));
+                tokio::spawn(watch_liveness(
+                    replica.clone(),
+                    liveness.clone(),
+                    cfg.clone(),
+                    token.clone(),
+                ));
                 current = Some((view.term, token));
             }
         }
@@ -55,13 +71,21 @@ pub async fn supervise(replica: Replica, peers: Peers, liveness: Liveness, cfg: 
 }
 
 /// The partition table comes from the leader's configuration.
-async fn sync_partitions(replica: Replica, peers: Peers, partitions: Vec<Partition>, token: CancellationToken) {
+async fn sync_partitions(
+    replica: Replica,
+    peers: Peers,
+    partitions: Vec<Partition>,
+    token: CancellationToken,
+) {
     while !token.is_cancelled() {
         let (current, _) = replica.read(|s| s.partitions.clone());
         if current == partitions {
             return;
         }
-        let request = Request { request_id: String::new(), command: Command::DefinePartitions(partitions.clone()) };
+        let request = Request {
+            request_id: String::new(),
+            command: Command::DefinePartitions(partitions.clone()),
+        };
         match write::write(&replica, &peers, vec![request]).await {
             Ok(_) => return,
             Err(e) => {
@@ -88,16 +112,26 @@ async fn schedule(replica: Replica, token: CancellationToken) {
             continue;
         }
         let count = plan.allocations.len();
-        let request = Request { request_id: String::new(), command: Command::Allocate(plan) };
+        let request = Request {
+            request_id: String::new(),
+            command: Command::Allocate(plan),
+        };
         match replica.propose(vec![request]).await {
-            Ok((index, replies)) => tracing::debug!(index, count, ?replies, "scheduling pass applied"),
+            Ok((index, replies)) => {
+                tracing::debug!(index, count, ?replies, "scheduling pass applied")
+            }
             Err(e) => tracing::debug!("scheduling pass not applied: {e}"),
         }
     }
 }
 
 /// Marks nodes DOWN (not responding) when they stop heartbeating.
-async fn watch_liveness(replica: Replica, liveness: Liveness, cfg: LeaderConfig, token: CancellationToken) {
+async fn watch_liveness(
+    replica: Replica,
+    liveness: Liveness,
+    cfg: LeaderConfig,
+    token: CancellationToken,
+) {
     let elected_at = Instant::now();
     loop {
         tokio::select! {
@@ -109,14 +143,30 @@ async fn watch_liveness(replica: Replica, liveness: Liveness, cfg: LeaderConfig,
             continue;
         }
         let (nodes, _) = replica.read(|s| {
-            s.nodes.values().filter(|n| n.up && !n.not_responding).map(|n| n.name().to_string()).collect::<Vec<_>>()
+            s.nodes
+                .values()
+                .filter(|n| n.up && !n.not_responding)
+                .map(|n| n.name().to_string())
+                .collect::<Vec<_>>()
         });
         for node in nodes {
-            let last = liveness.last_seen(&node).unwrap_or(elected_at).max(elected_at);
+            let last = liveness
+                .last_seen(&node)
+                .unwrap_or(elected_at)
+                .max(elected_at);
             if now.duration_since(last) > cfg.node_timeout {
                 tracing::warn!(node, "node not responding: marking it DOWN");
-                let command = Command::SetNodeState { node, change: NodeStateChange::NotResponding };
-                if let Err(e) = replica.propose(vec![Request { request_id: String::new(), command }]).await {
+                let command = Command::SetNodeState {
+                    node,
+                    change: NodeStateChange::NotResponding,
+                };
+                if let Err(e) = replica
+                    .propose(vec![Request {
+                        request_id: String::new(),
+                        command,
+                    }])
+                    .await
+                {
                     tracing::debug!("liveness change not applied: {e}");
                 }
             }

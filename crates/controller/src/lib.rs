@@ -66,20 +66,33 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     let addr = cfg
         .members
         .get(&cfg.id)
-        .with_context(|| format!("replica id {} is not among the members {:?}", cfg.id, cfg.members))?
+        .with_context(|| {
+            format!(
+                "replica id {} is not among the members {:?}",
+                cfg.id, cfg.members
+            )
+        })?
         .clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} (is another replica already running there?)"))?;
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("cannot create the state directory {}", cfg.data_dir.display()))?;
+        .with_context(|| {
+            format!("cannot listen on {addr} (is another replica already running there?)")
+        })?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            cfg.data_dir.display()
+        )
+    })?;
 
     let mut rc = ReplicaConfig::new(cfg.id, cfg.members.clone(), cfg.data_dir.clone());
     rc.heartbeat_ms = cfg.heartbeat_ms;
     rc.election_min_ms = cfg.election_min_ms;
     rc.election_max_ms = cfg.election_max_ms;
     rc.snapshot_logs_since_last = cfg.snapshot_logs_since_last;
-    let replica = Replica::open(rc).await.context("cannot open the replica's Raft state")?;
+    let replica = Replica::open(rc)
+        .await
+        .context("cannot open the replica's Raft state")?;
     tracing::info!(id = cfg.id, %addr, "replica listening");
 
     let peers = write::Peers::default();
@@ -89,11 +102,20 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         node_timeout: cfg.node_timeout,
         election_grace: cfg.election_grace,
     };
-    tokio::spawn(leader::supervise(replica.clone(), peers.clone(), liveness.clone(), leader_cfg, shutdown.clone()));
+    tokio::spawn(leader::supervise(
+        replica.clone(),
+        peers.clone(),
+        liveness.clone(),
+        leader_cfg,
+        shutdown.clone(),
+    ));
 
-    let ctl = pb::ctl_server::CtlServer::new(ctl::CtlService { replica: replica.clone(), peers: peers.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let ctl = pb::ctl_server::CtlServer::new(ctl::CtlService {
+        replica: replica.clone(),
+        peers: peers.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let node = pb::node_ctl_server::NodeCtlServer::new(node_api::NodeService {
         replica: replica.clone(),
         peers: peers.clone(),
@@ -101,9 +123,11 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let peer = pb::peer_server::PeerServer::new(write::PeerService { replica: replica.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let peer = pb::peer_server::PeerServer::new(write::PeerService {
+        replica: replica.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()

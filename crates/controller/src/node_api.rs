@@ -23,7 +23,10 @@ pub struct NodeService {
 
 #[tonic::async_trait]
 impl pb::node_ctl_server::NodeCtl for NodeService {
-    async fn register(&self, request: Rpc<pb::RegisterRequest>) -> Result<Response<pb::RegisterReply>, Status> {
+    async fn register(
+        &self,
+        request: Rpc<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterReply>, Status> {
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Status::invalid_argument("a node must have a name"));
@@ -31,11 +34,22 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
         self.liveness.seen(&req.name);
         let request_id = req.request_id.clone();
         let command = Command::RegisterNode(convert::registration(req));
-        let (applied_index, _) = write::write(&self.replica, &self.peers, vec![Request { request_id, command }]).await?;
+        let (applied_index, _) = write::write(
+            &self.replica,
+            &self.peers,
+            vec![Request {
+                request_id,
+                command,
+            }],
+        )
+        .await?;
         Ok(Response::new(pb::RegisterReply { applied_index }))
     }
 
-    async fn heartbeat(&self, request: Rpc<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatReply>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Rpc<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let forwarded = request.metadata().contains_key("x-drover-forwarded");
         let req = request.into_inner();
         self.liveness.seen(&req.name);
@@ -47,7 +61,10 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
                     if let Ok(channel) = self.peers.channel(&addr) {
                         let mut client = pb::node_ctl_client::NodeCtlClient::new(channel);
                         let mut fwd = Rpc::new(req.clone());
-                        fwd.metadata_mut().insert("x-drover-forwarded", tonic::metadata::MetadataValue::from_static("1"));
+                        fwd.metadata_mut().insert(
+                            "x-drover-forwarded",
+                            tonic::metadata::MetadataValue::from_static("1"),
+                        );
                         fwd.set_timeout(Duration::from_millis(500));
                         if let Ok(reply) = client.heartbeat(fwd).await {
                             return Ok(reply);
@@ -56,11 +73,16 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
                 }
             }
         }
-        let (known, _) = self.replica.read(|s| s.nodes.get(&req.name).is_some_and(|n| !n.not_responding));
+        let (known, _) = self
+            .replica
+            .read(|s| s.nodes.get(&req.name).is_some_and(|n| !n.not_responding));
         Ok(Response::new(pb::HeartbeatReply { known }))
     }
 
-    async fn assignments(&self, request: Rpc<pb::AssignmentsRequest>) -> Result<Response<pb::AssignmentsReply>, Status> {
+    async fn assignments(
+        &self,
+        request: Rpc<pb::AssignmentsRequest>,
+    ) -> Result<Response<pb::AssignmentsReply>, Status> {
         let req = request.into_inner();
         let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_POLL);
         if self.replica.applied_index() <= req.after_index {
@@ -70,28 +92,62 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
         let ((jobs, known), applied_index) = self.replica.read(|s| match s.nodes.get(&name) {
             None => (Vec::new(), false),
             Some(node) => (
-                node.jobs.iter().filter_map(|id| s.jobs.get(id)).map(|j| convert::assignment(j, &name)).collect(),
+                node.jobs
+                    .iter()
+                    .filter_map(|id| s.jobs.get(id))
+                    .map(|j| convert::assignment(j, &name))
+                    .collect(),
                 !node.not_responding,
             ),
         });
-        Ok(Response::new(pb::AssignmentsReply { applied_index, jobs, known }))
+        Ok(Response::new(pb::AssignmentsReply {
+            applied_index,
+            jobs,
+            known,
+        }))
     }
 
-    async fn report_job(&self, request: Rpc<pb::JobReport>) -> Result<Response<pb::JobReportReply>, Status> {
+    async fn report_job(
+        &self,
+        request: Rpc<pb::JobReport>,
+    ) -> Result<Response<pb::JobReportReply>, Status> {
         let req = request.into_inner();
         self.liveness.seen(&req.node);
         let job_id = JobId(req.job_id);
         let node = req.node.clone();
         let command = match pb::job_report::Kind::try_from(req.kind) {
-            Ok(pb::job_report::Kind::Started) => Command::JobStarted { job_id, node, pid: req.pid },
-            Ok(pb::job_report::Kind::Finished) => {
-                Command::JobFinished { job_id, node, exit_code: req.exit_code, signal: req.signal }
+            Ok(pb::job_report::Kind::Started) => Command::JobStarted {
+                job_id,
+                node,
+                pid: req.pid,
+            },
+            Ok(pb::job_report::Kind::Finished) => Command::JobFinished {
+                job_id,
+                node,
+                exit_code: req.exit_code,
+                signal: req.signal,
+            },
+            Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed {
+                job_id,
+                node,
+                message: req.message,
+            },
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown report kind {}",
+                    req.kind
+                )))
             }
-            Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed { job_id, node, message: req.message },
-            Err(_) => return Err(Status::invalid_argument(format!("unknown report kind {}", req.kind))),
         };
-        let (applied_index, _) =
-            write::write(&self.replica, &self.peers, vec![Request { request_id: req.request_id, command }]).await?;
+        let (applied_index, _) = write::write(
+            &self.replica,
+            &self.peers,
+            vec![Request {
+                request_id: req.request_id,
+                command,
+            }],
+        )
+        .await?;
         Ok(Response::new(pb::JobReportReply { applied_index }))
     }
 }

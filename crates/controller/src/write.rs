@@ -41,7 +41,11 @@ impl Peers {
 }
 
 /// Applies `requests` through the leader, wherever it is. Returns the log index and replies.
-pub async fn write(replica: &Replica, peers: &Peers, requests: Vec<Request>) -> Result<(u64, Vec<Reply>), Status> {
+pub async fn write(
+    replica: &Replica,
+    peers: &Peers,
+    requests: Vec<Request>,
+) -> Result<(u64, Vec<Reply>), Status> {
     let deadline = Instant::now() + WRITE_DEADLINE;
     let mut leadership = replica.leadership();
     let mut last_error = String::from("no leader elected");
@@ -49,12 +53,17 @@ pub async fn write(replica: &Replica, peers: &Peers, requests: Vec<Request>) -> 
         match replica.propose(requests.clone()).await {
             Ok(done) => return Ok(done),
             Err(ProposeError::Fatal(e)) => return Err(Status::internal(e)),
-            Err(ProposeError::NotLeader { leader_id, leader_addr }) => {
+            Err(ProposeError::NotLeader {
+                leader_id,
+                leader_addr,
+            }) => {
                 if let (Some(id), Some(addr)) = (leader_id, leader_addr) {
                     if id != replica.id() {
                         match forward(peers, &addr, &requests, deadline).await {
                             Ok(done) => return Ok(done),
-                            Err(e) => last_error = format!("leader {id} at {addr}: {}", e.message()),
+                            Err(e) => {
+                                last_error = format!("leader {id} at {addr}: {}", e.message())
+                            }
                         }
                     }
                 }
@@ -62,7 +71,9 @@ pub async fn write(replica: &Replica, peers: &Peers, requests: Vec<Request>) -> 
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(Status::unavailable(format!("no leader could take the write: {last_error}")));
+            return Err(Status::unavailable(format!(
+                "no leader could take the write: {last_error}"
+            )));
         }
         // Wait for a leadership change, or a short while, before trying again.
         let pause = (deadline - now).min(Duration::from_millis(100));
@@ -79,9 +90,14 @@ async fn forward(
     let data = serde_json::to_vec(requests).map_err(|e| Status::internal(e.to_string()))?;
     let mut client = PeerClient::new(peers.channel(addr)?);
     let mut req = tonic::Request::new(RaftBlob { data, target: 0 });
-    req.set_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(50)));
+    req.set_timeout(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(50)),
+    );
     let reply = client.propose(req).await?.into_inner();
-    serde_json::from_slice(&reply.data).map_err(|e| Status::internal(format!("bad reply from leader: {e}")))
+    serde_json::from_slice(&reply.data)
+        .map_err(|e| Status::internal(format!("bad reply from leader: {e}")))
 }
 
 /// The leader's side of `Peer.Propose`: propose locally, never forward again.
@@ -91,15 +107,21 @@ pub struct PeerService {
 
 #[tonic::async_trait]
 impl drover_proto::peer_server::Peer for PeerService {
-    async fn propose(&self, request: tonic::Request<RaftBlob>) -> Result<tonic::Response<RaftBlob>, Status> {
+    async fn propose(
+        &self,
+        request: tonic::Request<RaftBlob>,
+    ) -> Result<tonic::Response<RaftBlob>, Status> {
         let requests: Vec<Request> = serde_json::from_slice(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("bad forwarded requests: {e}")))?;
         match self.replica.propose(requests).await {
             Ok(done) => {
-                let data = serde_json::to_vec(&done).map_err(|e| Status::internal(e.to_string()))?;
+                let data =
+                    serde_json::to_vec(&done).map_err(|e| Status::internal(e.to_string()))?;
                 Ok(tonic::Response::new(RaftBlob { data, target: 0 }))
             }
-            Err(ProposeError::NotLeader { .. }) => Err(Status::unavailable("not the leader any more")),
+            Err(ProposeError::NotLeader { .. }) => {
+                Err(Status::unavailable("not the leader any more"))
+            }
             Err(ProposeError::Fatal(e)) => Err(Status::internal(e)),
         }
     }

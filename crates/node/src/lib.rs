@@ -1,1 +1,87 @@
-//! drover-node
+//! drover-node: the node daemon (`drover noded`), Slurm's `slurmd` + `slurmstepd`. It registers
+//! the node's resources, runs what the replicated state assigns to it and reports what
+//! happened. It never decides: it converges (DESIGN.md §3, §4).
+//!
+//! ```text
+//!  discovery ──► Register ──► any controller replica (client: fail over, retry)
+//!                                  │
+//!  heartbeat loop (1 s, running ids)│   assignments loop: long poll (after_index, 5 s)
+//!                                  ▼
+//!            fence: drop replies older than the highest applied index seen
+//!                                  ▼
+//!            reconcile(desired, actual) -> Vec<Action>       (pure)
+//!                 │ Launch                    │ Stop
+//!                 ▼                           ▼
+//!            launcher::launch ──► supervise (tokio wait; SIGTERM → grace → SIGKILL)
+//!                 │ STARTED / LAUNCH_FAILED   │ FINISHED
+//!                 ▼                           ▼
+//!            outbox (state_dir/pending-reports.json) ──► ReportJob, retried until answered
+//!                                             └──► finished set (finished-jobs.json):
+//!                                                  never launched again
+//! ```
+//!
+//! Side effects have one home each (STYLE P12): only `launcher` spawns or signals processes,
+//! only `state` (and the launcher's job directories) writes to `state_dir`, only `client` talks
+//! to controllers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+pub mod client;
+mod daemon;
+pub mod discovery;
+pub mod launcher;
+pub mod pattern;
+pub mod reconcile;
+pub mod state;
+
+/// How `drover noded` is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's name in the cluster (`SLURMD_NODENAME`).
+    pub name: String,
+    /// Controller replica addresses, e.g. `127.0.0.1:7001`; any of them serves the node API.
+    pub controllers: Vec<String>,
+    /// Where the daemon keeps job scripts, pending reports and the finished job set.
+    pub state_dir: PathBuf,
+    /// CPUs to register instead of the OS's count.
+    pub cpus: Option<u32>,
+    /// Memory (MiB) to register instead of /proc/meminfo's total.
+    pub real_memory_mb: Option<u64>,
+    /// Where the daemon can be reached (informational for now).
+    pub addr: String,
+}
+
+/// Runs the node daemon until `shutdown` is cancelled. On shutdown the loops stop and running
+/// jobs get SIGTERM; reports not yet delivered stay in `state_dir` for the next start.
+///
+/// Fails at start only: bad controller addresses, an unusable `state_dir`, memory that cannot
+/// be discovered, or a registration the controllers reject.
+pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let found = discovery::discover(config.cpus, config.real_memory_mb)?;
+    let store = state::Store::open(&config.state_dir)?;
+    let client = client::Controllers::new(&config.controllers, shutdown.clone())?;
+    tracing::info!(
+        node = %config.name,
+        controller = client.current_addr(),
+        cpus = found.cpus,
+        real_memory_mb = found.real_memory_mb,
+        state_dir = %config.state_dir.display(),
+        "node daemon starting"
+    );
+    let daemon = daemon::Daemon::new(
+        config.name.clone(),
+        config.addr.clone(),
+        found,
+        store,
+        client,
+        shutdown,
+    )?;
+    Arc::new(daemon)
+        .run()
+        .await
+        .with_context(|| format!("node daemon {}", config.name))
+}

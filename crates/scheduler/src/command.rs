@@ -4,7 +4,9 @@
 //! reused or renamed; new variants and fields go at the end. Golden tests in `state.rs` pin the
 //! encoding of one entry per variant.
 
-use crate::types::{JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, TimestampMs};
+use crate::types::{
+    JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, TimestampMs,
+};
 use serde::{Deserialize, Serialize};
 
 /// One Raft log entry's payload: a batch of client requests (group commit), stamped with the
@@ -33,16 +35,32 @@ pub enum Command {
     #[serde(rename = "register_node")]
     RegisterNode(NodeRegistration),
     #[serde(rename = "node_state")]
-    SetNodeState { node: String, change: NodeStateChange },
+    SetNodeState {
+        node: String,
+        change: NodeStateChange,
+    },
     /// A scheduling pass's result, proposed by the leader and re-checked by apply.
     #[serde(rename = "allocate")]
     Allocate(Plan),
     #[serde(rename = "job_started")]
-    JobStarted { job_id: JobId, node: String, pid: u32 },
+    JobStarted {
+        job_id: JobId,
+        node: String,
+        pid: u32,
+    },
     #[serde(rename = "job_finished")]
-    JobFinished { job_id: JobId, node: String, exit_code: i32, signal: i32 },
+    JobFinished {
+        job_id: JobId,
+        node: String,
+        exit_code: i32,
+        signal: i32,
+    },
     #[serde(rename = "launch_failed")]
-    LaunchFailed { job_id: JobId, node: String, message: String },
+    LaunchFailed {
+        job_id: JobId,
+        node: String,
+        message: String,
+    },
     /// Replace the partition table (from the leader's configuration).
     #[serde(rename = "define_partitions")]
     DefinePartitions(Vec<Partition>),
@@ -87,7 +105,9 @@ pub enum Reply {
     #[serde(rename = "submitted")]
     Submitted { job_id: JobId },
     #[serde(rename = "cancelled")]
-    Cancelled { outcomes: Vec<(JobId, Option<Rejection>)> },
+    Cancelled {
+        outcomes: Vec<(JobId, Option<Rejection>)>,
+    },
     #[serde(rename = "ok")]
     Ok,
     #[serde(rename = "allocated")]

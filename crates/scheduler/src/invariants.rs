@@ -19,7 +19,12 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
 fn capacity_respected(state: &ClusterState) -> Result<(), String> {
     for node in state.nodes.values() {
         if node.alloc_cpus > node.reg.cpus && node.up {
-            return Err(format!("node {} has {} CPUs allocated of {}", node.name(), node.alloc_cpus, node.reg.cpus));
+            return Err(format!(
+                "node {} has {} CPUs allocated of {}",
+                node.name(),
+                node.alloc_cpus,
+                node.reg.cpus
+            ));
         }
     }
     Ok(())
@@ -32,7 +37,10 @@ fn allocations_consistent(state: &ClusterState) -> Result<(), String> {
     for job in state.jobs.values() {
         if job.holds_resources() {
             if job.alloc.is_empty() {
-                return Err(format!("job {} holds resources but has no allocation", job.id));
+                return Err(format!(
+                    "job {} holds resources but has no allocation",
+                    job.id
+                ));
             }
             for share in &job.alloc {
                 let e = sums.entry(share.node.as_str()).or_default();
@@ -68,12 +76,18 @@ fn allocations_consistent(state: &ClusterState) -> Result<(), String> {
 fn job_ids_below_counter(state: &ClusterState) -> Result<(), String> {
     if let Some((id, _)) = state.jobs.last_key_value() {
         if id.0 >= state.next_job_id {
-            return Err(format!("job id {} not below the counter {}", id.0, state.next_job_id));
+            return Err(format!(
+                "job id {} not below the counter {}",
+                id.0, state.next_job_id
+            ));
         }
     }
     for (_, id) in state.finished_entries() {
         if state.jobs.get(id).is_some_and(|j| !j.state.is_terminal()) {
-            return Err(format!("job {id} is listed as finished but is {}", state.jobs[id].state.name()));
+            return Err(format!(
+                "job {id} is listed as finished but is {}",
+                state.jobs[id].state.name()
+            ));
         }
     }
     Ok(())

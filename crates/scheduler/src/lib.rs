@@ -18,6 +18,8 @@ pub mod time;
 pub mod types;
 pub mod units;
 
-pub use command::{Command, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply, Request};
+pub use command::{
+    Command, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply, Request,
+};
 pub use state::ClusterState;
 pub use types::*;

@@ -20,7 +20,11 @@ pub fn plan(state: &ClusterState) -> Plan {
         .collect();
 
     // Pending jobs in priority order: (priority desc, submit time, id) — never a random tie.
-    let mut queue: Vec<&Job> = state.jobs.values().filter(|j| j.state == JobState::Pending).collect();
+    let mut queue: Vec<&Job> = state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Pending)
+        .collect();
     queue.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.submit_at, j.id));
 
     let mut out = Plan::default();
@@ -75,7 +79,10 @@ pub fn plan(state: &ClusterState) -> Plan {
                         f.1 -= share.mem_mb;
                     }
                 }
-                out.allocations.push(PlannedAllocation { job_id: job.id, nodes });
+                out.allocations.push(PlannedAllocation {
+                    job_id: job.id,
+                    nodes,
+                });
             }
             None => {
                 blocked_partitions.insert(part.name.as_str());
@@ -97,9 +104,16 @@ fn first_fit(
     let needed = job.spec.nodes_needed() as usize;
     let nodes: Vec<NodeShare> = state
         .partition_nodes(part)
-        .filter(|n| free.get(n.name()).is_some_and(|&(c, m)| c >= cpus && m >= mem_mb))
+        .filter(|n| {
+            free.get(n.name())
+                .is_some_and(|&(c, m)| c >= cpus && m >= mem_mb)
+        })
         .take(needed)
-        .map(|n| NodeShare { node: n.name().to_string(), cpus, mem_mb })
+        .map(|n| NodeShare {
+            node: n.name().to_string(),
+            cpus,
+            mem_mb,
+        })
         .collect();
     (nodes.len() == needed).then_some(nodes)
 }

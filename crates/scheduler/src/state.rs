@@ -4,7 +4,9 @@
 //! hash-map iteration. Every replica applies the same entries in the same order and reaches
 //! byte-identical state.
 
-use crate::command::{Command, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request};
+use crate::command::{
+    Command, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
+};
 use crate::invariants;
 use crate::types::{
     Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
@@ -39,7 +41,10 @@ pub struct ClusterState {
 
 impl ClusterState {
     pub fn new() -> ClusterState {
-        ClusterState { next_job_id: 1, ..ClusterState::default() }
+        ClusterState {
+            next_job_id: 1,
+            ..ClusterState::default()
+        }
     }
 
     /// Applies one log entry. The replies line up with `proposal.requests`.
@@ -48,7 +53,11 @@ impl ClusterState {
         if self.next_job_id == 0 {
             self.next_job_id = 1;
         }
-        let replies = proposal.requests.iter().map(|r| self.apply_request(r)).collect();
+        let replies = proposal
+            .requests
+            .iter()
+            .map(|r| self.apply_request(r))
+            .collect();
         self.purge_old_jobs();
         if cfg!(debug_assertions) {
             if let Err(e) = invariants::check(self) {
@@ -89,12 +98,17 @@ impl ClusterState {
             Command::SetNodeState { node, change } => self.set_node_state(node, change),
             Command::Allocate(plan) => Ok(self.allocate(plan)),
             Command::JobStarted { job_id, node, pid } => self.job_started(*job_id, node, *pid),
-            Command::JobFinished { job_id, node, exit_code, signal } => {
-                self.job_finished(*job_id, node, *exit_code, *signal)
-            }
-            Command::LaunchFailed { job_id, node, message: _ } => {
-                self.job_finished(*job_id, node, 1, 0)
-            }
+            Command::JobFinished {
+                job_id,
+                node,
+                exit_code,
+                signal,
+            } => self.job_finished(*job_id, node, *exit_code, *signal),
+            Command::LaunchFailed {
+                job_id,
+                node,
+                message: _,
+            } => self.job_finished(*job_id, node, 1, 0),
             Command::DefinePartitions(parts) => {
                 self.partitions = parts.clone();
                 Ok(Reply::Ok)
@@ -107,17 +121,26 @@ impl ClusterState {
     pub fn partition(&self, name: Option<&str>) -> Option<&Partition> {
         match name {
             Some(n) => self.partitions.iter().find(|p| p.name == n),
-            None => self.partitions.iter().find(|p| p.is_default).or(self.partitions.first()),
+            None => self
+                .partitions
+                .iter()
+                .find(|p| p.is_default)
+                .or(self.partitions.first()),
         }
     }
 
     /// Nodes of a partition in node-name order.
-    pub fn partition_nodes<'a>(&'a self, part: &'a Partition) -> impl Iterator<Item = &'a Node> + 'a {
+    pub fn partition_nodes<'a>(
+        &'a self,
+        part: &'a Partition,
+    ) -> impl Iterator<Item = &'a Node> + 'a {
         self.nodes.values().filter(move |n| part.contains(n.name()))
     }
 
     fn submit(&mut self, spec: &JobSpec) -> Result<Reply, Reject> {
-        let part = self.partition(spec.partition.as_deref()).ok_or(Reject::InvalidPartition)?;
+        let part = self
+            .partition(spec.partition.as_deref())
+            .ok_or(Reject::InvalidPartition)?;
         if spec.nodes_max != 0 && spec.nodes_max < spec.nodes_min {
             return Err(Reject::InvalidNodeCount);
         }
@@ -126,13 +149,19 @@ impl ClusterState {
         if !nodes.is_empty() {
             let fitting = nodes
                 .iter()
-                .filter(|n| n.reg.cpus >= spec.cpus_per_node() && n.reg.real_memory_mb >= spec.mem_per_node())
+                .filter(|n| {
+                    n.reg.cpus >= spec.cpus_per_node()
+                        && n.reg.real_memory_mb >= spec.mem_per_node()
+                })
                 .count();
             if fitting < spec.nodes_needed() as usize {
                 return Err(Reject::NodeConfigUnavailable);
             }
         }
-        let time_limit_min = spec.time_limit_min.or(part.default_time_min).or(part.max_time_min);
+        let time_limit_min = spec
+            .time_limit_min
+            .or(part.default_time_min)
+            .or(part.max_time_min);
         let partition = part.name.clone();
         let id = JobId(self.next_job_id);
         self.next_job_id += 1;
@@ -143,8 +172,16 @@ impl ClusterState {
             partition,
             time_limit_min,
             state: JobState::Pending,
-            reason: if held { PendingReason::JobHeldUser } else { PendingReason::None },
-            priority: if held { 0 } else { BASE_PRIORITY.saturating_sub(id.0).max(1) as u32 },
+            reason: if held {
+                PendingReason::JobHeldUser
+            } else {
+                PendingReason::None
+            },
+            priority: if held {
+                0
+            } else {
+                BASE_PRIORITY.saturating_sub(id.0).max(1) as u32
+            },
             submit_at: self.now,
             start_at: None,
             end_at: None,
@@ -195,7 +232,9 @@ impl ClusterState {
                         self.end_job(id, JobState::NodeFail, 0, 0);
                     }
                 }
-                let Some(node) = self.nodes.get_mut(&reg.name) else { return Reply::Ok };
+                let Some(node) = self.nodes.get_mut(&reg.name) else {
+                    return Reply::Ok;
+                };
                 node.reg = reg.clone();
                 node.registered_at = now;
                 if node.not_responding {
@@ -299,11 +338,15 @@ impl ClusterState {
     /// Apply is the authority (STYLE P4): a stale plan is refused here, the same way on every
     /// replica.
     fn allocation_fits(&self, job_id: JobId, shares: &[crate::types::NodeShare]) -> bool {
-        let Some(job) = self.jobs.get(&job_id) else { return false };
+        let Some(job) = self.jobs.get(&job_id) else {
+            return false;
+        };
         if job.state != JobState::Pending || job.priority == 0 || shares.is_empty() {
             return false;
         }
-        let Some(part) = self.partition(Some(&job.partition)) else { return false };
+        let Some(part) = self.partition(Some(&job.partition)) else {
+            return false;
+        };
         if part.state != PartitionState::Up {
             return false;
         }
@@ -311,7 +354,10 @@ impl ClusterState {
         shares.iter().all(|s| {
             seen.insert(s.node.as_str())
                 && self.nodes.get(&s.node).is_some_and(|n| {
-                    n.schedulable() && part.contains(n.name()) && n.free_cpus() >= s.cpus && n.free_mem_mb() >= s.mem_mb
+                    n.schedulable()
+                        && part.contains(n.name())
+                        && n.free_cpus() >= s.cpus
+                        && n.free_mem_mb() >= s.mem_mb
                 })
         })
     }
@@ -325,13 +371,23 @@ impl ClusterState {
         Ok(Reply::Ok)
     }
 
-    fn job_finished(&mut self, id: JobId, node: &str, exit_code: i32, signal: i32) -> Result<Reply, Reject> {
+    fn job_finished(
+        &mut self,
+        id: JobId,
+        node: &str,
+        exit_code: i32,
+        signal: i32,
+    ) -> Result<Reply, Reject> {
         let job = self.jobs.get(&id).ok_or(Reject::InvalidJobId)?;
         if job.batch_host() != Some(node) {
             return Err(Reject::InvalidNodeName);
         }
         if job.state == JobState::Running {
-            let state = if exit_code == 0 && signal == 0 { JobState::Completed } else { JobState::Failed };
+            let state = if exit_code == 0 && signal == 0 {
+                JobState::Completed
+            } else {
+                JobState::Failed
+            };
             self.end_job(id, state, exit_code, signal);
         } else if job.completing {
             self.end_job(id, job.state, exit_code, signal);
@@ -343,7 +399,9 @@ impl ClusterState {
     /// Ends a running or completing job: records the outcome and frees its resources.
     fn end_job(&mut self, id: JobId, state: JobState, exit_code: i32, signal: i32) {
         let now = self.now;
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         if !job.holds_resources() {
             return;
         }

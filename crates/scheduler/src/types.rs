@@ -48,6 +48,8 @@ pub struct JobSpec {
     pub env: Vec<(String, String)>,
     pub hold: bool,
     pub submit_host: String,
+    /// The batch script's path as given to sbatch (Slurm's `Command=`); empty for stdin/--wrap.
+    pub command: String,
 }
 
 impl JobSpec {
@@ -61,7 +63,9 @@ impl JobSpec {
         let nodes = self.nodes_needed();
         let tasks = self.ntasks.max(1);
         let tasks_per_node = tasks.div_ceil(nodes);
-        tasks_per_node.saturating_mul(self.cpus_per_task.max(1)).max(1)
+        tasks_per_node
+            .saturating_mul(self.cpus_per_task.max(1))
+            .max(1)
     }
 
     /// Memory the job needs on each of its nodes, in MiB (0 when none was asked for).

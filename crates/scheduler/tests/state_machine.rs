@@ -7,11 +7,23 @@ use drover_scheduler::*;
 use proptest::prelude::*;
 
 fn node(name: &str, cpus: u32, mem: u64) -> Command {
-    Command::RegisterNode(NodeRegistration { name: name.into(), cpus, real_memory_mb: mem, ..Default::default() })
+    Command::RegisterNode(NodeRegistration {
+        name: name.into(),
+        cpus,
+        real_memory_mb: mem,
+        ..Default::default()
+    })
 }
 
 fn job(cpus: u32) -> JobSpec {
-    JobSpec { name: "j".into(), nodes_min: 1, ntasks: 1, cpus_per_task: cpus, script: "#!/bin/sh\ntrue\n".into(), ..Default::default() }
+    JobSpec {
+        name: "j".into(),
+        nodes_min: 1,
+        ntasks: 1,
+        cpus_per_task: cpus,
+        script: "#!/bin/sh\ntrue\n".into(),
+        ..Default::default()
+    }
 }
 
 struct Cluster {
@@ -21,14 +33,23 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let mut c = Cluster { state: ClusterState::new(), at: 1_000_000 };
+        let mut c = Cluster {
+            state: ClusterState::new(),
+            at: 1_000_000,
+        };
         c.run(Command::DefinePartitions(vec![Partition::default_debug()]));
         c
     }
 
     fn apply(&mut self, id: &str, command: Command) -> Reply {
         self.at += 1000;
-        let p = Proposal { at: self.at, requests: vec![Request { request_id: id.into(), command }] };
+        let p = Proposal {
+            at: self.at,
+            requests: vec![Request {
+                request_id: id.into(),
+                command,
+            }],
+        };
         let reply = self.state.apply(&p).remove(0);
         invariants::check(&self.state).expect("invariants hold after every apply");
         reply
@@ -73,10 +94,22 @@ fn unknown_partition_and_impossible_requests_are_rejected_with_slurms_words() {
     c.run(node("n1", 4, 1000));
     let mut spec = job(1);
     spec.partition = Some("nope".into());
-    assert_eq!(c.run(Command::Submit(spec)), Reply::Rejected(Rejection::InvalidPartition));
-    assert_eq!(Rejection::InvalidPartition.to_string(), "Invalid partition name specified");
-    assert_eq!(c.run(Command::Submit(job(8))), Reply::Rejected(Rejection::NodeConfigUnavailable));
-    assert!(c.state.jobs.is_empty(), "a rejected submit leaves no job behind");
+    assert_eq!(
+        c.run(Command::Submit(spec)),
+        Reply::Rejected(Rejection::InvalidPartition)
+    );
+    assert_eq!(
+        Rejection::InvalidPartition.to_string(),
+        "Invalid partition name specified"
+    );
+    assert_eq!(
+        c.run(Command::Submit(job(8))),
+        Reply::Rejected(Rejection::NodeConfigUnavailable)
+    );
+    assert!(
+        c.state.jobs.is_empty(),
+        "a rejected submit leaves no job behind"
+    );
 }
 
 #[test]
@@ -87,11 +120,28 @@ fn fifo_first_fit_blocks_lower_jobs_behind_the_first_that_cannot_start() {
     let a = c.submit(job(3));
     let b = c.submit(job(2));
     let d = c.submit(job(1));
-    assert_eq!(c.schedule(), Reply::Allocated { started: 1, refused: 0 });
+    assert_eq!(
+        c.schedule(),
+        Reply::Allocated {
+            started: 1,
+            refused: 0
+        }
+    );
     assert_eq!(c.job(a).state, JobState::Running);
-    assert_eq!(c.job(a).alloc, vec![NodeShare { node: "n1".into(), cpus: 3, mem_mb: 0 }]);
+    assert_eq!(
+        c.job(a).alloc,
+        vec![NodeShare {
+            node: "n1".into(),
+            cpus: 3,
+            mem_mb: 0
+        }]
+    );
     assert_eq!(c.job(b).reason, PendingReason::Resources);
-    assert_eq!(c.job(d).reason, PendingReason::Priority, "d fits, but b is ahead of it");
+    assert_eq!(
+        c.job(d).reason,
+        PendingReason::Priority,
+        "d fits, but b is ahead of it"
+    );
     // A second pass with nothing changed proposes nothing.
     assert!(plan(&c.state).is_empty());
 }
@@ -102,8 +152,17 @@ fn apply_refuses_a_stale_allocation() {
     c.run(node("n1", 2, 1000));
     let a = c.submit(job(2));
     let stale = plan(&c.state);
-    c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
-    assert_eq!(c.run(Command::Allocate(stale)), Reply::Allocated { started: 0, refused: 1 });
+    c.run(Command::Cancel {
+        job_ids: vec![a],
+        uid: 0,
+    });
+    assert_eq!(
+        c.run(Command::Allocate(stale)),
+        Reply::Allocated {
+            started: 0,
+            refused: 1
+        }
+    );
     assert_eq!(c.state.nodes["n1"].alloc_cpus, 0);
 }
 
@@ -113,17 +172,38 @@ fn cancelling_a_running_job_holds_its_cpus_until_the_node_confirms() {
     c.run(node("n1", 2, 1000));
     let a = c.submit(job(2));
     c.schedule();
-    let reply = c.run(Command::Cancel { job_ids: vec![a, JobId(99)], uid: 0 });
-    assert_eq!(reply, Reply::Cancelled { outcomes: vec![(a, None), (JobId(99), Some(Rejection::InvalidJobId))] });
+    let reply = c.run(Command::Cancel {
+        job_ids: vec![a, JobId(99)],
+        uid: 0,
+    });
+    assert_eq!(
+        reply,
+        Reply::Cancelled {
+            outcomes: vec![(a, None), (JobId(99), Some(Rejection::InvalidJobId))]
+        }
+    );
     assert_eq!(c.job(a).state, JobState::Cancelled);
     assert!(c.job(a).completing);
     assert_eq!(c.state.nodes["n1"].alloc_cpus, 2, "processes may still run");
-    c.run(Command::JobFinished { job_id: a, node: "n1".into(), exit_code: 0, signal: 15 });
+    c.run(Command::JobFinished {
+        job_id: a,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 15,
+    });
     assert!(!c.job(a).completing);
     assert_eq!(c.job(a).state, JobState::Cancelled);
     assert_eq!(c.state.nodes["n1"].alloc_cpus, 0);
-    let again = c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
-    assert_eq!(again, Reply::Cancelled { outcomes: vec![(a, Some(Rejection::AlreadyDone))] });
+    let again = c.run(Command::Cancel {
+        job_ids: vec![a],
+        uid: 0,
+    });
+    assert_eq!(
+        again,
+        Reply::Cancelled {
+            outcomes: vec![(a, Some(Rejection::AlreadyDone))]
+        }
+    );
 }
 
 #[test]
@@ -133,13 +213,36 @@ fn finished_jobs_complete_or_fail_by_exit_code_and_reports_are_idempotent() {
     let ok = c.submit(job(1));
     let bad = c.submit(job(1));
     c.schedule();
-    c.run(Command::JobFinished { job_id: ok, node: "n1".into(), exit_code: 0, signal: 0 });
-    c.run(Command::JobFinished { job_id: bad, node: "n1".into(), exit_code: 3, signal: 0 });
-    c.run(Command::JobFinished { job_id: bad, node: "n1".into(), exit_code: 3, signal: 0 });
+    c.run(Command::JobFinished {
+        job_id: ok,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 0,
+    });
+    c.run(Command::JobFinished {
+        job_id: bad,
+        node: "n1".into(),
+        exit_code: 3,
+        signal: 0,
+    });
+    c.run(Command::JobFinished {
+        job_id: bad,
+        node: "n1".into(),
+        exit_code: 3,
+        signal: 0,
+    });
     assert_eq!(c.job(ok).state, JobState::Completed);
-    assert_eq!((c.job(bad).state, c.job(bad).exit_code), (JobState::Failed, 3));
+    assert_eq!(
+        (c.job(bad).state, c.job(bad).exit_code),
+        (JobState::Failed, 3)
+    );
     // A report from a node that does not run the job changes nothing.
-    let wrong = c.run(Command::JobFinished { job_id: ok, node: "n9".into(), exit_code: 1, signal: 0 });
+    let wrong = c.run(Command::JobFinished {
+        job_id: ok,
+        node: "n9".into(),
+        exit_code: 1,
+        signal: 0,
+    });
     assert_eq!(wrong, Reply::Rejected(Rejection::InvalidNodeName));
 }
 
@@ -149,7 +252,10 @@ fn a_node_that_stops_responding_fails_its_jobs_and_returns_when_it_registers() {
     c.run(node("n1", 4, 1000));
     let a = c.submit(job(1));
     c.schedule();
-    c.run(Command::SetNodeState { node: "n1".into(), change: NodeStateChange::NotResponding });
+    c.run(Command::SetNodeState {
+        node: "n1".into(),
+        change: NodeStateChange::NotResponding,
+    });
     assert_eq!(c.job(a).state, JobState::NodeFail);
     assert_eq!(c.state.nodes["n1"].state_name(), "DOWN+NOT_RESPONDING");
     c.run(node("n1", 4, 1000));
@@ -173,19 +279,34 @@ fn held_jobs_never_start_and_say_why() {
 fn finished_jobs_are_forgotten_after_min_job_age() {
     let mut c = Cluster::new();
     let a = c.submit(job(1));
-    c.run(Command::Cancel { job_ids: vec![a], uid: 0 });
+    c.run(Command::Cancel {
+        job_ids: vec![a],
+        uid: 0,
+    });
     assert!(c.state.jobs.contains_key(&a));
     c.at += 301_000;
     c.run(node("n1", 1, 1));
-    assert!(!c.state.jobs.contains_key(&a), "purged after MinJobAge (300 s)");
+    assert!(
+        !c.state.jobs.contains_key(&a),
+        "purged after MinJobAge (300 s)"
+    );
 }
 
 #[test]
 fn time_never_moves_back() {
     let mut s = ClusterState::new();
-    s.apply(&Proposal { at: 5000, requests: vec![] });
-    s.apply(&Proposal { at: 4000, requests: vec![] });
-    assert_eq!(s.now, 5000, "a new leader with a slower clock cannot move time back");
+    s.apply(&Proposal {
+        at: 5000,
+        requests: vec![],
+    });
+    s.apply(&Proposal {
+        at: 4000,
+        requests: vec![],
+    });
+    assert_eq!(
+        s.now, 5000,
+        "a new leader with a slower clock cannot move time back"
+    );
 }
 
 /// Random commands, some valid, some not, against a small cluster.
@@ -209,14 +330,26 @@ fn arb_command() -> impl Strategy<Value = Command> {
 
 fn run_log(log: &[(u64, Command)]) -> (ClusterState, Vec<Reply>) {
     let mut s = ClusterState::new();
-    s.apply(&Proposal { at: 0, requests: vec![Request { request_id: String::new(), command: Command::DefinePartitions(vec![Partition::default_debug()]) }] });
+    s.apply(&Proposal {
+        at: 0,
+        requests: vec![Request {
+            request_id: String::new(),
+            command: Command::DefinePartitions(vec![Partition::default_debug()]),
+        }],
+    });
     let mut replies = Vec::new();
     for (at, command) in log {
         let command = match command {
             Command::Allocate(_) => Command::Allocate(plan(&s)),
             other => other.clone(),
         };
-        let r = s.apply(&Proposal { at: *at, requests: vec![Request { request_id: String::new(), command }] });
+        let r = s.apply(&Proposal {
+            at: *at,
+            requests: vec![Request {
+                request_id: String::new(),
+                command,
+            }],
+        });
         invariants::check(&s).expect("invariants hold after every apply");
         replies.extend(r);
     }

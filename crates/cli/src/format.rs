@@ -1,0 +1,1863 @@
+//! Pure formatters for squeue, sinfo and scontrol: proto messages in, Slurm's exact text out.
+//!
+//! References (SchedMD/slurm, tag slurm-25-11-7-1): src/squeue/print.c (`_print_str`,
+//! `_print_secs`, the `_print_job_*` functions), src/squeue/opts.c (`parse_format`,
+//! `_parse_token`), src/squeue/sort.c, src/sinfo/print.c, src/sinfo/sort.c,
+//! src/scontrol/info_job.c (`_sprint_job_info`), src/api/node_info.c
+//! (`slurm_sprint_node_table`), src/api/partition_info.c (`slurm_sprint_partition_info`),
+//! src/scontrol/scontrol.c (`_print_ping`), src/common/slurm_protocol_defs.c
+//! (`job_state_string_compact`, `node_state_string_compact`), src/common/print_fields.c
+//! (`expand_stdio_fields`). Golden texts in the tests were captured from real Slurm 22.05.8
+//! where 22.05 and 25.11 agree; where they differ the 25.11 layout is used (slurm.md §0.5).
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use drover_proto::{JobInfo, NodeInfo, PartitionInfo, PingReply};
+
+/// Slurm's `NO_VAL` (array task id of a job that is not an array task, `%a` in file names).
+const NO_VAL: u32 = 0xffff_fffe;
+/// `YEAR_SECONDS` in src/squeue/print.c: larger elapsed times print as INVALID.
+const YEAR_SECONDS: i64 = 365 * 24 * 60 * 60;
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `_print_str` (squeue and sinfo): `.` = right-justify with `%Ns` (cut to `width` only when
+/// `cut`), otherwise `%.Ns` (always cut); then pad with blanks to `width`. Width 0 prints the
+/// value as is.
+fn print_str(out: &mut String, value: &str, width: usize, right: bool, cut: bool) {
+    let shown: String = if width == 0 {
+        value.to_string()
+    } else if right {
+        let padded = format!("{value:>width$}");
+        if cut {
+            padded.chars().take(width).collect()
+        } else {
+            padded
+        }
+    } else {
+        value.chars().take(width).collect()
+    };
+    let len = shown.chars().count();
+    out.push_str(&shown);
+    for _ in len..width {
+        out.push(' ');
+    }
+}
+
+/// `_print_secs` in squeue/sinfo: `M:SS`, `H:MM:SS`, `D-HH:MM:SS`.
+fn elapsed(secs: i64) -> String {
+    if !(0..=YEAR_SECONDS).contains(&secs) {
+        return "INVALID".to_string();
+    }
+    let (d, h, m, s) = (
+        secs / 86400,
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// sinfo's `_print_secs` (no INVALID check).
+fn sinfo_elapsed(secs: i64) -> String {
+    let (d, h, m, s) = (
+        secs / 86400,
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// `secs2time_str` (src/common/parse_time.c): `HH:MM:SS` or `D-HH:MM:SS`.
+fn secs2time(secs: i64) -> String {
+    if secs < 0 {
+        return "INVALID".to_string();
+    }
+    let (d, h, m, s) = (
+        secs / 86400,
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60,
+    );
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
+/// `mins2time_str`, with `None` = UNLIMITED.
+fn limit(mins: Option<u64>) -> String {
+    match mins {
+        None => "UNLIMITED".to_string(),
+        Some(m) => secs2time(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
+    }
+}
+
+/// `slurm_make_time_str` with the default format `%FT%T` in local time (`utc_offset_secs`
+/// east of UTC); 0 prints `unset`.
+fn timestamp(unix_secs: i64, utc_offset_secs: i32, unset: &str) -> String {
+    if unix_secs == 0 {
+        return unset.to_string();
+    }
+    let t = unix_secs.saturating_add(i64::from(utc_offset_secs));
+    let days = t.div_euclid(86400);
+    let rem = t.rem_euclid(86400);
+    let (y, mo, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `convert_num_unit` on MiB: `100M`, `1G`, `62.50G` (exact = only whole units).
+fn mem_units(mb: u64, exact: bool) -> String {
+    if mb == 0 {
+        return "0".to_string();
+    }
+    const UNITS: [char; 5] = ['M', 'G', 'T', 'P', 'E'];
+    if exact {
+        let mut v = mb;
+        let mut i = 0;
+        while v.is_multiple_of(1024) && i + 1 < UNITS.len() {
+            v /= 1024;
+            i += 1;
+        }
+        return format!("{v}{}", UNITS[i]);
+    }
+    let mut v = mb as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{}{}", v as u64, UNITS[i])
+    } else {
+        format!("{v:.2}{}", UNITS[i])
+    }
+}
+
+/// Sort and compress a host list: `n1,n2,n3,n5` → `n[1-3,5]` (Slurm's `hostlist_sort` +
+/// `hostlist_ranged_string`; zero padding kept, names without a numeric suffix stand alone).
+/// Accepts compressed input too (`n[1-2],n5`).
+pub fn compress_hostlist<S: AsRef<str>>(names: &[S]) -> String {
+    let mut hosts: Vec<(String, Option<(u64, usize)>)> = Vec::new();
+    for name in names {
+        for host in expand_hostlist(name.as_ref()) {
+            let digits = host.bytes().rev().take_while(u8::is_ascii_digit).count();
+            let split = host.len() - digits;
+            let num = if digits > 0 && digits <= 18 {
+                host[split..].parse::<u64>().ok().map(|n| (n, digits))
+            } else {
+                None
+            };
+            match num {
+                Some(n) => hosts.push((host[..split].to_string(), Some(n))),
+                None => hosts.push((host, None)),
+            }
+        }
+    }
+    hosts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    hosts.dedup();
+    // Group runs with the same prefix (and digit width when zero padded).
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < hosts.len() {
+        let (prefix, num) = &hosts[i];
+        let Some((first, width)) = *num else {
+            parts.push(prefix.clone());
+            i += 1;
+            continue;
+        };
+        let padded = |n: u64, w: usize| format!("{n:0w$}");
+        let mut ranges: Vec<(u64, u64)> = vec![(first, first)];
+        let mut j = i + 1;
+        while j < hosts.len() && hosts[j].0 == *prefix {
+            let Some((n, w)) = hosts[j].1 else { break };
+            if w != width && (w < width || n.to_string().len() < w) {
+                break;
+            }
+            if let Some(last) = ranges.last_mut() {
+                if n == last.1 + 1 {
+                    last.1 = n;
+                } else {
+                    ranges.push((n, n));
+                }
+            }
+            j += 1;
+        }
+        if j == i + 1 {
+            parts.push(format!("{prefix}{}", padded(first, width)));
+        } else {
+            let body: Vec<String> = ranges
+                .iter()
+                .map(|(a, b)| {
+                    if a == b {
+                        padded(*a, width)
+                    } else {
+                        format!("{}-{}", padded(*a, width), padded(*b, width))
+                    }
+                })
+                .collect();
+            parts.push(format!("{prefix}[{}]", body.join(",")));
+        }
+        i = j;
+    }
+    parts.join(",")
+}
+
+/// Expand `a[1-3,5]b,c` style expressions (one bracket group per name); malformed input is
+/// returned as a single literal name.
+fn expand_hostlist(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // Split on commas outside brackets.
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut pieces = Vec::new();
+    for (i, c) in expr.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                pieces.push(&expr[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&expr[start..]);
+    for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
+        let (Some(open), Some(close)) = (piece.find('['), piece.rfind(']')) else {
+            out.push(piece.to_string());
+            continue;
+        };
+        if close < open {
+            out.push(piece.to_string());
+            continue;
+        }
+        let (prefix, body, suffix) = (&piece[..open], &piece[open + 1..close], &piece[close + 1..]);
+        let mut ok = true;
+        let mut names = Vec::new();
+        for range in body.split(',') {
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(x), Ok(y)) if x <= y && y - x < 1_000_000 => {
+                    let w = a.len();
+                    for n in x..=y {
+                        names.push(format!("{prefix}{n:0w$}{suffix}"));
+                    }
+                }
+                _ => ok = false,
+            }
+        }
+        if ok {
+            out.extend(names);
+        } else {
+            out.push(piece.to_string());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Job states
+// ---------------------------------------------------------------------------------------------
+
+/// `job_state_string_compact` (src/common/slurm_protocol_defs.c).
+pub fn job_state_compact(state: &str) -> &'static str {
+    match state {
+        "PENDING" => "PD",
+        "RUNNING" => "R",
+        "SUSPENDED" => "S",
+        "COMPLETED" => "CD",
+        "CANCELLED" => "CA",
+        "FAILED" => "F",
+        "TIMEOUT" => "TO",
+        "NODE_FAIL" => "NF",
+        "PREEMPTED" => "PR",
+        "BOOT_FAIL" => "BF",
+        "DEADLINE" => "DL",
+        "OUT_OF_MEMORY" => "OOM",
+        "COMPLETING" => "CG",
+        "CONFIGURING" => "CF",
+        "REQUEUED" => "RQ",
+        "REQUEUE_HOLD" => "RH",
+        "REQUEUE_FED" => "RF",
+        "RESIZING" => "RS",
+        "RESV_DEL_HOLD" => "RD",
+        "REVOKED" => "RV",
+        "SPECIAL_EXIT" => "SE",
+        "SIGNALING" => "SI",
+        "STAGE_OUT" => "SO",
+        "STOPPED" => "ST",
+        _ => "?",
+    }
+}
+
+/// Numeric base state (`enum job_states`) used by squeue's state sort.
+fn job_state_rank(state: &str) -> u32 {
+    match state {
+        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => 0,
+        "RUNNING" | "CONFIGURING" | "RESIZING" | "SIGNALING" | "STOPPED" => 1,
+        "SUSPENDED" => 2,
+        "COMPLETED" | "COMPLETING" | "STAGE_OUT" => 3,
+        "CANCELLED" => 4,
+        "FAILED" | "SPECIAL_EXIT" => 5,
+        "TIMEOUT" => 6,
+        "NODE_FAIL" => 7,
+        "PREEMPTED" => 8,
+        "BOOT_FAIL" => 9,
+        "DEADLINE" => 10,
+        "OUT_OF_MEMORY" => 11,
+        _ => 12,
+    }
+}
+
+fn is_pending(job: &JobInfo) -> bool {
+    matches!(
+        job.state.as_str(),
+        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+    )
+}
+
+/// squeue's default state filter: pending, running, suspended and completing jobs (and the
+/// transient flag states); finished jobs are hidden unless asked for.
+pub fn squeue_default_visible(job: &JobInfo) -> bool {
+    matches!(
+        job.state.as_str(),
+        "PENDING"
+            | "RUNNING"
+            | "SUSPENDED"
+            | "COMPLETING"
+            | "CONFIGURING"
+            | "REQUEUED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+    )
+}
+
+/// `job_time_used` (src/squeue/print.c), with `JobInfo.now` as the clock.
+fn job_time_used(job: &JobInfo) -> i64 {
+    if job.start_time == 0 || is_pending(job) {
+        return 0;
+    }
+    let end = if matches!(
+        job.state.as_str(),
+        "RUNNING" | "SUSPENDED" | "CONFIGURING" | "SIGNALING"
+    ) || job.end_time == 0
+    {
+        job.now
+    } else {
+        job.end_time
+    };
+    end.saturating_sub(job.start_time)
+}
+
+fn reason_name(job: &JobInfo) -> &str {
+    if job.reason.is_empty() {
+        "None"
+    } else {
+        &job.reason
+    }
+}
+
+/// `%R`: `(Reason)` for pending and failed-like jobs, else the sorted node list.
+fn reason_or_nodes(job: &JobInfo) -> (String, bool) {
+    let parenthesised = job.state != "COMPLETING"
+        && (is_pending(job)
+            || matches!(
+                job.state.as_str(),
+                "STAGE_OUT" | "TIMEOUT" | "OUT_OF_MEMORY" | "DEADLINE" | "FAILED"
+            ));
+    if parenthesised {
+        (format!("({})", reason_name(job)), true)
+    } else {
+        (sorted_nodes(&job.node_list), false)
+    }
+}
+
+fn sorted_nodes(list: &str) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        compress_hostlist(&[list])
+    }
+}
+
+fn exit_code_text(job: &JobInfo) -> String {
+    format!("{}:{}", job.exit_code.max(0), job.exit_signal.max(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// squeue format engine
+// ---------------------------------------------------------------------------------------------
+
+/// squeue's default `-o` format (src/squeue/opts.c).
+pub const SQUEUE_DEFAULT_FORMAT: &str = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R";
+/// `squeue -l`.
+pub const SQUEUE_LONG_FORMAT: &str = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Field {
+        letter: char,
+        width: usize,
+        right: bool,
+        suffix: String,
+    },
+    /// An unknown letter: printed back literally as `%<token>` (squeue's `job_format_add_invalid`).
+    Invalid(String),
+}
+
+/// A parsed squeue `-o` format (`%[.][size]type[suffix]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFormat {
+    pieces: Vec<Piece>,
+    /// Letters squeue would complain about (`Invalid job format specification: %c`).
+    pub invalid: Vec<char>,
+}
+
+const JOB_LETTERS: &str = "aABcCDeEgGiujlLmMNoPqQrRStTUVZ";
+
+impl JobFormat {
+    /// `parse_format` in src/squeue/opts.c: text before the first `%` is a prefix, each
+    /// `%`-token is `[.][digits]letter` followed by literal suffix text.
+    pub fn parse(fmt: &str) -> JobFormat {
+        let mut pieces = Vec::new();
+        let mut invalid = Vec::new();
+        let (prefix, rest) = match fmt.find('%') {
+            Some(p) => (&fmt[..p], &fmt[p..]),
+            None => (fmt, ""),
+        };
+        if !prefix.is_empty() {
+            pieces.push(Piece::Literal(prefix.to_string()));
+        }
+        for token in rest.split('%').filter(|t| !t.is_empty()) {
+            let mut chars = token.char_indices().peekable();
+            let right = matches!(chars.peek(), Some((_, '.')));
+            if right {
+                chars.next();
+            }
+            let mut width: usize = 0;
+            let mut letter = None;
+            for (i, c) in chars.by_ref() {
+                if let Some(d) = c.to_digit(10) {
+                    width = width
+                        .saturating_mul(10)
+                        .saturating_add(d as usize)
+                        .min(4096);
+                } else {
+                    letter = Some((i, c));
+                    break;
+                }
+            }
+            let Some((i, letter)) = letter else {
+                pieces.push(Piece::Invalid(format!("%{token}")));
+                continue;
+            };
+            let suffix = token[i + letter.len_utf8()..].to_string();
+            if JOB_LETTERS.contains(letter) {
+                pieces.push(Piece::Field {
+                    letter,
+                    width,
+                    right,
+                    suffix,
+                });
+            } else {
+                invalid.push(letter);
+                pieces.push(Piece::Invalid(format!("%{token}")));
+            }
+        }
+        JobFormat { pieces, invalid }
+    }
+
+    /// The header line and one line per job, in the order given.
+    pub fn render(&self, jobs: &[JobInfo], utc_offset_secs: i32, header: bool) -> String {
+        let mut out = String::new();
+        if header {
+            self.render_one(&mut out, None, utc_offset_secs);
+        }
+        for job in jobs {
+            self.render_one(&mut out, Some(job), utc_offset_secs);
+        }
+        out
+    }
+
+    fn render_one(&self, out: &mut String, job: Option<&JobInfo>, utc: i32) {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Literal(text) | Piece::Invalid(text) => out.push_str(text),
+                Piece::Field {
+                    letter,
+                    width,
+                    right,
+                    suffix,
+                } => {
+                    let (value, cut) = match job {
+                        None => header_of(*letter),
+                        Some(job) => job_field(job, *letter, utc),
+                    };
+                    print_str(out, &value, *width, *right, cut);
+                    out.push_str(suffix);
+                }
+            }
+        }
+        out.push('\n');
+    }
+}
+
+/// Header text and whether it is cut (NODELIST headers are not).
+fn header_of(letter: char) -> (String, bool) {
+    let (text, cut) = match letter {
+        'a' => ("ACCOUNT", true),
+        'A' => ("JOBID", true),
+        'B' => ("EXEC_HOST", true),
+        'c' => ("MIN_CPUS", true),
+        'C' => ("CPUS", true),
+        'D' => ("NODES", true),
+        'e' => ("END_TIME", true),
+        'E' => ("DEPENDENCY", true),
+        'g' => ("GROUP", true),
+        'G' => ("GROUP", true),
+        'i' => ("JOBID", true),
+        'j' => ("NAME", true),
+        'l' => ("TIME_LIMIT", true),
+        'L' => ("TIME_LEFT", true),
+        'm' => ("MIN_MEMORY", true),
+        'M' => ("TIME", true),
+        'N' => ("NODELIST", false),
+        'o' => ("COMMAND", true),
+        'P' => ("PARTITION", true),
+        'q' => ("QOS", true),
+        'Q' => ("PRIORITY", true),
+        'r' => ("REASON", true),
+        'R' => ("NODELIST(REASON)", false),
+        'S' => ("START_TIME", true),
+        't' => ("ST", true),
+        'T' => ("STATE", true),
+        'u' => ("USER", true),
+        'U' => ("UID", true),
+        'V' => ("SUBMIT_TIME", true),
+        'Z' => ("WORK_DIR", true),
+        _ => ("", true),
+    };
+    (text.to_string(), cut)
+}
+
+/// One field's text and whether it is cut to the width.
+fn job_field(job: &JobInfo, letter: char, utc: i32) -> (String, bool) {
+    let n = |v: u64| (v.to_string(), true);
+    match letter {
+        'a' => ("(null)".to_string(), true),
+        'A' | 'i' => n(job.job_id),
+        'B' => (
+            if job.batch_host.is_empty() {
+                "n/a".to_string()
+            } else {
+                job.batch_host.clone()
+            },
+            true,
+        ),
+        'c' => n(u64::from(job.cpus_per_task.max(1))),
+        'C' => n(u64::from(job.num_cpus)),
+        'D' => n(u64::from(job.num_nodes)),
+        'e' => {
+            if job.time_limit_min.is_none() && job.end_time > job.now {
+                ("NONE".to_string(), true)
+            } else {
+                (timestamp(job.end_time, utc, "N/A"), true)
+            }
+        }
+        'E' => ("(null)".to_string(), true),
+        'g' | 'G' => n(u64::from(job.gid)),
+        'j' => (job.name.clone(), true),
+        'l' => match job.time_limit_min {
+            None => ("UNLIMITED".to_string(), true),
+            Some(m) => (
+                elapsed(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
+                false,
+            ),
+        },
+        'L' => match job.time_limit_min {
+            None => ("UNLIMITED".to_string(), true),
+            Some(m) => {
+                let total = i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX);
+                (elapsed(total.saturating_sub(job_time_used(job))), false)
+            }
+        },
+        'm' => {
+            let mb = if job.mem_per_cpu_mb > 0 {
+                job.mem_per_cpu_mb
+            } else {
+                job.mem_per_node_mb
+            };
+            (mem_units(mb, true), true)
+        }
+        'M' => (elapsed(job_time_used(job)), false),
+        'N' => (sorted_nodes(&job.node_list), false),
+        'o' => (
+            if job.command.is_empty() {
+                "(null)".to_string()
+            } else {
+                job.command.clone()
+            },
+            true,
+        ),
+        'P' => (job.partition.clone(), true),
+        'q' => ("normal".to_string(), true),
+        'Q' => n(u64::from(job.priority)),
+        'r' => (reason_name(job).to_string(), true),
+        'R' => {
+            let (text, is_reason) = reason_or_nodes(job);
+            (text, is_reason)
+        }
+        'S' => (timestamp(job.start_time, utc, "N/A"), true),
+        't' => (job_state_compact(&job.state).to_string(), true),
+        'T' => (job.state.clone(), true),
+        'u' => (job.user.clone(), true),
+        'U' => n(u64::from(job.uid)),
+        'V' => (timestamp(job.submit_time, utc, "N/A"), true),
+        'Z' => (job.work_dir.clone(), true),
+        _ => (String::new(), true),
+    }
+}
+
+/// squeue's default sort `P,t,-p`: partition, state, priority descending; job id breaks ties.
+pub fn squeue_sort_default(jobs: &mut [JobInfo]) {
+    jobs.sort_by(|a, b| {
+        a.partition
+            .cmp(&b.partition)
+            .then_with(|| job_state_rank(&a.state).cmp(&job_state_rank(&b.state)))
+            .then_with(|| b.priority.cmp(&a.priority))
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+}
+
+/// Render `fmt` over `jobs` in the given order, with a header line.
+pub fn squeue_format(fmt: &str, jobs: &[JobInfo], utc_offset_secs: i32) -> String {
+    JobFormat::parse(fmt).render(jobs, utc_offset_secs, true)
+}
+
+/// Plain `squeue`: default filter, sort and format.
+pub fn squeue_default(jobs: &[JobInfo], utc_offset_secs: i32) -> String {
+    let mut shown: Vec<JobInfo> = jobs
+        .iter()
+        .filter(|j| squeue_default_visible(j))
+        .cloned()
+        .collect();
+    squeue_sort_default(&mut shown);
+    squeue_format(SQUEUE_DEFAULT_FORMAT, &shown, utc_offset_secs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// sinfo
+// ---------------------------------------------------------------------------------------------
+
+/// Node state bits (slurm/slurm.h) for the compact name and sinfo's state sort.
+const NODE_STATE_DOWN: u32 = 1;
+const NODE_STATE_IDLE: u32 = 2;
+const NODE_STATE_ALLOCATED: u32 = 3;
+const NODE_STATE_MIXED: u32 = 5;
+const NODE_STATE_FUTURE: u32 = 6;
+const FLAG_DRAIN: u32 = 0x200;
+const FLAG_COMPLETING: u32 = 0x400;
+const FLAG_NO_RESPOND: u32 = 0x800;
+const FLAG_POWERED_DOWN: u32 = 0x1000;
+const FLAG_FAIL: u32 = 0x2000;
+const FLAG_POWERING_UP: u32 = 0x4000;
+const FLAG_MAINT: u32 = 0x8000;
+const FLAG_REBOOT_REQUESTED: u32 = 0x10000;
+const FLAG_POWERING_DOWN: u32 = 0x80000;
+const FLAG_REBOOT_ISSUED: u32 = 0x0100_0000;
+const FLAG_POWER_DOWN: u32 = 0x0200_0000;
+const FLAG_PLANNED: u32 = 0x0800_0000;
+
+/// Parse `IDLE+DRAIN`, `DOWN+NOT_RESPONDING`, `DRAINED`, `DRAINING`, … into Slurm's bit value.
+fn node_state_bits(node: &NodeInfo) -> u32 {
+    let mut bits = 0u32;
+    let mut base = None;
+    for (i, word) in node.state.split('+').enumerate() {
+        let w = word.trim().trim_end_matches('*').to_ascii_uppercase();
+        let b = match w.as_str() {
+            "UNKNOWN" => Some(0),
+            "DOWN" => Some(NODE_STATE_DOWN),
+            "IDLE" => Some(NODE_STATE_IDLE),
+            "ALLOCATED" | "ALLOC" => Some(NODE_STATE_ALLOCATED),
+            "MIXED" | "MIX" => Some(NODE_STATE_MIXED),
+            "FUTURE" => Some(NODE_STATE_FUTURE),
+            "DRAINED" => {
+                bits |= FLAG_DRAIN;
+                Some(NODE_STATE_IDLE)
+            }
+            "DRAINING" => {
+                bits |= FLAG_DRAIN;
+                Some(NODE_STATE_ALLOCATED)
+            }
+            "COMPLETING" => {
+                bits |= FLAG_COMPLETING;
+                None
+            }
+            "DRAIN" => {
+                bits |= FLAG_DRAIN;
+                None
+            }
+            "NOT_RESPONDING" => {
+                bits |= FLAG_NO_RESPOND;
+                None
+            }
+            "FAIL" => {
+                bits |= FLAG_FAIL;
+                None
+            }
+            "MAINTENANCE" | "MAINT" => {
+                bits |= FLAG_MAINT;
+                None
+            }
+            "POWERED_DOWN" => {
+                bits |= FLAG_POWERED_DOWN;
+                None
+            }
+            "POWERING_UP" => {
+                bits |= FLAG_POWERING_UP;
+                None
+            }
+            "POWERING_DOWN" => {
+                bits |= FLAG_POWERING_DOWN;
+                None
+            }
+            "POWER_DOWN" => {
+                bits |= FLAG_POWER_DOWN;
+                None
+            }
+            "REBOOT_REQUESTED" => {
+                bits |= FLAG_REBOOT_REQUESTED;
+                None
+            }
+            "REBOOT_ISSUED" => {
+                bits |= FLAG_REBOOT_ISSUED;
+                None
+            }
+            "PLANNED" => {
+                bits |= FLAG_PLANNED;
+                None
+            }
+            _ => None,
+        };
+        if i == 0 || base.is_none() {
+            if let Some(b) = b {
+                base = Some(b);
+            }
+        }
+    }
+    if node.not_responding {
+        bits |= FLAG_NO_RESPOND;
+    }
+    bits | base.unwrap_or(0)
+}
+
+/// `node_state_string_compact` (upper case; sinfo prints it in lower case).
+fn node_state_compact(bits: u32) -> String {
+    let base = bits & 0xf;
+    let has = |f: u32| bits & f != 0;
+    let busy = has(FLAG_COMPLETING) || base == NODE_STATE_ALLOCATED || base == NODE_STATE_MIXED;
+    let suffix = if has(FLAG_MAINT) {
+        "$"
+    } else if has(FLAG_REBOOT_ISSUED) {
+        "^"
+    } else if has(FLAG_REBOOT_REQUESTED) {
+        "@"
+    } else if has(FLAG_POWERING_UP) {
+        "#"
+    } else if has(FLAG_POWERING_DOWN) {
+        "%"
+    } else if has(FLAG_POWERED_DOWN) {
+        "~"
+    } else if has(FLAG_POWER_DOWN) {
+        "!"
+    } else if has(FLAG_NO_RESPOND) {
+        "*"
+    } else {
+        ""
+    };
+    let no_resp = if has(FLAG_NO_RESPOND) { "*" } else { "" };
+    if has(FLAG_DRAIN) {
+        return format!("{}{suffix}", if busy { "DRNG" } else { "DRAIN" });
+    }
+    if has(FLAG_FAIL) {
+        return format!("{}{no_resp}", if busy { "FAILG" } else { "FAIL" });
+    }
+    match base {
+        NODE_STATE_DOWN => format!("DOWN{suffix}"),
+        NODE_STATE_ALLOCATED => {
+            if suffix.is_empty() && has(FLAG_COMPLETING) {
+                "ALLOC+".to_string()
+            } else {
+                format!("ALLOC{suffix}")
+            }
+        }
+        _ if has(FLAG_COMPLETING) => format!("COMP{suffix}"),
+        NODE_STATE_IDLE => {
+            let planned = if suffix.is_empty() && has(FLAG_PLANNED) {
+                "-"
+            } else {
+                ""
+            };
+            format!("IDLE{suffix}{planned}")
+        }
+        NODE_STATE_MIXED => {
+            let planned = if suffix.is_empty() && has(FLAG_PLANNED) {
+                "-"
+            } else {
+                ""
+            };
+            format!("MIX{suffix}{planned}")
+        }
+        NODE_STATE_FUTURE => format!("FUTURE{suffix}"),
+        _ => format!("UNK{suffix}"),
+    }
+}
+
+/// Default `sinfo`: `%#P %.5a %.10l %.6D %.6t %N`, one line per (partition, state) group,
+/// partitions in the given (configuration) order, then state descending (`#P,-t`).
+pub fn sinfo_default(partitions: &[PartitionInfo], nodes: &[NodeInfo]) -> String {
+    let part_width = partitions
+        .iter()
+        .map(|p| p.name.chars().count() + usize::from(p.is_default))
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    let mut out = String::new();
+    print_str(&mut out, "PARTITION", part_width, false, true);
+    out.push(' ');
+    print_str(&mut out, "AVAIL", 5, true, true);
+    out.push(' ');
+    print_str(&mut out, "TIMELIMIT", 10, true, true);
+    out.push(' ');
+    print_str(&mut out, "NODES", 6, true, true);
+    out.push(' ');
+    print_str(&mut out, "STATE", 6, true, true);
+    out.push(' ');
+    print_str(&mut out, "NODELIST", 0, false, false);
+    out.push('\n');
+
+    for part in partitions {
+        // Group member nodes by state, keeping Slurm's numeric order (descending) for output.
+        let mut groups: Vec<(u32, Vec<&str>)> = Vec::new();
+        for name in &part.nodes {
+            let Some(node) = nodes.iter().find(|n| &n.name == name) else {
+                continue;
+            };
+            let bits = node_state_bits(node);
+            match groups.iter_mut().find(|(b, _)| *b == bits) {
+                Some((_, members)) => members.push(&node.name),
+                None => groups.push((bits, vec![&node.name])),
+            }
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.0));
+        let name = if part.is_default {
+            format!("{}*", part.name)
+        } else {
+            part.name.clone()
+        };
+        let avail = match part.state.as_str() {
+            "UP" => "up",
+            "DOWN" => "down",
+            "DRAIN" => "drain",
+            "INACTIVE" => "inactive",
+            _ => "unknown",
+        };
+        let timelimit = match part.max_time_min {
+            None => "infinite".to_string(),
+            Some(m) => sinfo_elapsed(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
+        };
+        if groups.is_empty() {
+            // sinfo still prints a partition without nodes: 0 nodes, state n/a.
+            groups.push((u32::MAX, Vec::new()));
+        }
+        for (bits, members) in groups {
+            print_str(&mut out, &name, part_width, false, true);
+            out.push(' ');
+            print_str(&mut out, avail, 5, true, true);
+            out.push(' ');
+            print_str(&mut out, &timelimit, 10, true, true);
+            out.push(' ');
+            print_str(&mut out, &members.len().to_string(), 6, true, true);
+            out.push(' ');
+            let state = if members.is_empty() {
+                "n/a".to_string()
+            } else {
+                node_state_compact(bits).to_ascii_lowercase()
+            };
+            print_str(&mut out, &state, 6, true, true);
+            out.push(' ');
+            out.push_str(&compress_hostlist(&members));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// scontrol show
+// ---------------------------------------------------------------------------------------------
+
+/// Line joiner shared by the `show` records: `\n   ` between lines, or a blank with `-o`.
+struct Record {
+    out: String,
+    oneliner: bool,
+}
+
+impl Record {
+    fn new(oneliner: bool) -> Self {
+        Record {
+            out: String::new(),
+            oneliner,
+        }
+    }
+    fn push(&mut self, s: &str) {
+        self.out.push_str(s);
+    }
+    fn end_line(&mut self) {
+        self.out.push_str(if self.oneliner { " " } else { "\n   " });
+    }
+}
+
+/// `expand_stdio_fields` for a batch job (src/common/print_fields.c) on the default-filled path.
+fn stdio_path(job: &JobInfo, pattern: &str) -> String {
+    let pattern = if pattern.is_empty() {
+        "slurm-%j.out"
+    } else {
+        pattern
+    };
+    let mut out = String::new();
+    if !pattern.starts_with('/') && !job.work_dir.is_empty() {
+        out.push_str(&job.work_dir);
+        if !job.work_dir.ends_with('/') {
+            out.push('/');
+        }
+    }
+    if pattern.contains('\\') {
+        out.extend(pattern.chars().filter(|c| *c != '\\'));
+        return out;
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c != '%' || i + 1 >= chars.len() {
+            if c != '%' {
+                out.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        i += 1;
+        if chars[i] == '%' {
+            out.push('%');
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut pad: usize = 0;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            pad = (pad * 10 + chars[i].to_digit(10).unwrap_or(0) as usize).min(10);
+            i += 1;
+        }
+        let Some(&spec) = chars.get(i) else {
+            out.push('%');
+            out.extend(&chars[start..]);
+            break;
+        };
+        let num = |v: u64| format!("{v:0pad$}");
+        match spec {
+            'A' | 'j' | 'J' => out.push_str(&num(job.job_id)),
+            'a' => out.push_str(&num(u64::from(NO_VAL))),
+            'b' => out.push_str(&num(u64::from(NO_VAL % 10))),
+            'r' => out.push_str(&num(0)),
+            's' => out.push_str("batch"),
+            'x' => out.push_str(&job.name),
+            'u' => out.push_str(&job.user),
+            'N' => out.push_str(&job.batch_host),
+            'n' | 't' => out.push_str(&num(0)),
+            other => {
+                out.push('%');
+                out.extend(&chars[start..i]);
+                out.push(other);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
+    let mut s = format!("cpu={cpus}");
+    if mem_mb > 0 {
+        let _ = write!(s, ",mem={}", mem_units(mem_mb, false));
+    }
+    let _ = write!(s, ",node={nodes},billing={cpus}");
+    s
+}
+
+fn job_mem_total(job: &JobInfo, cpus: u32, nodes: u32) -> u64 {
+    if job.mem_per_cpu_mb > 0 {
+        job.mem_per_cpu_mb.saturating_mul(u64::from(cpus))
+    } else {
+        job.mem_per_node_mb.saturating_mul(u64::from(nodes))
+    }
+}
+
+fn or_null(s: &str) -> &str {
+    if s.is_empty() {
+        "(null)"
+    } else {
+        s
+    }
+}
+
+/// `scontrol show job` for one job (src/scontrol/info_job.c `_sprint_job_info`, 25.11 layout).
+/// Fields drover does not track print the values Slurm shows on a plain cluster. The group
+/// name is not known here: like Slurm for an unresolvable gid, the number is printed.
+pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) -> String {
+    let utc = utc_offset_secs;
+    let ts = |t: i64| timestamp(t, utc, "Unknown");
+    let mut r = Record::new(oneliner);
+    r.push(&format!("JobId={} JobName={}", job.job_id, job.name));
+    r.end_line();
+    r.push(&format!(
+        "UserId={}({}) GroupId={}({}) MCS_label=N/A",
+        job.user, job.uid, job.gid, job.gid
+    ));
+    r.end_line();
+    r.push(&format!(
+        "Priority={} Nice=0 Account=(null) QOS=normal",
+        job.priority
+    ));
+    r.end_line();
+    r.push(&format!(
+        "JobState={} Reason={} Dependency=(null)",
+        job.state,
+        reason_name(job).replace(char::is_whitespace, "_")
+    ));
+    r.end_line();
+    r.push(&format!(
+        "Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={}",
+        exit_code_text(job)
+    ));
+    r.end_line();
+    r.push(&format!(
+        "RunTime={} TimeLimit={} TimeMin=N/A",
+        secs2time(job_time_used(job)),
+        limit(job.time_limit_min)
+    ));
+    r.end_line();
+    r.push(&format!(
+        "SubmitTime={} EligibleTime={}",
+        ts(job.submit_time),
+        ts(job.eligible_time)
+    ));
+    r.end_line();
+    r.push(&format!("AccrueTime={}", ts(job.eligible_time)));
+    r.end_line();
+    let end = if job.time_limit_min.is_none() && (job.end_time == 0 || job.end_time > job.now) {
+        "Unknown".to_string()
+    } else {
+        ts(job.end_time)
+    };
+    r.push(&format!(
+        "StartTime={} EndTime={} Deadline=N/A",
+        ts(job.start_time),
+        end
+    ));
+    r.end_line();
+    let last_eval = if job.start_time != 0 {
+        job.start_time
+    } else {
+        job.submit_time
+    };
+    r.push(&format!(
+        "SuspendTime=None SecsPreSuspend=0 LastSchedEval={} Scheduler=Main",
+        ts(last_eval)
+    ));
+    r.end_line();
+    r.push(&format!(
+        "Partition={} AllocNode:Sid={}:0",
+        job.partition,
+        or_null(&job.submit_host)
+    ));
+    r.end_line();
+    r.push("ReqNodeList=(null) ExcNodeList=(null)");
+    r.end_line();
+    r.push(&format!("NodeList={}", sorted_nodes(&job.node_list)));
+    r.end_line();
+    if !job.batch_host.is_empty() {
+        r.push(&format!("BatchHost={}", job.batch_host));
+        r.end_line();
+    }
+    let pending = is_pending(job);
+    let nodes = if pending && job.nodes_max > 0 {
+        format!("{}-{}", job.num_nodes.min(job.nodes_max), job.nodes_max)
+    } else {
+        job.num_nodes.to_string()
+    };
+    r.push(&format!(
+        "NumNodes={nodes} NumCPUs={} NumTasks={} CPUs/Task={} ReqB:S:C:T=0:0:*:*",
+        job.num_cpus, job.num_tasks, job.cpus_per_task
+    ));
+    r.end_line();
+    let mem = job_mem_total(job, job.num_cpus, job.num_nodes);
+    r.push(&format!(
+        "ReqTRES={}",
+        tres(job.num_cpus, mem, job.num_nodes)
+    ));
+    r.end_line();
+    if pending || job.node_list.is_empty() {
+        r.push("AllocTRES=(null)");
+    } else {
+        r.push(&format!(
+            "AllocTRES={}",
+            tres(job.num_cpus, mem, job.num_nodes)
+        ));
+    }
+    r.end_line();
+    r.push("Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*");
+    r.end_line();
+    let (mem_kind, mem_value) = if job.mem_per_cpu_mb > 0 {
+        ("CPU", job.mem_per_cpu_mb)
+    } else {
+        ("Node", job.mem_per_node_mb)
+    };
+    r.push(&format!(
+        "MinCPUsNode={} MinMemory{mem_kind}={} MinTmpDiskNode=0",
+        job.cpus_per_task.max(1),
+        mem_units(mem_value, true)
+    ));
+    r.end_line();
+    r.push("Features=(null) DelayBoot=00:00:00");
+    r.end_line();
+    r.push("OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)");
+    r.end_line();
+    r.push(&format!("Command={}", or_null(&job.command)));
+    r.end_line();
+    r.push("SubmitLine=(null)");
+    r.end_line();
+    r.push(&format!("WorkDir={}", job.work_dir));
+    r.end_line();
+    let stdout_pattern = job.stdout.as_str();
+    let stderr_pattern = if job.stderr.is_empty() {
+        stdout_pattern
+    } else {
+        job.stderr.as_str()
+    };
+    r.push(&format!("StdErr={}", stdio_path(job, stderr_pattern)));
+    r.end_line();
+    r.push("StdIn=/dev/null");
+    r.end_line();
+    r.push(&format!("StdOut={}", stdio_path(job, stdout_pattern)));
+    // xstrtrim, then the record terminator.
+    let mut out = r.out.trim_end().to_string();
+    out.push_str(if oneliner { "\n" } else { "\n\n" });
+    out
+}
+
+/// `scontrol show node` for one node (src/api/node_info.c `slurm_sprint_node_table`, 25.11).
+/// Hardware topology is not tracked: like slurmd with only `CPUs=` configured, every CPU is a
+/// socket with one core and one thread.
+pub fn scontrol_show_node(node: &NodeInfo, utc_offset_secs: i32, oneliner: bool) -> String {
+    let ts = |t: i64, unset: &str| timestamp(t, utc_offset_secs, unset);
+    let mut r = Record::new(oneliner);
+    r.push(&format!("NodeName={} ", node.name));
+    if !node.arch.is_empty() {
+        r.push(&format!("Arch={} ", node.arch));
+    }
+    r.push("CoresPerSocket=1 ");
+    r.end_line();
+    r.push(&format!(
+        "CPUAlloc={} CPUEfctv={} CPUTot={} CPULoad=0.00",
+        node.alloc_cpus, node.cpus, node.cpus
+    ));
+    r.end_line();
+    r.push("AvailableFeatures=(null)");
+    r.end_line();
+    r.push("ActiveFeatures=(null)");
+    r.end_line();
+    r.push("Gres=(null)");
+    r.end_line();
+    let mut addr_line = String::new();
+    if !node.addr.is_empty() {
+        let _ = write!(addr_line, "NodeAddr={} ", node.addr);
+    }
+    let _ = write!(addr_line, "NodeHostName={} ", node.name);
+    if !node.version.is_empty() {
+        let _ = write!(addr_line, "Version={}", node.version);
+    }
+    r.push(&addr_line);
+    r.end_line();
+    if !node.os.is_empty() {
+        r.push(&format!("OS={} ", node.os));
+        r.end_line();
+    }
+    r.push(&format!(
+        "RealMemory={} AllocMem={} FreeMem=N/A Sockets={} Boards=1",
+        node.real_memory_mb, node.alloc_memory_mb, node.cpus
+    ));
+    r.end_line();
+    r.push(&format!(
+        "State={} ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A",
+        node_state_complete(node)
+    ));
+    r.end_line();
+    if !node.partitions.is_empty() {
+        r.push(&format!("Partitions={} ", node.partitions.join(",")));
+        r.end_line();
+    }
+    r.push(&format!(
+        "BootTime={} SlurmdStartTime={}",
+        ts(node.boot_time, "None"),
+        ts(node.registered_at, "None")
+    ));
+    r.end_line();
+    r.push("LastBusyTime=Unknown ResumeAfterTime=None");
+    r.end_line();
+    let mut cfg = format!("cpu={}", node.cpus);
+    if node.real_memory_mb > 0 {
+        let _ = write!(cfg, ",mem={}", mem_units(node.real_memory_mb, false));
+    }
+    let _ = write!(cfg, ",billing={}", node.cpus);
+    r.push(&format!("CfgTRES={cfg}"));
+    r.end_line();
+    let mut alloc = Vec::new();
+    if node.alloc_cpus > 0 {
+        alloc.push(format!("cpu={}", node.alloc_cpus));
+    }
+    if node.alloc_memory_mb > 0 {
+        alloc.push(format!("mem={}", mem_units(node.alloc_memory_mb, false)));
+    }
+    r.push(&format!("AllocTRES={}", alloc.join(",")));
+    r.end_line();
+    r.push("CurrentWatts=n/a AveWatts=n/a");
+    let mut first = true;
+    for line in node.reason.split('\n').filter(|l| !l.is_empty()) {
+        r.end_line();
+        if first {
+            r.push("Reason=");
+            first = false;
+        } else {
+            r.push("       ");
+        }
+        r.push(line);
+    }
+    let mut out = r.out;
+    out.push_str(if oneliner { "\n" } else { "\n\n" });
+    out
+}
+
+/// `node_state_string_complete`-like long state: the base name, then `+FLAG`s.
+fn node_state_complete(node: &NodeInfo) -> String {
+    let mut state = if node.state.is_empty() {
+        "UNKNOWN".to_string()
+    } else {
+        node.state.clone()
+    };
+    if node.not_responding && !state.contains("NOT_RESPONDING") {
+        state.push_str("+NOT_RESPONDING");
+    }
+    state
+}
+
+/// `scontrol show partition` for one partition (src/api/partition_info.c, 25.11 layout).
+/// `nodes` supplies memory for the `TRES=` line (pass `&[]` to leave `mem` out).
+pub fn scontrol_show_partition(part: &PartitionInfo, nodes: &[NodeInfo], oneliner: bool) -> String {
+    let mut r = Record::new(oneliner);
+    r.push(&format!("PartitionName={}", part.name));
+    r.end_line();
+    r.push("AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL");
+    r.end_line();
+    r.push(&format!(
+        "AllocNodes=ALL Default={} QoS=N/A",
+        if part.is_default { "YES" } else { "NO" }
+    ));
+    r.end_line();
+    let default_time = match part.default_time_min {
+        None => "NONE".to_string(),
+        Some(m) => secs2time(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
+    };
+    r.push(&format!(
+        "DefaultTime={default_time} DisableRootJobs=NO ExclusiveUser=NO ExclusiveTopo=NO GraceTime=0 Hidden=NO"
+    ));
+    r.end_line();
+    let max_nodes = if part.max_nodes == 0 {
+        "UNLIMITED".to_string()
+    } else {
+        part.max_nodes.to_string()
+    };
+    r.push(&format!(
+        "MaxNodes={max_nodes} MaxTime={} MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED MaxCPUsPerSocket=UNLIMITED",
+        limit(part.max_time_min)
+    ));
+    r.end_line();
+    let members = if part.nodes.is_empty() {
+        "(null)".to_string()
+    } else {
+        compress_hostlist(&part.nodes)
+    };
+    r.push(&format!("Nodes={members}"));
+    r.end_line();
+    r.push(&format!(
+        "PriorityJobFactor={} PriorityTier={} RootOnly=NO ReqResv=NO OverSubscribe=NO",
+        part.priority_job_factor, part.priority_tier
+    ));
+    r.end_line();
+    r.push("OverTimeLimit=NONE PreemptMode=OFF");
+    r.end_line();
+    let state = if part.state.is_empty() {
+        "UNKNOWN"
+    } else {
+        part.state.as_str()
+    };
+    r.push(&format!(
+        "State={state} TotalCPUs={} TotalNodes={} SelectTypeParameters=NONE",
+        part.total_cpus, part.total_nodes
+    ));
+    r.end_line();
+    r.push("JobDefaults=(null)");
+    r.end_line();
+    r.push("DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED");
+    r.end_line();
+    let mem: u64 = nodes
+        .iter()
+        .filter(|n| part.nodes.contains(&n.name))
+        .map(|n| n.real_memory_mb)
+        .sum();
+    r.push(&format!(
+        "TRES={}",
+        tres(part.total_cpus, mem, part.total_nodes)
+    ));
+    let mut out = r.out;
+    out.push_str(if oneliner { "\n" } else { "\n\n" });
+    out
+}
+
+/// `scontrol ping` (src/scontrol/scontrol.c `_print_ping`): one line per replica in the given
+/// order. Slurm names controllers by position (`primary`, then `backup` when there are exactly
+/// two, else `backup1`, `backup2`, …); drover's primary is the replica that answers as leader,
+/// and the others are numbered in order. With no leader, the first replica is the primary.
+pub fn scontrol_ping_lines(replies: &[(String, Option<PingReply>)]) -> String {
+    let leader = replies
+        .iter()
+        .position(|(_, r)| r.as_ref().is_some_and(|r| r.is_leader))
+        .unwrap_or(0);
+    let mut out = String::new();
+    let mut backup_no = 0;
+    for (i, (addr, reply)) in replies.iter().enumerate() {
+        let mode = if i == leader {
+            "primary".to_string()
+        } else {
+            backup_no += 1;
+            if replies.len() == 2 {
+                "backup".to_string()
+            } else {
+                format!("backup{backup_no}")
+            }
+        };
+        let state = if reply.is_some() { "UP" } else { "DOWN" };
+        let _ = writeln!(out, "Slurmctld({mode}) at {addr} is {state}");
+    }
+    out
+}
+
+/// The banner Slurm adds after `scontrol ping` output when run as root and a controller is down.
+pub const PING_DOWN_BANNER: &str = "*****************************************\n** RESTORE SLURMCTLD DAEMON TO SERVICE **\n*****************************************\n";
+
+/// Stable ordering helper for callers that sort nodes by name the way Slurm's hostlist does.
+pub fn hostname_cmp(a: &str, b: &str) -> Ordering {
+    let split = |s: &str| {
+        let digits = s.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (p, n) = s.split_at(s.len() - digits);
+        (p.to_string(), n.parse::<u64>().ok())
+    };
+    split(a).cmp(&split(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-26T08:55:48 UTC, the submit time of the jobs captured from Slurm 22.05.8.
+    const T0: i64 = 1_795_683_348;
+
+    fn job(id: u64, name: &str, state: &str, reason: &str, priority: u32) -> JobInfo {
+        JobInfo {
+            job_id: id,
+            name: name.to_string(),
+            user: "root".to_string(),
+            partition: "bench".to_string(),
+            state: state.to_string(),
+            reason: reason.to_string(),
+            num_nodes: 1,
+            num_cpus: 1,
+            num_tasks: 1,
+            cpus_per_task: 1,
+            submit_time: T0,
+            eligible_time: T0,
+            priority,
+            work_dir: "/tmp/cli-gw".to_string(),
+            command: "/tmp/cli-gw/job.sh".to_string(),
+            submit_host: "localhost".to_string(),
+            now: T0 + 1,
+            ..Default::default()
+        }
+    }
+
+    /// The five jobs of the 22.05.8 capture (see `squeue_default_matches_slurm`).
+    fn captured_jobs() -> Vec<JobInfo> {
+        let mut running = job(1, "longname_job", "RUNNING", "None", 4_294_901_759);
+        running.node_list = "n1".to_string();
+        running.batch_host = "n1".to_string();
+        running.start_time = T0 + 1;
+        running.now = T0 + 2;
+        running.time_limit_min = Some(10);
+        let mut big = job(2, "longname_job", "PENDING", "Resources", 4_294_901_758);
+        big.num_nodes = 4;
+        big.nodes_max = 4;
+        let mut wrap4 = job(3, "wrap", "PENDING", "Priority", 4_294_901_757);
+        wrap4.num_nodes = 4;
+        let held = job(4, "wrap", "PENDING", "JobHeldUser", 0);
+        let later = job(5, "longname_job", "PENDING", "Priority", 4_294_901_756);
+        let done = job(6, "done", "COMPLETED", "None", 1);
+        vec![running, held, later, big, done, wrap4]
+    }
+
+    #[test]
+    fn squeue_default_matches_slurm() {
+        // Captured from Slurm 22.05.8 `squeue` (jobs submitted by the bench cluster in
+        // /work/shared/bench/slurm); the COMPLETED job 6 is hidden by the default state filter.
+        let expected =
+            "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)
+                 2     bench longname     root PD       0:00      4 (Resources)
+                 3     bench     wrap     root PD       0:00      4 (Priority)
+                 5     bench longname     root PD       0:00      1 (Priority)
+                 4     bench     wrap     root PD       0:00      1 (JobHeldUser)
+                 1     bench longname     root  R       0:01      1 n1
+";
+        assert_eq!(squeue_default(&captured_jobs(), 0), expected);
+    }
+
+    #[test]
+    fn squeue_format_engine_letters() {
+        // Captured from Slurm 22.05.8: `squeue -o "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R %r %N
+        // %C %S %V %Q %l %L %T"` (job 1 row; REASON/NODELIST headers are not cut).
+        let jobs = captured_jobs();
+        let fmt = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R %r %N %C %S %V %Q %l %L %T";
+        let out = squeue_format(fmt, &jobs[..1], 0);
+        assert_eq!(
+            out,
+            "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON) REASON NODELIST CPUS START_TIME SUBMIT_TIME PRIORITY TIME_LIMIT TIME_LEFT STATE\n                 1     bench longname     root  R       0:01      1 n1 None n1 1 2026-11-26T08:55:49 2026-11-26T08:55:48 4294901759 10:00 9:59 RUNNING\n"
+        );
+        // Pending row of the same capture (job 4): START_TIME N/A, UNLIMITED limits.
+        let out = squeue_format("%S %l %L %m", &jobs[1..2], 0);
+        assert_eq!(
+            out,
+            "START_TIME TIME_LIMIT TIME_LEFT MIN_MEMORY\nN/A UNLIMITED UNLIMITED 0\n"
+        );
+    }
+
+    #[test]
+    fn squeue_truncation_rules() {
+        // src/squeue/print.c `_print_str`: `.` right-justifies and cuts, plain width uses
+        // `%.Ns` (always cuts) and pads; %R is never cut when right-justified.
+        let mut j = job(7, "averylongname", "RUNNING", "None", 1);
+        j.node_list = "node[01-10],node12".to_string();
+        j.start_time = T0;
+        j.now = T0 + 3_725;
+        let out = JobFormat::parse("%.5j|%5j|%.4R|%4N|%.3M|x%10i|").render(&[j], 0, false);
+        assert_eq!(
+            out,
+            "avery|avery|node[01-10,12]|node|1:02:05|x7         |\n"
+        );
+        // Unknown letters print back literally; the prefix text is kept.
+        let f = JobFormat::parse("id:%i %y%z");
+        assert_eq!(f.invalid, vec!['y', 'z']);
+        assert_eq!(f.render(&[], 0, true), "id:JOBID %y%z\n");
+    }
+
+    #[test]
+    fn squeue_elapsed_forms() {
+        // src/squeue/print.c `_print_secs`.
+        assert_eq!(elapsed(0), "0:00");
+        assert_eq!(elapsed(59), "0:59");
+        assert_eq!(elapsed(3600), "1:00:00");
+        assert_eq!(elapsed(86_400 + 61), "1-00:01:01");
+        assert_eq!(elapsed(-1), "INVALID");
+        assert_eq!(elapsed(YEAR_SECONDS + 1), "INVALID");
+        // Captured 22.05.8: `-t 1-2:03:04` shows TIME_LIMIT 1-02:04:00.
+        assert_eq!(elapsed(26 * 3600 * 60 / 60 + 4 * 60), "1-02:04:00");
+    }
+
+    #[test]
+    fn compact_job_states() {
+        for (long, short) in [
+            ("PENDING", "PD"),
+            ("RUNNING", "R"),
+            ("COMPLETING", "CG"),
+            ("COMPLETED", "CD"),
+            ("CANCELLED", "CA"),
+            ("FAILED", "F"),
+            ("TIMEOUT", "TO"),
+            ("NODE_FAIL", "NF"),
+            ("OUT_OF_MEMORY", "OOM"),
+            ("PREEMPTED", "PR"),
+        ] {
+            assert_eq!(job_state_compact(long), short);
+        }
+    }
+
+    fn node(name: &str, state: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.to_string(),
+            addr: "127.0.0.1".to_string(),
+            cpus: 16,
+            real_memory_mb: 64_000,
+            state: state.to_string(),
+            partitions: vec!["bench".to_string()],
+            ..Default::default()
+        }
+    }
+
+    fn bench_partition() -> PartitionInfo {
+        PartitionInfo {
+            name: "bench".to_string(),
+            nodes: ["n1", "n2", "n3", "n4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            is_default: true,
+            state: "UP".to_string(),
+            priority_tier: 1,
+            priority_job_factor: 1,
+            total_cpus: 64,
+            total_nodes: 4,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sinfo_default_matches_slurm() {
+        // Captured from Slurm 22.05.8 `sinfo` on the 4-node bench cluster.
+        let nodes: Vec<NodeInfo> = ["n1", "n2", "n3", "n4"]
+            .iter()
+            .map(|n| node(n, "IDLE"))
+            .collect();
+        assert_eq!(
+            sinfo_default(&[bench_partition()], &nodes),
+            "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST\nbench*       up   infinite      4   idle n[1-4]\n"
+        );
+    }
+
+    #[test]
+    fn sinfo_groups_states_and_partitions() {
+        // Layout of man1/sinfo.1 / slurm.md §1.5 example; group order = state descending
+        // (src/sinfo/sort.c `#P,-t` on the numeric state), partitions in configuration order.
+        let mut nodes = Vec::new();
+        for i in 0..16 {
+            let state = match i {
+                8 | 9 => "ALLOCATED",
+                10 => "MIXED",
+                11 => "IDLE+DRAIN",
+                12 => "IDLE",
+                13 => "DOWN+NOT_RESPONDING",
+                _ => "IDLE",
+            };
+            let mut n = node(&format!("adev{i}"), state);
+            if i == 14 {
+                n.not_responding = true;
+            }
+            nodes.push(n);
+        }
+        let debug = PartitionInfo {
+            name: "debug".to_string(),
+            nodes: (0..8).map(|i| format!("adev{i}")).collect(),
+            is_default: true,
+            state: "UP".to_string(),
+            max_time_min: Some(30),
+            ..Default::default()
+        };
+        let batch = PartitionInfo {
+            name: "batch".to_string(),
+            nodes: (8..16).map(|i| format!("adev{i}")).collect(),
+            state: "UP".to_string(),
+            ..Default::default()
+        };
+        let expected = "\
+PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST
+debug*       up      30:00      8   idle adev[0-7]
+batch        up   infinite      1  idle* adev14
+batch        up   infinite      1  down* adev13
+batch        up   infinite      1  drain adev11
+batch        up   infinite      1    mix adev10
+batch        up   infinite      2  alloc adev[8-9]
+batch        up   infinite      2   idle adev[12,15]
+";
+        assert_eq!(sinfo_default(&[debug, batch], &nodes), expected);
+    }
+
+    #[test]
+    fn sinfo_partition_width_grows_with_long_names() {
+        let mut p = bench_partition();
+        p.name = "a_long_partition".to_string();
+        let out = sinfo_default(&[p], &[node("n1", "IDLE")]);
+        assert_eq!(
+            out,
+            "PARTITION         AVAIL  TIMELIMIT  NODES  STATE NODELIST\na_long_partition*    up   infinite      1   idle n1\n"
+        );
+    }
+
+    #[test]
+    fn hostlists_compress_sorted() {
+        assert_eq!(compress_hostlist(&["n3", "n1", "n2", "n5"]), "n[1-3,5]");
+        assert_eq!(compress_hostlist(&["n1"]), "n1");
+        assert_eq!(
+            compress_hostlist(&["node01", "node02", "node10", "login"]),
+            "login,node[01-02,10]"
+        );
+        assert_eq!(compress_hostlist(&["n[1-2],n4", "n3"]), "n[1-4]");
+        assert_eq!(compress_hostlist::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn scontrol_show_job_running() {
+        // Slurm 22.05.8 `scontrol show job 1` captured, turned into the 25.11 layout of
+        // src/scontrol/info_job.c (ReqTRES/AllocTRES instead of TRES, LicensesAlloc=,
+        // SubmitLine=, no Power=, xstrtrim then "\n\n").
+        let jobs = captured_jobs();
+        let expected = "\
+JobId=1 JobName=longname_job
+   UserId=root(0) GroupId=0(0) MCS_label=N/A
+   Priority=4294901759 Nice=0 Account=(null) QOS=normal
+   JobState=RUNNING Reason=None Dependency=(null)
+   Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0
+   RunTime=00:00:01 TimeLimit=00:10:00 TimeMin=N/A
+   SubmitTime=2026-11-26T08:55:48 EligibleTime=2026-11-26T08:55:48
+   AccrueTime=2026-11-26T08:55:48
+   StartTime=2026-11-26T08:55:49 EndTime=2026-11-26T09:05:49 Deadline=N/A
+   SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-26T08:55:49 Scheduler=Main
+   Partition=bench AllocNode:Sid=localhost:0
+   ReqNodeList=(null) ExcNodeList=(null)
+   NodeList=n1
+   BatchHost=n1
+   NumNodes=1 NumCPUs=1 NumTasks=1 CPUs/Task=1 ReqB:S:C:T=0:0:*:*
+   ReqTRES=cpu=1,node=1,billing=1
+   AllocTRES=cpu=1,node=1,billing=1
+   Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*
+   MinCPUsNode=1 MinMemoryNode=0 MinTmpDiskNode=0
+   Features=(null) DelayBoot=00:00:00
+   OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)
+   Command=/tmp/cli-gw/job.sh
+   SubmitLine=(null)
+   WorkDir=/tmp/cli-gw
+   StdErr=/tmp/cli-gw/slurm-1.out
+   StdIn=/dev/null
+   StdOut=/tmp/cli-gw/slurm-1.out
+
+";
+        let mut running = jobs[0].clone();
+        running.end_time = T0 + 1 + 600;
+        assert_eq!(scontrol_show_job(&running, 0, false), expected);
+    }
+
+    #[test]
+    fn scontrol_show_job_oneliner_pending() {
+        // 22.05.8 `scontrol -o show job 2`, in the 25.11 layout; `NumNodes=4-4` for a pending
+        // job with a maximum, `EndTime=Unknown`, one line ending in "\n".
+        let jobs = captured_jobs();
+        let mut pending = jobs[3].clone();
+        pending.num_cpus = 4;
+        pending.num_tasks = 4;
+        pending.time_limit_min = Some(10);
+        pending.mem_per_node_mb = 64_000;
+        pending.stdout = "out-%j-%x.txt".to_string();
+        let out = scontrol_show_job(&pending, 0, true);
+        assert_eq!(
+            out,
+            "JobId=2 JobName=longname_job UserId=root(0) GroupId=0(0) MCS_label=N/A Priority=4294901758 Nice=0 Account=(null) QOS=normal JobState=PENDING Reason=Resources Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=00:10:00 TimeMin=N/A SubmitTime=2026-11-26T08:55:48 EligibleTime=2026-11-26T08:55:48 AccrueTime=2026-11-26T08:55:48 StartTime=Unknown EndTime=Unknown Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-26T08:55:48 Scheduler=Main Partition=bench AllocNode:Sid=localhost:0 ReqNodeList=(null) ExcNodeList=(null) NodeList= NumNodes=4-4 NumCPUs=4 NumTasks=4 CPUs/Task=1 ReqB:S:C:T=0:0:*:* ReqTRES=cpu=4,mem=250G,node=4,billing=4 AllocTRES=(null) Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=64000M MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null) Command=/tmp/cli-gw/job.sh SubmitLine=(null) WorkDir=/tmp/cli-gw StdErr=/tmp/cli-gw/out-2-longname_job.txt StdIn=/dev/null StdOut=/tmp/cli-gw/out-2-longname_job.txt\n"
+        );
+    }
+
+    #[test]
+    fn scontrol_job_details() {
+        let mut j = job(9, "x", "FAILED", "NonZeroExitCode", 1);
+        j.exit_code = 3;
+        j.start_time = T0;
+        j.end_time = T0 + 90_061;
+        j.stdout = "/abs/%5j.%%.%u".to_string();
+        j.stderr = "e\\%j".to_string();
+        j.mem_per_cpu_mb = 1024;
+        let out = scontrol_show_job(&j, 3600, false);
+        assert!(out.contains("\n   ExitCode=") || out.contains(" ExitCode=3:0"));
+        assert!(out.contains("RunTime=1-01:01:01 TimeLimit=UNLIMITED"));
+        assert!(
+            out.contains("SubmitTime=2026-11-26T09:55:48"),
+            "utc offset applied"
+        );
+        assert!(out.contains("MinMemoryCPU=1G"));
+        assert!(out.contains("StdOut=/abs/00009.%.root\n"));
+        assert!(out.contains("StdErr=/tmp/cli-gw/e%j\n"));
+        assert!(out.ends_with("StdOut=/abs/00009.%.root\n\n"));
+    }
+
+    #[test]
+    fn scontrol_show_node_layout() {
+        // src/api/node_info.c (25.11): trailing blanks after "CoresPerSocket=1", "OS=…" and
+        // "Partitions=…" exactly as in the 22.05.8 capture of `scontrol show node n1`.
+        let mut n = node("n1", "MIXED");
+        n.arch = "x86_64".to_string();
+        n.alloc_cpus = 1;
+        n.version = "0.1.0".to_string();
+        n.os = "Linux 6.18".to_string();
+        n.boot_time = T0 - 295;
+        n.registered_at = T0 - 2;
+        let expected = "\
+NodeName=n1 Arch=x86_64 CoresPerSocket=1 
+   CPUAlloc=1 CPUEfctv=16 CPUTot=16 CPULoad=0.00
+   AvailableFeatures=(null)
+   ActiveFeatures=(null)
+   Gres=(null)
+   NodeAddr=127.0.0.1 NodeHostName=n1 Version=0.1.0
+   OS=Linux 6.18 
+   RealMemory=64000 AllocMem=0 FreeMem=N/A Sockets=16 Boards=1
+   State=MIXED ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A
+   Partitions=bench 
+   BootTime=2026-11-26T08:50:53 SlurmdStartTime=2026-11-26T08:55:46
+   LastBusyTime=Unknown ResumeAfterTime=None
+   CfgTRES=cpu=16,mem=62.50G,billing=16
+   AllocTRES=cpu=1
+   CurrentWatts=n/a AveWatts=n/a
+
+";
+        assert_eq!(scontrol_show_node(&n, 0, false), expected);
+        let mut d = node("n2", "IDLE+DRAIN");
+        d.reason = "disk bad".to_string();
+        let one = scontrol_show_node(&d, 0, true);
+        assert!(
+            one.starts_with("NodeName=n2 CoresPerSocket=1  CPUAlloc=0 "),
+            "{one}"
+        );
+        assert!(one.ends_with("State=IDLE+DRAIN ThreadsPerCore=1 TmpDisk=0 Weight=1 Owner=N/A MCS_label=N/A Partitions=bench  BootTime=None SlurmdStartTime=None LastBusyTime=Unknown ResumeAfterTime=None CfgTRES=cpu=16,mem=62.50G,billing=16 AllocTRES= CurrentWatts=n/a AveWatts=n/a Reason=disk bad\n"), "{one}");
+    }
+
+    #[test]
+    fn scontrol_show_partition_layout() {
+        // 22.05.8 capture of `scontrol show partition` plus the two 25.11 additions
+        // (ExclusiveTopo=, MaxCPUsPerSocket=) from src/api/partition_info.c.
+        let nodes: Vec<NodeInfo> = ["n1", "n2", "n3", "n4"]
+            .iter()
+            .map(|n| node(n, "IDLE"))
+            .collect();
+        let expected = "\
+PartitionName=bench
+   AllowGroups=ALL AllowAccounts=ALL AllowQos=ALL
+   AllocNodes=ALL Default=YES QoS=N/A
+   DefaultTime=NONE DisableRootJobs=NO ExclusiveUser=NO ExclusiveTopo=NO GraceTime=0 Hidden=NO
+   MaxNodes=UNLIMITED MaxTime=UNLIMITED MinNodes=0 LLN=NO MaxCPUsPerNode=UNLIMITED MaxCPUsPerSocket=UNLIMITED
+   Nodes=n[1-4]
+   PriorityJobFactor=1 PriorityTier=1 RootOnly=NO ReqResv=NO OverSubscribe=NO
+   OverTimeLimit=NONE PreemptMode=OFF
+   State=UP TotalCPUs=64 TotalNodes=4 SelectTypeParameters=NONE
+   JobDefaults=(null)
+   DefMemPerNode=UNLIMITED MaxMemPerNode=UNLIMITED
+   TRES=cpu=64,mem=250G,node=4,billing=64
+
+";
+        assert_eq!(
+            scontrol_show_partition(&bench_partition(), &nodes, false),
+            expected
+        );
+        let mut p = bench_partition();
+        p.default_time_min = Some(90);
+        p.max_time_min = Some(2 * 24 * 60);
+        p.max_nodes = 2;
+        let one = scontrol_show_partition(&p, &[], true);
+        assert!(one.contains(" DefaultTime=01:30:00 "));
+        assert!(one.contains(" MaxNodes=2 MaxTime=2-00:00:00 "));
+        assert!(one.ends_with(" TRES=cpu=64,node=4,billing=64\n"));
+    }
+
+    #[test]
+    fn ping_lines() {
+        // 22.05.8 capture: "Slurmctld(primary) at ctl1 is UP"; naming rule from
+        // src/scontrol/scontrol.c `_print_ping`.
+        let up = |leader: bool| {
+            Some(PingReply {
+                is_leader: leader,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            scontrol_ping_lines(&[("ctl1".to_string(), up(true))]),
+            "Slurmctld(primary) at ctl1 is UP\n"
+        );
+        assert_eq!(
+            scontrol_ping_lines(&[("a:1".to_string(), None), ("b:1".to_string(), up(true))]),
+            "Slurmctld(backup) at a:1 is DOWN\nSlurmctld(primary) at b:1 is UP\n"
+        );
+        assert_eq!(
+            scontrol_ping_lines(&[
+                ("a".to_string(), up(false)),
+                ("b".to_string(), up(true)),
+                ("c".to_string(), None)
+            ]),
+            "Slurmctld(backup1) at a is UP\nSlurmctld(primary) at b is UP\nSlurmctld(backup2) at c is DOWN\n"
+        );
+    }
+
+    #[test]
+    fn timestamps_and_units() {
+        assert_eq!(timestamp(0, 0, "Unknown"), "Unknown");
+        assert_eq!(timestamp(T0, 0, "N/A"), "2026-11-26T08:55:48");
+        assert_eq!(timestamp(951_782_400, 0, "-"), "2000-02-29T00:00:00");
+        assert_eq!(mem_units(100, true), "100M");
+        assert_eq!(mem_units(1536, true), "1536M");
+        assert_eq!(mem_units(64_000, false), "62.50G");
+        assert_eq!(mem_units(256_000, false), "250G");
+        assert_eq!(secs2time(5), "00:00:05");
+        assert_eq!(limit(Some(26 * 60 + 4)), "1-02:04:00");
+    }
+}

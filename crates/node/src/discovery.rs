@@ -1,0 +1,139 @@
+//! What this node has: CPUs, memory, boot time, OS and architecture. Read from the OS once at
+//! start; CPUs and memory can be overridden by configuration, so that several daemons on one
+//! machine can pose as distinct, smaller nodes.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+/// The resources and identity a node registers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    pub cpus: u32,
+    pub real_memory_mb: u64,
+    /// Unix time of the last boot (`/proc/stat` `btime`); 0 when unknown.
+    pub boot_time: i64,
+    /// `uname` sysname and release, e.g. `Linux 6.8.0-45-generic`.
+    pub os: String,
+    /// e.g. `x86_64`.
+    pub arch: String,
+}
+
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    #[error(
+        "cannot read the memory size from /proc/meminfo ({0}); set the node's memory explicitly"
+    )]
+    Memory(String),
+}
+
+/// Reads the node's resources from the OS, taking each override where given.
+pub fn discover(
+    cpus: Option<u32>,
+    real_memory_mb: Option<u64>,
+) -> Result<Discovered, DiscoveryError> {
+    let cpus = match cpus {
+        Some(n) => n,
+        None => usable_cpus(),
+    };
+    let real_memory_mb = match real_memory_mb {
+        Some(mb) => mb,
+        None => {
+            let text = std::fs::read_to_string("/proc/meminfo")
+                .map_err(|e| DiscoveryError::Memory(e.to_string()))?;
+            parse_meminfo_total_mb(&text)
+                .ok_or_else(|| DiscoveryError::Memory("no MemTotal line".into()))?
+        }
+    };
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| parse_boot_time(&t))
+        .unwrap_or(0);
+    Ok(Discovered {
+        cpus,
+        real_memory_mb,
+        boot_time,
+        os: os_name(),
+        arch: std::env::consts::ARCH.to_string(),
+    })
+}
+
+/// CPUs this process may run on. On Linux `available_parallelism` counts the
+/// `sched_getaffinity` mask (and honours a cgroup CPU quota).
+fn usable_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+}
+
+/// `uname -sr`. The kernel exposes the same strings as `uname(2)` under /proc/sys/kernel, which
+/// needs no `unsafe`; elsewhere fall back to the compile-time OS name.
+fn os_name() -> String {
+    let read = |name: &str| {
+        std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    match (read("ostype"), read("osrelease")) {
+        (Some(sysname), Some(release)) => format!("{sysname} {release}"),
+        (Some(sysname), None) => sysname,
+        _ => std::env::consts::OS.to_string(),
+    }
+}
+
+/// `MemTotal:       16318412 kB` → MiB.
+pub fn parse_meminfo_total_mb(meminfo: &str) -> Option<u64> {
+    meminfo.lines().find_map(|line| {
+        let rest = line.strip_prefix("MemTotal:")?;
+        let mut parts = rest.split_whitespace();
+        let value: u64 = parts.next()?.parse().ok()?;
+        let unit = parts.next().unwrap_or("kB");
+        let kib = match unit {
+            "kB" | "KB" | "KiB" => value,
+            "mB" | "MB" | "MiB" => value.saturating_mul(1024),
+            "B" => value / 1024,
+            _ => return None,
+        };
+        Some(kib / 1024)
+    })
+}
+
+/// `btime 1712345678` in /proc/stat.
+pub fn parse_boot_time(stat: &str) -> Option<i64> {
+    stat.lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meminfo_total_in_mib() {
+        let text = "MemTotal:       16318412 kB\nMemFree:          123 kB\n";
+        assert_eq!(parse_meminfo_total_mb(text), Some(15935));
+        assert_eq!(parse_meminfo_total_mb("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_meminfo_total_mb("MemTotal: lots kB\n"), None);
+    }
+
+    #[test]
+    fn boot_time_from_stat() {
+        let text = "cpu  1 2 3\nintr 5\nbtime 1712345678\nprocesses 9\n";
+        assert_eq!(parse_boot_time(text), Some(1_712_345_678));
+        assert_eq!(parse_boot_time("cpu 1\n"), None);
+    }
+
+    #[test]
+    fn overrides_win_and_the_os_answers_the_rest() {
+        let d = discover(Some(3), Some(1234)).expect("discover with overrides");
+        assert_eq!((d.cpus, d.real_memory_mb), (3, 1234));
+        assert!(!d.os.is_empty() && !d.arch.is_empty());
+
+        let d = discover(None, None).expect("discover from the OS");
+        assert!(d.cpus >= 1);
+        assert!(d.real_memory_mb > 0);
+        assert!(d.boot_time > 0, "btime read from /proc/stat");
+        assert!(d.os.starts_with("Linux "), "{}", d.os);
+    }
+}

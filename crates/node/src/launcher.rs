@@ -1,0 +1,841 @@
+//! The only module that starts or signals processes (STYLE P12; `crates/node/clippy.toml`).
+//!
+//! A batch job's script is written to `state_dir/jobs/<id>/script` (mode 0700) and executed
+//! directly, so its `#!` line picks the interpreter, in its own process group, with `cwd` =
+//! the job's work dir, stdin from /dev/null and stdout/stderr appended to the files its
+//! `--output`/`--error` patterns name. The exec goes through a one-line `/bin/sh -c` that sets
+//! `SLURM_TASK_PID=$$` and then `exec`s the script, so the script keeps the pid we report.
+//!
+//! `launch` → [`LaunchedJob`] → [`supervise`] (waits on the child through tokio, SIGTERM then
+//! SIGKILL on a stop request) → [`ExitOutcome`].
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use drover_proto::Assignment;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::pattern::{self, PatternContext};
+use crate::state::write_atomic;
+
+pub const CLUSTER_NAME: &str = "drover";
+const DEFAULT_OUTPUT: &str = "slurm-%j.out";
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+const LAUNCHED_FILE: &str = "launched.json";
+/// `ETXTBSY`: another thread forked while our script's write fd was briefly open.
+const TEXT_FILE_BUSY_RETRIES: u32 = 20;
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    #[error("work dir {0:?} is not an absolute path")]
+    WorkDirNotAbsolute(String),
+    #[error("work dir {path} does not exist or is not a directory")]
+    WorkDirMissing { path: PathBuf },
+    #[error("cannot write the job script {path}: {source}")]
+    Script { path: PathBuf, source: io::Error },
+    #[error("cannot open output file {path}: {source}")]
+    Output { path: PathBuf, source: io::Error },
+    #[error("cannot start the job script: {0}")]
+    Spawn(io::Error),
+}
+
+/// Where the launcher works and who it works as.
+#[derive(Debug, Clone)]
+pub struct LaunchContext<'a> {
+    pub node_name: &'a str,
+    pub state_dir: &'a Path,
+}
+
+/// A started batch script. Its pid is also its process group id.
+#[derive(Debug)]
+pub struct LaunchedJob {
+    pub job_id: u64,
+    pub pid: u32,
+    child: Child,
+}
+
+/// How the batch script ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitOutcome {
+    pub exit_code: i32,
+    /// The signal that killed it, 0 when it exited.
+    pub signal: i32,
+    pub message: String,
+}
+
+/// What [`supervise`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Supervised {
+    Exited(ExitOutcome),
+    /// The daemon is shutting down: the job got SIGTERM and nothing more is known.
+    Shutdown,
+}
+
+/// `state_dir/jobs/<id>`.
+pub fn job_dir(state_dir: &Path, job_id: u64) -> PathBuf {
+    state_dir.join("jobs").join(job_id.to_string())
+}
+
+/// Starts the batch script of `a`. Errors are the job's, to be reported as LAUNCH_FAILED.
+pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJob, LaunchError> {
+    let work_dir = PathBuf::from(&a.work_dir);
+    if !work_dir.is_absolute() {
+        return Err(LaunchError::WorkDirNotAbsolute(a.work_dir.clone()));
+    }
+    if !work_dir.is_dir() {
+        return Err(LaunchError::WorkDirMissing { path: work_dir });
+    }
+    let switch_user = running_as_root() && a.uid != 0;
+
+    let dir = job_dir(ctx.state_dir, a.job_id);
+    let script = dir.join("script");
+    write_script(
+        &dir,
+        &script,
+        &a.script,
+        switch_user.then_some((a.uid, a.gid)),
+    )
+    .map_err(|source| LaunchError::Script {
+        path: script.clone(),
+        source,
+    })?;
+
+    let patterns = PatternContext {
+        job_id: a.job_id,
+        job_name: &a.name,
+        user: &a.user,
+        node_name: ctx.node_name,
+        node_index: 0,
+        task_id: 0,
+    };
+    let stdout_pattern = if a.stdout.is_empty() {
+        DEFAULT_OUTPUT
+    } else {
+        &a.stdout
+    };
+    let stdout_path = work_dir.join(pattern::expand(stdout_pattern, &patterns));
+    let owner = switch_user.then_some((a.uid, a.gid));
+    let stdout = open_output(&stdout_path, owner).map_err(|source| LaunchError::Output {
+        path: stdout_path.clone(),
+        source,
+    })?;
+    let stderr = if a.stderr.is_empty() {
+        stdout.try_clone().map_err(|source| LaunchError::Output {
+            path: stdout_path.clone(),
+            source,
+        })?
+    } else {
+        let path = work_dir.join(pattern::expand(&a.stderr, &patterns));
+        open_output(&path, owner).map_err(|source| LaunchError::Output { path, source })?
+    };
+
+    let mut attempt = 0;
+    let child = loop {
+        #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(r#"SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$0" "$@""#)
+            .arg(&script)
+            .args(&a.argv)
+            .current_dir(&work_dir)
+            .env_clear()
+            .envs(job_environment(a, ctx.node_name))
+            .stdin(Stdio::null())
+            .stdout(stdout.try_clone().map_err(LaunchError::Spawn)?)
+            .stderr(stderr.try_clone().map_err(LaunchError::Spawn)?)
+            .process_group(0)
+            .kill_on_drop(false);
+        if switch_user {
+            cmd.uid(a.uid).gid(a.gid);
+        }
+        match cmd.spawn() {
+            Ok(child) => break child,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_FILE_BUSY_RETRIES =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(LaunchError::Spawn(e)),
+        }
+    };
+    let pid = child.id().ok_or_else(|| {
+        LaunchError::Spawn(io::Error::other("the child exited before its pid was read"))
+    })?;
+    // Remember which process this job is, for a daemon that restarts while it runs.
+    let record = LaunchedRecord {
+        pid,
+        start_ticks: process_start_ticks(pid),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&record) {
+        if let Err(e) = write_atomic(&dir.join(LAUNCHED_FILE), &bytes) {
+            tracing::warn!(job_id = a.job_id, error = %e, "cannot record the launched process");
+        }
+    }
+    Ok(LaunchedJob {
+        job_id: a.job_id,
+        pid,
+        child,
+    })
+}
+
+/// Waits for the job to end. On `stop`, SIGTERM goes to its process group and, if it still
+/// runs after `grace`, SIGKILL. On `shutdown`, SIGTERM and return at once. When the script
+/// itself has exited, whatever it left behind in its process group is killed.
+pub async fn supervise(
+    mut job: LaunchedJob,
+    stop: CancellationToken,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> Supervised {
+    let pgid = job.pid;
+    let waited = tokio::select! {
+        s = job.child.wait() => s,
+        _ = shutdown.cancelled() => {
+            signal_group(pgid, libc::SIGTERM);
+            return Supervised::Shutdown;
+        }
+        _ = stop.cancelled() => {
+            signal_group(pgid, libc::SIGTERM);
+            tokio::select! {
+                s = job.child.wait() => s,
+                _ = shutdown.cancelled() => return Supervised::Shutdown,
+                _ = tokio::time::sleep(grace) => {
+                    tracing::info!(job_id = job.job_id, "still running after {grace:?}: SIGKILL");
+                    signal_group(pgid, libc::SIGKILL);
+                    job.child.wait().await
+                }
+            }
+        }
+    };
+    // The leader is reaped; its group may still hold background children.
+    signal_group(pgid, libc::SIGKILL);
+    Supervised::Exited(match waited {
+        Ok(status) => exit_outcome(status),
+        Err(e) => ExitOutcome {
+            exit_code: 1,
+            signal: 0,
+            message: format!("cannot wait for the job script: {e}"),
+        },
+    })
+}
+
+fn exit_outcome(status: ExitStatus) -> ExitOutcome {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitOutcome {
+            exit_code: code,
+            signal: 0,
+            message: String::new(),
+        },
+        (None, Some(signal)) => ExitOutcome {
+            exit_code: 0,
+            signal,
+            message: String::new(),
+        },
+        (None, None) => ExitOutcome {
+            exit_code: 1,
+            signal: 0,
+            message: format!("unexpected exit status {status}"),
+        },
+    }
+}
+
+/// The environment of a batch script: the submit environment, then Slurm's variables
+/// (reference/slurm.md §2.2).
+pub fn job_environment(a: &Assignment, node_name: &str) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(String, String)> = Vec::with_capacity(a.env.len() + 32);
+    for kv in &a.env {
+        // `Command` cannot carry these; skip them rather than fail the job.
+        if kv.key.is_empty() || kv.key.contains(['=', '\0']) || kv.value.contains('\0') {
+            continue;
+        }
+        env.push((kv.key.clone(), kv.value.clone()));
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    let mut set = |k: &str, v: String| env.push((k.to_string(), v));
+    let id = a.job_id.to_string();
+    let num_nodes = a.num_nodes.max(1);
+    set("SLURM_JOB_ID", id.clone());
+    set("SLURM_JOBID", id);
+    set("SLURM_JOB_NAME", a.name.clone());
+    set("SLURM_SUBMIT_DIR", a.work_dir.clone());
+    set("SLURM_SUBMIT_HOST", a.submit_host.clone());
+    let node_list = if a.node_list.is_empty() {
+        node_name.to_string()
+    } else {
+        a.node_list.clone()
+    };
+    set("SLURM_JOB_NODELIST", node_list.clone());
+    set("SLURM_NODELIST", node_list);
+    set("SLURM_JOB_NUM_NODES", num_nodes.to_string());
+    set("SLURM_NNODES", num_nodes.to_string());
+    set("SLURM_CPUS_ON_NODE", a.cpus_on_node.to_string());
+    set(
+        "SLURM_JOB_CPUS_PER_NODE",
+        if num_nodes > 1 {
+            format!("{}(x{num_nodes})", a.cpus_on_node)
+        } else {
+            a.cpus_on_node.to_string()
+        },
+    );
+    set("SLURM_JOB_PARTITION", a.partition.clone());
+    set("SLURMD_NODENAME", node_name.to_string());
+    if a.ntasks_set {
+        set("SLURM_NTASKS", a.num_tasks.to_string());
+        set("SLURM_NPROCS", a.num_tasks.to_string());
+    }
+    if a.cpus_per_task > 1 {
+        set("SLURM_CPUS_PER_TASK", a.cpus_per_task.to_string());
+    }
+    if a.mem_on_node_mb > 0 {
+        set("SLURM_MEM_PER_NODE", a.mem_on_node_mb.to_string());
+    }
+    set("SLURM_JOB_USER", a.user.clone());
+    set("SLURM_JOB_UID", a.uid.to_string());
+    set("SLURM_JOB_GID", a.gid.to_string());
+    set("SLURM_CLUSTER_NAME", CLUSTER_NAME.to_string());
+    set("SLURM_JOB_START_TIME", a.start_time.to_string());
+    if let Some(limit_min) = a.time_limit_min {
+        let limit_s = i64::try_from(limit_min.saturating_mul(60)).unwrap_or(i64::MAX);
+        set(
+            "SLURM_JOB_END_TIME",
+            a.start_time.saturating_add(limit_s).to_string(),
+        );
+    }
+    set("SLURM_NODEID", "0".into());
+    set("SLURM_PROCID", "0".into());
+    set("SLURM_LOCALID", "0".into());
+    set("ENVIRONMENT", "BATCH".into());
+    // Later entries win in `Command::envs`, so Slurm's values override the submit env's.
+    env.into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
+fn write_script(
+    dir: &Path,
+    path: &Path,
+    script: &str,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    // `jobs/` only needs to be traversable by job users; each job's own dir is theirs alone.
+    if let Some(jobs) = dir.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(jobs)?;
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o700)
+        .open(path)?;
+    f.write_all(script.as_bytes())?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    }
+    // Closed here, before any spawn.
+    Ok(())
+}
+
+/// Opens an output file for appending (O_APPEND, so stdout and stderr sharing it interleave
+/// without overwriting), emptied first as Slurm's default `--open-mode=truncate` does.
+fn open_output(path: &Path, owner: Option<(u32, u32)>) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if meta.is_file() {
+        f.set_len(0)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+    }
+    Ok(f)
+}
+
+/// Removes `state_dir/jobs/<id>` once the job's end is recorded.
+pub fn remove_job_dir(state_dir: &Path, job_id: u64) {
+    let dir = job_dir(state_dir, job_id);
+    if let Err(e) = fs::remove_dir_all(&dir) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(job_id, error = %e, "cannot remove {}", dir.display());
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LaunchedRecord {
+    pid: u32,
+    /// Field 22 of /proc/<pid>/stat, to tell the job's process from a later one with its pid.
+    start_ticks: Option<u64>,
+}
+
+/// A job directory left by an earlier life of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub job_id: u64,
+    /// True when its process group was still running and has been sent SIGKILL.
+    pub killed: bool,
+}
+
+/// Finds the job directories of an earlier daemon life and kills any of their processes that
+/// still run (the job cannot be supervised any more, and must not run twice). The caller
+/// decides what to report and removes the directories.
+pub fn collect_leftovers(state_dir: &Path) -> Vec<Leftover> {
+    let Ok(entries) = fs::read_dir(state_dir.join("jobs")) else {
+        return Vec::new();
+    };
+    let mut leftovers = Vec::new();
+    for entry in entries.flatten() {
+        let Some(job_id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let record: Option<LaunchedRecord> = fs::read(entry.path().join(LAUNCHED_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let killed = match record {
+            Some(r) if r.start_ticks.is_some() && process_start_ticks(r.pid) == r.start_ticks => {
+                signal_group(r.pid, libc::SIGKILL);
+                true
+            }
+            _ => false,
+        };
+        leftovers.push(Leftover { job_id, killed });
+    }
+    leftovers.sort_by_key(|l| l.job_id);
+    leftovers
+}
+
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Sends `sig` to the process group `pgid`. Never signals groups 0 or 1 (this daemon's own
+/// group, or every process).
+fn signal_group(pgid: u32, sig: i32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    #[allow(unsafe_code, clippy::disallowed_methods)]
+    // SAFETY: kill(2) takes two integers and touches no memory of this process.
+    let rc = unsafe { libc::kill(-pgid, sig) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(pgid, sig, error = %e, "cannot signal the job's process group");
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_proto::KeyValue;
+    use std::collections::BTreeMap;
+
+    /// The test's own ids, so that no user switch happens even when tests run as root.
+    fn own_ids() -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt as _;
+        let me = fs::metadata("/proc/self").expect("/proc/self");
+        (me.uid(), me.gid())
+    }
+
+    fn assignment(job_id: u64, work_dir: &Path, script: &str) -> Assignment {
+        let (uid, gid) = own_ids();
+        Assignment {
+            job_id,
+            run: true,
+            batch_host: true,
+            name: "probe".into(),
+            script: script.into(),
+            work_dir: work_dir.to_string_lossy().into_owned(),
+            user: "alice".into(),
+            uid,
+            gid,
+            env: vec![
+                KeyValue {
+                    key: "PATH".into(),
+                    value: "/usr/bin:/bin".into(),
+                },
+                KeyValue {
+                    key: "FROM_SUBMIT".into(),
+                    value: "kept".into(),
+                },
+                // Slurm's value must win over a stale one from the submit environment.
+                KeyValue {
+                    key: "SLURM_JOB_ID".into(),
+                    value: "stale".into(),
+                },
+                KeyValue {
+                    key: "BAD=KEY".into(),
+                    value: "x".into(),
+                },
+            ],
+            node_list: "n[1-2]".into(),
+            num_nodes: 2,
+            cpus_on_node: 4,
+            mem_on_node_mb: 2048,
+            partition: "debug".into(),
+            num_tasks: 8,
+            cpus_per_task: 2,
+            time_limit_min: Some(10),
+            submit_host: "login1".into(),
+            start_time: 1_700_000_000,
+            ntasks_set: true,
+            ..Assignment::default()
+        }
+    }
+
+    async fn run_to_end(a: &Assignment, state_dir: &Path) -> (u32, ExitOutcome) {
+        let ctx = LaunchContext {
+            node_name: "n1",
+            state_dir,
+        };
+        let job = launch(a, &ctx).await.expect("launch");
+        let pid = job.pid;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(20),
+            supervise(
+                job,
+                CancellationToken::new(),
+                Duration::from_secs(5),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("job ends in time");
+        match outcome {
+            Supervised::Exited(o) => (pid, o),
+            Supervised::Shutdown => panic!("no shutdown was requested"),
+        }
+    }
+
+    fn parse_env(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A real script: output in `slurm-%j.out` in the work dir, stderr in the same file,
+    /// arguments passed, the Slurm environment set, exit code 3 reported.
+    #[tokio::test]
+    async fn runs_a_script_with_slurm_environment_and_exit_code() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let work = tmp.path().join("work");
+        fs::create_dir(&work).expect("mkdir");
+        let script = "#!/bin/sh\necho \"args=$*\"\necho to-stderr >&2\necho \"pid=$$\"\necho \"cwd=$(pwd)\"\nenv\nexit 3\n";
+        let mut a = assignment(41, &work, script);
+        a.argv = vec!["one".into(), "two words".into()];
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        assert_eq!(
+            outcome,
+            ExitOutcome {
+                exit_code: 3,
+                signal: 0,
+                message: String::new()
+            }
+        );
+
+        let out = fs::read_to_string(work.join("slurm-41.out")).expect("output file");
+        assert!(out.starts_with("args=one two words\n"), "{out}");
+        assert!(out.contains("to-stderr\n"), "stderr shares the file: {out}");
+        assert!(out.contains(&format!("pid={pid}\n")), "{out}");
+        let env = parse_env(&out);
+        let want = [
+            ("SLURM_JOB_ID", "41"),
+            ("SLURM_JOBID", "41"),
+            ("SLURM_JOB_NAME", "probe"),
+            ("SLURM_SUBMIT_DIR", a.work_dir.as_str()),
+            ("SLURM_SUBMIT_HOST", "login1"),
+            ("SLURM_JOB_NODELIST", "n[1-2]"),
+            ("SLURM_NODELIST", "n[1-2]"),
+            ("SLURM_JOB_NUM_NODES", "2"),
+            ("SLURM_NNODES", "2"),
+            ("SLURM_CPUS_ON_NODE", "4"),
+            ("SLURM_JOB_CPUS_PER_NODE", "4(x2)"),
+            ("SLURM_JOB_PARTITION", "debug"),
+            ("SLURMD_NODENAME", "n1"),
+            ("SLURM_NTASKS", "8"),
+            ("SLURM_NPROCS", "8"),
+            ("SLURM_CPUS_PER_TASK", "2"),
+            ("SLURM_MEM_PER_NODE", "2048"),
+            ("SLURM_CLUSTER_NAME", "drover"),
+            ("SLURM_JOB_START_TIME", "1700000000"),
+            ("SLURM_JOB_END_TIME", "1700000600"),
+            ("SLURM_NODEID", "0"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_LOCALID", "0"),
+            ("FROM_SUBMIT", "kept"),
+        ];
+        for (k, v) in want {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in\n{out}");
+        }
+        assert_eq!(env.get("SLURM_TASK_PID"), Some(&pid.to_string()));
+        assert!(!env.contains_key("BAD"), "invalid names are skipped");
+        assert_eq!(
+            env.get("cwd").map(String::as_str),
+            Some(a.work_dir.as_str())
+        );
+
+        let script_path = job_dir(&tmp.path().join("state"), 41).join("script");
+        let mode = fs::metadata(&script_path).expect("script").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
+    }
+
+    /// Optional variables are absent when not asked for; `--error` gets its own file; patterns
+    /// relative to the work dir; the shebang picks the interpreter.
+    #[tokio::test]
+    async fn separate_error_file_and_optional_variables() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let work = tmp.path().join("w");
+        fs::create_dir_all(work.join("logs")).expect("mkdir");
+        let script =
+            "#!/usr/bin/env bash\necho \"bash=${BASH_VERSION:+yes}\"\necho oops >&2\nenv\n";
+        let mut a = assignment(7, &work, script);
+        a.stdout = "logs/%x-%j.out".into();
+        a.stderr = "logs/%x-%4j.err".into();
+        a.ntasks_set = false;
+        a.cpus_per_task = 1;
+        a.mem_on_node_mb = 0;
+        a.time_limit_min = None;
+        a.num_nodes = 1;
+        let (_, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        assert_eq!((outcome.exit_code, outcome.signal), (0, 0));
+        let out = fs::read_to_string(work.join("logs/probe-7.out")).expect("stdout file");
+        let err = fs::read_to_string(work.join("logs/probe-0007.err")).expect("stderr file");
+        assert!(out.starts_with("bash=yes\n"), "{out}");
+        assert_eq!(err, "oops\n");
+        let env = parse_env(&out);
+        for absent in [
+            "SLURM_NTASKS",
+            "SLURM_NPROCS",
+            "SLURM_CPUS_PER_TASK",
+            "SLURM_MEM_PER_NODE",
+            "SLURM_JOB_END_TIME",
+        ] {
+            assert!(!env.contains_key(absent), "{absent} set in\n{out}");
+        }
+        assert_eq!(
+            env.get("SLURM_JOB_CPUS_PER_NODE").map(String::as_str),
+            Some("4")
+        );
+    }
+
+    /// Reference: Slurm reports a job killed by a signal as exit code 0, signal N (`0:15`).
+    #[tokio::test]
+    async fn a_script_killed_by_sigterm_reports_signal_15() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = assignment(
+            8,
+            tmp.path(),
+            "#!/bin/sh\necho before\nkill -TERM $$\necho after\n",
+        );
+        let (_, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        assert_eq!((outcome.exit_code, outcome.signal), (0, 15));
+        let out = fs::read_to_string(tmp.path().join("slurm-8.out")).expect("output");
+        assert_eq!(out, "before\n");
+    }
+
+    /// A stop request SIGTERMs the whole process group (a background child too) and the
+    /// script's death by SIGTERM is reported; one that ignores SIGTERM gets SIGKILL.
+    #[tokio::test]
+    async fn stop_terminates_the_process_group() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ctx = LaunchContext {
+            node_name: "n1",
+            state_dir: &tmp.path().join("state"),
+        };
+        let marker = tmp.path().join("child.pid");
+        let script = format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n",
+            marker.display()
+        );
+        let job = launch(&assignment(9, tmp.path(), &script), &ctx)
+            .await
+            .expect("launch");
+        let stop = CancellationToken::new();
+        let supervisor = tokio::spawn(supervise(
+            job,
+            stop.clone(),
+            Duration::from_secs(10),
+            CancellationToken::new(),
+        ));
+        let child_pid = wait_for_file(&marker).await;
+        stop.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), supervisor)
+            .await
+            .expect("stopped in time")
+            .expect("join");
+        match outcome {
+            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGTERM),
+            Supervised::Shutdown => panic!("not a shutdown"),
+        }
+        assert!(
+            wait_gone(child_pid).await,
+            "background child {child_pid} survived"
+        );
+
+        let stubborn = "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n";
+        let job = launch(&assignment(10, tmp.path(), stubborn), &ctx)
+            .await
+            .expect("launch");
+        let stop = CancellationToken::new();
+        stop.cancel();
+        // Give the trap time to be installed before the SIGTERM.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(
+                job,
+                stop,
+                Duration::from_millis(300),
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .expect("killed in time");
+        match outcome {
+            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGKILL),
+            Supervised::Shutdown => panic!("not a shutdown"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_work_dir_fails_the_launch_with_a_message() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ctx = LaunchContext {
+            node_name: "n1",
+            state_dir: tmp.path(),
+        };
+        let missing = tmp.path().join("nope");
+        let err = launch(&assignment(11, &missing, "#!/bin/sh\n"), &ctx)
+            .await
+            .expect_err("must fail");
+        assert!(matches!(err, LaunchError::WorkDirMissing { .. }));
+        assert!(err.to_string().contains("nope"), "{err}");
+
+        let mut a = assignment(12, tmp.path(), "#!/bin/sh\n");
+        a.work_dir = "relative/dir".into();
+        assert!(matches!(
+            launch(&a, &ctx).await,
+            Err(LaunchError::WorkDirNotAbsolute(_))
+        ));
+
+        let mut a = assignment(13, tmp.path(), "#!/bin/sh\n");
+        a.stdout = "no/such/dir/out".into();
+        assert!(matches!(
+            launch(&a, &ctx).await,
+            Err(LaunchError::Output { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_an_earlier_life_are_found_and_killed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ctx = LaunchContext {
+            node_name: "n1",
+            state_dir: tmp.path(),
+        };
+        let job = launch(&assignment(20, tmp.path(), "#!/bin/sh\nsleep 300\n"), &ctx)
+            .await
+            .expect("launch");
+        fs::create_dir_all(job_dir(tmp.path(), 21)).expect("mkdir"); // launch never finished
+        let leftovers = collect_leftovers(tmp.path());
+        assert_eq!(
+            leftovers,
+            vec![
+                Leftover {
+                    job_id: 20,
+                    killed: true
+                },
+                Leftover {
+                    job_id: 21,
+                    killed: false
+                }
+            ]
+        );
+        let outcome = supervise(
+            job,
+            CancellationToken::new(),
+            Duration::from_secs(1),
+            CancellationToken::new(),
+        )
+        .await;
+        match outcome {
+            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGKILL),
+            Supervised::Shutdown => panic!("not a shutdown"),
+        }
+    }
+
+    async fn wait_for_file(path: &Path) -> u32 {
+        for _ in 0..100 {
+            if let Some(pid) = fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                return pid;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{} never appeared", path.display());
+    }
+
+    async fn wait_gone(pid: u32) -> bool {
+        for _ in 0..100 {
+            // A zombie (reparented, not yet reaped) counts as gone.
+            match fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(s)
+                    if s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
+                {
+                    return true
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,208 @@
+//! `reconcile(desired, actual) -> Vec<Action>`: what the daemon must do so that what runs here
+//! matches what the applied cluster state assigns to this node. Pure (STYLE P1, P12): the
+//! daemon loop gathers `actual`, calls this, then carries out the actions.
+//!
+//! Rules:
+//! - only the batch host runs the script: an assignment with `batch_host == false` is never
+//!   launched here;
+//! - `run == true`, not running, never finished here → [`Action::Launch`];
+//! - `run == false` and running → [`Action::Stop`] (`Cancelled`);
+//! - running here but not listed at all → [`Action::Stop`] (`NotAssigned`): the cluster no
+//!   longer knows the job on this node (Slurm kills such orphans too);
+//! - a job that finished here (or failed to launch) is never launched again, even when a
+//!   stale assignment still lists it;
+//! - a job already being stopped is not stopped twice.
+
+use std::collections::BTreeSet;
+
+use drover_proto::Assignment;
+
+/// What this node is doing, as far as reconcile needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actual {
+    /// Jobs whose script runs here now (including those being stopped).
+    pub running: BTreeSet<u64>,
+    /// Running jobs already asked to stop.
+    pub stopping: BTreeSet<u64>,
+    /// Jobs that ran here and ended, or failed to launch: never launched again.
+    pub finished: BTreeSet<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The assignment says `run == false` (cancelled, timed out, …).
+    Cancelled,
+    /// The applied state no longer lists the job for this node.
+    NotAssigned,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start the batch script of this assignment.
+    Launch(Box<Assignment>),
+    /// Terminate the job's process group (SIGTERM, then SIGKILL after a grace).
+    Stop { job_id: u64, reason: StopReason },
+}
+
+/// Compares the assignments of one applied state with what runs here. Actions come out in job
+/// id order (stops and launches interleaved), each job at most once.
+pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
+    let mut by_id: Vec<&Assignment> = desired.iter().collect();
+    by_id.sort_by_key(|a| a.job_id);
+
+    let listed: BTreeSet<u64> = by_id.iter().map(|a| a.job_id).collect();
+    let mut decided = BTreeSet::new();
+    let mut actions = Vec::new();
+
+    for a in by_id {
+        if !decided.insert(a.job_id) {
+            // A job listed twice: the first entry wins.
+            continue;
+        }
+        let running = actual.running.contains(&a.job_id);
+        if a.run {
+            if a.batch_host && !running && !actual.finished.contains(&a.job_id) {
+                actions.push(Action::Launch(Box::new(a.clone())));
+            }
+        } else if running && !actual.stopping.contains(&a.job_id) {
+            actions.push(Action::Stop {
+                job_id: a.job_id,
+                reason: StopReason::Cancelled,
+            });
+        }
+    }
+    for &job_id in &actual.running {
+        if !listed.contains(&job_id) && !actual.stopping.contains(&job_id) {
+            actions.push(Action::Stop {
+                job_id,
+                reason: StopReason::NotAssigned,
+            });
+        }
+    }
+    actions.sort_by_key(|a| match a {
+        Action::Launch(a) => a.job_id,
+        Action::Stop { job_id, .. } => *job_id,
+    });
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(job_id: u64, run: bool, batch_host: bool) -> Assignment {
+        Assignment {
+            job_id,
+            run,
+            batch_host,
+            name: format!("job{job_id}"),
+            script: "#!/bin/sh\ntrue\n".into(),
+            ..Assignment::default()
+        }
+    }
+
+    fn actual(running: &[u64], stopping: &[u64], finished: &[u64]) -> Actual {
+        Actual {
+            running: running.iter().copied().collect(),
+            stopping: stopping.iter().copied().collect(),
+            finished: finished.iter().copied().collect(),
+        }
+    }
+
+    fn launched(actions: &[Action]) -> Vec<u64> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Launch(a) => Some(a.job_id),
+                Action::Stop { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn launches_new_batch_host_jobs_only() {
+        let desired = [job(3, true, true), job(1, true, true), job(2, true, false)];
+        let actions = reconcile(&desired, &Actual::default());
+        assert_eq!(launched(&actions), vec![1, 3]);
+        assert_eq!(actions.len(), 2);
+    }
+
+    #[test]
+    fn running_jobs_are_not_launched_again() {
+        let desired = [job(1, true, true), job(2, true, true)];
+        let actions = reconcile(&desired, &actual(&[1], &[], &[]));
+        assert_eq!(launched(&actions), vec![2]);
+    }
+
+    /// A stale assignment (read before the finish report was applied) must never relaunch.
+    #[test]
+    fn finished_jobs_are_never_relaunched() {
+        let desired = [job(1, true, true), job(2, true, true)];
+        let actions = reconcile(&desired, &actual(&[], &[], &[1, 2]));
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    #[test]
+    fn cancelled_running_jobs_stop_once() {
+        let desired = [
+            job(1, false, true),
+            job(2, false, true),
+            job(3, false, true),
+        ];
+        let actions = reconcile(&desired, &actual(&[1, 2], &[2], &[3]));
+        assert_eq!(
+            actions,
+            vec![Action::Stop {
+                job_id: 1,
+                reason: StopReason::Cancelled
+            }]
+        );
+    }
+
+    #[test]
+    fn cancelled_jobs_that_do_not_run_here_need_nothing() {
+        let desired = [job(1, false, true), job(2, false, false)];
+        assert!(reconcile(&desired, &Actual::default()).is_empty());
+    }
+
+    #[test]
+    fn unlisted_running_jobs_are_stopped() {
+        let desired = [job(1, true, true)];
+        let actions = reconcile(&desired, &actual(&[1, 7, 9], &[9], &[]));
+        assert_eq!(
+            actions,
+            vec![Action::Stop {
+                job_id: 7,
+                reason: StopReason::NotAssigned
+            }]
+        );
+    }
+
+    #[test]
+    fn duplicate_entries_launch_once() {
+        let desired = [job(5, true, true), job(5, true, true)];
+        assert_eq!(launched(&reconcile(&desired, &Actual::default())), vec![5]);
+    }
+
+    #[test]
+    fn mixed_state_gives_one_action_per_job_in_id_order() {
+        let desired = [
+            job(4, true, true),  // launch
+            job(2, false, true), // stop (running)
+            job(3, true, true),  // running: nothing
+            job(1, true, true),  // finished: nothing
+        ];
+        let actions = reconcile(&desired, &actual(&[2, 3, 6], &[], &[1]));
+        let kinds: Vec<String> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Launch(a) => format!("launch {}", a.job_id),
+                Action::Stop { job_id, reason } => format!("stop {job_id} {reason:?}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec!["stop 2 Cancelled", "launch 4", "stop 6 NotAssigned"]
+        );
+    }
+}

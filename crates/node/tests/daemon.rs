@@ -1,0 +1,340 @@
+//! The daemon's loops against a stand-in controller: a small in-test `NodeCtl` server that
+//! serves a fixed script of assignments and records what the daemon sends. The real controller
+//! end to end is tested at the workspace level; this checks the daemon's side of the protocol:
+//! failover, fencing, launching only on the batch host, stopping, reports retried with the same
+//! request id, and reports surviving a restart.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use drover_node::{run, NodeConfig};
+use drover_proto::node_ctl_server::{NodeCtl, NodeCtlServer};
+use drover_proto::{
+    job_report::Kind, Assignment, AssignmentsReply, AssignmentsRequest, HeartbeatReply,
+    HeartbeatRequest, JobReport, JobReportReply, RegisterReply, RegisterRequest,
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+#[derive(Default)]
+struct Stub {
+    applied_index: u64,
+    jobs: Vec<Assignment>,
+    registered: Vec<RegisterRequest>,
+    /// Answer this many ReportJob calls with `Unavailable` (u32::MAX: all).
+    refuse_reports: u32,
+    refused_ids: Vec<String>,
+    reports: Vec<JobReport>,
+}
+
+#[derive(Clone, Default)]
+struct Controller(Arc<Mutex<Stub>>);
+
+impl Controller {
+    fn with<R>(&self, f: impl FnOnce(&mut Stub) -> R) -> R {
+        f(&mut self.0.lock().expect("stub lock"))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeCtl for Controller {
+    async fn register(
+        &self,
+        req: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterReply>, Status> {
+        let applied_index = self.with(|s| {
+            s.registered.push(req.into_inner());
+            s.applied_index
+        });
+        Ok(Response::new(RegisterReply { applied_index }))
+    }
+
+    async fn heartbeat(
+        &self,
+        _req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, Status> {
+        Ok(Response::new(HeartbeatReply { known: true }))
+    }
+
+    async fn assignments(
+        &self,
+        req: Request<AssignmentsRequest>,
+    ) -> Result<Response<AssignmentsReply>, Status> {
+        let req = req.into_inner();
+        for _ in 0..(req.wait_ms / 50).min(10) {
+            if self.with(|s| s.applied_index > req.after_index) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Response::new(self.with(|s| AssignmentsReply {
+            applied_index: s.applied_index,
+            jobs: s.jobs.clone(),
+            known: true,
+        })))
+    }
+
+    async fn report_job(
+        &self,
+        req: Request<JobReport>,
+    ) -> Result<Response<JobReportReply>, Status> {
+        let report = req.into_inner();
+        self.with(|s| {
+            if s.refuse_reports > 0 {
+                if s.refuse_reports != u32::MAX {
+                    s.refuse_reports -= 1;
+                }
+                s.refused_ids.push(report.request_id.clone());
+                return Err(Status::unavailable("no leader (test)"));
+            }
+            // Cancel job 3 once it has started.
+            if report.job_id == 3 && report.kind == Kind::Started as i32 {
+                for j in s.jobs.iter_mut().filter(|j| j.job_id == 3) {
+                    j.run = false;
+                }
+            }
+            s.applied_index += 1;
+            s.reports.push(report);
+            Ok(Response::new(JobReportReply {
+                applied_index: s.applied_index,
+            }))
+        })
+    }
+}
+
+async fn serve(controller: Controller) -> String {
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+    let addr = incoming.local_addr().expect("local addr").to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(NodeCtlServer::new(controller))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+fn own_ids() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt as _;
+    let me = std::fs::metadata("/proc/self").expect("/proc/self");
+    (me.uid(), me.gid())
+}
+
+fn job(job_id: u64, batch_host: bool, work_dir: &Path, script: &str) -> Assignment {
+    let (uid, gid) = own_ids();
+    Assignment {
+        job_id,
+        run: true,
+        batch_host,
+        name: format!("job{job_id}"),
+        script: script.into(),
+        work_dir: work_dir.to_string_lossy().into_owned(),
+        user: "tester".into(),
+        uid,
+        gid,
+        num_nodes: 1,
+        cpus_on_node: 1,
+        ..Assignment::default()
+    }
+}
+
+fn config(name: &str, controllers: Vec<String>, state_dir: &Path) -> NodeConfig {
+    NodeConfig {
+        name: name.into(),
+        controllers,
+        state_dir: state_dir.to_path_buf(),
+        cpus: Some(2),
+        real_memory_mb: Some(1024),
+        addr: "127.0.0.1:0".into(),
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn kinds(reports: &[JobReport]) -> Vec<(u64, i32, i32, i32)> {
+    reports
+        .iter()
+        .map(|r| (r.job_id, r.kind, r.exit_code, r.signal))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_stops_and_reports_through_a_failover() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let controller = Controller::default();
+    controller.with(|s| {
+        s.applied_index = 5;
+        s.refuse_reports = 2;
+        s.jobs = vec![
+            job(1, true, &work, "#!/bin/sh\necho ran >> count\nexit 3\n"),
+            job(2, false, &work, "#!/bin/sh\necho never > job2\n"),
+            job(3, true, &work, "#!/bin/sh\nexec sleep 300\n"),
+        ];
+    });
+    let addr = serve(controller.clone()).await;
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(
+        config("n1", vec![dead_addr(), addr], &tmp.path().join("state")),
+        shutdown.clone(),
+    ));
+
+    wait_until("jobs 1 and 3 to finish", || {
+        controller.with(|s| {
+            s.reports
+                .iter()
+                .filter(|r| r.kind == Kind::Finished as i32)
+                .count()
+                == 2
+        })
+    })
+    .await;
+    // The stale assignment still lists job 1 with run = true: it must not run again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let (registered, refused, reports) = controller.with(|s| {
+        (
+            s.registered.clone(),
+            s.refused_ids.clone(),
+            s.reports.clone(),
+        )
+    });
+    assert_eq!(registered.len(), 1);
+    assert_eq!(
+        (registered[0].cpus, registered[0].real_memory_mb),
+        (2, 1024)
+    );
+    assert_eq!(registered[0].name, "n1");
+
+    let started = Kind::Started as i32;
+    let finished = Kind::Finished as i32;
+    let mut got = kinds(&reports);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, started, 0, 0),
+            (1, finished, 3, 0),
+            (3, started, 0, 0),
+            (3, finished, 0, libc::SIGTERM),
+        ]
+    );
+    // Refused reports were retried with the same request id.
+    assert_eq!(refused.len(), 2);
+    for id in &refused {
+        assert!(
+            reports.iter().any(|r| &r.request_id == id),
+            "{id} never re-sent"
+        );
+    }
+    let mut ids: Vec<_> = reports.iter().map(|r| r.request_id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each report delivered once");
+
+    assert_eq!(
+        std::fs::read_to_string(work.join("count")).expect("count"),
+        "ran\n"
+    );
+    assert!(
+        !work.join("job2").exists(),
+        "only the batch host runs the script"
+    );
+    let pending = std::fs::read_to_string(tmp.path().join("state/pending-reports.json"))
+        .expect("pending file");
+    assert_eq!(pending.trim(), "[]");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undelivered_reports_survive_a_restart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    let controller = Controller::default();
+    controller.with(|s| {
+        s.applied_index = 1;
+        s.refuse_reports = u32::MAX;
+        s.jobs = vec![job(7, true, tmp.path(), "#!/bin/sh\nexit 0\n")];
+    });
+    let addr = serve(controller.clone()).await;
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(
+        config("n2", vec![addr.clone()], &state),
+        shutdown.clone(),
+    ));
+    let pending_path = state.join("pending-reports.json");
+    wait_until("the FINISHED report to be kept on disk", || {
+        std::fs::read_to_string(&pending_path).is_ok_and(|t| t.contains("\"finished\""))
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pending_path).expect("pending file"))
+            .expect("pending reports parse");
+    let kept_ids: Vec<String> = kept
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| r["request_id"].as_str().expect("request_id").to_string())
+        .collect();
+    assert_eq!(kept_ids.len(), 2, "{kept}");
+    let refused = controller.with(|s| s.refused_ids.clone());
+    assert!(
+        refused.contains(&kept_ids[0]),
+        "the first report was being retried"
+    );
+
+    // The controller recovers, and still lists the job (its report was never applied).
+    controller.with(|s| s.refuse_reports = 0);
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(config("n2", vec![addr], &state), shutdown.clone()));
+    wait_until("both reports to arrive", || {
+        controller.with(|s| s.reports.len() == 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let reports = controller.with(|s| s.reports.clone());
+    assert_eq!(
+        kinds(&reports),
+        vec![
+            (7, Kind::Started as i32, 0, 0),
+            (7, Kind::Finished as i32, 0, 0)
+        ],
+        "re-sent in order, and the job was not run again"
+    );
+    let sent_ids: Vec<String> = reports.iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!(sent_ids, kept_ids, "same request ids after the restart");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+}

@@ -29,7 +29,7 @@ mod typ;
 pub use network::{RaftService, MAX_MESSAGE_BYTES};
 pub use replica::{
     ConsensusError, Leadership, ProposeError, RaftStatus, Replica, ReplicaConfig, MAX_BATCH_BYTES,
-    MAX_BATCH_REQUESTS, MAX_IN_FLIGHT,
+    MAX_BATCH_REQUESTS, MAX_IN_FLIGHT, MAX_PROPOSE_BYTES,
 };
 pub use sm_store::SNAPSHOT_VERSION;
 

@@ -12,6 +12,9 @@
 //! so the log state never shows a hole. Any sled failure is a `StorageError`, logged loudly here:
 //! openraft stops the replica's core on it.
 
+// openraft's traits fix `StorageError` (224 bytes) as the error type; helpers return the same.
+#![allow(clippy::result_large_err)]
+
 use crate::typ::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 use openraft::storage::LogFlushed;
 use openraft::storage::RaftLogStorage;

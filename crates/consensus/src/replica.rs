@@ -36,6 +36,10 @@ pub const MAX_BATCH_REQUESTS: usize = 4096;
 /// The most payload (serde_json bytes of the requests) one log entry carries, unless a single
 /// `propose` call is larger on its own.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The most payload one `propose` call may carry. With `MAX_PAYLOAD_ENTRIES` entries per
+/// AppendEntries, one such entry plus 11 full batches stays under the 64 MiB message limit; an
+/// entry that never fits a message would stall replication for good.
+pub const MAX_PROPOSE_BYTES: usize = 16 * 1024 * 1024;
 /// How many batches may be in flight (proposed, not yet applied) at once.
 pub const MAX_IN_FLIGHT: usize = 8;
 /// Entries per AppendEntries: with batches up to `MAX_BATCH_BYTES`, 12 stay under the 64 MiB
@@ -349,7 +353,12 @@ impl Replica {
         if requests.is_empty() {
             return Ok((self.applied_index(), Vec::new()));
         }
-        let bytes = requests.iter().map(encoded_len).sum();
+        let bytes: usize = requests.iter().map(encoded_len).sum();
+        if bytes > MAX_PROPOSE_BYTES {
+            return Err(ProposeError::Fatal(format!(
+                "{bytes} bytes of requests in one proposal; the limit is {MAX_PROPOSE_BYTES}"
+            )));
+        }
         let (tx, rx) = oneshot::channel();
         self.inner
             .proposals
@@ -504,11 +513,28 @@ async fn watch_leadership(
     cancel: CancellationToken,
 ) {
     let mut metrics = raft.metrics();
+    let mut reported_stop = false;
     loop {
-        let now = leadership_of(&metrics.borrow_and_update(), &members);
+        let now = {
+            let m = metrics.borrow_and_update();
+            if let Err(e) = &m.running_state {
+                if !reported_stop && !cancel.is_cancelled() {
+                    // A fatal storage error (or a panic) stopped the core: this replica no longer
+                    // takes part until it is restarted (or rebuilt, stack.md §1.10).
+                    tracing::error!(id = m.id, error = %e, "FATAL: this replica's raft core stopped");
+                    reported_stop = true;
+                }
+            }
+            leadership_of(&m, &members)
+        };
         tx.send_if_modified(|l| {
             if *l != now {
-                tracing::info!(is_leader = now.is_leader, leader = ?now.leader_id, term = now.term, "leadership changed");
+                tracing::info!(
+                    is_leader = now.is_leader,
+                    leader = ?now.leader_id,
+                    term = now.term,
+                    "leadership changed"
+                );
                 *l = now;
                 true
             } else {
@@ -573,6 +599,14 @@ async fn batcher(
             at: now_ms(),
             requests,
         };
+        // Leadership as openraft sees it when the entry is proposed: losing it (a step-down or a
+        // new term) before the entry resolves answers NotLeader; the outcome is then unknown and
+        // the caller retries with the same request ids (apply deduplicates).
+        let mut metrics = raft.metrics();
+        let (was_leader, term) = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader, m.current_term)
+        };
         match raft.client_write_ff(proposal).await {
             Err(e) => {
                 for (_, w) in waiters {
@@ -581,27 +615,46 @@ async fn batcher(
             }
             Ok(responder) => {
                 let members = members.clone();
-                let raft = raft.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let result = match responder.await {
-                        Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
-                        Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                            let metrics = raft.metrics().borrow().clone();
+                    let lost = async {
+                        if was_leader {
+                            let changed = metrics
+                                .wait_for(|m| {
+                                    m.state != ServerState::Leader || m.current_term != term
+                                })
+                                .await
+                                .map(|m| m.clone());
+                            if let Ok(m) = changed {
+                                return m;
+                            }
+                        }
+                        // Not leader to begin with (openraft answers ForwardToLeader at once), or
+                        // shutting down (the responder is dropped): wait for the responder.
+                        std::future::pending().await
+                    };
+                    let result = tokio::select! {
+                        biased;
+                        r = responder => match r {
+                            Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
+                            Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                                let m = metrics.borrow().clone();
+                                Err(ProposeError::NotLeader {
+                                    leader_id: f.leader_id,
+                                    leader_addr: leader_addr(f.leader_id, f.leader_node.as_ref(), &m, &members),
+                                })
+                            }
+                            Ok(Err(e)) => Err(ProposeError::Fatal(e.to_string())),
+                            Err(_) => Err(ProposeError::Fatal("raft stopped before the write resolved".to_string())),
+                        },
+                        m = lost => {
+                            tracing::info!(term, new_term = m.current_term, "leadership lost while a write was in flight");
+                            let leader = m.current_leader.filter(|l| *l != m.id);
                             Err(ProposeError::NotLeader {
-                                leader_id: f.leader_id,
-                                leader_addr: leader_addr(
-                                    f.leader_id,
-                                    f.leader_node.as_ref(),
-                                    &metrics,
-                                    &members,
-                                ),
+                                leader_id: leader,
+                                leader_addr: leader_addr(leader, None, &m, &members),
                             })
                         }
-                        Ok(Err(e)) => Err(ProposeError::Fatal(e.to_string())),
-                        Err(_) => Err(ProposeError::Fatal(
-                            "raft stopped before the write resolved".to_string(),
-                        )),
                     };
                     distribute(result, waiters);
                 });

@@ -18,6 +18,9 @@
 //! [`SnapshotBody`]. openraft's own types inside it are serde_json bytes, so an openraft upgrade
 //! does not change the postcard layout.
 
+// openraft's traits fix `StorageError` (224 bytes) as the error type; helpers return the same.
+#![allow(clippy::result_large_err)]
+
 use crate::log_store::{any_err, fatal};
 use crate::typ::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,

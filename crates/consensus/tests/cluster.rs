@@ -256,3 +256,51 @@ async fn full_restart_keeps_state_and_dedup() {
     assert_eq!(state.jobs.len(), 41, "the retry made no second job");
     cluster.stop_all().await;
 }
+
+/// The raft service refuses a blob meant for another replica (a wrong address in the
+/// membership) and answers garbage with an error, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_service_checks_target_and_survives_garbage() {
+    common::init_tracing();
+    let _serial = SERIAL.lock().await;
+    let mut cluster = Cluster::start(1).await;
+    cluster.propose(vec![define_partitions()]).await;
+    let addr = format!("http://{}", cluster.members[&1]);
+    let mut client = drover_proto::raft_client::RaftClient::connect(addr)
+        .await
+        .expect("connect");
+    let wrong = drover_proto::RaftBlob {
+        data: b"{}".to_vec(),
+        target: 2,
+    };
+    let status = client
+        .append_entries(wrong)
+        .await
+        .expect_err("wrong target refused");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    for data in [
+        b"".to_vec(),
+        b"not json".to_vec(),
+        vec![0xff; 64],
+        b"{\"vote\":17}".to_vec(),
+    ] {
+        let blob = drover_proto::RaftBlob {
+            data: data.clone(),
+            target: 1,
+        };
+        let status = client
+            .vote(blob.clone())
+            .await
+            .expect_err("garbage refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        let status = client
+            .install_snapshot(blob)
+            .await
+            .expect_err("garbage refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+    // Still serving.
+    let (_, replies) = cluster.propose(vec![submit("after-garbage")]).await;
+    assert_eq!(job_id(&replies[0]), 1);
+    cluster.stop_all().await;
+}

@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A leader loop's proposal that takes longer than this is abandoned (and planned again).
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
     pub partitions: Vec<Partition>,
@@ -116,7 +119,9 @@ async fn schedule(replica: Replica, token: CancellationToken) {
             request_id: String::new(),
             command: Command::Allocate(plan),
         };
-        match replica.propose(vec![request]).await {
+        match write::propose_bounded(&replica, vec![request], Instant::now() + PROPOSE_TIMEOUT)
+            .await
+        {
             Ok((index, replies)) => {
                 tracing::debug!(index, count, ?replies, "scheduling pass applied")
             }
@@ -160,13 +165,12 @@ async fn watch_liveness(
                     node,
                     change: NodeStateChange::NotResponding,
                 };
-                if let Err(e) = replica
-                    .propose(vec![Request {
-                        request_id: String::new(),
-                        command,
-                    }])
-                    .await
-                {
+                let request = Request {
+                    request_id: String::new(),
+                    command,
+                };
+                let deadline = Instant::now() + PROPOSE_TIMEOUT;
+                if let Err(e) = write::propose_bounded(&replica, vec![request], deadline).await {
                     tracing::debug!("liveness change not applied: {e}");
                 }
             }

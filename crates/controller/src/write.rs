@@ -50,7 +50,7 @@ pub async fn write(
     let mut leadership = replica.leadership();
     let mut last_error = String::from("no leader elected");
     loop {
-        match replica.propose(requests.clone()).await {
+        match propose_bounded(replica, requests.clone(), deadline).await {
             Ok(done) => return Ok(done),
             Err(ProposeError::Fatal(e)) => return Err(Status::internal(e)),
             Err(ProposeError::NotLeader {
@@ -113,7 +113,8 @@ impl drover_proto::peer_server::Peer for PeerService {
     ) -> Result<tonic::Response<RaftBlob>, Status> {
         let requests: Vec<Request> = serde_json::from_slice(&request.into_inner().data)
             .map_err(|e| Status::invalid_argument(format!("bad forwarded requests: {e}")))?;
-        match self.replica.propose(requests).await {
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        match propose_bounded(&self.replica, requests, deadline).await {
             Ok(done) => {
                 let data =
                     serde_json::to_vec(&done).map_err(|e| Status::internal(e.to_string()))?;
@@ -123,6 +124,27 @@ impl drover_proto::peer_server::Peer for PeerService {
                 Err(Status::unavailable("not the leader any more"))
             }
             Err(ProposeError::Fatal(e)) => Err(Status::internal(e)),
+        }
+    }
+}
+
+/// `Replica::propose`, bounded by `deadline`. openraft 0.9 does not step down a leader cut off
+/// from its quorum, so a proposal could otherwise wait forever. A proposal that times out has
+/// an unknown outcome and reads as "no leader": retrying it with the same request ids is safe
+/// (apply deduplicates them).
+pub async fn propose_bounded(
+    replica: &Replica,
+    requests: Vec<Request>,
+    deadline: Instant,
+) -> Result<(u64, Vec<Reply>), ProposeError> {
+    match tokio::time::timeout_at(deadline, replica.propose(requests)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("a proposal was not committed before its deadline");
+            Err(ProposeError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            })
         }
     }
 }

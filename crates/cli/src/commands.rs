@@ -226,20 +226,17 @@ pub fn squeue(args: &[String]) -> i32 {
         match flag {
             "-h" | "--noheader" => noheader = true,
             "--me" => users.push(identity::user_name(identity::uid())),
-            f if f == "--jobs" || f.starts_with("-j") => match value("-j") {
-                Some(v) => {
-                    for id in split_list(&v) {
-                        match id.parse() {
-                            Ok(n) => job_ids.push(n),
-                            Err(_) => {
-                                eprintln!("squeue: error: Invalid job id: {id}");
-                                return EXIT_ERROR;
-                            }
+            f if f == "--jobs" || f.starts_with("-j") => {
+                for id in value("-j").map(|v| split_list(&v)).unwrap_or_default() {
+                    match id.parse() {
+                        Ok(n) => job_ids.push(n),
+                        Err(_) => {
+                            eprintln!("squeue: error: Invalid job id: {id}");
+                            return EXIT_ERROR;
                         }
                     }
                 }
-                None => {}
-            },
+            }
             f if f == "--user" || f.starts_with("-u") => {
                 users.extend(value("-u").map(|v| split_list(&v)).unwrap_or_default())
             }

@@ -268,7 +268,7 @@ pub fn is_drover(pid: i32) -> bool {
 }
 
 /// Stops every process of the cluster: our children and any restarted ones (by pid file).
-pub fn stop_all(layout: &Layout, cfg: &ClusterConfig, children: &mut Vec<(Role, Child)>) {
+pub fn stop_all(layout: &Layout, cfg: &ClusterConfig, children: &mut [(Role, Child)]) {
     let mut pids: Vec<i32> = children.iter().map(|(_, c)| c.id() as i32).collect();
     for role in roles(cfg) {
         if let Some(pid) = procs::read_pid(layout, &role) {

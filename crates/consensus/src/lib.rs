@@ -20,6 +20,7 @@
 //! - `network`: openraft's RPCs as `RaftBlob`s over tonic, one cached channel per peer;
 //! - `typ`: openraft's type configuration.
 
+mod codec;
 mod log_store;
 mod network;
 pub mod replica;

@@ -3,7 +3,7 @@
 //! ```text
 //!   sled::Db (one per replica)
 //!   ├── raft_meta : "vote" | "committed" | "last_purged"  → serde_json
-//!   └── raft_log  : index as big-endian u64 (byte order = numeric order) → serde_json Entry
+//!   └── raft_log  : index as big-endian u64 (byte order = numeric order) → codec (format byte + postcard) Entry
 //! ```
 //!
 //! Durability rules (stack.md §3): `save_vote` flushes before it returns; `append` writes one
@@ -107,7 +107,7 @@ impl LogStore {
         match last {
             None => Ok(None),
             Some((_, v)) => {
-                let entry: Entry = serde_json::from_slice(&v).map_err(|e| {
+                let entry: Entry = crate::codec::decode(&v).map_err(|e| {
                     fatal(
                         "decoding a log entry",
                         StorageIOError::read_logs(any_err(&e)),
@@ -138,7 +138,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for item in iter {
             let (_, v) =
                 item.map_err(|e| fatal("reading the log", StorageIOError::read_logs(any_err(&e))))?;
-            let entry: Entry = serde_json::from_slice(&v).map_err(|e| {
+            let entry: Entry = crate::codec::decode(&v).map_err(|e| {
                 fatal(
                     "decoding a log entry",
                     StorageIOError::read_logs(any_err(&e)),
@@ -201,7 +201,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(|e| {
+            let bytes = crate::codec::encode(&entry).map_err(|e| {
                 fatal(
                     "encoding a log entry",
                     StorageIOError::write_logs(any_err(&e)),

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  leader: openraft ─► NetworkFactory::new_client(target) ─► PeerClient (cached Channel per peer)
-//!            RaftBlob { data: serde_json(request), target } ──gRPC──► RaftService (on target)
+//!            RaftBlob { data: codec(request), target } ──gRPC──► RaftService (on target)
 //!  target: refuses a blob for another id (FAILED_PRECONDITION), else Raft::append_entries/vote/
 //!          install_snapshot ─► RaftBlob { data: serde_json(Result<Response, RaftError>) }
 //! ```
@@ -129,7 +129,8 @@ impl PeerClient {
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e)))),
         };
         let mut client = client;
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data =
+            crate::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let ttl = option.hard_ttl();
         let mut request = tonic::Request::new(RaftBlob {
             data,
@@ -222,7 +223,7 @@ impl RaftService {
                 self.id, blob.target
             )));
         }
-        serde_json::from_slice(&blob.data)
+        crate::codec::decode(&blob.data)
             .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft message: {e}")))
     }
 

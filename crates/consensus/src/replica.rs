@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The most requests one log entry carries.
 pub const MAX_BATCH_REQUESTS: usize = 4096;
-/// The most payload (serde_json bytes of the requests) one log entry carries, unless a single
+/// The most payload (encoded bytes of the requests) one log entry carries, unless a single
 /// `propose` call is larger on its own.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The most payload one `propose` call may carry. With `MAX_PAYLOAD_ENTRIES` entries per
@@ -209,21 +209,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The size a request adds to a log entry (serde_json, as the log stores it), without allocating.
+/// The size a request adds to a log entry (as the log stores it), without allocating.
 fn encoded_len(request: &Request) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, request);
-    count.0
+    crate::codec::encoded_len(request)
 }
 
 fn leader_addr(

@@ -15,6 +15,11 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// A scheduling pass waits this long after a change, so that a burst becomes one pass.
+const PASS_SETTLE: Duration = Duration::from_millis(20);
+/// Scheduling passes start at least this far apart.
+const PASS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// A leader loop's proposal that takes longer than this is abandoned (and planned again).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -102,14 +107,20 @@ async fn sync_partitions(
 /// The scheduling pass: after every change (and at least once a second), plan and propose.
 async fn schedule(replica: Replica, token: CancellationToken) {
     let mut applied = replica.applied_watch();
+    let mut last_pass = Instant::now();
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = applied.changed() => {},
             _ = sleep(Duration::from_secs(1)) => {},
         }
-        // Let a burst of submits settle into one pass.
-        sleep(Duration::from_millis(20)).await;
+        // Let a burst of submits settle into one pass, and keep passes apart (Slurm's
+        // sched_min_interval): a pass reads the whole queue.
+        sleep(PASS_SETTLE).await;
+        if let Some(wait) = PASS_MIN_INTERVAL.checked_sub(last_pass.elapsed()) {
+            sleep(wait).await;
+        }
+        last_pass = Instant::now();
         let (plan, _) = replica.read(plan::plan);
         if plan.is_empty() || token.is_cancelled() {
             continue;

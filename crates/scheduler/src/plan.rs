@@ -23,7 +23,8 @@ pub fn plan(state: &ClusterState) -> Plan {
     let mut queue: Vec<&Job> = state
         .jobs
         .values()
-        .filter(|j| j.state == JobState::Pending)
+        // Held jobs (priority 0) keep the reason they were held with; skip them up front.
+        .filter(|j| j.state == JobState::Pending && j.priority > 0)
         .collect();
     queue.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.submit_at, j.id));
 

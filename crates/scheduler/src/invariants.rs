@@ -11,6 +11,7 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     capacity_respected(state)?;
     allocations_consistent(state)?;
     job_ids_below_counter(state)?;
+    queue_index_exact(state)?;
     Ok(())
 }
 
@@ -89,6 +90,24 @@ fn job_ids_below_counter(state: &ClusterState) -> Result<(), String> {
                 state.jobs[id].state.name()
             ));
         }
+    }
+    Ok(())
+}
+
+/// The scheduling queue index holds exactly the pending jobs that are not held.
+fn queue_index_exact(state: &ClusterState) -> Result<(), String> {
+    let expected: std::collections::BTreeSet<_> = state
+        .jobs
+        .values()
+        .filter(|j| j.state == JobState::Pending && j.priority > 0)
+        .map(|j| j.id)
+        .collect();
+    if &expected != state.queued_ids() {
+        return Err(format!(
+            "queue index {:?} differs from pending jobs {:?}",
+            state.queued_ids(),
+            expected
+        ));
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use crate::command::{Plan, PlannedAllocation};
 use crate::state::ClusterState;
-use crate::types::{Job, JobId, JobState, NodeShare, PartitionState, PendingReason};
+use crate::types::{Job, JobId, NodeShare, PartitionState, PendingReason};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Plans one scheduling pass over `state`.
@@ -20,12 +20,7 @@ pub fn plan(state: &ClusterState) -> Plan {
         .collect();
 
     // Pending jobs in priority order: (priority desc, submit time, id) — never a random tie.
-    let mut queue: Vec<&Job> = state
-        .jobs
-        .values()
-        // Held jobs (priority 0) keep the reason they were held with; skip them up front.
-        .filter(|j| j.state == JobState::Pending && j.priority > 0)
-        .collect();
+    let mut queue: Vec<&Job> = state.queued().collect();
     queue.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.submit_at, j.id));
 
     let mut out = Plan::default();

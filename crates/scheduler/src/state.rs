@@ -37,6 +37,9 @@ pub struct ClusterState {
     finished: BTreeSet<(TimestampMs, JobId)>,
     recent: BTreeMap<String, Reply>,
     recent_order: VecDeque<String>,
+    /// Pending jobs a scheduling pass must consider (not held): an index, so that a pass costs
+    /// the queue's length, not the number of jobs remembered. Checked by the invariants.
+    queued: BTreeSet<JobId>,
 }
 
 impl ClusterState {
@@ -192,6 +195,9 @@ impl ClusterState {
             batch_pid: None,
         };
         self.jobs.insert(id, job);
+        if !held {
+            self.queued.insert(id);
+        }
         Ok(Reply::Submitted { job_id: id })
     }
 
@@ -204,6 +210,7 @@ impl ClusterState {
                 Some(job) if job.state.is_terminal() => Some(Reject::AlreadyDone),
                 Some(job) => {
                     let was_running = job.state == JobState::Running;
+                    self.queued.remove(&id);
                     job.state = JobState::Cancelled;
                     job.end_at = Some(now);
                     if was_running {
@@ -314,6 +321,7 @@ impl ClusterState {
                         node.jobs.insert(a.job_id);
                     }
                 }
+                self.queued.remove(&a.job_id);
                 if let Some(job) = self.jobs.get_mut(&a.job_id) {
                     job.state = JobState::Running;
                     job.reason = PendingReason::None;
@@ -436,6 +444,15 @@ impl ClusterState {
     /// Finished jobs still remembered (for invariants and tests).
     pub fn finished_count(&self) -> usize {
         self.finished.len()
+    }
+
+    /// Pending jobs that are not held, in id order: what a scheduling pass considers.
+    pub fn queued(&self) -> impl Iterator<Item = &Job> + '_ {
+        self.queued.iter().filter_map(|id| self.jobs.get(id))
+    }
+
+    pub(crate) fn queued_ids(&self) -> &BTreeSet<JobId> {
+        &self.queued
     }
 
     pub(crate) fn finished_entries(&self) -> &BTreeSet<(TimestampMs, JobId)> {

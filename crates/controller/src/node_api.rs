@@ -85,21 +85,38 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
     ) -> Result<Response<pb::AssignmentsReply>, Status> {
         let req = request.into_inner();
         let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_POLL);
-        if self.replica.applied_index() <= req.after_index {
-            let _ = self.replica.wait_applied(req.after_index + 1, wait).await;
-        }
+        let deadline = tokio::time::Instant::now() + wait;
         let name = req.name;
-        let ((jobs, known), applied_index) = self.replica.read(|s| match s.nodes.get(&name) {
-            None => (Vec::new(), false),
-            Some(node) => (
-                node.jobs
-                    .iter()
-                    .filter_map(|id| s.jobs.get(id))
-                    .map(|j| convert::assignment(j, &name))
-                    .collect(),
-                !node.not_responding,
-            ),
-        });
+        let read = || {
+            self.replica.read(|s| match s.nodes.get(&name) {
+                None => (Vec::new(), false),
+                Some(node) => (
+                    node.jobs
+                        .iter()
+                        .filter_map(|id| s.jobs.get(id))
+                        .map(|j| convert::assignment(j, &name))
+                        .collect::<Vec<_>>(),
+                    !node.not_responding,
+                ),
+            })
+        };
+        let (mut current, mut applied_index) = read();
+        if applied_index <= req.after_index {
+            // The daemon is up to date: answer when *its* assignments change (or at the
+            // deadline), not at every entry the cluster applies.
+            let baseline = current.clone();
+            let mut applied = self.replica.applied_watch();
+            while current == baseline {
+                match tokio::time::timeout_at(deadline, applied.changed()).await {
+                    Ok(Ok(())) => (current, applied_index) = read(),
+                    _ => {
+                        (current, applied_index) = read();
+                        break;
+                    }
+                }
+            }
+        }
+        let (jobs, known) = current;
         Ok(Response::new(pb::AssignmentsReply {
             applied_index,
             jobs,

@@ -68,6 +68,8 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut samples = Vec::new();
+    // Replicas this benchmark restarted are its children: reaped here, so a killed one is gone.
+    let mut restarted: Vec<std::process::Child> = Vec::new();
     for k in 1..=kills {
         let mut cluster = Cluster::new(cfg.controller_addrs());
         let (leader, addr) = rt
@@ -119,7 +121,8 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
         while procs::alive(pid) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        procs::spawn(&layout, &role, true)?;
+        restarted.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        restarted.push(procs::spawn(&layout, &role, true)?);
         rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(30);
             let idx = leader_of(&mut cluster).await.map(|_| 0);

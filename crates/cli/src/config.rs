@@ -26,13 +26,21 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     #[serde(default = "default_cluster_name")]
     pub cluster_name: String,
     #[serde(default = "default_node_timeout")]
     pub node_timeout_s: u64,
+    /// Raft timing: the leader's heartbeat, and the election timeout range. Failover takes
+    /// about 1.5-2x the maximum; keep the minimum well above the heartbeat.
+    #[serde(default = "default_heartbeat")]
+    pub raft_heartbeat_ms: u64,
+    #[serde(default = "default_election_min")]
+    pub raft_election_min_ms: u64,
+    #[serde(default = "default_election_max")]
+    pub raft_election_max_ms: u64,
     #[serde(default, rename = "controller")]
     pub controllers: Vec<ControllerEntry>,
     #[serde(default, rename = "node")]
@@ -47,6 +55,18 @@ fn default_cluster_name() -> String {
 
 fn default_node_timeout() -> u64 {
     300
+}
+
+fn default_heartbeat() -> u64 {
+    50
+}
+
+fn default_election_min() -> u64 {
+    200
+}
+
+fn default_election_max() -> u64 {
+    400
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,6 +113,15 @@ fn all_nodes() -> String {
 }
 
 impl ClusterConfig {
+    /// The default Raft timing: (heartbeat, election min, election max) in ms.
+    pub fn default_timing() -> (u64, u64, u64) {
+        (
+            default_heartbeat(),
+            default_election_min(),
+            default_election_max(),
+        )
+    }
+
     pub fn load(path: &Path) -> Result<ClusterConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -118,6 +147,15 @@ impl ClusterConfig {
                     c.id
                 ));
             }
+        }
+        if self.raft_heartbeat_ms == 0
+            || self.raft_election_min_ms <= self.raft_heartbeat_ms
+            || self.raft_election_max_ms <= self.raft_election_min_ms
+        {
+            return Err(format!(
+                "raft timing must satisfy 0 < raft_heartbeat_ms < raft_election_min_ms < raft_election_max_ms (got {} / {} / {})",
+                self.raft_heartbeat_ms, self.raft_election_min_ms, self.raft_election_max_ms
+            ));
         }
         self.partitions()?;
         Ok(())

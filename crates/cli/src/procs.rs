@@ -101,8 +101,17 @@ pub fn read_pid(layout: &Layout, role: &Role) -> Option<i32> {
         .ok()
 }
 
+/// Is `pid` running? A zombie (killed, not yet reaped by its parent) is not.
 pub fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state is the first field after the parenthesised command name.
+    !matches!(
+        stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next()),
+        Some(Some('Z' | 'X'))
+    )
 }
 
 pub fn signal(pid: i32, sig: nix::sys::signal::Signal) -> bool {

@@ -72,6 +72,9 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
     let cfg = ClusterConfig {
         cluster_name: "drover".to_string(),
         node_timeout_s: 30,
+        raft_heartbeat_ms: crate::config::ClusterConfig::default_timing().0,
+        raft_election_min_ms: crate::config::ClusterConfig::default_timing().1,
+        raft_election_max_ms: crate::config::ClusterConfig::default_timing().2,
         controllers,
         nodes,
         partitions: Vec::new(),

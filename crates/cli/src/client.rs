@@ -103,7 +103,18 @@ impl Cluster {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match self.addrs[i].parse::<std::net::SocketAddr>() {
+            // An IP address needs no resolver: connect directly, without the resolver's
+            // thread pool (a command is a short process; starting threads is most of its cost).
+            Ok(addr) => endpoint.connect_with_connector_lazy(tower::service_fn(
+                move |_: tonic::transport::Uri| async move {
+                    let stream = tokio::net::TcpStream::connect(addr).await?;
+                    stream.set_nodelay(true)?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                },
+            )),
+            Err(_) => endpoint.connect_lazy(),
+        };
         self.channels[i] = Some(channel.clone());
         Ok(channel)
     }

@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 use drover_proto::{JobInfo, NodeInfo, PartitionInfo, PingReply};
+use drover_scheduler::{hostlist, time};
 
 /// Slurm's `NO_VAL` (array task id of a job that is not an array task, `%a` in file names).
 const NO_VAL: u32 = 0xffff_fffe;
@@ -49,39 +50,7 @@ fn print_str(out: &mut String, value: &str, width: usize, right: bool, cut: bool
 
 /// `_print_secs` in squeue/sinfo: `M:SS`, `H:MM:SS`, `D-HH:MM:SS`.
 fn elapsed(secs: i64) -> String {
-    if !(0..=YEAR_SECONDS).contains(&secs) {
-        return "INVALID".to_string();
-    }
-    let (d, h, m, s) = (
-        secs / 86400,
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-    );
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
-}
-
-/// sinfo's `_print_secs` (no INVALID check).
-fn sinfo_elapsed(secs: i64) -> String {
-    let (d, h, m, s) = (
-        secs / 86400,
-        (secs / 3600) % 24,
-        (secs / 60) % 60,
-        secs % 60,
-    );
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else if h > 0 {
-        format!("{h}:{m:02}:{s:02}")
-    } else {
-        format!("{m}:{s:02}")
-    }
+    time::format_elapsed(secs)
 }
 
 /// `secs2time_str` (src/common/parse_time.c): `HH:MM:SS` or `D-HH:MM:SS`.
@@ -104,42 +73,13 @@ fn secs2time(secs: i64) -> String {
 
 /// `mins2time_str`, with `None` = UNLIMITED.
 fn limit(mins: Option<u64>) -> String {
-    match mins {
-        None => "UNLIMITED".to_string(),
-        Some(m) => secs2time(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
-    }
+    time::format_limit(mins)
 }
 
 /// `slurm_make_time_str` with the default format `%FT%T` in local time (`utc_offset_secs`
 /// east of UTC); 0 prints `unset`.
 fn timestamp(unix_secs: i64, utc_offset_secs: i32, unset: &str) -> String {
-    if unix_secs == 0 {
-        return unset.to_string();
-    }
-    let t = unix_secs.saturating_add(i64::from(utc_offset_secs));
-    let days = t.div_euclid(86400);
-    let rem = t.rem_euclid(86400);
-    let (y, mo, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days → (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    time::format_timestamp_or(unix_secs, utc_offset_secs, unset)
 }
 
 /// `convert_num_unit` on MiB: `100M`, `1G`, `62.50G` (exact = only whole units).
@@ -174,122 +114,15 @@ fn mem_units(mb: u64, exact: bool) -> String {
 /// `hostlist_ranged_string`; zero padding kept, names without a numeric suffix stand alone).
 /// Accepts compressed input too (`n[1-2],n5`).
 pub fn compress_hostlist<S: AsRef<str>>(names: &[S]) -> String {
-    let mut hosts: Vec<(String, Option<(u64, usize)>)> = Vec::new();
+    let mut hosts = Vec::new();
     for name in names {
-        for host in expand_hostlist(name.as_ref()) {
-            let digits = host.bytes().rev().take_while(u8::is_ascii_digit).count();
-            let split = host.len() - digits;
-            let num = if digits > 0 && digits <= 18 {
-                host[split..].parse::<u64>().ok().map(|n| (n, digits))
-            } else {
-                None
-            };
-            match num {
-                Some(n) => hosts.push((host[..split].to_string(), Some(n))),
-                None => hosts.push((host, None)),
-            }
+        // A malformed expression stands for itself, as one literal name.
+        match hostlist::expand(name.as_ref()) {
+            Ok(expanded) => hosts.extend(expanded),
+            Err(_) => hosts.push(name.as_ref().to_string()),
         }
     }
-    hosts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    hosts.dedup();
-    // Group runs with the same prefix (and digit width when zero padded).
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < hosts.len() {
-        let (prefix, num) = &hosts[i];
-        let Some((first, width)) = *num else {
-            parts.push(prefix.clone());
-            i += 1;
-            continue;
-        };
-        let padded = |n: u64, w: usize| format!("{n:0w$}");
-        let mut ranges: Vec<(u64, u64)> = vec![(first, first)];
-        let mut j = i + 1;
-        while j < hosts.len() && hosts[j].0 == *prefix {
-            let Some((n, w)) = hosts[j].1 else { break };
-            if w != width && (w < width || n.to_string().len() < w) {
-                break;
-            }
-            if let Some(last) = ranges.last_mut() {
-                if n == last.1 + 1 {
-                    last.1 = n;
-                } else {
-                    ranges.push((n, n));
-                }
-            }
-            j += 1;
-        }
-        if j == i + 1 {
-            parts.push(format!("{prefix}{}", padded(first, width)));
-        } else {
-            let body: Vec<String> = ranges
-                .iter()
-                .map(|(a, b)| {
-                    if a == b {
-                        padded(*a, width)
-                    } else {
-                        format!("{}-{}", padded(*a, width), padded(*b, width))
-                    }
-                })
-                .collect();
-            parts.push(format!("{prefix}[{}]", body.join(",")));
-        }
-        i = j;
-    }
-    parts.join(",")
-}
-
-/// Expand `a[1-3,5]b,c` style expressions (one bracket group per name); malformed input is
-/// returned as a single literal name.
-fn expand_hostlist(expr: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    // Split on commas outside brackets.
-    let mut depth = 0usize;
-    let mut start = 0;
-    let mut pieces = Vec::new();
-    for (i, c) in expr.char_indices() {
-        match c {
-            '[' => depth += 1,
-            ']' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                pieces.push(&expr[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    pieces.push(&expr[start..]);
-    for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
-        let (Some(open), Some(close)) = (piece.find('['), piece.rfind(']')) else {
-            out.push(piece.to_string());
-            continue;
-        };
-        if close < open {
-            out.push(piece.to_string());
-            continue;
-        }
-        let (prefix, body, suffix) = (&piece[..open], &piece[open + 1..close], &piece[close + 1..]);
-        let mut ok = true;
-        let mut names = Vec::new();
-        for range in body.split(',') {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            match (a.parse::<u64>(), b.parse::<u64>()) {
-                (Ok(x), Ok(y)) if x <= y && y - x < 1_000_000 => {
-                    let w = a.len();
-                    for n in x..=y {
-                        names.push(format!("{prefix}{n:0w$}{suffix}"));
-                    }
-                }
-                _ => ok = false,
-            }
-        }
-        if ok {
-            out.extend(names);
-        } else {
-            out.push(piece.to_string());
-        }
-    }
-    out
+    hostlist::compress_sorted(&hosts)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,10 +737,7 @@ pub fn sinfo_default(partitions: &[PartitionInfo], nodes: &[NodeInfo]) -> String
             "INACTIVE" => "inactive",
             _ => "unknown",
         };
-        let timelimit = match part.max_time_min {
-            None => "infinite".to_string(),
-            Some(m) => sinfo_elapsed(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
-        };
+        let timelimit = time::format_sinfo_limit(part.max_time_min);
         if groups.is_empty() {
             // sinfo still prints a partition without nodes: 0 nodes, state n/a.
             groups.push((u32::MAX, Vec::new()));

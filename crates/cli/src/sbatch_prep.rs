@@ -21,6 +21,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use drover_proto::{JobSpec, KeyValue};
+use drover_scheduler::{time, units};
 
 /// slurmctld's default `max_script_size` (src/common/read_config.h `DEFAULT_BATCH_SCRIPT_LIMIT`).
 pub const MAX_SCRIPT_BYTES: usize = 4 * 1024 * 1024;
@@ -609,77 +610,15 @@ fn parse_nodes(arg: &str) -> Result<(u32, Option<u32>), SbatchError> {
     Ok((min, max))
 }
 
-/// `str_to_mbytes` (src/common/proc_args.c): integer with an optional K/M/G/T suffix, itself
-/// optionally followed by B; MiB by default; K rounds up.
+/// `str_to_mbytes` (src/common/proc_args.c), shared with the rest of drover.
 fn parse_mem_mb(arg: &str) -> Option<u64> {
-    let (n, rest) = parse_c_long(arg)?;
-    let n = u64::try_from(n).ok()?;
-    let mut chars = rest.chars();
-    let unit = match chars.next() {
-        None => return Some(n),
-        Some(c) => c.to_ascii_uppercase(),
-    };
-    match chars.as_str() {
-        "" | "B" | "b" => {}
-        _ => return None,
-    }
-    match unit {
-        'K' => Some(n.div_ceil(1024)),
-        'M' => Some(n),
-        'G' => n.checked_mul(1024),
-        'T' => n.checked_mul(1024 * 1024),
-        _ => None,
-    }
+    units::parse_mem_mb(arg).ok()
 }
 
-/// `time_str2mins` (src/common/parse_time.c): `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`;
-/// seconds round up to a whole minute; `-1`, `INFINITE`, `UNLIMITED` and `0` mean no limit.
+/// `time_str2mins` (src/common/parse_time.c), shared with the rest of drover.
 /// Returns `Some(None)` for no limit, `Some(Some(min))` for a limit, `None` when invalid.
 fn parse_time_limit_min(arg: &str) -> Option<Option<u64>> {
-    let s = arg.trim();
-    if s == "-1" || s.eq_ignore_ascii_case("infinite") || s.eq_ignore_ascii_case("unlimited") {
-        return Some(None);
-    }
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b == b'-' || b == b':')
-    {
-        return None;
-    }
-    let num = |t: &str| -> Option<u64> {
-        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        t.parse::<u64>().ok()
-    };
-    let (days, hms, has_days) = match s.split_once('-') {
-        Some((d, rest)) => (num(d)?, rest, true),
-        None => (0, s, false),
-    };
-    let parts: Vec<&str> = hms.split(':').collect();
-    let (hours, minutes, seconds) = match (has_days, parts.as_slice()) {
-        (false, [m]) => (0, num(m)?, 0),
-        (false, [m, sec]) => (0, num(m)?, num(sec)?),
-        (_, [h, m, sec]) => (num(h)?, num(m)?, num(sec)?),
-        (true, [h]) => (num(h)?, 0, 0),
-        (true, [h, m]) => (num(h)?, num(m)?, 0),
-        _ => return None,
-    };
-    let total_secs = days
-        .checked_mul(86_400)?
-        .checked_add(hours.checked_mul(3600)?)?
-        .checked_add(minutes.checked_mul(60)?)?
-        .checked_add(seconds)?;
-    let minutes = total_secs.div_ceil(60);
-    if minutes == 0 {
-        return Some(None);
-    }
-    // Slurm stores minutes in a u32 with 0xffffffff = INFINITE.
-    if minutes >= u64::from(u32::MAX) {
-        return None;
-    }
-    Some(Some(minutes))
+    time::parse_time_limit(arg).ok()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ use drover_scheduler::{hostlist, time};
 /// Slurm's `NO_VAL` (array task id of a job that is not an array task, `%a` in file names).
 const NO_VAL: u32 = 0xffff_fffe;
 /// `YEAR_SECONDS` in src/squeue/print.c: larger elapsed times print as INVALID.
+#[cfg(test)]
 const YEAR_SECONDS: i64 = 365 * 24 * 60 * 60;
 
 // ---------------------------------------------------------------------------------------------

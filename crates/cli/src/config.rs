@@ -3,6 +3,7 @@
 //! ```toml
 //! cluster_name = "drover"
 //! node_timeout_s = 300          # Slurm's SlurmdTimeout
+//! kill_wait_s = 30              # Slurm's KillWait: SIGTERM, then SIGKILL this much later
 //!
 //! [[controller]]
 //! id = 1
@@ -13,6 +14,7 @@
 //! name = "n1"
 //! cpus = 64                             # optional: the OS's count otherwise
 //! memory_mb = 257000                    # optional: /proc/meminfo otherwise
+//! gpus = 2                              # optional: pretend GPUs (tests); NVML's otherwise
 //!
 //! [[partition]]
 //! name = "debug"
@@ -33,6 +35,9 @@ pub struct ClusterConfig {
     pub cluster_name: String,
     #[serde(default = "default_node_timeout")]
     pub node_timeout_s: u64,
+    /// Slurm's KillWait: between SIGTERM and SIGKILL of a job that is stopped or timed out.
+    #[serde(default = "default_kill_wait")]
+    pub kill_wait_s: u64,
     /// Raft timing: the leader's heartbeat, and the election timeout range. Failover takes
     /// about 1.5-2x the maximum; keep the minimum well above the heartbeat.
     #[serde(default = "default_heartbeat")]
@@ -55,6 +60,10 @@ fn default_cluster_name() -> String {
 
 fn default_node_timeout() -> u64 {
     300
+}
+
+pub fn default_kill_wait() -> u64 {
+    30
 }
 
 fn default_heartbeat() -> u64 {
@@ -88,6 +97,9 @@ pub struct NodeEntry {
     pub memory_mb: Option<u64>,
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Pretend GPUs (a fake probe, for tests); absent: what NVML finds (none without a driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

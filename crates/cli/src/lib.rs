@@ -27,6 +27,7 @@ usage:
   drover restart --dir DIR ctld-<id>|noded-<name>
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
+  drover supervise --state-dir DIR --job ID   (started by noded: one job's supervisor)
   drover bench failover --dir DIR [--kills 20]
   drover bench submit --dir DIR [--clients 64] [--jobs 20000]
   drover bench sbatch --dir DIR [--jobs 500]
@@ -180,6 +181,19 @@ fn admin(sub: &str, args: &[String]) -> i32 {
                     .map(str::to_string)
                     .unwrap_or_else(identity::hostname);
                 roles::noded(&config, &name, f.get("state-dir").map(PathBuf::from))
+            }),
+        "supervise" => Flags::parse(args, &["state-dir", "job"])
+            .map_err(anyhow::Error::msg)
+            .and_then(|f| {
+                let state_dir = f
+                    .get("state-dir")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow::anyhow!("drover supervise needs --state-dir DIR"))?;
+                let job = f
+                    .num::<u64>("job")
+                    .map_err(anyhow::Error::msg)?
+                    .ok_or_else(|| anyhow::anyhow!("drover supervise needs --job ID"))?;
+                roles::supervise(&state_dir, job)
             }),
         "bench" => run_bench(args),
         other => Err(anyhow::anyhow!("unknown subcommand `{other}`\n\n{USAGE}")),

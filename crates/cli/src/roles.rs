@@ -82,10 +82,20 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
         cpus: entry.and_then(|e| e.cpus),
         real_memory_mb: entry.and_then(|e| e.memory_mb),
         addr: String::new(),
+        kill_wait: Duration::from_secs(cfg.kill_wait_s),
+        fake_gpus: entry.and_then(|e| e.gpus),
+        supervisor_exe: std::env::current_exe()?,
     };
     multi_thread().block_on(async move {
         let token = CancellationToken::new();
         cancel_on_signals(token.clone());
         drover_node::run(nc, token).await
     })
+}
+
+/// `drover supervise --state-dir DIR --job ID`: one job's supervisor, started by `drover noded`
+/// in a session of its own (crates/node `supervisor`). Logs go to the job's `supervisor.log`.
+pub fn supervise(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+    init_tracing();
+    drover_node::supervise(state_dir, job_id)
 }

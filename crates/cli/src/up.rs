@@ -67,11 +67,13 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
             cpus: args.cpus_per_node,
             memory_mb: args.mem_per_node_mb,
             state_dir: None,
+            gpus: None,
         })
         .collect();
     let cfg = ClusterConfig {
         cluster_name: "drover".to_string(),
         node_timeout_s: 30,
+        kill_wait_s: crate::config::default_kill_wait(),
         raft_heartbeat_ms: crate::config::ClusterConfig::default_timing().0,
         raft_election_min_ms: crate::config::ClusterConfig::default_timing().1,
         raft_election_max_ms: crate::config::ClusterConfig::default_timing().2,

@@ -199,6 +199,8 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
         submit_host: job.spec.submit_host.clone(),
         start_time: secs(job.start_at),
         ntasks_set: job.spec.ntasks_set,
+        // TODO(planner): the GPU indices of the node's share, once the scheduler allocates them.
+        gpus: Vec::new(),
     }
 }
 

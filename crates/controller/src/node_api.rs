@@ -8,7 +8,7 @@ use crate::liveness::Liveness;
 use crate::write::{self, Peers};
 use drover_consensus::Replica;
 use drover_proto as pb;
-use drover_scheduler::{Command, JobId, Request};
+use drover_scheduler::{Command, EndCause, JobId, Request};
 use std::time::Duration;
 use tonic::{Request as Rpc, Response, Status};
 
@@ -138,11 +138,32 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
                 node,
                 pid: req.pid,
             },
-            Ok(pb::job_report::Kind::Finished) => Command::JobFinished {
+            // A plain exit stays `JobFinished`; a cause or usage needs `JobEnded`.
+            Ok(pb::job_report::Kind::Finished)
+                if req.cause == pb::job_report::Cause::Exited as i32
+                    && req.max_rss_kb == 0
+                    && req.total_cpu_ms == 0 =>
+            {
+                Command::JobFinished {
+                    job_id,
+                    node,
+                    exit_code: req.exit_code,
+                    signal: req.signal,
+                }
+            }
+            Ok(pb::job_report::Kind::Finished) => Command::JobEnded {
                 job_id,
                 node,
                 exit_code: req.exit_code,
                 signal: req.signal,
+                cause: match pb::job_report::Cause::try_from(req.cause) {
+                    Ok(pb::job_report::Cause::TimeLimit) => EndCause::TimeLimit,
+                    Ok(pb::job_report::Cause::OutOfMemory) => EndCause::OutOfMemory,
+                    Ok(pb::job_report::Cause::Stopped) => EndCause::Stopped,
+                    Ok(pb::job_report::Cause::Exited) | Err(_) => EndCause::Exited,
+                },
+                max_rss_kb: req.max_rss_kb,
+                total_cpu_ms: req.total_cpu_ms,
             },
             Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed {
                 job_id,

@@ -13,18 +13,23 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::path::PathBuf;
+
+use crate::cgroup::{self, Isolation, Limits};
 use crate::client::{CallError, Controllers, RequestIds};
 use crate::discovery::Discovered;
-use crate::launcher::{self, LaunchContext, LaunchedJob, Supervised};
+use crate::launcher;
 use crate::reconcile::{reconcile, Action, Actual, StopReason};
 use crate::state::{FinishedJobs, PendingReport, ReportKind, Store};
+use crate::supervisor::{self, Attach, EndCause, JobStatus, SuperviseSpec, SupervisorRecord};
+use crate::NodeConfig;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const ASSIGNMENTS_WAIT_MS: u32 = 5_000;
 /// Bound on one try of a short RPC (the long poll adds its wait to this).
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
-/// Between SIGTERM and SIGKILL when a job is stopped (Slurm's KillWait, shortened).
-const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long a new supervisor may take to start its job (it normally takes milliseconds).
+const SUPERVISOR_START_PATIENCE: Duration = Duration::from_secs(30);
 /// A report the controllers reject this many times in a row is dropped, so that one bad
 /// report cannot block every later one.
 const REPORT_REJECTIONS_TOLERATED: u32 = 5;
@@ -32,6 +37,13 @@ const REPORT_REJECTIONS_TOLERATED: u32 = 5;
 pub(crate) struct Daemon {
     name: String,
     addr: String,
+    kill_wait: Duration,
+    supervisor_exe: PathBuf,
+    /// Where this daemon's job cgroups go, unique per node and state dir.
+    cgroup_group: String,
+    isolation: Isolation,
+    cgroups: cgroup::Host,
+    host_cpus: Vec<u32>,
     found: Discovered,
     store: Store,
     client: Controllers,
@@ -54,6 +66,8 @@ struct Jobs {
 struct RunningJob {
     stop: CancellationToken,
     stopping: bool,
+    /// Host CPUs of its cpuset (to spread the next jobs over the others).
+    cpus: Vec<u32>,
 }
 
 impl Jobs {
@@ -77,8 +91,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Daemon {
     pub(crate) fn new(
-        name: String,
-        addr: String,
+        config: &NodeConfig,
         found: Discovered,
         store: Store,
         client: Controllers,
@@ -92,10 +105,24 @@ impl Daemon {
                 "re-sending reports left by an earlier run"
             );
         }
+        let cgroup_group = format!(
+            "drover/{}-{:08x}",
+            config.name,
+            fnv1a(config.state_dir.as_os_str().as_encoded_bytes())
+        );
+        let host = cgroup::Host::detect(&cgroup_group);
+        let isolation = host.isolation.clone();
+        tracing::info!(isolation = %isolation.describe(), "job isolation");
         Ok(Daemon {
-            ids: RequestIds::new(&name),
-            name,
-            addr,
+            ids: RequestIds::new(&config.name),
+            name: config.name.clone(),
+            addr: config.addr.clone(),
+            kill_wait: config.kill_wait,
+            supervisor_exe: config.supervisor_exe.clone(),
+            cgroup_group,
+            isolation,
+            cgroups: host,
+            host_cpus: cgroup::host_cpus(),
             found,
             store,
             client,
@@ -114,7 +141,7 @@ impl Daemon {
     /// Registers, then runs the loops until shutdown; then waits for the job supervisors to
     /// have sent SIGTERM.
     pub(crate) async fn run(self: Arc<Self>) -> Result<(), CallError> {
-        self.recover_leftovers();
+        self.reattach().await;
         match self.register().await {
             Ok(()) => {}
             Err(CallError::Cancelled) => return Ok(()),
@@ -130,6 +157,8 @@ impl Daemon {
         tracing::info!(node = %self.name, "shutting down");
         self.tasks.close();
         self.tasks.wait().await;
+        // Jobs keep running under their supervisors; an empty group is tidied away.
+        self.cgroups.remove_group_if_empty();
         Ok(())
     }
 
@@ -144,6 +173,14 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").to_string(),
             os: self.found.os.clone(),
             arch: self.found.arch.clone(),
+            gpus: u32::try_from(self.found.gpus.len()).unwrap_or(u32::MAX),
+            gpu_type: self
+                .found
+                .gpus
+                .first()
+                .map(|g| g.name.clone())
+                .unwrap_or_default(),
+            isolation: self.isolation.describe(),
         };
         let reply = self
             .client
@@ -158,6 +195,8 @@ impl Daemon {
             applied_index = reply.applied_index,
             cpus = self.found.cpus,
             real_memory_mb = self.found.real_memory_mb,
+            gpus = self.found.gpus.len(),
+            isolation = %self.isolation.describe(),
             "registered"
         );
         Ok(())
@@ -274,33 +313,225 @@ impl Daemon {
         }
     }
 
+    /// Hands the job to a new supervisor process and follows it. The job counts as running
+    /// from here on, so a later assignments reply cannot launch it twice.
     async fn launch(self: &Arc<Self>, a: drover_proto::Assignment) {
-        let ctx = LaunchContext {
-            node_name: &self.name,
-            state_dir: self.store.dir(),
+        let job_id = a.job_id;
+        let stop = CancellationToken::new();
+        let spec = {
+            let mut jobs = lock(&self.jobs);
+            let used = |cpu: u32| {
+                let n = jobs
+                    .running
+                    .values()
+                    .filter(|j| j.cpus.contains(&cpu))
+                    .count();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            };
+            let cpus = if self.isolation.cpuset {
+                cgroup::pick_cpus(a.cpus_on_node.max(1), &self.host_cpus, &used)
+            } else {
+                Vec::new()
+            };
+            let spec = self.supervise_spec(&a, cpus.clone());
+            jobs.running.insert(
+                job_id,
+                RunningJob {
+                    stop: stop.clone(),
+                    stopping: false,
+                    cpus,
+                },
+            );
+            spec
         };
-        match launcher::launch(&a, &ctx).await {
-            Ok(job) => {
-                tracing::info!(job_id = a.job_id, pid = job.pid, "job started");
-                let stop = CancellationToken::new();
-                lock(&self.jobs).running.insert(
-                    a.job_id,
-                    RunningJob {
-                        stop: stop.clone(),
-                        stopping: false,
-                    },
-                );
-                self.push_report(a.job_id, ReportKind::Started, job.pid, 0, 0, String::new());
-                let me = self.clone();
-                self.tasks
-                    .spawn(async move { me.supervise(job, stop).await });
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            match me.start_supervisor(&a, &spec).await {
+                Ok(()) => {
+                    let dir = launcher::job_dir(me.store.dir(), job_id);
+                    let alive = supervisor_alive(&dir);
+                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
+                    me.on_attach(job_id, found, stop, true).await;
+                }
+                Err(e) => {
+                    tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
+                    me.end_job(
+                        job_id,
+                        &JobStatus {
+                            launched: false,
+                            pid: 0,
+                            exit_code: 1,
+                            signal: 0,
+                            cause: EndCause::Exited,
+                            max_rss_kb: 0,
+                            total_cpu_ms: 0,
+                            message: format!("cannot start the job's supervisor: {e}"),
+                        },
+                    );
+                }
             }
-            Err(e) => {
-                tracing::warn!(job_id = a.job_id, error = %e, "launch failed");
-                self.push_report(a.job_id, ReportKind::LaunchFailed, 0, 1, 0, e.to_string());
-                self.mark_finished(a.job_id);
-                launcher::remove_job_dir(self.store.dir(), a.job_id);
+        });
+    }
+
+    fn supervise_spec(&self, a: &drover_proto::Assignment, cpus: Vec<u32>) -> SuperviseSpec {
+        let real_gpus = !self.found.gpus.iter().any(|g| g.name == "fake");
+        let constrained = real_gpus && self.isolation.devices && !a.gpus.is_empty();
+        let gpu_minors = constrained.then(|| {
+            a.gpus
+                .iter()
+                .filter_map(|i| self.found.gpus.iter().find(|g| g.index == *i))
+                .map(|g| g.minor)
+                .collect()
+        });
+        SuperviseSpec {
+            node_name: self.name.clone(),
+            kill_wait_ms: u64::try_from(self.kill_wait.as_millis()).unwrap_or(u64::MAX),
+            deadline_unix_s: a.time_limit_min.map(|m| {
+                a.start_time
+                    .saturating_add(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX))
+            }),
+            cgroup_group: self.cgroup_group.clone(),
+            limits: Limits {
+                cpus,
+                mem_mb: a.mem_on_node_mb,
+                gpu_minors,
+            },
+            gpus: a.gpus.clone(),
+            gpus_constrained: constrained,
+        }
+    }
+
+    async fn start_supervisor(
+        &self,
+        a: &drover_proto::Assignment,
+        spec: &SuperviseSpec,
+    ) -> std::io::Result<()> {
+        let state_dir = self.store.dir();
+        supervisor::prepare(state_dir, a, spec)?;
+        let mut child = launcher::spawn_supervisor(&self.supervisor_exe, state_dir, a.job_id)?;
+        if let Some(pid) = child.id() {
+            let record = SupervisorRecord {
+                pid,
+                start_ticks: launcher::start_ticks(pid),
+            };
+            let dir = launcher::job_dir(state_dir, a.job_id);
+            crate::state::write_atomic(
+                &dir.join(supervisor::SUPERVISOR_FILE),
+                &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
+            )?;
+        }
+        // Reap it when it exits (after a daemon restart, init does).
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
+    /// Acts on what [`supervisor::attach`] found: follow a running job, or record its end.
+    async fn on_attach(
+        self: &Arc<Self>,
+        job_id: u64,
+        found: Attach,
+        stop: CancellationToken,
+        new: bool,
+    ) {
+        let dir = launcher::job_dir(self.store.dir(), job_id);
+        match found {
+            Attach::Running { pid, conn } => {
+                if new {
+                    tracing::info!(job_id, pid, "job started");
+                    self.push_report(PendingReport {
+                        pid,
+                        ..self.report(job_id, ReportKind::Started)
+                    });
+                } else {
+                    tracing::info!(job_id, pid, "re-attached to a running job");
+                }
+                match supervisor::follow(dir.clone(), conn, stop, self.shutdown.clone()).await {
+                    Some(status) => self.end_job(job_id, &status),
+                    None if self.shutdown.is_cancelled() => {}
+                    None => self.lost_job(job_id),
+                }
             }
+            Attach::Ended(status) => {
+                // A job that ended before we could connect still started: say so first.
+                if new && status.launched {
+                    self.push_report(PendingReport {
+                        pid: status.pid,
+                        ..self.report(job_id, ReportKind::Started)
+                    });
+                }
+                self.end_job(job_id, &status)
+            }
+            Attach::Lost => self.lost_job(job_id),
+        }
+    }
+
+    /// The supervisor is gone and left no status: whatever remains of the job is killed and
+    /// the job reported failed.
+    fn lost_job(&self, job_id: u64) {
+        let killed = launcher::kill_orphaned_job(self.store.dir(), job_id);
+        let message = if killed {
+            "the job's supervisor died; its processes were killed"
+        } else {
+            "the job's supervisor died; the job's exit status is unknown"
+        };
+        tracing::warn!(job_id, message);
+        self.end_job(
+            job_id,
+            &JobStatus {
+                launched: true,
+                pid: 0,
+                exit_code: 1,
+                signal: if killed { libc::SIGKILL } else { 0 },
+                cause: EndCause::Exited,
+                max_rss_kb: 0,
+                total_cpu_ms: 0,
+                message: message.into(),
+            },
+        );
+    }
+
+    /// Records a job's end once: the final report (persisted) first, then the finished set,
+    /// then the job directory goes.
+    fn end_job(&self, job_id: u64, status: &JobStatus) {
+        let already = lock(&self.jobs).finished.contains_key(&job_id);
+        if !already {
+            let kind = if status.launched {
+                ReportKind::Finished
+            } else {
+                ReportKind::LaunchFailed
+            };
+            tracing::info!(job_id, ?kind, exit_code = status.exit_code, signal = status.signal,
+                cause = ?status.cause, max_rss_kb = status.max_rss_kb,
+                total_cpu_ms = status.total_cpu_ms, "job ended");
+            self.push_report(PendingReport {
+                pid: status.pid,
+                exit_code: status.exit_code,
+                signal: status.signal,
+                message: status.message.clone(),
+                cause: status.cause,
+                max_rss_kb: status.max_rss_kb,
+                total_cpu_ms: status.total_cpu_ms,
+                ..self.report(job_id, kind)
+            });
+        }
+        self.mark_finished(job_id);
+        launcher::remove_job_dir(self.store.dir(), job_id);
+    }
+
+    fn report(&self, job_id: u64, kind: ReportKind) -> PendingReport {
+        PendingReport {
+            request_id: self.ids.next_id(),
+            job_id,
+            kind,
+            exit_code: 0,
+            signal: 0,
+            pid: 0,
+            message: String::new(),
+            cause: EndCause::Exited,
+            max_rss_kb: 0,
+            total_cpu_ms: 0,
         }
     }
 
@@ -313,59 +544,50 @@ impl Daemon {
         }
     }
 
-    async fn supervise(&self, job: LaunchedJob, stop: CancellationToken) {
-        let (job_id, pid) = (job.job_id, job.pid);
-        match launcher::supervise(job, stop, KILL_GRACE, self.shutdown.clone()).await {
-            // Shutting down: report nothing more (the next start reports the job's end).
-            Supervised::Shutdown => {}
-            Supervised::Exited(o) => {
-                tracing::info!(
-                    job_id,
-                    exit_code = o.exit_code,
-                    signal = o.signal,
-                    "job ended"
-                );
-                self.push_report(
-                    job_id,
-                    ReportKind::Finished,
-                    pid,
-                    o.exit_code,
-                    o.signal,
-                    o.message,
-                );
-                self.mark_finished(job_id);
+    /// At start: the job directories of an earlier life. A job whose supervisor still runs
+    /// is followed again; one that ended meanwhile is reported (once: the finished set
+    /// remembers reports already made); one whose supervisor vanished is killed and failed.
+    async fn reattach(self: &Arc<Self>) {
+        let Ok(entries) = std::fs::read_dir(self.store.dir().join("jobs")) else {
+            return;
+        };
+        let mut ids: Vec<u64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        for job_id in ids {
+            let dir = launcher::job_dir(self.store.dir(), job_id);
+            if lock(&self.jobs).finished.contains_key(&job_id) {
                 launcher::remove_job_dir(self.store.dir(), job_id);
+                continue;
             }
-        }
-    }
-
-    /// Job directories left by an earlier run of the daemon: their processes can no longer be
-    /// supervised, so they are killed and their end is reported.
-    fn recover_leftovers(&self) {
-        for left in launcher::collect_leftovers(self.store.dir()) {
-            let already = lock(&self.jobs).finished.contains_key(&left.job_id);
-            if !already {
-                let (kind, exit_code, signal, message) = if left.killed {
-                    (
-                        ReportKind::Finished,
-                        0,
-                        libc::SIGKILL,
-                        "killed: the node daemon restarted while the job ran".to_string(),
-                    )
-                } else {
-                    (
-                        ReportKind::Finished,
-                        1,
-                        0,
-                        "the job ended while the node daemon was down; its exit status is unknown"
-                            .to_string(),
-                    )
-                };
-                tracing::warn!(job_id = left.job_id, %message, "job from an earlier run");
-                self.push_report(left.job_id, kind, 0, exit_code, signal, message);
-                self.mark_finished(left.job_id);
+            let alive = supervisor_alive(&dir);
+            let found = supervisor::attach(&dir, Duration::from_secs(5), &alive).await;
+            if let Attach::Running { .. } = found {
+                let cpus = supervisor::read_spec(&dir)
+                    .map(|s| s.limits.cpus)
+                    .unwrap_or_default();
+                let stop = CancellationToken::new();
+                lock(&self.jobs).running.insert(
+                    job_id,
+                    RunningJob {
+                        stop: stop.clone(),
+                        stopping: false,
+                        cpus,
+                    },
+                );
+                let me = self.clone();
+                self.tasks
+                    .spawn(async move { me.on_attach(job_id, found, stop, false).await });
+            } else {
+                tracing::warn!(
+                    job_id,
+                    "job of an earlier run ended while the daemon was away"
+                );
+                self.on_attach(job_id, found, CancellationToken::new(), false)
+                    .await;
             }
-            launcher::remove_job_dir(self.store.dir(), left.job_id);
         }
     }
 
@@ -384,24 +606,7 @@ impl Daemon {
     }
 
     /// Queues a report (persisted before this returns) for the outbox loop.
-    fn push_report(
-        &self,
-        job_id: u64,
-        kind: ReportKind,
-        pid: u32,
-        exit_code: i32,
-        signal: i32,
-        message: String,
-    ) {
-        let report = PendingReport {
-            request_id: self.ids.next_id(),
-            job_id,
-            kind,
-            exit_code,
-            signal,
-            pid,
-            message,
-        };
+    fn push_report(&self, report: PendingReport) {
         let mut queue = lock(&self.outbox);
         queue.push_back(report);
         self.save_outbox(&queue);
@@ -440,6 +645,14 @@ impl Daemon {
                 signal: report.signal,
                 pid: report.pid,
                 message: report.message.clone(),
+                cause: match report.cause {
+                    EndCause::Exited => job_report::Cause::Exited,
+                    EndCause::Cancelled => job_report::Cause::Stopped,
+                    EndCause::TimeLimit => job_report::Cause::TimeLimit,
+                    EndCause::OutOfMemory => job_report::Cause::OutOfMemory,
+                } as i32,
+                max_rss_kb: report.max_rss_kb,
+                total_cpu_ms: report.total_cpu_ms,
             };
             let ack_index = match self
                 .client
@@ -482,4 +695,19 @@ impl Daemon {
             tracing::debug!(job_id = report.job_id, kind = ?report.kind, ack_index, "report delivered");
         }
     }
+}
+
+/// Is the supervisor recorded in `dir` still the running process it was?
+fn supervisor_alive(dir: &std::path::Path) -> impl Fn() -> bool + Sync {
+    let record: Option<SupervisorRecord> = std::fs::read(dir.join(supervisor::SUPERVISOR_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    move || record.is_some_and(|r| launcher::same_process(r.pid, r.start_ticks))
+}
+
+/// FNV-1a, to name a daemon's cgroup after its state dir.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
+pub mod gpu;
+
 /// The resources and identity a node registers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovered {
@@ -17,6 +19,7 @@ pub struct Discovered {
     pub os: String,
     /// e.g. `x86_64`.
     pub arch: String,
+    pub gpus: Vec<gpu::GpuInfo>,
 }
 
 #[derive(Debug, Error)]
@@ -31,6 +34,7 @@ pub enum DiscoveryError {
 pub fn discover(
     cpus: Option<u32>,
     real_memory_mb: Option<u64>,
+    fake_gpus: Option<u32>,
 ) -> Result<Discovered, DiscoveryError> {
     let cpus = match cpus {
         Some(n) => n,
@@ -55,6 +59,7 @@ pub fn discover(
         boot_time,
         os: os_name(),
         arch: std::env::consts::ARCH.to_string(),
+        gpus: gpu::discover(fake_gpus),
     })
 }
 
@@ -126,11 +131,11 @@ mod tests {
 
     #[test]
     fn overrides_win_and_the_os_answers_the_rest() {
-        let d = discover(Some(3), Some(1234)).expect("discover with overrides");
-        assert_eq!((d.cpus, d.real_memory_mb), (3, 1234));
+        let d = discover(Some(3), Some(1234), Some(2)).expect("discover with overrides");
+        assert_eq!((d.cpus, d.real_memory_mb, d.gpus.len()), (3, 1234, 2));
         assert!(!d.os.is_empty() && !d.arch.is_empty());
 
-        let d = discover(None, None).expect("discover from the OS");
+        let d = discover(None, None, None).expect("discover from the OS");
         assert!(d.cpus >= 1);
         assert!(d.real_memory_mb > 0);
         assert!(d.boot_time > 0, "btime read from /proc/stat");

@@ -6,8 +6,10 @@
 //! `--output`/`--error` patterns name. The exec goes through a one-line `/bin/sh -c` that sets
 //! `SLURM_TASK_PID=$$` and then `exec`s the script, so the script keeps the pid we report.
 //!
-//! `launch` → [`LaunchedJob`] → [`supervise`] (waits on the child through tokio, SIGTERM then
-//! SIGKILL on a stop request) → [`ExitOutcome`].
+//! Two kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
+//! per job, in a session of its own), and the supervisor's [`launch`] of the batch script,
+//! which joins the job's cgroup and switches to the job's user between fork and exec.
+//! [`signal_job`] reaches the script's process group and every pid left in its cgroup.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -22,10 +24,11 @@ use drover_proto::Assignment;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
+use crate::cgroup::AttachFds;
 use crate::pattern::{self, PatternContext};
 use crate::state::write_atomic;
+use crate::users;
 
 pub const CLUSTER_NAME: &str = "drover";
 const DEFAULT_OUTPUT: &str = "slurm-%j.out";
@@ -60,7 +63,9 @@ pub struct LaunchContext<'a> {
 pub struct LaunchedJob {
     pub job_id: u64,
     pub pid: u32,
-    child: Child,
+    pub child: Child,
+    /// Where the job's stderr goes (Slurm writes its time-limit line there).
+    pub stderr_path: PathBuf,
 }
 
 /// How the batch script ended.
@@ -72,12 +77,12 @@ pub struct ExitOutcome {
     pub message: String,
 }
 
-/// What [`supervise`] saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Supervised {
-    Exited(ExitOutcome),
-    /// The daemon is shutting down: the job got SIGTERM and nothing more is known.
-    Shutdown,
+/// What the supervisor adds to a launch: the cgroup to join before exec, and variables
+/// (GPUs) that come from the node rather than the assignment.
+#[derive(Default)]
+pub struct JobSetup<'a> {
+    pub cgroup: Option<&'a AttachFds>,
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// `state_dir/jobs/<id>`.
@@ -86,7 +91,16 @@ pub fn job_dir(state_dir: &Path, job_id: u64) -> PathBuf {
 }
 
 /// Starts the batch script of `a`. Errors are the job's, to be reported as LAUNCH_FAILED.
-pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJob, LaunchError> {
+///
+/// When the daemon runs as root and the job's uid is not 0, the script runs as that user:
+/// its supplementary groups (initgroups, resolved before the fork), gid and uid are set in
+/// the child after it joined its cgroup, and `HOME`, `USER`, `LOGNAME`, `SHELL` come from the
+/// password database where the submit environment lacks them.
+pub async fn launch(
+    a: &Assignment,
+    ctx: &LaunchContext<'_>,
+    setup: JobSetup<'_>,
+) -> Result<LaunchedJob, LaunchError> {
     let work_dir = PathBuf::from(&a.work_dir);
     if !work_dir.is_absolute() {
         return Err(LaunchError::WorkDirNotAbsolute(a.work_dir.clone()));
@@ -95,6 +109,15 @@ pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJ
         return Err(LaunchError::WorkDirMissing { path: work_dir });
     }
     let switch_user = running_as_root() && a.uid != 0;
+    let account = users::account(a.uid);
+    let groups = if switch_user {
+        match &account {
+            Some(acc) => users::groups(&acc.name, a.gid),
+            None => vec![a.gid],
+        }
+    } else {
+        Vec::new()
+    };
 
     let dir = job_dir(ctx.state_dir, a.job_id);
     let script = dir.join("script");
@@ -128,15 +151,42 @@ pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJ
         path: stdout_path.clone(),
         source,
     })?;
-    let stderr = if a.stderr.is_empty() {
-        stdout.try_clone().map_err(|source| LaunchError::Output {
+    let (stderr, stderr_path) = if a.stderr.is_empty() {
+        let f = stdout.try_clone().map_err(|source| LaunchError::Output {
             path: stdout_path.clone(),
             source,
-        })?
+        })?;
+        (f, stdout_path.clone())
     } else {
         let path = work_dir.join(pattern::expand(&a.stderr, &patterns));
-        open_output(&path, owner).map_err(|source| LaunchError::Output { path, source })?
+        let f = open_output(&path, owner).map_err(|source| LaunchError::Output {
+            path: path.clone(),
+            source,
+        })?;
+        (f, path)
     };
+
+    let mut env = job_environment(a, ctx.node_name);
+    if let Some(acc) = &account {
+        for (k, v) in [
+            ("HOME", &acc.home),
+            ("USER", &acc.name),
+            ("LOGNAME", &acc.name),
+            ("SHELL", &acc.shell),
+        ] {
+            if !env.iter().any(|(key, _)| key == k) {
+                env.insert(0, (k.into(), v.into()));
+            }
+        }
+    }
+    env.extend(
+        setup
+            .extra_env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+    );
+    let attach = setup.cgroup.map(AttachFds::handle);
+    let ids = switch_user.then_some((a.uid, a.gid));
 
     let mut attempt = 0;
     let child = loop {
@@ -148,14 +198,27 @@ pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJ
             .args(&a.argv)
             .current_dir(&work_dir)
             .env_clear()
-            .envs(job_environment(a, ctx.node_name))
+            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(stdout.try_clone().map_err(LaunchError::Spawn)?)
             .stderr(stderr.try_clone().map_err(LaunchError::Spawn)?)
             .process_group(0)
             .kill_on_drop(false);
-        if switch_user {
-            cmd.uid(a.uid).gid(a.gid);
+        let attach = attach.clone();
+        let groups = groups.clone();
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some(attach) = &attach {
+                    attach.attach_self()?;
+                }
+                if let Some((uid, gid)) = ids {
+                    users::become_user(uid, gid, &groups)?;
+                }
+                Ok(())
+            });
         }
         match cmd.spawn() {
             Ok(child) => break child,
@@ -171,7 +234,7 @@ pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJ
     let pid = child.id().ok_or_else(|| {
         LaunchError::Spawn(io::Error::other("the child exited before its pid was read"))
     })?;
-    // Remember which process this job is, for a daemon that restarts while it runs.
+    // Remember which process this job is, for whoever finds the directory later.
     let record = LaunchedRecord {
         pid,
         start_ticks: process_start_ticks(pid),
@@ -185,51 +248,57 @@ pub async fn launch(a: &Assignment, ctx: &LaunchContext<'_>) -> Result<LaunchedJ
         job_id: a.job_id,
         pid,
         child,
+        stderr_path,
     })
 }
 
-/// Waits for the job to end. On `stop`, SIGTERM goes to its process group and, if it still
-/// runs after `grace`, SIGKILL. On `shutdown`, SIGTERM and return at once. When the script
-/// itself has exited, whatever it left behind in its process group is killed.
-pub async fn supervise(
-    mut job: LaunchedJob,
-    stop: CancellationToken,
-    grace: Duration,
-    shutdown: CancellationToken,
-) -> Supervised {
-    let pgid = job.pid;
-    let waited = tokio::select! {
-        s = job.child.wait() => s,
-        _ = shutdown.cancelled() => {
-            signal_group(pgid, libc::SIGTERM);
-            return Supervised::Shutdown;
-        }
-        _ = stop.cancelled() => {
-            signal_group(pgid, libc::SIGTERM);
-            tokio::select! {
-                s = job.child.wait() => s,
-                _ = shutdown.cancelled() => return Supervised::Shutdown,
-                _ = tokio::time::sleep(grace) => {
-                    tracing::info!(job_id = job.job_id, "still running after {grace:?}: SIGKILL");
-                    signal_group(pgid, libc::SIGKILL);
-                    job.child.wait().await
-                }
+/// Starts `exe supervise --state-dir DIR --job ID` in a session of its own, so that nothing
+/// done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches it. Its
+/// stderr goes to `jobs/<id>/supervisor.log`.
+pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result<Child> {
+    let log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(job_dir(state_dir, job_id).join("supervisor.log"))?;
+    #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
+    let mut cmd = Command::new(exe);
+    cmd.arg("supervise")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--job")
+        .arg(job_id.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(false);
+    #[allow(unsafe_code)]
+    // SAFETY: setsid(2) between fork and exec is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
             }
-        }
-    };
-    // The leader is reaped; its group may still hold background children.
-    signal_group(pgid, libc::SIGKILL);
-    Supervised::Exited(match waited {
-        Ok(status) => exit_outcome(status),
-        Err(e) => ExitOutcome {
-            exit_code: 1,
-            signal: 0,
-            message: format!("cannot wait for the job script: {e}"),
-        },
-    })
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }
 
-fn exit_outcome(status: ExitStatus) -> ExitOutcome {
+/// Sends `sig` to the job's process group and to every pid still in its cgroup.
+pub fn signal_job(pgid: u32, cgroup_pids: &[u32], sig: i32) {
+    signal_group(pgid, sig);
+    for &pid in cgroup_pids {
+        signal_pid(pid, sig);
+    }
+}
+
+/// Is `pid` alive and the same process that started at `start_ticks`?
+pub fn same_process(pid: u32, start_ticks: Option<u64>) -> bool {
+    start_ticks.is_some() && process_start_ticks(pid) == start_ticks
+}
+
+/// Exit code and signal as Slurm reports them (`0:15` for a job killed by SIGTERM).
+pub fn exit_outcome(status: ExitStatus) -> ExitOutcome {
     match (status.code(), status.signal()) {
         (Some(code), _) => ExitOutcome {
             exit_code: code,
@@ -390,44 +459,25 @@ struct LaunchedRecord {
     start_ticks: Option<u64>,
 }
 
-/// A job directory left by an earlier life of the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leftover {
-    pub job_id: u64,
-    /// True when its process group was still running and has been sent SIGKILL.
-    pub killed: bool,
+/// Kills what is left of a job whose supervisor is gone (its directory has no final status):
+/// the script's process group, when it is still the process that was launched. True when
+/// something was killed.
+pub fn kill_orphaned_job(state_dir: &Path, job_id: u64) -> bool {
+    let record: Option<LaunchedRecord> = fs::read(job_dir(state_dir, job_id).join(LAUNCHED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match record {
+        Some(r) if same_process(r.pid, r.start_ticks) => {
+            signal_group(r.pid, libc::SIGKILL);
+            true
+        }
+        _ => false,
+    }
 }
 
-/// Finds the job directories of an earlier daemon life and kills any of their processes that
-/// still run (the job cannot be supervised any more, and must not run twice). The caller
-/// decides what to report and removes the directories.
-pub fn collect_leftovers(state_dir: &Path) -> Vec<Leftover> {
-    let Ok(entries) = fs::read_dir(state_dir.join("jobs")) else {
-        return Vec::new();
-    };
-    let mut leftovers = Vec::new();
-    for entry in entries.flatten() {
-        let Some(job_id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let record: Option<LaunchedRecord> = fs::read(entry.path().join(LAUNCHED_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let killed = match record {
-            Some(r) if r.start_ticks.is_some() && process_start_ticks(r.pid) == r.start_ticks => {
-                signal_group(r.pid, libc::SIGKILL);
-                true
-            }
-            _ => false,
-        };
-        leftovers.push(Leftover { job_id, killed });
-    }
-    leftovers.sort_by_key(|l| l.job_id);
-    leftovers
+/// Field 22 of /proc/<pid>/stat: tells a process from a later one with the same pid.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    process_start_ticks(pid)
 }
 
 fn process_start_ticks(pid: u32) -> Option<u64> {
@@ -457,7 +507,19 @@ fn signal_group(pgid: u32, sig: i32) {
     }
 }
 
-fn running_as_root() -> bool {
+fn signal_pid(pid: u32, sig: i32) {
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    if pid <= 1 {
+        return;
+    }
+    #[allow(unsafe_code, clippy::disallowed_methods)]
+    // SAFETY: kill(2) takes two integers and touches no memory of this process.
+    let _ = unsafe { libc::kill(pid, sig) };
+}
+
+pub(crate) fn running_as_root() -> bool {
     #[allow(unsafe_code)]
     // SAFETY: geteuid(2) has no arguments and cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -528,23 +590,13 @@ mod tests {
             node_name: "n1",
             state_dir,
         };
-        let job = launch(a, &ctx).await.expect("launch");
+        let mut job = launch(a, &ctx, JobSetup::default()).await.expect("launch");
         let pid = job.pid;
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(20),
-            supervise(
-                job,
-                CancellationToken::new(),
-                Duration::from_secs(5),
-                CancellationToken::new(),
-            ),
-        )
-        .await
-        .expect("job ends in time");
-        match outcome {
-            Supervised::Exited(o) => (pid, o),
-            Supervised::Shutdown => panic!("no shutdown was requested"),
-        }
+        let status = tokio::time::timeout(Duration::from_secs(20), job.child.wait())
+            .await
+            .expect("job ends in time")
+            .expect("wait");
+        (pid, exit_outcome(status))
     }
 
     fn parse_env(text: &str) -> BTreeMap<String, String> {
@@ -677,70 +729,6 @@ mod tests {
         assert_eq!(out, "before\n");
     }
 
-    /// A stop request SIGTERMs the whole process group (a background child too) and the
-    /// script's death by SIGTERM is reported; one that ignores SIGTERM gets SIGKILL.
-    #[tokio::test]
-    async fn stop_terminates_the_process_group() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ctx = LaunchContext {
-            node_name: "n1",
-            state_dir: &tmp.path().join("state"),
-        };
-        let marker = tmp.path().join("child.pid");
-        let script = format!(
-            "#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n",
-            marker.display()
-        );
-        let job = launch(&assignment(9, tmp.path(), &script), &ctx)
-            .await
-            .expect("launch");
-        let stop = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(
-            job,
-            stop.clone(),
-            Duration::from_secs(10),
-            CancellationToken::new(),
-        ));
-        let child_pid = wait_for_file(&marker).await;
-        stop.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(5), supervisor)
-            .await
-            .expect("stopped in time")
-            .expect("join");
-        match outcome {
-            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGTERM),
-            Supervised::Shutdown => panic!("not a shutdown"),
-        }
-        assert!(
-            wait_gone(child_pid).await,
-            "background child {child_pid} survived"
-        );
-
-        let stubborn = "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n";
-        let job = launch(&assignment(10, tmp.path(), stubborn), &ctx)
-            .await
-            .expect("launch");
-        let stop = CancellationToken::new();
-        stop.cancel();
-        // Give the trap time to be installed before the SIGTERM.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(10),
-            supervise(
-                job,
-                stop,
-                Duration::from_millis(300),
-                CancellationToken::new(),
-            ),
-        )
-        .await
-        .expect("killed in time");
-        match outcome {
-            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGKILL),
-            Supervised::Shutdown => panic!("not a shutdown"),
-        }
-    }
-
     #[tokio::test]
     async fn a_missing_work_dir_fails_the_launch_with_a_message() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -749,93 +737,28 @@ mod tests {
             state_dir: tmp.path(),
         };
         let missing = tmp.path().join("nope");
-        let err = launch(&assignment(11, &missing, "#!/bin/sh\n"), &ctx)
-            .await
-            .expect_err("must fail");
+        let err = launch(
+            &assignment(11, &missing, "#!/bin/sh\n"),
+            &ctx,
+            JobSetup::default(),
+        )
+        .await
+        .expect_err("must fail");
         assert!(matches!(err, LaunchError::WorkDirMissing { .. }));
         assert!(err.to_string().contains("nope"), "{err}");
 
         let mut a = assignment(12, tmp.path(), "#!/bin/sh\n");
         a.work_dir = "relative/dir".into();
         assert!(matches!(
-            launch(&a, &ctx).await,
+            launch(&a, &ctx, JobSetup::default()).await,
             Err(LaunchError::WorkDirNotAbsolute(_))
         ));
 
         let mut a = assignment(13, tmp.path(), "#!/bin/sh\n");
         a.stdout = "no/such/dir/out".into();
         assert!(matches!(
-            launch(&a, &ctx).await,
+            launch(&a, &ctx, JobSetup::default()).await,
             Err(LaunchError::Output { .. })
         ));
-    }
-
-    #[tokio::test]
-    async fn leftovers_of_an_earlier_life_are_found_and_killed() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let ctx = LaunchContext {
-            node_name: "n1",
-            state_dir: tmp.path(),
-        };
-        let job = launch(&assignment(20, tmp.path(), "#!/bin/sh\nsleep 300\n"), &ctx)
-            .await
-            .expect("launch");
-        fs::create_dir_all(job_dir(tmp.path(), 21)).expect("mkdir"); // launch never finished
-        let leftovers = collect_leftovers(tmp.path());
-        assert_eq!(
-            leftovers,
-            vec![
-                Leftover {
-                    job_id: 20,
-                    killed: true
-                },
-                Leftover {
-                    job_id: 21,
-                    killed: false
-                }
-            ]
-        );
-        let outcome = supervise(
-            job,
-            CancellationToken::new(),
-            Duration::from_secs(1),
-            CancellationToken::new(),
-        )
-        .await;
-        match outcome {
-            Supervised::Exited(o) => assert_eq!(o.signal, libc::SIGKILL),
-            Supervised::Shutdown => panic!("not a shutdown"),
-        }
-    }
-
-    async fn wait_for_file(path: &Path) -> u32 {
-        for _ in 0..100 {
-            if let Some(pid) = fs::read_to_string(path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                return pid;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{} never appeared", path.display());
-    }
-
-    async fn wait_gone(pid: u32) -> bool {
-        for _ in 0..100 {
-            // A zombie (reparented, not yet reaped) counts as gone.
-            match fs::read_to_string(format!("/proc/{pid}/stat")) {
-                Err(_) => return true,
-                Ok(s)
-                    if s.rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z')) =>
-                {
-                    return true
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        false
     }
 }

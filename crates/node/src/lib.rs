@@ -12,17 +12,26 @@
 //!            reconcile(desired, actual) -> Vec<Action>       (pure)
 //!                 │ Launch                    │ Stop
 //!                 ▼                           ▼
-//!            launcher::launch ──► supervise (tokio wait; SIGTERM → grace → SIGKILL)
-//!                 │ STARTED / LAUNCH_FAILED   │ FINISHED
-//!                 ▼                           ▼
+//!            launcher::spawn_supervisor ──► `drover supervise` (own session, one per job):
+//!                 │                     cgroup (cpuset, memory, devices) → launch script →
+//!                 │                     child exit / time limit / "stop" → status.json
+//!                 │ unix socket jobs/<id>/sock: "running <pid>", "stop", "ended"
+//!                 ▼
+//!            STARTED / FINISHED (cause: exited, stopped, time limit, OOM; MaxRSS, TotalCPU)
+//!                 ▼
 //!            outbox (state_dir/pending-reports.json) ──► ReportJob, retried until answered
 //!                                             └──► finished set (finished-jobs.json):
 //!                                                  never launched again
 //! ```
 //!
+//! The daemon never owns a job's processes: `kill -9` of the daemon leaves every job running.
+//! At start it re-attaches to the supervisors it finds in `state_dir/jobs/`, and reports the
+//! jobs that ended while it was away from their `status.json`, once.
+//!
 //! Side effects have one home each (STYLE P12): only `launcher` spawns or signals processes,
-//! only `state` (and the launcher's job directories) writes to `state_dir`, only `client` talks
-//! to controllers.
+//! only `cgroup` writes to /sys/fs/cgroup, only `discovery::gpu` calls NVML, only `state` (and
+//! the job directories of `launcher` and `supervisor`) writes to `state_dir`, only `client`
+//! talks to controllers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +39,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+pub mod cgroup;
 pub mod client;
 mod daemon;
 pub mod discovery;
@@ -37,6 +47,11 @@ pub mod launcher;
 pub mod pattern;
 pub mod reconcile;
 pub mod state;
+pub mod supervisor;
+mod users;
+
+/// Slurm's KillWait default: between SIGTERM and SIGKILL.
+pub const DEFAULT_KILL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How `drover noded` is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,15 +68,22 @@ pub struct NodeConfig {
     pub real_memory_mb: Option<u64>,
     /// Where the daemon can be reached (informational for now).
     pub addr: String,
+    /// Between SIGTERM and SIGKILL when a job is stopped or reaches its time limit.
+    pub kill_wait: std::time::Duration,
+    /// Pretend GPUs instead of NVML's (tests, nodes without a driver).
+    pub fake_gpus: Option<u32>,
+    /// The `drover` binary, started as `drover supervise` for each job.
+    pub supervisor_exe: PathBuf,
 }
 
-/// Runs the node daemon until `shutdown` is cancelled. On shutdown the loops stop and running
-/// jobs get SIGTERM; reports not yet delivered stay in `state_dir` for the next start.
+/// Runs the node daemon until `shutdown` is cancelled. On shutdown the loops stop; running
+/// jobs keep running under their supervisors, and reports not yet delivered stay in
+/// `state_dir` for the next start.
 ///
 /// Fails at start only: bad controller addresses, an unusable `state_dir`, memory that cannot
 /// be discovered, or a registration the controllers reject.
 pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let found = discovery::discover(config.cpus, config.real_memory_mb)?;
+    let found = discovery::discover(config.cpus, config.real_memory_mb, config.fake_gpus)?;
     let store = state::Store::open(&config.state_dir)?;
     let client = client::Controllers::new(&config.controllers, shutdown.clone())?;
     tracing::info!(
@@ -69,19 +91,18 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         controller = client.current_addr(),
         cpus = found.cpus,
         real_memory_mb = found.real_memory_mb,
+        gpus = found.gpus.len(),
         state_dir = %config.state_dir.display(),
         "node daemon starting"
     );
-    let daemon = daemon::Daemon::new(
-        config.name.clone(),
-        config.addr.clone(),
-        found,
-        store,
-        client,
-        shutdown,
-    )?;
+    let daemon = daemon::Daemon::new(&config, found, store, client, shutdown)?;
     Arc::new(daemon)
         .run()
         .await
         .with_context(|| format!("node daemon {}", config.name))
+}
+
+/// `drover supervise --state-dir DIR --job ID`: the supervisor of one job (see [`supervisor`]).
+pub fn supervise(state_dir: &std::path::Path, job_id: u64) -> anyhow::Result<()> {
+    supervisor::main(state_dir, job_id)
 }

@@ -52,6 +52,13 @@ pub struct PendingReport {
     pub pid: u32,
     #[serde(default)]
     pub message: String,
+    /// Why a finished job ended (time limit, OOM, …).
+    #[serde(default)]
+    pub cause: crate::supervisor::EndCause,
+    #[serde(default)]
+    pub max_rss_kb: u64,
+    #[serde(default)]
+    pub total_cpu_ms: u64,
 }
 
 /// Job id → applied index of the answer to its final report (`None`: not answered yet).
@@ -205,6 +212,9 @@ mod tests {
             signal: 0,
             pid: 42,
             message: String::new(),
+            cause: crate::supervisor::EndCause::Exited,
+            max_rss_kb: 0,
+            total_cpu_ms: 0,
         }
     }
 

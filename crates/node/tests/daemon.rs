@@ -153,6 +153,9 @@ fn config(name: &str, controllers: Vec<String>, state_dir: &Path) -> NodeConfig 
         cpus: Some(2),
         real_memory_mb: Some(1024),
         addr: "127.0.0.1:0".into(),
+        kill_wait: Duration::from_secs(2),
+        fake_gpus: None,
+        supervisor_exe: env!("CARGO_BIN_EXE_drover-supervise").into(),
     }
 }
 
@@ -287,6 +290,10 @@ async fn undelivered_reports_survive_a_restart() {
     let pending_path = state.join("pending-reports.json");
     wait_until("the FINISHED report to be kept on disk", || {
         std::fs::read_to_string(&pending_path).is_ok_and(|t| t.contains("\"finished\""))
+    })
+    .await;
+    wait_until("the first report to be tried", || {
+        controller.with(|s| !s.refused_ids.is_empty())
     })
     .await;
     shutdown.cancel();

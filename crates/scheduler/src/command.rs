@@ -64,6 +64,35 @@ pub enum Command {
     /// Replace the partition table (from the leader's configuration).
     #[serde(rename = "define_partitions")]
     DefinePartitions(Vec<Partition>),
+    /// The batch host's final report with why the job ended: a time limit the node enforced
+    /// ends it `TIMEOUT`, an OOM kill in its cgroup `OUT_OF_MEMORY` (reference/slurm.md §4.7,
+    /// §4.11); `Exited` is `JobFinished`. Usage is carried for accounting.
+    #[serde(rename = "job_ended")]
+    JobEnded {
+        job_id: JobId,
+        node: String,
+        exit_code: i32,
+        signal: i32,
+        cause: EndCause,
+        /// Peak memory of the job's cgroup (MaxRSS), KiB.
+        max_rss_kb: u64,
+        /// CPU time of the job's cgroup (TotalCPU), ms.
+        total_cpu_ms: u64,
+    },
+}
+
+/// Why a job ended on its node, beyond its exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndCause {
+    #[serde(rename = "exited")]
+    Exited,
+    /// Stopped on request (scancel): the job keeps the state the cancel gave it.
+    #[serde(rename = "stopped")]
+    Stopped,
+    #[serde(rename = "time_limit")]
+    TimeLimit,
+    #[serde(rename = "out_of_memory")]
+    OutOfMemory,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,8 @@ pub mod types;
 pub mod units;
 
 pub use command::{
-    Command, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply, Request,
+    Command, EndCause, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply,
+    Request,
 };
 pub use state::ClusterState;
 pub use types::*;

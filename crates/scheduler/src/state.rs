@@ -5,7 +5,7 @@
 //! byte-identical state.
 
 use crate::command::{
-    Command, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
+    Command, EndCause, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
 };
 use crate::invariants;
 use crate::types::{
@@ -116,6 +116,16 @@ impl ClusterState {
                 self.partitions = parts.clone();
                 Ok(Reply::Ok)
             }
+            // Usage (max_rss_kb, total_cpu_ms) is not kept yet: accounting (sacct) will.
+            Command::JobEnded {
+                job_id,
+                node,
+                exit_code,
+                signal,
+                cause,
+                max_rss_kb: _,
+                total_cpu_ms: _,
+            } => self.job_ended(*job_id, node, *exit_code, *signal, *cause),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -401,6 +411,36 @@ impl ClusterState {
             self.end_job(id, job.state, exit_code, signal);
         }
         // Anything else: a duplicate report of a job already ended; nothing to do.
+        Ok(Reply::Ok)
+    }
+
+    /// A final report that says why the job ended. A running job that hit its time limit ends
+    /// `TIMEOUT`, one OOM-killed in its cgroup `OUT_OF_MEMORY` (whatever its exit status, as
+    /// in Slurm); a cancelled (completing) job stays `CANCELLED`.
+    fn job_ended(
+        &mut self,
+        id: JobId,
+        node: &str,
+        exit_code: i32,
+        signal: i32,
+        cause: EndCause,
+    ) -> Result<Reply, Reject> {
+        let job = self.jobs.get(&id).ok_or(Reject::InvalidJobId)?;
+        if job.batch_host() != Some(node) {
+            return Err(Reject::InvalidNodeName);
+        }
+        let state = match cause {
+            EndCause::TimeLimit => JobState::Timeout,
+            EndCause::OutOfMemory => JobState::OutOfMemory,
+            EndCause::Exited | EndCause::Stopped => {
+                return self.job_finished(id, node, exit_code, signal);
+            }
+        };
+        if job.state == JobState::Running {
+            self.end_job(id, state, exit_code, signal);
+        } else if job.completing {
+            self.end_job(id, job.state, exit_code, signal);
+        }
         Ok(Reply::Ok)
     }
 

@@ -1,0 +1,471 @@
+//! The job supervisor (Slurm's `slurmstepd`): `drover supervise --state-dir DIR --job ID`, one
+//! process per running job, in a session of its own. It owns the job's processes, so a daemon
+//! that dies (`kill -9`), restarts or is upgraded never takes a job with it.
+//!
+//! ```text
+//!  daemon                                   supervisor (jobs/<id>/)
+//!  write assignment.pb, supervise.json ──►  read them; bind sock; create the cgroup
+//!  spawn (setsid) ───────────────────────►  launch the script (joins the cgroup before exec)
+//!  connect sock ◄── "running <pid>" ─────   accept any number of daemons, one after another
+//!  "stop" ─────────────────────────────►    SIGTERM, KillWait, SIGKILL (cause: cancelled)
+//!                                           time limit: stderr line, SIGTERM, KillWait, SIGKILL
+//!                                           child exit (SIGCHLD, no timer) → kill leftovers,
+//!                                           read usage/OOM, write status.json atomically
+//!               ◄── "ended" ─────────────   then exit
+//!  read status.json → FINISHED report
+//! ```
+//!
+//! The final status is on disk before anyone is told, so a daemon that was away when the job
+//! ended finds it at its next start (and `state.rs`'s finished set makes the report go out
+//! exactly once). A daemon that starts again finds running supervisors by their sockets.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use drover_proto::Assignment;
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cgroup::{self, JobCgroup, Limits};
+use crate::launcher::{self, JobSetup, LaunchContext};
+use crate::state::write_atomic;
+
+pub const ASSIGNMENT_FILE: &str = "assignment.pb";
+pub const SPEC_FILE: &str = "supervise.json";
+pub const STATUS_FILE: &str = "status.json";
+pub const SUPERVISOR_FILE: &str = "supervisor.json";
+pub const SOCKET_FILE: &str = "sock";
+
+/// What the daemon tells a supervisor besides the assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuperviseSpec {
+    pub node_name: String,
+    /// Slurm's KillWait: between SIGTERM and SIGKILL.
+    pub kill_wait_ms: u64,
+    /// Unix time at which the job's time limit is reached; `None`: unlimited.
+    pub deadline_unix_s: Option<i64>,
+    /// The cgroup all jobs of this daemon go under (`drover/<node>-<hash>`).
+    pub cgroup_group: String,
+    pub limits: Limits,
+    /// Global indices of the GPUs allocated to the job.
+    pub gpus: Vec<u32>,
+    /// True when the GPUs are real devices, restricted by the devices cgroup: the job then
+    /// sees them renumbered from 0, as in Slurm.
+    pub gpus_constrained: bool,
+}
+
+/// Why a job ended, beyond its exit status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndCause {
+    #[default]
+    Exited,
+    Cancelled,
+    TimeLimit,
+    OutOfMemory,
+}
+
+/// `status.json`: how the job ended, written once, atomically, before the supervisor exits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// False when the script could not be started at all.
+    pub launched: bool,
+    pub pid: u32,
+    pub exit_code: i32,
+    pub signal: i32,
+    pub cause: EndCause,
+    pub max_rss_kb: u64,
+    pub total_cpu_ms: u64,
+    pub message: String,
+}
+
+impl JobStatus {
+    fn launch_failed(message: String) -> JobStatus {
+        JobStatus {
+            launched: false,
+            pid: 0,
+            exit_code: 1,
+            signal: 0,
+            cause: EndCause::Exited,
+            max_rss_kb: 0,
+            total_cpu_ms: 0,
+            message,
+        }
+    }
+}
+
+/// `supervisor.json`, written by the daemon after the spawn.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SupervisorRecord {
+    pub pid: u32,
+    pub start_ticks: Option<u64>,
+}
+
+/// Writes what the supervisor of `a` will read (daemon side).
+pub fn prepare(state_dir: &Path, a: &Assignment, spec: &SuperviseSpec) -> io::Result<()> {
+    let dir = launcher::job_dir(state_dir, a.job_id);
+    fs::create_dir_all(&dir)?;
+    write_atomic(&dir.join(ASSIGNMENT_FILE), &a.encode_to_vec())?;
+    write_atomic(
+        &dir.join(SPEC_FILE),
+        &serde_json::to_vec(spec).map_err(io::Error::other)?,
+    )
+}
+
+pub fn read_spec(dir: &Path) -> Option<SuperviseSpec> {
+    serde_json::from_slice(&fs::read(dir.join(SPEC_FILE)).ok()?).ok()
+}
+
+pub fn read_status(dir: &Path) -> Option<JobStatus> {
+    serde_json::from_slice(&fs::read(dir.join(STATUS_FILE)).ok()?).ok()
+}
+
+/// The supervisor process: `drover supervise`. Returns once the job's status is on disk.
+pub fn main(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(state_dir, job_id))
+}
+
+async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+    let dir = launcher::job_dir(state_dir, job_id);
+    let spec = read_spec(&dir).ok_or_else(|| {
+        anyhow::anyhow!("{}: missing or unreadable", dir.join(SPEC_FILE).display())
+    })?;
+    let a = Assignment::decode(&fs::read(dir.join(ASSIGNMENT_FILE))?[..])?;
+    let sock = dir.join(SOCKET_FILE);
+    let _ = fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock)?;
+
+    let host = cgroup::Host::detect(&spec.cgroup_group);
+    let cg: Option<Box<dyn JobCgroup>> = match host.create(job_id, &spec.limits) {
+        Ok(cg) => cg,
+        Err(e) => {
+            let status = JobStatus::launch_failed(format!("cannot create the job's cgroup: {e}"));
+            return finish(&dir, &status, Vec::new(), None).await;
+        }
+    };
+    let attach = match cg.as_ref().map(|c| c.attach_fds()).transpose() {
+        Ok(a) => a,
+        Err(e) => {
+            let status = JobStatus::launch_failed(format!("cannot open the job's cgroup: {e}"));
+            return finish(&dir, &status, Vec::new(), cg).await;
+        }
+    };
+    let ctx = LaunchContext {
+        node_name: &spec.node_name,
+        state_dir,
+    };
+    let setup = JobSetup {
+        cgroup: attach.as_ref(),
+        extra_env: gpu_environment(&spec.gpus, spec.gpus_constrained),
+    };
+    let mut job = match launcher::launch(&a, &ctx, setup).await {
+        Ok(job) => job,
+        Err(e) => {
+            return finish(
+                &dir,
+                &JobStatus::launch_failed(e.to_string()),
+                Vec::new(),
+                cg,
+            )
+            .await
+        }
+    };
+    drop(attach);
+    let pid = job.pid;
+    tracing::info!(job_id, pid, "job started");
+
+    let (stop_tx, mut stop_rx) = mpsc::channel::<()>(4);
+    let mut daemons: Vec<OwnedWriteHalf> = Vec::new();
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    let deadline = spec.deadline_unix_s.map(|d| {
+        let left = d.saturating_sub(unix_now());
+        Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    });
+    let kill_wait = Duration::from_millis(spec.kill_wait_ms);
+    let mut cause = EndCause::Exited;
+    let mut kill_at: Option<Instant> = None;
+    let pids = |cg: &Option<Box<dyn JobCgroup>>| cg.as_ref().map(|c| c.pids()).unwrap_or_default();
+
+    let waited = loop {
+        tokio::select! {
+            s = job.child.wait() => break s,
+            conn = listener.accept() => {
+                if let Ok((stream, _)) = conn {
+                    let (read, mut write) = stream.into_split();
+                    if write.write_all(format!("running {pid}\n").as_bytes()).await.is_ok() {
+                        daemons.push(write);
+                        tokio::spawn(read_commands(read, stop_tx.clone()));
+                    }
+                }
+            }
+            Some(()) = stop_rx.recv(), if kill_at.is_none() => {
+                tracing::info!(job_id, "stop requested: SIGTERM");
+                cause = EndCause::Cancelled;
+                launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
+                kill_at = Some(Instant::now() + kill_wait);
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
+                tracing::info!(job_id, "time limit reached: SIGTERM");
+                cause = EndCause::TimeLimit;
+                time_limit_notice(&job.stderr_path, job_id, &spec.node_name);
+                let members = pids(&cg);
+                launcher::signal_job(pid, &members, libc::SIGCONT);
+                launcher::signal_job(pid, &members, libc::SIGTERM);
+                kill_at = Some(Instant::now() + kill_wait);
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                tracing::info!(job_id, "still running after KillWait: SIGKILL");
+                launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
+                kill_at = Some(far);
+            }
+        }
+    };
+    // The script is reaped; what it left in its group or cgroup goes now.
+    launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
+    for _ in 0..200 {
+        if pids(&cg).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let usage = cg.as_ref().map(|c| c.usage()).unwrap_or_default();
+    if usage.oom_killed {
+        cause = EndCause::OutOfMemory;
+    }
+    let (exit_code, signal, message) = match waited {
+        Ok(status) => {
+            let o = launcher::exit_outcome(status);
+            (o.exit_code, o.signal, o.message)
+        }
+        Err(e) => (1, 0, format!("cannot wait for the job script: {e}")),
+    };
+    let status = JobStatus {
+        launched: true,
+        pid,
+        exit_code,
+        signal,
+        cause,
+        max_rss_kb: usage.max_rss_kb,
+        total_cpu_ms: usage.total_cpu_ms,
+        message,
+    };
+    tracing::info!(job_id, ?status, "job ended");
+    finish(&dir, &status, daemons, cg).await
+}
+
+/// Status to disk first, then to the connected daemons; then the cgroup goes.
+async fn finish(
+    dir: &Path,
+    status: &JobStatus,
+    daemons: Vec<OwnedWriteHalf>,
+    cg: Option<Box<dyn JobCgroup>>,
+) -> anyhow::Result<()> {
+    write_atomic(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
+    for mut d in daemons {
+        let _ = d.write_all(b"ended\n").await;
+    }
+    if let Some(cg) = cg {
+        cg.remove();
+    }
+    Ok(())
+}
+
+async fn read_commands(read: tokio::net::unix::OwnedReadHalf, stop: mpsc::Sender<()>) {
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "stop" {
+            let _ = stop.send(()).await;
+        }
+    }
+}
+
+/// `slurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-02T03:04:05 DUE TO TIME LIMIT ***`
+/// appended to the job's stderr (reference/slurm.md §4.7).
+fn time_limit_notice(stderr_path: &Path, job_id: u64, node: &str) {
+    use std::io::Write as _;
+    let line = format!(
+        "slurmstepd: error: *** JOB {job_id} ON {node} CANCELLED AT {} DUE TO TIME LIMIT ***\n",
+        local_time(unix_now())
+    );
+    let written = fs::OpenOptions::new()
+        .append(true)
+        .open(stderr_path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(job_id, error = %e, "cannot write the time-limit line");
+    }
+}
+
+/// `CUDA_VISIBLE_DEVICES`, `GPU_DEVICE_ORDINAL` and `SLURM_JOB_GPUS` for allocated GPUs
+/// (reference/slurm.md §4.10): `SLURM_JOB_GPUS` holds the node's indices; the CUDA variables
+/// count from 0 when the devices cgroup hides the others, as Slurm's ConstrainDevices does.
+pub fn gpu_environment(gpus: &[u32], constrained: bool) -> Vec<(String, String)> {
+    if gpus.is_empty() {
+        return Vec::new();
+    }
+    let list = |ids: &mut dyn Iterator<Item = u32>| {
+        ids.map(|g| g.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let global = list(&mut gpus.iter().copied());
+    let visible = if constrained {
+        list(&mut (0..u32::try_from(gpus.len()).unwrap_or(0)))
+    } else {
+        global.clone()
+    };
+    vec![
+        ("SLURM_JOB_GPUS".into(), global),
+        ("CUDA_VISIBLE_DEVICES".into(), visible.clone()),
+        ("GPU_DEVICE_ORDINAL".into(), visible),
+    ]
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Slurm's `YYYY-MM-DDTHH:MM:SS` in local time.
+fn local_time(unix_s: i64) -> String {
+    #[allow(unsafe_code)]
+    // SAFETY: localtime_r writes only into `tm`, a plain struct we own.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let t: libc::time_t = unix_s;
+        libc::localtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// What the daemon finds when it looks for a job's supervisor.
+#[derive(Debug)]
+pub enum Attach {
+    /// The supervisor runs the job; `conn` carries "stop" one way and "ended" the other.
+    Running { pid: u32, conn: UnixStream },
+    /// The job has ended (or never started): its final status.
+    Ended(JobStatus),
+    /// No supervisor and no status: it died, or was never started.
+    Lost,
+}
+
+/// Connects to the supervisor of the job in `dir`, waiting up to `patience` while
+/// `supervisor_alive` says it may still be starting.
+pub async fn attach(
+    dir: &Path,
+    patience: Duration,
+    supervisor_alive: &(dyn Fn() -> bool + Sync),
+) -> Attach {
+    let sock = dir.join(SOCKET_FILE);
+    let give_up = Instant::now() + patience;
+    loop {
+        if let Some(status) = read_status(dir) {
+            return Attach::Ended(status);
+        }
+        if let Ok(conn) = UnixStream::connect(&sock).await {
+            let (read, write) = conn.into_split();
+            let mut reader = BufReader::new(read);
+            let mut line = String::new();
+            // The first line comes once the script runs; EOF means it never did.
+            if reader.read_line(&mut line).await.is_ok() {
+                if let Some(pid) = line.trim().strip_prefix("running ") {
+                    let pid = pid.parse().unwrap_or(0);
+                    let read = reader.into_inner();
+                    let conn = read.reunite(write).map_err(|_| ());
+                    if let Ok(conn) = conn {
+                        return Attach::Running { pid, conn };
+                    }
+                }
+            }
+            // The supervisor exited under us: its status is on disk by now.
+            if let Some(status) = read_status(dir) {
+                return Attach::Ended(status);
+            }
+        }
+        if Instant::now() >= give_up || !supervisor_alive() {
+            return read_status(dir).map_or(Attach::Lost, Attach::Ended);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Follows an attached supervisor until the job ends (`Some(status)`), asking it to stop when
+/// `stop` fires. `None` when the daemon shuts down first (the job keeps running) or the
+/// supervisor vanished without a status.
+pub async fn follow(
+    dir: PathBuf,
+    conn: UnixStream,
+    stop: tokio_util::sync::CancellationToken,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Option<JobStatus> {
+    let (read, mut write) = conn.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                match line {
+                    Ok(Some(l)) if l.trim() != "ended" => continue,
+                    // "ended", or EOF/error: the supervisor is gone; its status is on disk.
+                    _ => return read_status(&dir),
+                }
+            }
+            _ = stop.cancelled(), if !asked => {
+                asked = true;
+                if write.write_all(b"stop\n").await.is_err() {
+                    return read_status(&dir);
+                }
+            }
+            _ = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_variables_global_or_renumbered() {
+        assert!(gpu_environment(&[], false).is_empty());
+        let env = gpu_environment(&[1, 3], false);
+        assert_eq!(
+            env,
+            vec![
+                ("SLURM_JOB_GPUS".to_string(), "1,3".to_string()),
+                ("CUDA_VISIBLE_DEVICES".to_string(), "1,3".to_string()),
+                ("GPU_DEVICE_ORDINAL".to_string(), "1,3".to_string()),
+            ]
+        );
+        let env = gpu_environment(&[1, 3], true);
+        assert_eq!(env[0].1, "1,3");
+        assert_eq!(env[1].1, "0,1");
+    }
+
+    #[test]
+    fn slurm_local_time_format() {
+        let t = local_time(1_700_000_000);
+        assert_eq!(t.len(), 19, "{t}");
+        assert_eq!(&t[4..5], "-");
+        assert_eq!(&t[10..11], "T");
+    }
+}

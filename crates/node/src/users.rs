@@ -1,0 +1,101 @@
+//! Who a job runs as: the password database (`getpwuid_r`), supplementary groups
+//! (`getgrouplist`, what `initgroups` would set) and the switch itself, made between fork and
+//! exec by the launcher.
+
+use std::ffi::{CStr, CString};
+use std::io;
+
+/// A user's entry in the password database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub home: String,
+    pub shell: String,
+}
+
+/// The password database entry of `uid`, when there is one.
+pub fn account(uid: u32) -> Option<Account> {
+    let mut buf = vec![0u8; 16 * 1024];
+    #[allow(unsafe_code)]
+    // SAFETY: getpwuid_r fills `pwd` with pointers into `buf`, which outlives their use here;
+    // `pwd` is plain data, zero-initialised.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        let text = |p: *const libc::c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        Some(Account {
+            name: text(pwd.pw_name),
+            home: text(pwd.pw_dir),
+            shell: text(pwd.pw_shell),
+        })
+    }
+}
+
+/// `gid` and every group that lists `user` (getgrouplist(3)).
+pub fn groups(user: &str, gid: u32) -> Vec<u32> {
+    let Ok(name) = CString::new(user) else {
+        return vec![gid];
+    };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut list: Vec<libc::gid_t> = vec![0; usize::try_from(n).unwrap_or(64)];
+        let mut count = n;
+        #[allow(unsafe_code)]
+        // SAFETY: `list` holds `count` entries; getgrouplist writes at most that many and
+        // updates `count`.
+        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, list.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            list.truncate(usize::try_from(count).unwrap_or(0));
+            return list;
+        }
+        if count <= n || n > 65_536 {
+            return vec![gid];
+        }
+        n = count;
+    }
+}
+
+/// Sets supplementary groups, gid, then uid of the calling process. Async-signal-safe: for
+/// `pre_exec`.
+pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: plain system calls; `groups` was allocated before the fork.
+    unsafe {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_has_an_account_and_its_group() {
+        let root = account(0).expect("uid 0 is in the password database");
+        assert_eq!(root.name, "root");
+        assert!(!root.home.is_empty());
+        assert!(groups("root", 0).contains(&0));
+    }
+}

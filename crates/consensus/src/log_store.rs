@@ -34,8 +34,13 @@ pub fn open_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
         .path(path)
         // The default is 1 GiB of RAM (stack.md §3 rule 6).
         .cache_capacity(64 * 1024 * 1024)
-        // A backstop only: every acknowledged write is flushed explicitly.
-        .flush_every_ms(Some(500))
+        // A backstop only: every acknowledged write is flushed explicitly. The jepsen bug switch
+        // turns it off too, so that unflushed appends are really lost on kill -9.
+        .flush_every_ms(if cfg!(feature = "inject-ack-before-flush") {
+            None
+        } else {
+            Some(500)
+        })
         .open()
 }
 
@@ -216,7 +221,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 StorageIOError::write_logs(any_err(&e)),
             )
         })?;
+        // BUG INJECTED ON PURPOSE (test builds only, `--features inject-ack-before-flush`): tell
+        // openraft the entries are durable without flushing them, so a kill -9 of a majority
+        // loses acknowledged writes. jepsen/ must report `valid: false` against such a build.
+        #[cfg(feature = "inject-ack-before-flush")]
+        {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         // Durable before acknowledging (DESIGN §4 Durability).
+        #[allow(unreachable_code)]
         match self.flush().await {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));

@@ -1,0 +1,450 @@
+//! The clients: many concurrent tasks, each one Jepsen "process", submitting jobs (unique request
+//! ids, retried with the same id across replicas), cancelling jobs, and reading through random
+//! replicas with `min_index` = the highest applied index this client has seen.
+
+use crate::history::{Event, JobObs, Kind, Recorder, F};
+use crate::rng::Rng;
+use drover_proto as pb;
+use drover_proto::ctl_client::CtlClient;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+/// How long one submit or cancel keeps retrying (same request id) before it is `info`.
+const WRITE_DEADLINE: Duration = Duration::from_secs(12);
+const WRITE_RPC_TIMEOUT: Duration = Duration::from_secs(4);
+const READ_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// Backpressure: no new submits while this many acknowledged jobs are not yet seen finished.
+const MAX_OUTSTANDING: usize = 40;
+
+pub fn channels(addrs: &[String]) -> anyhow::Result<Vec<Channel>> {
+    addrs
+        .iter()
+        .map(|a| {
+            Ok(Endpoint::from_shared(format!("http://{a}"))?
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true)
+                .connect_lazy())
+        })
+        .collect()
+}
+
+pub fn client(ch: &Channel) -> CtlClient<Channel> {
+    CtlClient::new(ch.clone())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+fn retryable(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Unknown
+            | Code::Cancelled
+            | Code::Aborted
+    ) || (s.code() == Code::Internal && s.message().contains("transport"))
+}
+
+pub fn job_obs(j: &pb::JobInfo) -> JobObs {
+    JobObs {
+        id: j.job_id,
+        name: j.name.clone(),
+        state: j.state.clone(),
+        nodes: j.node_list.clone(),
+        cpus: j.num_cpus,
+        mem_mb: j.mem_per_node_mb,
+        end_time: j.end_time,
+        now: j.now,
+    }
+}
+
+pub fn is_terminal(state: &str) -> bool {
+    !matches!(state, "PENDING" | "RUNNING" | "COMPLETING")
+}
+
+/// What the clients share: acknowledged job ids, and those seen finished.
+#[derive(Default)]
+pub struct Known {
+    pub acked: Vec<u64>,
+    pub finished: BTreeSet<u64>,
+}
+
+pub struct Workload {
+    pub rec: Recorder,
+    pub channels: Vec<Channel>,
+    /// Replica ids, parallel to `channels`.
+    pub ids: Vec<u64>,
+    pub markers: PathBuf,
+    pub out: PathBuf,
+    pub known: Arc<Mutex<Known>>,
+    pub stop: Arc<AtomicBool>,
+    pub cpus_per_node: u32,
+}
+
+/// The batch script: a start marker, a sleep, an end marker (also on SIGTERM).
+pub fn script(name: &str, markers: &std::path::Path, sleep_ms: u64) -> String {
+    let m = markers.display();
+    format!(
+        "#!/bin/sh\n\
+         M={m}/$SLURM_JOB_ID.$$\n\
+         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N)\" > $M.tmp && mv $M.tmp $M.start\n\
+         trap 'echo \"$(date +%s%N) term\" > $M.etmp; mv $M.etmp $M.end; exit 143' TERM\n\
+         sleep {}.{:03} &\n\
+         wait $!\n\
+         echo \"$(date +%s%N) ok\" > $M.etmp && mv $M.etmp $M.end\n",
+        sleep_ms / 1000,
+        sleep_ms % 1000
+    )
+}
+
+pub fn spec(
+    name: &str,
+    cpus: u32,
+    mem_mb: u64,
+    script: String,
+    out: &std::path::Path,
+) -> pb::JobSpec {
+    pb::JobSpec {
+        name: name.to_string(),
+        nodes_min: 1,
+        nodes_max: 1,
+        ntasks: 1,
+        cpus_per_task: cpus,
+        mem_per_node_mb: mem_mb,
+        script,
+        work_dir: out.display().to_string(),
+        stdout: out.join("%j.out").display().to_string(),
+        user: "root".into(),
+        uid: 0,
+        gid: 0,
+        submit_host: "jepsen".into(),
+        ..Default::default()
+    }
+}
+
+/// Submits with one request id, retried across replicas until an answer or the deadline.
+/// Returns the completion kind, the reply, the replica that answered, and the last error.
+pub async fn submit_retrying(
+    channels: &[Channel],
+    first: usize,
+    request_id: &str,
+    spec: &pb::JobSpec,
+) -> (Kind, Option<pb::SubmitReply>, usize, String) {
+    let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+    let mut i = first;
+    let mut last = String::new();
+    let mut attempts = 0;
+    while tokio::time::Instant::now() < deadline {
+        attempts += 1;
+        let mut req = tonic::Request::new(pb::SubmitRequest {
+            request_id: request_id.to_string(),
+            spec: Some(spec.clone()),
+        });
+        req.set_timeout(WRITE_RPC_TIMEOUT);
+        match client(&channels[i]).submit(req).await {
+            Ok(r) => return (Kind::Ok, Some(r.into_inner()), i, last),
+            Err(s) if retryable(&s) => {
+                last = format!("{:?}: {}", s.code(), s.message());
+            }
+            Err(s) => {
+                // A definite rejection; with request ids, a retry of an applied submit would
+                // have been answered with the first answer, so this one never took effect.
+                let _ = attempts;
+                return (
+                    Kind::Fail,
+                    None,
+                    i,
+                    format!("{:?}: {}", s.code(), s.message()),
+                );
+            }
+        }
+        i = (i + 1) % channels.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Kind::Info, None, i, last)
+}
+
+impl Workload {
+    fn record(&self, e: Event) -> i64 {
+        self.rec.record(e)
+    }
+
+    /// One client process: runs until `stop`.
+    pub async fn run_client(self: Arc<Self>, c: usize, seed: u64) {
+        let process = format!("c{c}");
+        let mut rng = Rng::new(seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut seen_index = 0u64;
+        let mut op = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            op += 1;
+            let roll = rng.below(100);
+            let outstanding = {
+                let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                k.acked.iter().filter(|id| !k.finished.contains(id)).count()
+            };
+            if roll < 35 {
+                if outstanding < MAX_OUTSTANDING {
+                    self.submit(&process, op, &mut rng, &mut seen_index).await;
+                } else {
+                    self.read(&process, op, &mut rng, &mut seen_index).await;
+                }
+            } else if roll < 41 {
+                self.cancel(&process, op, &mut rng, &mut seen_index).await;
+            } else {
+                self.read(&process, op, &mut rng, &mut seen_index).await;
+            }
+            let pause = 50 + rng.below(250);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    async fn submit(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
+        let name = format!("{process}-{op}");
+        let cpus = 1 + rng.below(u64::from(self.cpus_per_node.clamp(1, 3))) as u32;
+        let mem = 64 * u64::from(cpus);
+        let sleep_ms = 300 + rng.below(2700);
+        let spec = spec(
+            &name,
+            cpus,
+            mem,
+            script(&name, &self.markers, sleep_ms),
+            &self.out,
+        );
+        let first = rng.below(self.channels.len() as u64) as usize;
+        self.record(Event {
+            process: process.into(),
+            kind: Some(Kind::Invoke),
+            f: Some(F::Submit),
+            op,
+            name: Some(name.clone()),
+            cpus: Some(cpus),
+            mem_mb: Some(mem),
+            ..Default::default()
+        });
+        let request_id = format!("jepsen-{}-{name}", self.rec.start_epoch_ns);
+        let (kind, reply, via, err) =
+            submit_retrying(&self.channels, first, &request_id, &spec).await;
+        if let Some(r) = &reply {
+            *seen = (*seen).max(r.applied_index);
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .acked
+                .push(r.job_id);
+        }
+        self.record(Event {
+            process: process.into(),
+            kind: Some(kind),
+            f: Some(F::Submit),
+            op,
+            name: Some(name),
+            job_id: reply.as_ref().map(|r| r.job_id),
+            applied_index: reply.as_ref().map(|r| r.applied_index),
+            replica: Some(self.ids[via]),
+            error: (!err.is_empty() && kind != Kind::Ok).then_some(err),
+            ..Default::default()
+        });
+    }
+
+    async fn cancel(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
+        let target = {
+            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if k.acked.is_empty() {
+                None
+            } else {
+                // Mostly recent jobs, so that some are pending or running.
+                let n = k.acked.len() as u64;
+                let back = rng.below(n.min(15));
+                Some(k.acked[(n - 1 - back) as usize])
+            }
+        };
+        let Some(job_id) = target else { return };
+        self.record(Event {
+            process: process.into(),
+            kind: Some(Kind::Invoke),
+            f: Some(F::Cancel),
+            op,
+            job_id: Some(job_id),
+            ..Default::default()
+        });
+        let request_id = format!("jepsen-{}-{process}-{op}", self.rec.start_epoch_ns);
+        let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+        let mut i = rng.below(self.channels.len() as u64) as usize;
+        let mut last = String::new();
+        let mut done = None;
+        while tokio::time::Instant::now() < deadline {
+            let mut req = tonic::Request::new(pb::CancelRequest {
+                request_id: request_id.clone(),
+                job_ids: vec![job_id],
+                uid: 0,
+            });
+            req.set_timeout(WRITE_RPC_TIMEOUT);
+            match client(&self.channels[i]).cancel(req).await {
+                Ok(r) => {
+                    done = Some((Kind::Ok, Some(r.into_inner())));
+                    break;
+                }
+                Err(s) if retryable(&s) => last = format!("{:?}: {}", s.code(), s.message()),
+                Err(s) => {
+                    last = format!("{:?}: {}", s.code(), s.message());
+                    done = Some((Kind::Fail, None));
+                    break;
+                }
+            }
+            i = (i + 1) % self.channels.len();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (kind, reply) = done.unwrap_or((Kind::Info, None));
+        let error = match &reply {
+            Some(r) => {
+                *seen = (*seen).max(r.applied_index);
+                r.outcomes
+                    .iter()
+                    .find(|o| o.job_id == job_id)
+                    .map(|o| o.error.clone())
+                    .filter(|e| !e.is_empty())
+            }
+            None => Some(last),
+        };
+        self.record(Event {
+            process: process.into(),
+            kind: Some(kind),
+            f: Some(F::Cancel),
+            op,
+            job_id: Some(job_id),
+            replica: Some(self.ids[i]),
+            applied_index: reply.as_ref().map(|r| r.applied_index),
+            error,
+            ..Default::default()
+        });
+    }
+
+    async fn read(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
+        let i = rng.below(self.channels.len() as u64) as usize;
+        // Mostly a sample of recent jobs; sometimes everything.
+        let asked: Vec<u64> = if rng.below(10) == 0 {
+            Vec::new()
+        } else {
+            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let n = k.acked.len();
+            let mut ids: BTreeSet<u64> = BTreeSet::new();
+            for _ in 0..20.min(n) {
+                let back = rng.below(n.min(60) as u64) as usize;
+                ids.insert(k.acked[n - 1 - back]);
+            }
+            ids.into_iter().collect()
+        };
+        let min_index = *seen;
+        self.record(Event {
+            process: process.into(),
+            kind: Some(Kind::Invoke),
+            f: Some(F::Read),
+            op,
+            replica: Some(self.ids[i]),
+            min_index: Some(min_index),
+            asked: asked.clone(),
+            ..Default::default()
+        });
+        let mut req = tonic::Request::new(pb::ListJobsRequest {
+            consistency: Some(pb::ReadConsistency { min_index }),
+            job_ids: asked.clone(),
+        });
+        req.set_timeout(READ_RPC_TIMEOUT);
+        let res = client(&self.channels[i]).list_jobs(req).await;
+        match res {
+            Ok(r) => {
+                let r = r.into_inner();
+                *seen = (*seen).max(r.applied_index);
+                let jobs: Vec<JobObs> = r.jobs.iter().map(job_obs).collect();
+                {
+                    let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                    for j in &jobs {
+                        if is_terminal(&j.state) {
+                            k.finished.insert(j.id);
+                        }
+                    }
+                }
+                self.record(Event {
+                    process: process.into(),
+                    kind: Some(Kind::Ok),
+                    f: Some(F::Read),
+                    op,
+                    replica: Some(self.ids[i]),
+                    min_index: Some(min_index),
+                    applied_index: Some(r.applied_index),
+                    asked,
+                    jobs,
+                    ..Default::default()
+                });
+            }
+            Err(s) => {
+                // A read changes nothing: a failed read is a `fail`, whatever the cause.
+                self.record(Event {
+                    process: process.into(),
+                    kind: Some(Kind::Fail),
+                    f: Some(F::Read),
+                    op,
+                    replica: Some(self.ids[i]),
+                    min_index: Some(min_index),
+                    error: Some(format!("{:?}: {}", s.code(), s.message())),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+}
+
+/// Asks every replica for its role; the monitor records changes as `role` events.
+pub async fn ping(ch: &Channel, timeout: Duration) -> Option<pb::PingReply> {
+    let mut req = tonic::Request::new(pb::PingRequest {});
+    req.set_timeout(timeout);
+    client(ch).ping(req).await.ok().map(|r| r.into_inner())
+}
+
+/// The replica id that some replica claims leads, if any answers.
+pub async fn find_leader(channels: &[Channel]) -> Option<u64> {
+    for ch in channels {
+        if let Some(p) = ping(ch, Duration::from_millis(300)).await {
+            if p.is_leader {
+                return Some(p.replica_id);
+            }
+        }
+    }
+    None
+}
+
+pub async fn role_monitor(
+    rec: Recorder,
+    channels: Vec<Channel>,
+    ids: Vec<u64>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last: Vec<Option<(bool, u64)>> = vec![None; channels.len()];
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        for (k, ch) in channels.iter().enumerate() {
+            let now = ping(ch, Duration::from_millis(300))
+                .await
+                .map(|p| (p.is_leader, p.term));
+            if now != last[k] || first {
+                rec.record(Event {
+                    process: "monitor".into(),
+                    kind: Some(if now.is_some() { Kind::Ok } else { Kind::Fail }),
+                    f: Some(F::Role),
+                    replica: Some(ids[k]),
+                    leader: now.map(|n| n.0),
+                    term: now.map(|n| n.1),
+                    ..Default::default()
+                });
+                last[k] = now;
+            }
+        }
+        first = false;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

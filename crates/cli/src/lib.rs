@@ -13,6 +13,7 @@ pub mod identity;
 pub mod procs;
 pub mod roles;
 pub mod sbatch_prep;
+pub mod sim;
 pub mod up;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ usage:
   drover bench failover --dir DIR [--kills 20]
   drover bench submit --dir DIR [--clients 64] [--jobs 20000]
   drover bench sbatch --dir DIR [--jobs 500]
+  drover sim --trace FILE.swf[.gz] [--policy fcfs|easy|drover|all] [--nodes N --cpus-per-node C]
+             [--max-jobs N] [--json] [--plot FILE.svg]
   drover sbatch|squeue|scancel|sinfo|scontrol ARGS...   (or call them through links of those names)
 ";
 
@@ -196,6 +199,7 @@ fn admin(sub: &str, args: &[String]) -> i32 {
                 roles::supervise(&state_dir, job)
             }),
         "bench" => run_bench(args),
+        "sim" => sim::run(args),
         other => Err(anyhow::anyhow!("unknown subcommand `{other}`\n\n{USAGE}")),
     };
     match result {

@@ -150,6 +150,7 @@ fn registration(name: &str) -> NodeRegistration {
         version: "test".to_string(),
         os: "linux".to_string(),
         arch: "x86_64".to_string(),
+        ..Default::default()
     }
 }
 

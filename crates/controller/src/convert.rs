@@ -38,6 +38,7 @@ pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
         hold: spec.hold,
         submit_host: spec.submit_host,
         command: spec.command,
+        ..Default::default()
     }
 }
 
@@ -87,7 +88,8 @@ pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
         time_limit_min: job.time_limit_min,
         submit_time: secs(Some(job.submit_at)),
         eligible_time: secs(Some(job.submit_at)),
-        start_time: secs(job.start_at),
+        // A pending job's StartTime is the planner's expected start (squeue --start).
+        start_time: secs(job.start_at.or(job.expected_start_at)),
         end_time: secs(job.end_at),
         exit_code: job.exit_code,
         exit_signal: job.exit_signal,
@@ -160,6 +162,9 @@ pub fn registration(req: pb::RegisterRequest) -> sched::NodeRegistration {
         version: req.version,
         os: req.os,
         arch: req.arch,
+        gpus: req.gpus,
+        gpu_type: req.gpu_type,
+        ..Default::default()
     }
 }
 
@@ -199,8 +204,7 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
         submit_host: job.spec.submit_host.clone(),
         start_time: secs(job.start_at),
         ntasks_set: job.spec.ntasks_set,
-        // TODO(planner): the GPU indices of the node's share, once the scheduler allocates them.
-        gpus: Vec::new(),
+        gpus: share.map(|s| s.gpus.clone()).unwrap_or_default(),
     }
 }
 

@@ -10,7 +10,7 @@
 use crate::liveness::Liveness;
 use crate::write::{self, Peers};
 use drover_consensus::Replica;
-use drover_scheduler::{plan, Command, NodeStateChange, Partition, Request};
+use drover_scheduler::{plan, Command, NodeStateChange, Partition, Request, SchedConfig};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,11 @@ async fn schedule(replica: Replica, token: CancellationToken) {
             sleep(wait).await;
         }
         last_pass = Instant::now();
-        let (plan, _) = replica.read(plan::plan);
+        // The controller is not pure: the pass's `now` is the leader's clock, as in Proposal::at.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (plan, _) = replica.read(|s| plan::plan(s, now, &SchedConfig::default()));
         if plan.is_empty() || token.is_cancelled() {
             continue;
         }

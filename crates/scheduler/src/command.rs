@@ -26,6 +26,9 @@ pub struct Request {
     pub command: Command,
 }
 
+// A submit carries the whole job spec; commands are built once and moved into the log, so
+// boxing it would change every caller for no measurable gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     #[serde(rename = "submit")]
@@ -114,12 +117,24 @@ pub struct Plan {
     pub allocations: Vec<PlannedAllocation>,
     /// Pending reasons that changed since the state the plan was made from.
     pub reasons: Vec<(JobId, PendingReason)>,
+    /// Expected starts (`squeue --start`) that moved by more than `bf_resolution`, or appeared
+    /// or vanished, since the state the plan was made from.
+    pub starts: Vec<PlannedStart>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.allocations.is_empty() && self.reasons.is_empty()
+        self.allocations.is_empty() && self.reasons.is_empty() && self.starts.is_empty()
     }
+}
+
+/// Where and when the planner expects a pending job to start (its backfill reservation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStart {
+    pub job_id: JobId,
+    /// `None`: no start within `bf_window` (or the job cannot be planned at all).
+    pub start_at: Option<TimestampMs>,
+    pub nodes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,4 +177,8 @@ pub enum Rejection {
     InvalidNodeCount,
     #[error("{0}")]
     Invalid(String),
+    #[error("Invalid generic resource (gres) specification")]
+    InvalidGres,
+    #[error("Invalid feature specification")]
+    InvalidFeature,
 }

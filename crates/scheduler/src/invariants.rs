@@ -12,6 +12,7 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     allocations_consistent(state)?;
     job_ids_below_counter(state)?;
     queue_index_exact(state)?;
+    gpus_not_double_booked(state)?;
     Ok(())
 }
 
@@ -108,6 +109,37 @@ fn queue_index_exact(state: &ClusterState) -> Result<(), String> {
             state.queued_ids(),
             expected
         ));
+    }
+    Ok(())
+}
+
+/// Each GPU index of a node belongs to at most one job, and the node's set of allocated indices
+/// is exactly the union of its jobs' shares (Slurm's cons_tres GRES bitmaps).
+fn gpus_not_double_booked(state: &ClusterState) -> Result<(), String> {
+    let mut held: BTreeMap<&str, std::collections::BTreeSet<u32>> = BTreeMap::new();
+    for job in state.jobs.values().filter(|j| j.holds_resources()) {
+        for share in &job.alloc {
+            let set = held.entry(share.node.as_str()).or_default();
+            for &g in &share.gpus {
+                if !set.insert(g) {
+                    return Err(format!(
+                        "GPU {g} of node {} is held twice (job {})",
+                        share.node, job.id
+                    ));
+                }
+            }
+        }
+    }
+    for node in state.nodes.values() {
+        let empty = std::collections::BTreeSet::new();
+        let expected = held.get(node.name()).unwrap_or(&empty);
+        if *expected != node.alloc_gpus {
+            return Err(format!(
+                "node {}: jobs hold GPUs {expected:?}, node says {:?}",
+                node.name(),
+                node.alloc_gpus
+            ));
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! ```text
 //!  Proposal { at, requests } ──► ClusterState::apply ──► Vec<Reply>
 //!                                      │
-//!            plan(&ClusterState) ──► Plan (data) ──► proposed as Command::Allocate
+//!  plan(&ClusterState, now, &SchedConfig) ──► Plan (data) ──► proposed as Command::Allocate
 //! ```
 //!
 //! Nothing here does I/O, reads a clock, draws a random number or iterates a hash map
@@ -13,14 +13,17 @@ pub mod command;
 pub mod hostlist;
 pub mod invariants;
 pub mod plan;
+pub mod priority;
+pub mod sim;
 pub mod state;
 pub mod time;
 pub mod types;
 pub mod units;
 
 pub use command::{
-    Command, EndCause, NodeStateChange, Plan, PlannedAllocation, Proposal, Rejection, Reply,
-    Request,
+    Command, EndCause, NodeStateChange, Plan, PlannedAllocation, PlannedStart, Proposal, Rejection,
+    Reply, Request,
 };
+pub use plan::SchedConfig;
 pub use state::ClusterState;
 pub use types::*;

@@ -1,39 +1,370 @@
-//! The first planner: strict FIFO by priority per partition, first fit on CPUs and memory.
+//! The planner: multifactor priority, then backfill with reservations over a per-node time map.
 //!
-//! It is a pure function of the state (STYLE P1). The leader proposes its output as
-//! `Command::Allocate`; apply re-checks every allocation. The backfill planner replaces this
-//! behind the same signature.
+//! ```text
+//!  queue (tier ↓, priority ↓, submit ↑, id ↑)
+//!    │   for each job, in that order:
+//!    ├─ limits (partition state, MaxTime, MaxNodes, nodes available) ─► reason, skip
+//!    ├─ earliest start t over the time map (running jobs end at start + limit;
+//!    │  higher jobs' reservations already booked)
+//!    ├─ t == now ─► allocate now (CPUs, memory, GPU indices), book [now, now+limit)
+//!    └─ t > now  ─► book a reservation [t, t+limit) on the chosen nodes (within bf_window),
+//!                   pending reason Resources (first blocked in the partition) or Priority
+//! ```
+//! Because every job is placed in priority order against the reservations of all the jobs
+//! before it, a job started now by backfill never delays a higher job's reservation (Slurm's
+//! conservative backfill; reference: src/plugins/sched/backfill/backfill.c, slurm.md §4.2).
+//! Unlike Slurm, the map is kept per CPU, memory and GPU count on each node (not whole nodes),
+//! so small jobs may share a node with a reservation.
+//!
+//! Pure (STYLE P1): a function of the state, `now` and the configuration; ties are broken by
+//! submit time and job id, never by chance. The leader proposes its output as
+//! `Command::Allocate`; apply re-checks every allocation.
 
-use crate::command::{Plan, PlannedAllocation};
+use crate::command::{Plan, PlannedAllocation, PlannedStart};
+use crate::priority::{PriorityContext, PriorityWeights};
 use crate::state::ClusterState;
-use crate::types::{Job, JobId, NodeShare, PartitionState, PendingReason};
+use crate::types::{Job, JobId, Node, NodeShare, PartitionState, PendingReason, TimestampMs};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Plans one scheduling pass over `state`.
-pub fn plan(state: &ClusterState) -> Plan {
-    // Free resources as this pass sees them, updated as it places jobs.
-    let mut free: BTreeMap<&str, (u32, u64)> = state
+/// Slurm's SchedulerParameters, as far as the planner has them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedConfig {
+    /// `sched/backfill` (true) or `sched/builtin` (false: strict order, nothing jumps ahead).
+    pub backfill: bool,
+    /// How far ahead reservations are booked (`bf_window`, minutes in Slurm).
+    pub bf_window_s: u64,
+    /// Expected starts are written to the log only when they move by more than this.
+    pub bf_resolution_s: u64,
+    /// Jobs tested per pass (`bf_max_job_test`); 0: the whole queue (the default here).
+    pub bf_max_job_test: usize,
+    /// Reservations per partition (`bf_job_part_count_reserve`); 0: every job gets one
+    /// (conservative backfill); 1: only the first blocked job (EASY).
+    pub bf_job_part_count_reserve: usize,
+    pub weights: PriorityWeights,
+}
+
+impl Default for SchedConfig {
+    fn default() -> SchedConfig {
+        SchedConfig {
+            backfill: true,
+            bf_window_s: 1440 * 60,
+            bf_resolution_s: 60,
+            bf_max_job_test: 0,
+            bf_job_part_count_reserve: 0,
+            weights: PriorityWeights::default(),
+        }
+    }
+}
+
+/// A long time that still leaves room for additions: "no time limit".
+const FOREVER: u64 = u64::MAX / 4;
+
+/// What one node of a job needs: CPUs, memory, GPU count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Need {
+    cpus: u32,
+    mem: u64,
+    gpus: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    /// From this time until the next step's `at`, this much is free.
+    at: u64,
+    cpus: u32,
+    gpus: u32,
+    mem: u64,
+}
+
+impl Step {
+    fn fits(&self, need: Need) -> bool {
+        self.cpus >= need.cpus && self.mem >= need.mem && self.gpus >= need.gpus
+    }
+}
+
+/// CPU thresholds (powers of two) for which a profile remembers when it first reaches them.
+const LB_BUCKETS: usize = 20;
+
+/// One node's free resources over time: a step function from `now` on.
+#[derive(Clone, Debug)]
+struct Profile {
+    steps: Vec<Step>,
+    /// `first_free[k]`: the first time at least 2^k CPUs are free (u64::MAX: never). A lower
+    /// bound on when a job needing that many CPUs can start here, checked before any walk.
+    first_free: [u64; LB_BUCKETS],
+}
+
+fn bucket(cpus: u32) -> usize {
+    (31 - cpus.max(1).leading_zeros()) as usize
+}
+
+impl Profile {
+    fn new(steps: Vec<Step>) -> Profile {
+        let mut p = Profile {
+            steps,
+            first_free: [u64::MAX; LB_BUCKETS],
+        };
+        p.index_thresholds();
+        p
+    }
+
+    fn index_thresholds(&mut self) {
+        self.first_free = [u64::MAX; LB_BUCKETS];
+        let mut reached = 0usize;
+        for s in &self.steps {
+            let k = if s.cpus == 0 {
+                0
+            } else {
+                (bucket(s.cpus) + 1).min(LB_BUCKETS)
+            };
+            while reached < k {
+                self.first_free[reached] = s.at;
+                reached += 1;
+            }
+            if reached == LB_BUCKETS {
+                break;
+            }
+        }
+    }
+
+    /// A lower bound on the earliest start of `need` here.
+    fn lower_bound(&self, need: Need) -> u64 {
+        if need.cpus == 0 {
+            return self.steps[0].at;
+        }
+        self.first_free[bucket(need.cpus)]
+    }
+
+    fn end_of(&self, i: usize) -> u64 {
+        self.steps.get(i + 1).map_or(u64::MAX, |s| s.at)
+    }
+
+    fn index_at(&self, t: u64) -> usize {
+        self.steps.partition_point(|s| s.at <= t).saturating_sub(1)
+    }
+
+    /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`.
+    fn earliest(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<u64> {
+        let from = from.max(self.lower_bound(need));
+        let mut i = self.index_at(from);
+        let mut candidate = from;
+        while i < self.steps.len() {
+            if candidate > limit {
+                return None;
+            }
+            if self.steps[i].fits(need) {
+                if candidate.saturating_add(d) <= self.end_of(i) {
+                    return Some(candidate);
+                }
+            } else {
+                candidate = self.end_of(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// Splits the step containing `t` so that a step starts exactly at `t`; returns its index.
+    fn split(&mut self, t: u64) -> usize {
+        let i = self.index_at(t);
+        if self.steps[i].at == t {
+            return i;
+        }
+        let mut s = self.steps[i];
+        s.at = t;
+        self.steps.insert(i + 1, s);
+        i + 1
+    }
+
+    fn book(&mut self, t: u64, d: u64, need: Need) {
+        let end = t.saturating_add(d);
+        let first = self.split(t);
+        let last = if end == u64::MAX {
+            self.steps.len()
+        } else {
+            self.split(end)
+        };
+        for s in &mut self.steps[first..last] {
+            s.cpus = s.cpus.saturating_sub(need.cpus);
+            s.mem = s.mem.saturating_sub(need.mem);
+            s.gpus = s.gpus.saturating_sub(need.gpus);
+        }
+        self.index_thresholds();
+    }
+}
+
+/// Where a job may run, apart from how much it needs: jobs with the same placement compete for
+/// the same nodes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Placement {
+    partition: String,
+    gpu_type: Option<String>,
+    constraint: String,
+    exclude: Vec<String>,
+    exclusive: bool,
+}
+
+/// A job of some placement that could not start before `t`: a later job of that placement that
+/// needs at least as much of everything, for at least as long, cannot start before `t` either,
+/// because a pass only ever takes resources away. This is what keeps a pass over a long queue
+/// cheap: once the window is full for a size, bigger jobs are not searched again.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    need: Need,
+    nodes: u32,
+    d: u64,
+    t: u64,
+}
+
+impl Bound {
+    fn covers(&self, need: Need, nodes: u32, d: u64) -> bool {
+        self.need.cpus <= need.cpus
+            && self.need.mem <= need.mem
+            && self.need.gpus <= need.gpus
+            && self.nodes <= nodes
+            && self.d <= d
+    }
+}
+
+/// Bounds kept per placement (the most useful ones; a lookup scans them all).
+const BOUNDS_KEPT: usize = 48;
+
+/// A pending job's place in the pass: tier and priority (both descending), submit time, id.
+type QueueEntry<'a> = (Reverse<u32>, Reverse<u32>, TimestampMs, JobId, &'a Job);
+
+/// Plans one scheduling pass over `state` at time `now`.
+pub fn plan(state: &ClusterState, now: TimestampMs, cfg: &SchedConfig) -> Plan {
+    plan_with_starts(state, now, cfg).0
+}
+
+/// A pass's plan and every expected start it computed (the plan keeps only those that moved by
+/// more than `bf_resolution`), in the order the jobs were considered.
+pub fn plan_with_starts(
+    state: &ClusterState,
+    now: TimestampMs,
+    cfg: &SchedConfig,
+) -> (Plan, Vec<PlannedStart>) {
+    let now = now.max(state.now);
+    let window_end = now.saturating_add(cfg.bf_window_s.saturating_mul(1000));
+    let resolution_ms = cfg.bf_resolution_s.saturating_mul(1000);
+
+    // The time map: every schedulable node's free resources from now on.
+    let names: Vec<&str> = state
         .nodes
         .values()
         .filter(|n| n.schedulable())
-        .map(|n| (n.name(), (n.free_cpus(), n.free_mem_mb())))
+        .map(|n| n.name())
         .collect();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let nodes: Vec<&Node> = names.iter().map(|n| &state.nodes[*n]).collect();
+    let mut profiles: Vec<Profile> = Vec::with_capacity(names.len());
+    let mut ends: Vec<Vec<(u64, Need)>> = vec![Vec::new(); names.len()];
+    for job in state.jobs.values().filter(|j| j.holds_resources()) {
+        let end = if job.completing {
+            now.saturating_add(resolution_ms.max(1))
+        } else {
+            match (job.start_at, job.time_limit_min) {
+                (Some(start), Some(limit)) => start
+                    .saturating_add(limit.saturating_mul(60_000))
+                    .max(now.saturating_add(1)),
+                _ => u64::MAX,
+            }
+        };
+        if end == u64::MAX {
+            continue;
+        }
+        for share in &job.alloc {
+            if let Some(&i) = index.get(share.node.as_str()) {
+                ends[i].push((
+                    end,
+                    Need {
+                        cpus: share.cpus,
+                        mem: share.mem_mb,
+                        gpus: share.gpus.len() as u32,
+                    },
+                ));
+            }
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let mut steps = vec![Step {
+            at: now,
+            cpus: node.free_cpus(),
+            gpus: node.free_gpus(),
+            mem: node.free_mem_mb(),
+        }];
+        let mut e = std::mem::take(&mut ends[i]);
+        e.sort_by_key(|(t, _)| *t);
+        for (t, freed) in e {
+            let last = *steps.last().expect("a profile has a first step");
+            let mut s = if last.at == t {
+                steps.pop().expect("just read")
+            } else {
+                Step { at: t, ..last }
+            };
+            s.cpus = s.cpus.saturating_add(freed.cpus).min(node.reg.cpus);
+            s.mem = s.mem.saturating_add(freed.mem).min(node.reg.real_memory_mb);
+            s.gpus = s.gpus.saturating_add(freed.gpus).min(node.reg.gpus);
+            steps.push(s);
+        }
+        profiles.push(Profile::new(steps));
+    }
+    // GPU indices handed out in this pass, per node.
+    let mut gpus_taken: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
 
-    // Pending jobs in priority order: (priority desc, submit time, id) — never a random tie.
-    let mut queue: Vec<&Job> = state.queued().collect();
-    queue.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.submit_at, j.id));
+    // Pending jobs in order: partition tier, then priority, then submit time and id.
+    let ctx = PriorityContext::new(state, now);
+    let mut queue: Vec<QueueEntry> = state
+        .queued()
+        .filter(|j| j.priority > 0)
+        .map(|j| {
+            let tier = state
+                .partition(Some(&j.partition))
+                .map_or(0, |p| p.priority_tier);
+            let prio = ctx.factors(state, j, &cfg.weights).priority;
+            (Reverse(tier), Reverse(prio), j.submit_at, j.id, j)
+        })
+        .collect();
+    queue.sort_by_key(|(t, p, s, id, _)| (*t, *p, *s, *id));
 
     let mut out = Plan::default();
-    let mut blocked_partitions: BTreeSet<&str> = BTreeSet::new();
+    let mut all_starts: Vec<PlannedStart> = Vec::new();
+    let mut blocked: BTreeSet<&str> = BTreeSet::new();
+    let mut reserved: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut bounds: BTreeMap<Placement, Vec<Bound>> = BTreeMap::new();
+    let mut placements: BTreeMap<Placement, Vec<usize>> = BTreeMap::new();
     let set_reason = |out: &mut Plan, job: &Job, reason: PendingReason| {
         if job.reason != reason {
             out.reasons.push((job.id, reason));
         }
     };
+    let mut set_start = |out: &mut Plan, job: &Job, start: Option<u64>, nodes: Vec<String>| {
+        all_starts.push(PlannedStart {
+            job_id: job.id,
+            start_at: start,
+            nodes: nodes.clone(),
+        });
+        let moved = match (job.expected_start_at, start) {
+            (Some(a), Some(b)) => a.abs_diff(b) > resolution_ms || job.sched_nodes != nodes,
+            (None, None) => false,
+            _ => true,
+        };
+        if moved {
+            out.starts.push(PlannedStart {
+                job_id: job.id,
+                start_at: start,
+                nodes,
+            });
+        }
+    };
 
-    for job in queue {
-        if job.priority == 0 {
-            // Held: its reason was set when it was held.
+    for (tested, (_, _, _, _, job)) in queue.into_iter().enumerate() {
+        if cfg.bf_max_job_test != 0 && tested >= cfg.bf_max_job_test {
+            if job.reason == PendingReason::None {
+                set_reason(&mut out, job, PendingReason::Priority);
+            }
             continue;
         }
         let Some(part) = state.partition(Some(&job.partition)) else {
@@ -57,61 +388,301 @@ pub fn plan(state: &ClusterState) -> Plan {
                 continue;
             }
         }
-        let needed = job.spec.nodes_needed();
+        let spec = &job.spec;
+        let needed = spec.nodes_needed();
         if part.max_nodes.is_some_and(|max| needed > max) {
             set_reason(&mut out, job, PendingReason::PartitionNodeLimit);
             continue;
         }
-        if blocked_partitions.contains(part.name.as_str()) {
-            // Strict priority order: a higher job in this partition is waiting.
+        if blocked.contains(part.name.as_str()) && !cfg.backfill {
             set_reason(&mut out, job, PendingReason::Priority);
             continue;
         }
-        match first_fit(state, job, part, &free) {
-            Some(nodes) => {
-                for share in &nodes {
-                    if let Some(f) = free.get_mut(share.node.as_str()) {
-                        f.0 -= share.cpus;
-                        f.1 -= share.mem_mb;
-                    }
+
+        // Candidate nodes: in the partition, up, able to hold the job at all.
+        let required: Vec<usize> = spec
+            .nodelist
+            .iter()
+            .filter_map(|n| index.get(n.as_str()).copied())
+            .collect();
+        if required.len() < spec.nodelist.len() {
+            set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
+            set_start(&mut out, job, None, Vec::new());
+            continue;
+        }
+        let placement = Placement {
+            partition: part.name.clone(),
+            gpu_type: spec.gpu_type.clone().filter(|_| spec.gpus_per_node > 0),
+            constraint: spec.constraint.clone(),
+            exclude: spec.exclude.clone(),
+            exclusive: spec.exclusive,
+        };
+        // Nodes of the partition that are up and match the job's type, features and
+        // exclusions (cached per placement); capacity is checked per job below.
+        let candidates: &Vec<usize> = placements.entry(placement.clone()).or_insert_with(|| {
+            nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
+                .map(|(i, _)| i)
+                .collect()
+        });
+        let capable: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let reg = &nodes[i].reg;
+                reg.cpus >= spec.cpus_per_node()
+                    && reg.real_memory_mb >= spec.mem_per_node()
+                    && reg.gpus >= spec.gpus_per_node
+            })
+            .collect();
+        if capable.len() < needed as usize || required.iter().any(|r| !capable.contains(r)) {
+            set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
+            set_start(&mut out, job, None, Vec::new());
+            continue;
+        }
+        let need_of = |i: usize| -> Need {
+            if spec.exclusive {
+                let reg = &nodes[i].reg;
+                Need {
+                    cpus: reg.cpus,
+                    mem: reg.real_memory_mb,
+                    gpus: reg.gpus,
+                }
+            } else {
+                Need {
+                    cpus: spec.cpus_per_node(),
+                    mem: spec.mem_per_node(),
+                    gpus: spec.gpus_per_node,
+                }
+            }
+        };
+        let d = job
+            .time_limit_min
+            .map_or(FOREVER, |m| m.saturating_mul(60_000).max(1));
+        let base_need = Need {
+            cpus: spec.cpus_per_node(),
+            mem: spec.mem_per_node(),
+            gpus: spec.gpus_per_node,
+        };
+        let use_bounds = spec.nodelist.is_empty();
+        let from = if use_bounds {
+            bounds.get(&placement).map_or(now, |list| {
+                list.iter()
+                    .filter(|b| b.covers(base_need, needed, d))
+                    .map(|b| b.t)
+                    .fold(now, u64::max)
+            })
+        } else {
+            now
+        };
+        // A job keeps the nodes of its last reservation when they still serve: a stable
+        // plan, so that what backfill started around a reservation stays around it.
+        let preferred: Vec<usize> = job
+            .sched_nodes
+            .iter()
+            .filter_map(|n| index.get(n.as_str()).copied())
+            .collect();
+        let found = if from > window_end {
+            None
+        } else {
+            earliest_start(
+                &profiles,
+                &capable,
+                &required,
+                &preferred,
+                needed as usize,
+                from,
+                d,
+                window_end,
+                &need_of,
+            )
+        };
+        if use_bounds {
+            let t = found.as_ref().map_or(window_end.saturating_add(1), |f| f.0);
+            let new = Bound {
+                need: base_need,
+                nodes: needed,
+                d,
+                t,
+            };
+            let list = bounds.entry(placement).or_default();
+            // Drop what the new bound makes useless: asks for more yet bounds no later.
+            list.retain(|b| !(new.covers(b.need, b.nodes, b.d) && b.t <= new.t));
+            if list.len() >= BOUNDS_KEPT {
+                list.remove(0);
+            }
+            list.push(new);
+        }
+
+        match found {
+            Some((t, chosen)) if t == now => {
+                let mut shares = Vec::with_capacity(chosen.len());
+                for &i in &chosen {
+                    let need = need_of(i);
+                    profiles[i].book(now, d, need);
+                    let node = nodes[i];
+                    let taken = gpus_taken.entry(i).or_default();
+                    let gpus: Vec<u32> = (0..node.reg.gpus)
+                        .filter(|g| !node.alloc_gpus.contains(g) && !taken.contains(g))
+                        .take(need.gpus as usize)
+                        .collect();
+                    taken.extend(gpus.iter().copied());
+                    shares.push(NodeShare {
+                        node: names[i].to_string(),
+                        cpus: need.cpus,
+                        mem_mb: need.mem,
+                        gpus,
+                    });
                 }
                 out.allocations.push(PlannedAllocation {
                     job_id: job.id,
-                    nodes,
+                    nodes: shares,
                 });
             }
-            None => {
-                blocked_partitions.insert(part.name.as_str());
-                set_reason(&mut out, job, PendingReason::Resources);
+            found => {
+                let first_blocked = blocked.insert(part.name.as_str());
+                let reason = if first_blocked {
+                    PendingReason::Resources
+                } else {
+                    PendingReason::Priority
+                };
+                set_reason(&mut out, job, reason);
+                let count = reserved.entry(part.name.as_str()).or_default();
+                let may_reserve = cfg.backfill
+                    && (cfg.bf_job_part_count_reserve == 0
+                        || *count < cfg.bf_job_part_count_reserve);
+                match found {
+                    Some((t, chosen)) if may_reserve => {
+                        *count += 1;
+                        for &i in &chosen {
+                            profiles[i].book(t, d, need_of(i));
+                        }
+                        let nodes = chosen.iter().map(|&i| names[i].to_string()).collect();
+                        set_start(&mut out, job, Some(t), nodes);
+                    }
+                    _ => set_start(&mut out, job, None, Vec::new()),
+                }
             }
         }
     }
-    out
+    (out, all_starts)
 }
 
-fn first_fit(
-    state: &ClusterState,
-    job: &Job,
-    part: &crate::types::Partition,
-    free: &BTreeMap<&str, (u32, u64)>,
-) -> Option<Vec<NodeShare>> {
-    let cpus = job.spec.cpus_per_node();
-    let mem_mb = job.spec.mem_per_node();
-    let needed = job.spec.nodes_needed() as usize;
-    let nodes: Vec<NodeShare> = state
-        .partition_nodes(part)
-        .filter(|n| {
-            free.get(n.name())
-                .is_some_and(|&(c, m)| c >= cpus && m >= mem_mb)
-        })
-        .take(needed)
-        .map(|n| NodeShare {
-            node: n.name().to_string(),
-            cpus,
-            mem_mb,
-        })
-        .collect();
-    (nodes.len() == needed).then_some(nodes)
+/// The earliest time (not after `limit`) at which `needed` candidate nodes, including every
+/// required one, can each hold the job for `d`, and those nodes (the nodes of its last
+/// reservation first; then best fit: the least GPUs the job does not need, then the fewest free
+/// CPUs, at that time in the map; then name order).
+#[allow(clippy::too_many_arguments)]
+fn earliest_start(
+    profiles: &[Profile],
+    candidates: &[usize],
+    required: &[usize],
+    preferred: &[usize],
+    needed: usize,
+    from: u64,
+    d: u64,
+    limit: u64,
+    need_of: &dyn Fn(usize) -> Need,
+) -> Option<(u64, Vec<usize>)> {
+    // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs.
+    let free_at = |i: usize, t: u64| {
+        let p = &profiles[i];
+        let s = p.steps[p.index_at(t)];
+        let spare_gpus = if need_of(i).gpus == 0 { s.gpus } else { 0 };
+        (!preferred.contains(&i), spare_gpus, s.cpus)
+    };
+    if needed == 1 && required.is_empty() {
+        // One node: the best start over all candidates, pruned by the best so far.
+        // Start from the node with the smallest lower bound, for a tight bound early.
+        let mut best: Option<(u64, usize)> = None;
+        if let Some(&first) = candidates
+            .iter()
+            .min_by_key(|&&i| (profiles[i].lower_bound(need_of(i)), i))
+        {
+            best = profiles[first]
+                .earliest(from, d, need_of(first), limit)
+                .map(|t| (t, first));
+        }
+        for &i in candidates {
+            let bound = best.map_or(limit, |b| b.0);
+            let need = need_of(i);
+            if profiles[i].lower_bound(need) > bound {
+                continue;
+            }
+            if let Some(t) = profiles[i].earliest(from, d, need, bound) {
+                let better = match best {
+                    None => true,
+                    Some((bt, bi)) => (t, free_at(i, t), i) < (bt, free_at(bi, bt), bi),
+                };
+                if better {
+                    best = Some((t, i));
+                }
+            }
+        }
+        return best.map(|(t, i)| (t, vec![i]));
+    }
+    // Several nodes: move t to the needed-th smallest per-node earliest start until every
+    // node counted is free at t itself.
+    let mut t = from;
+    loop {
+        if t > limit {
+            return None;
+        }
+        // Per-node earliest starts, pruned: once `needed` nodes are found, a node that cannot
+        // start before the needed-th smallest of them cannot change the answer.
+        let mut smallest: std::collections::BinaryHeap<u64> = std::collections::BinaryHeap::new();
+        let mut starts: Vec<(u64, usize)> = Vec::new();
+        // Seed with the nodes of the smallest lower bounds, for a tight bound early.
+        let mut order: Vec<usize> = Vec::with_capacity(candidates.len());
+        if candidates.len() > needed * 4 {
+            let mut by_bound: Vec<(u64, usize)> = candidates
+                .iter()
+                .map(|&i| (profiles[i].lower_bound(need_of(i)), i))
+                .collect();
+            by_bound.select_nth_unstable(needed - 1);
+            let seeds: Vec<usize> = by_bound[..needed].iter().map(|&(_, i)| i).collect();
+            order.extend_from_slice(&seeds);
+            order.extend(candidates.iter().copied().filter(|i| !seeds.contains(i)));
+        } else {
+            order.extend_from_slice(candidates);
+        }
+        for &i in &order {
+            let bound = if smallest.len() == needed && !required.contains(&i) {
+                smallest.peek().copied().unwrap_or(limit)
+            } else {
+                limit
+            };
+            let need = need_of(i);
+            if profiles[i].lower_bound(need) > bound {
+                continue;
+            }
+            if let Some(e) = profiles[i].earliest(t, d, need, bound) {
+                starts.push((e, i));
+                smallest.push(e);
+                if smallest.len() > needed {
+                    smallest.pop();
+                }
+            }
+        }
+        if smallest.len() < needed {
+            return None;
+        }
+        let mut next = smallest.peek().copied().unwrap_or(limit);
+        for r in required {
+            match starts.iter().find(|s| s.1 == *r) {
+                Some(s) => next = next.max(s.0),
+                None => return None,
+            }
+        }
+        if next == t {
+            starts.retain(|s| s.0 == t);
+            starts.sort_by_key(|&(_, i)| (!required.contains(&i), free_at(i, t), i));
+            return Some((t, starts.iter().take(needed).map(|s| s.1).collect()));
+        }
+        t = next;
+    }
 }
 
 /// The jobs a plan would start, for tests and logs.

@@ -40,6 +40,37 @@ pub struct ClusterState {
     /// Pending jobs a scheduling pass must consider (not held): an index, so that a pass costs
     /// the queue's length, not the number of jobs remembered. Checked by the invariants.
     queued: BTreeSet<JobId>,
+    /// Fairshare usage per user (CPU-seconds of finished jobs, decayed with
+    /// `USAGE_HALF_LIFE_MS`), read by the planner's priority.
+    pub usage: BTreeMap<String, Usage>,
+}
+
+/// Slurm's PriorityDecayHalfLife default (7 days).
+pub const USAGE_HALF_LIFE_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// A user's decayed usage as of `at`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_s: u64,
+    pub at: TimestampMs,
+}
+
+impl Usage {
+    /// The usage decayed to `now`: halved every half-life, linear between halvings. Integer
+    /// arithmetic, so every replica computes the same value.
+    pub fn at(&self, now: TimestampMs) -> u64 {
+        decay(self.cpu_s, now.saturating_sub(self.at), USAGE_HALF_LIFE_MS)
+    }
+}
+
+pub fn decay(value: u64, dt_ms: u64, half_life_ms: u64) -> u64 {
+    let halvings = dt_ms / half_life_ms.max(1);
+    if halvings >= 64 {
+        return 0;
+    }
+    let v = value >> halvings;
+    let rest = dt_ms % half_life_ms.max(1);
+    v - (u128::from(v) * u128::from(rest) / (2 * u128::from(half_life_ms.max(1)))) as u64
 }
 
 impl ClusterState {
@@ -159,15 +190,35 @@ impl ClusterState {
         }
         // Reject what no node of the partition could ever hold (Slurm does the same at submit).
         let nodes: Vec<&Node> = self.partition_nodes(part).collect();
+        for name in &spec.nodelist {
+            if !nodes.iter().any(|n| n.name() == name) {
+                return Err(Reject::InvalidNodeName);
+            }
+        }
         if !nodes.is_empty() {
+            if let Some(t) = spec.gpu_type.as_ref().filter(|_| spec.gpus_per_node > 0) {
+                if !nodes.iter().any(|n| n.reg.gpu_type == *t && n.reg.gpus > 0) {
+                    return Err(Reject::InvalidGres);
+                }
+            }
+            if !spec.constraint.trim().is_empty()
+                && !nodes.iter().any(|n| spec.constraint_met(&n.reg.features))
+            {
+                return Err(Reject::InvalidFeature);
+            }
             let fitting = nodes
                 .iter()
-                .filter(|n| {
-                    n.reg.cpus >= spec.cpus_per_node()
-                        && n.reg.real_memory_mb >= spec.mem_per_node()
-                })
+                .filter(|n| spec.node_could_hold(&n.reg))
                 .count();
-            if fitting < spec.nodes_needed() as usize {
+            let listed_fit = spec.nodelist.iter().all(|name| {
+                nodes
+                    .iter()
+                    .any(|n| n.name() == name && spec.node_could_hold(&n.reg))
+            });
+            if fitting < spec.nodes_needed() as usize
+                || !listed_fit
+                || spec.nodelist.len() > spec.nodes_needed().max(spec.nodes_max) as usize
+            {
                 return Err(Reject::NodeConfigUnavailable);
             }
         }
@@ -203,6 +254,8 @@ impl ClusterState {
             exit_code: 0,
             exit_signal: 0,
             batch_pid: None,
+            expected_start_at: None,
+            sched_nodes: Vec::new(),
         };
         self.jobs.insert(id, job);
         if !held {
@@ -241,7 +294,10 @@ impl ClusterState {
         let now = self.now;
         match self.nodes.get_mut(&reg.name) {
             Some(node) => {
-                if reg.cpus < node.alloc_cpus || reg.real_memory_mb < node.alloc_mem_mb {
+                if reg.cpus < node.alloc_cpus
+                    || reg.real_memory_mb < node.alloc_mem_mb
+                    || node.alloc_gpus.iter().any(|&g| g >= reg.gpus)
+                {
                     // The node came back smaller than what runs on it (replaced or
                     // reconfigured): its jobs cannot be running as allocated.
                     let jobs: Vec<JobId> = node.jobs.iter().copied().collect();
@@ -275,6 +331,7 @@ impl ClusterState {
                         alloc_cpus: 0,
                         alloc_mem_mb: 0,
                         jobs: BTreeSet::new(),
+                        alloc_gpus: BTreeSet::new(),
                     },
                 );
             }
@@ -329,6 +386,7 @@ impl ClusterState {
                         node.alloc_cpus += share.cpus;
                         node.alloc_mem_mb += share.mem_mb;
                         node.jobs.insert(a.job_id);
+                        node.alloc_gpus.extend(share.gpus.iter().copied());
                     }
                 }
                 self.queued.remove(&a.job_id);
@@ -337,6 +395,8 @@ impl ClusterState {
                     job.reason = PendingReason::None;
                     job.start_at = Some(now);
                     job.alloc = a.nodes.clone();
+                    job.expected_start_at = None;
+                    job.sched_nodes.clear();
                 }
                 started += 1;
             } else {
@@ -347,6 +407,14 @@ impl ClusterState {
             if let Some(job) = self.jobs.get_mut(id) {
                 if job.state == JobState::Pending {
                     job.reason = reason.clone();
+                }
+            }
+        }
+        for start in &plan.starts {
+            if let Some(job) = self.jobs.get_mut(&start.job_id) {
+                if job.state == JobState::Pending {
+                    job.expected_start_at = start.start_at;
+                    job.sched_nodes = start.nodes.clone();
                 }
             }
         }
@@ -368,14 +436,35 @@ impl ClusterState {
         if part.state != PartitionState::Up {
             return false;
         }
+        let spec = &job.spec;
+        if shares.len() < spec.nodes_needed() as usize
+            || (spec.nodes_max != 0 && shares.len() > spec.nodes_max.max(spec.nodes_min) as usize)
+            || !spec
+                .nodelist
+                .iter()
+                .all(|w| shares.iter().any(|s| s.node == *w))
+        {
+            return false;
+        }
         let mut seen = BTreeSet::new();
         shares.iter().all(|s| {
             seen.insert(s.node.as_str())
                 && self.nodes.get(&s.node).is_some_and(|n| {
+                    let mut gpus = BTreeSet::new();
+                    let gpus_free = s
+                        .gpus
+                        .iter()
+                        .all(|&g| gpus.insert(g) && g < n.reg.gpus && !n.alloc_gpus.contains(&g));
                     n.schedulable()
                         && part.contains(n.name())
+                        && spec.node_could_hold(&n.reg)
+                        && s.cpus >= spec.cpus_per_node()
+                        && s.mem_mb >= spec.mem_per_node()
+                        && s.gpus.len() >= spec.gpus_per_node as usize
                         && n.free_cpus() >= s.cpus
                         && n.free_mem_mb() >= s.mem_mb
+                        && gpus_free
+                        && (!spec.exclusive || n.jobs.is_empty())
                 })
         })
     }
@@ -461,14 +550,23 @@ impl ClusterState {
         }
         job.completing = false;
         let end = job.end_at.unwrap_or(now);
+        let ran_s = end.saturating_sub(job.start_at.unwrap_or(end)) / 1000;
+        let cpu_s = ran_s.saturating_mul(u64::from(job.alloc_cpus()));
+        let user = job.spec.user.clone();
         for share in &job.alloc {
             if let Some(node) = self.nodes.get_mut(&share.node) {
                 node.alloc_cpus -= share.cpus;
                 node.alloc_mem_mb -= share.mem_mb;
                 node.jobs.remove(&id);
+                for g in &share.gpus {
+                    node.alloc_gpus.remove(g);
+                }
             }
         }
         self.finished.insert((end, id));
+        let usage = self.usage.entry(user).or_default();
+        usage.cpu_s = usage.at(now).saturating_add(cpu_s);
+        usage.at = now;
     }
 
     fn purge_old_jobs(&mut self) {

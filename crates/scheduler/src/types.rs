@@ -50,6 +50,20 @@ pub struct JobSpec {
     pub submit_host: String,
     /// The batch script's path as given to sbatch (Slurm's `Command=`); empty for stdin/--wrap.
     pub command: String,
+    /// GPUs on each node (`--gres=gpu[:type]:N`, `--gpus-per-node`); 0: none.
+    pub gpus_per_node: u32,
+    /// `--gres=gpu:TYPE:N`: only GPUs of this type.
+    pub gpu_type: Option<String>,
+    /// `--constraint`: node features, `a&b` (all) or `a|b` (any).
+    pub constraint: String,
+    /// `--exclusive`: whole nodes, shared with no other job.
+    pub exclusive: bool,
+    /// `-w/--nodelist` (expanded): every one of these nodes is in the allocation.
+    pub nodelist: Vec<String>,
+    /// `-x/--exclude` (expanded): none of these nodes is.
+    pub exclude: Vec<String>,
+    /// `--nice`: subtracted from the job's priority.
+    pub nice: i32,
 }
 
 impl JobSpec {
@@ -75,6 +89,37 @@ impl JobSpec {
             (None, Some(per_cpu)) => per_cpu.saturating_mul(u64::from(self.cpus_per_node())),
             (None, None) => 0,
         }
+    }
+
+    /// Does a node with these features satisfy `--constraint`? `&` and `,` mean all, `|` any.
+    pub fn constraint_met(&self, features: &[String]) -> bool {
+        let c = self.constraint.trim();
+        if c.is_empty() {
+            return true;
+        }
+        c.split('|').any(|alt| {
+            alt.split(['&', ','])
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .all(|f| features.iter().any(|have| have == f))
+        })
+    }
+
+    /// Can this node ever hold one node's share of the job (its total resources, type,
+    /// features, exclusions)?
+    pub fn node_could_hold(&self, reg: &NodeRegistration) -> bool {
+        reg.cpus >= self.cpus_per_node()
+            && reg.real_memory_mb >= self.mem_per_node()
+            && reg.gpus >= self.gpus_per_node
+            && self.node_could_hold_type(reg)
+    }
+
+    /// The part of `node_could_hold` that does not depend on sizes: GPU type, features,
+    /// exclusions.
+    pub fn node_could_hold_type(&self, reg: &NodeRegistration) -> bool {
+        (self.gpus_per_node == 0 || self.gpu_type.as_ref().is_none_or(|t| *t == reg.gpu_type))
+            && self.constraint_met(&reg.features)
+            && !self.exclude.contains(&reg.name)
     }
 }
 
@@ -126,6 +171,11 @@ pub enum PendingReason {
     PartitionTimeLimit,
     /// Some required node is not available.
     ReqNodeNotAvail,
+    /// `--begin` is in the future.
+    BeginTime,
+    Dependency,
+    DependencyNeverSatisfied,
+    JobArrayTaskLimit,
 }
 
 impl PendingReason {
@@ -141,6 +191,10 @@ impl PendingReason {
             PendingReason::PartitionNodeLimit => "PartitionNodeLimit",
             PendingReason::PartitionTimeLimit => "PartitionTimeLimit",
             PendingReason::ReqNodeNotAvail => "ReqNodeNotAvail",
+            PendingReason::BeginTime => "BeginTime",
+            PendingReason::Dependency => "Dependency",
+            PendingReason::DependencyNeverSatisfied => "DependencyNeverSatisfied",
+            PendingReason::JobArrayTaskLimit => "JobArrayTaskLimit",
         }
     }
 }
@@ -151,6 +205,8 @@ pub struct NodeShare {
     pub node: String,
     pub cpus: u32,
     pub mem_mb: u64,
+    /// GPU indices on the node (cons_tres: each index belongs to one job at a time).
+    pub gpus: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +231,11 @@ pub struct Job {
     pub exit_code: i32,
     pub exit_signal: i32,
     pub batch_pid: Option<u32>,
+    /// The planner's expected start for a pending job (`squeue --start`); written through the
+    /// log only when it moves by more than `bf_resolution`.
+    pub expected_start_at: Option<TimestampMs>,
+    /// The nodes the planner means to start it on (Slurm's `SchedNodeList`).
+    pub sched_nodes: Vec<String>,
 }
 
 impl Job {
@@ -201,6 +262,12 @@ pub struct NodeRegistration {
     pub version: String,
     pub os: String,
     pub arch: String,
+    /// GPUs (generic resource `gpu`), indices 0..gpus.
+    pub gpus: u32,
+    /// Their type (`a100`), empty when untyped.
+    pub gpu_type: String,
+    /// Node features (`--constraint`).
+    pub features: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +282,8 @@ pub struct Node {
     pub alloc_cpus: u32,
     pub alloc_mem_mb: u64,
     pub jobs: BTreeSet<JobId>,
+    /// GPU indices held by jobs.
+    pub alloc_gpus: BTreeSet<u32>,
 }
 
 impl Node {
@@ -228,6 +297,10 @@ impl Node {
 
     pub fn free_mem_mb(&self) -> u64 {
         self.reg.real_memory_mb.saturating_sub(self.alloc_mem_mb)
+    }
+
+    pub fn free_gpus(&self) -> u32 {
+        self.reg.gpus.saturating_sub(self.alloc_gpus.len() as u32)
     }
 
     /// Can new work be placed here?

@@ -29,6 +29,7 @@ fn job(cpus: u32) -> JobSpec {
 struct Cluster {
     state: ClusterState,
     at: u64,
+    cfg: SchedConfig,
 }
 
 impl Cluster {
@@ -36,6 +37,7 @@ impl Cluster {
         let mut c = Cluster {
             state: ClusterState::new(),
             at: 1_000_000,
+            cfg: SchedConfig::default(),
         };
         c.run(Command::DefinePartitions(vec![Partition::default_debug()]));
         c
@@ -67,7 +69,7 @@ impl Cluster {
     }
 
     fn schedule(&mut self) -> Reply {
-        let p = plan(&self.state);
+        let p = plan(&self.state, self.state.now, &self.cfg);
         self.run(Command::Allocate(p))
     }
 
@@ -114,8 +116,10 @@ fn unknown_partition_and_impossible_requests_are_rejected_with_slurms_words() {
 
 #[test]
 fn fifo_first_fit_blocks_lower_jobs_behind_the_first_that_cannot_start() {
-    // Reference: Slurm sched_config "the main scheduler stops at the first job that cannot start".
+    // Reference: Slurm sched_config "the main scheduler stops at the first job that cannot start"
+    // (sched/builtin: no backfill).
     let mut c = Cluster::new();
+    c.cfg.backfill = false;
     c.run(node("n1", 4, 1000));
     let a = c.submit(job(3));
     let b = c.submit(job(2));
@@ -133,7 +137,8 @@ fn fifo_first_fit_blocks_lower_jobs_behind_the_first_that_cannot_start() {
         vec![NodeShare {
             node: "n1".into(),
             cpus: 3,
-            mem_mb: 0
+            mem_mb: 0,
+            gpus: vec![],
         }]
     );
     assert_eq!(c.job(b).reason, PendingReason::Resources);
@@ -143,7 +148,7 @@ fn fifo_first_fit_blocks_lower_jobs_behind_the_first_that_cannot_start() {
         "d fits, but b is ahead of it"
     );
     // A second pass with nothing changed proposes nothing.
-    assert!(plan(&c.state).is_empty());
+    assert!(plan(&c.state, c.state.now, &c.cfg).is_empty());
 }
 
 #[test]
@@ -151,7 +156,7 @@ fn apply_refuses_a_stale_allocation() {
     let mut c = Cluster::new();
     c.run(node("n1", 2, 1000));
     let a = c.submit(job(2));
-    let stale = plan(&c.state);
+    let stale = plan(&c.state, c.state.now, &SchedConfig::default());
     c.run(Command::Cancel {
         job_ids: vec![a],
         uid: 0,
@@ -340,7 +345,7 @@ fn run_log(log: &[(u64, Command)]) -> (ClusterState, Vec<Reply>) {
     let mut replies = Vec::new();
     for (at, command) in log {
         let command = match command {
-            Command::Allocate(_) => Command::Allocate(plan(&s)),
+            Command::Allocate(_) => Command::Allocate(plan(&s, s.now, &SchedConfig::default())),
             other => other.clone(),
         };
         let r = s.apply(&Proposal {

@@ -2,7 +2,8 @@
 
 use drover_proto as pb;
 use drover_scheduler as sched;
-use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition};
+use drover_scheduler::priority::PriorityContext;
+use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition, SchedConfig};
 
 const MS: u64 = 1000;
 
@@ -52,7 +53,15 @@ fn state_name(job: &Job) -> &'static str {
     }
 }
 
-pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
+/// `prio`: the multifactor context of this read (one per request: it sums all usage).
+pub fn job_info(
+    job: &Job,
+    state: &ClusterState,
+    now_s: i64,
+    prio: &PriorityContext,
+) -> pb::JobInfo {
+    let factors = (job.state == JobState::Pending && job.priority > 0)
+        .then(|| prio.factors(state, job, &SchedConfig::default().weights));
     let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();
     let reason = match job.state {
         JobState::Pending => job.reason.name().to_string(),
@@ -97,12 +106,21 @@ pub fn job_info(job: &Job, state: &ClusterState, now_s: i64) -> pb::JobInfo {
         stdout: job.spec.stdout.clone(),
         stderr: job.spec.stderr.clone(),
         command: job.spec.command.clone(),
-        priority: job.priority,
+        priority: factors.as_ref().map_or(job.priority, |f| f.priority),
         batch_host: job.batch_host().unwrap_or_default().to_string(),
         nodes_max: job.spec.nodes_max,
         held: job.priority == 0 && job.state == JobState::Pending,
         now: now_s,
         submit_host: job.spec.submit_host.clone(),
+        priority_factors: factors.map(|f| pb::PriorityFactors {
+            age: f.age,
+            fairshare: f.fairshare,
+            job_size: f.job_size,
+            partition: f.partition,
+            qos: f.qos,
+            nice: f.nice,
+        }),
+        sched_nodes: job.sched_nodes.clone(),
     }
 }
 

@@ -5,6 +5,7 @@ use crate::convert;
 use crate::write::{self, Peers};
 use drover_consensus::Replica;
 use drover_proto as pb;
+use drover_scheduler::priority::PriorityContext;
 use drover_scheduler::{Command, JobId, Reply, Request};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Request as Rpc, Response, Status};
@@ -113,16 +114,17 @@ impl pb::ctl_server::Ctl for CtlService {
         catch_up(&self.replica, req.consistency).await?;
         let now = wall_clock_s();
         let (jobs, applied_index) = self.replica.read(|s| {
+            let prio = PriorityContext::new(s, (now.max(0) as u64) * 1000);
             if req.job_ids.is_empty() {
                 s.jobs
                     .values()
-                    .map(|j| convert::job_info(j, s, now))
+                    .map(|j| convert::job_info(j, s, now, &prio))
                     .collect::<Vec<_>>()
             } else {
                 req.job_ids
                     .iter()
                     .filter_map(|id| s.jobs.get(&JobId(*id)))
-                    .map(|j| convert::job_info(j, s, now))
+                    .map(|j| convert::job_info(j, s, now, &prio))
                     .collect()
             }
         });

@@ -84,57 +84,135 @@ impl Step {
     }
 }
 
-/// CPU thresholds (powers of two) for which a profile remembers when it first reaches them.
-const LB_BUCKETS: usize = 20;
+/// CPU thresholds (powers of two, 1 to 2^(CPU_BUCKETS-1)) and durations (powers of two
+/// minutes, 1 to 2^(DURATION_BUCKETS-1)) for which a profile remembers the first time it has that
+/// many CPUs free for that long.
+const CPU_BUCKETS: usize = 12;
+const DURATION_BUCKETS: usize = 12;
 
 /// One node's free resources over time: a step function from `now` on.
 #[derive(Clone, Debug)]
 struct Profile {
     steps: Vec<Step>,
-    /// `first_free[k]`: the first time at least 2^k CPUs are free (u64::MAX: never). A lower
-    /// bound on when a job needing that many CPUs can start here, checked before any walk.
-    first_free: [u64; LB_BUCKETS],
+    /// `first_run[k][j]`: the start of the first stretch with at least 2^k CPUs free for at
+    /// least 2^j minutes (u64::MAX: none). A lower bound on when a job needing that much can
+    /// start here, checked before any walk over the steps.
+    first_run: [[u64; DURATION_BUCKETS]; CPU_BUCKETS],
 }
 
-fn bucket(cpus: u32) -> usize {
-    (31 - cpus.max(1).leading_zeros()) as usize
+fn log2_floor(x: u64) -> usize {
+    (63 - x.max(1).leading_zeros()) as usize
+}
+
+/// The `first_run` cell that bounds a job needing `need` for `d`.
+fn cell(need: Need, d: u64) -> (usize, usize) {
+    (
+        log2_floor(u64::from(need.cpus)).min(CPU_BUCKETS - 1),
+        log2_floor(d / 60_000).min(DURATION_BUCKETS - 1),
+    )
+}
+
+type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
+
+/// Nodes per block of the map's summary.
+const BLOCK: usize = 32;
+
+/// How many nodes that can start a one-node job at the earliest possible time the best-fit
+/// choice looks at.
+const FIT_SCAN: usize = 32;
+
+/// The time map: every node's profile, and per block of `BLOCK` nodes the smallest of their
+/// `first_run` tables, so that a search skips a whole block whose bound is past its best.
+struct Map {
+    profiles: Vec<Profile>,
+    blocks: Vec<RunTable>,
+}
+
+impl Map {
+    fn new(profiles: Vec<Profile>) -> Map {
+        let blocks = (0..profiles.len().div_ceil(BLOCK))
+            .map(|b| {
+                let mut t = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
+                for p in &profiles[b * BLOCK..((b + 1) * BLOCK).min(profiles.len())] {
+                    for (row, prow) in t.iter_mut().zip(p.first_run.iter()) {
+                        for (c, pc) in row.iter_mut().zip(prow.iter()) {
+                            *c = (*c).min(*pc);
+                        }
+                    }
+                }
+                t
+            })
+            .collect();
+        Map { profiles, blocks }
+    }
+
+    // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
+    #[allow(clippy::needless_range_loop)]
+    fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
+        let old = self.profiles[i].first_run;
+        self.profiles[i].book(t, d, need);
+        let b = i / BLOCK;
+        let range = b * BLOCK..((b + 1) * BLOCK).min(self.profiles.len());
+        for k in 0..CPU_BUCKETS {
+            for j in 0..DURATION_BUCKETS {
+                let new = self.profiles[i].first_run[k][j];
+                if new != old[k][j] && old[k][j] == self.blocks[b][k][j] {
+                    self.blocks[b][k][j] = self.profiles[range.clone()]
+                        .iter()
+                        .map(|p| p.first_run[k][j])
+                        .min()
+                        .unwrap_or(u64::MAX);
+                }
+            }
+        }
+    }
 }
 
 impl Profile {
     fn new(steps: Vec<Step>) -> Profile {
         let mut p = Profile {
             steps,
-            first_free: [u64::MAX; LB_BUCKETS],
+            first_run: [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS],
         };
-        p.index_thresholds();
+        p.index_runs();
         p
     }
 
-    fn index_thresholds(&mut self) {
-        self.first_free = [u64::MAX; LB_BUCKETS];
-        let mut reached = 0usize;
-        for s in &self.steps {
-            let k = if s.cpus == 0 {
-                0
-            } else {
-                (bucket(s.cpus) + 1).min(LB_BUCKETS)
-            };
-            while reached < k {
-                self.first_free[reached] = s.at;
-                reached += 1;
-            }
-            if reached == LB_BUCKETS {
-                break;
+    fn index_runs(&mut self) {
+        self.first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
+        for (k, row) in self.first_run.iter_mut().enumerate() {
+            let threshold = 1u32 << k;
+            let mut run_start: Option<u64> = None;
+            let mut filled = 0usize;
+            for (i, s) in self.steps.iter().enumerate() {
+                if s.cpus >= threshold {
+                    let start = *run_start.get_or_insert(s.at);
+                    let run_end = self.steps.get(i + 1).map_or(u64::MAX, |n| n.at);
+                    let next_free = self.steps.get(i + 1).is_some_and(|n| n.cpus >= threshold);
+                    if !next_free {
+                        let minutes = (run_end - start) / 60_000;
+                        while filled < DURATION_BUCKETS
+                            && (run_end == u64::MAX || (1u64 << filled) <= minutes)
+                        {
+                            row[filled] = start;
+                            filled += 1;
+                        }
+                        run_start = None;
+                    }
+                } else {
+                    run_start = None;
+                }
+                if filled == DURATION_BUCKETS {
+                    break;
+                }
             }
         }
     }
 
-    /// A lower bound on the earliest start of `need` here.
-    fn lower_bound(&self, need: Need) -> u64 {
-        if need.cpus == 0 {
-            return self.steps[0].at;
-        }
-        self.first_free[bucket(need.cpus)]
+    /// A lower bound on the earliest start of `need` for `d` here.
+    fn lower_bound(&self, need: Need, d: u64) -> u64 {
+        let (k, j) = cell(need, d);
+        self.first_run[k][j]
     }
 
     fn end_of(&self, i: usize) -> u64 {
@@ -147,7 +225,7 @@ impl Profile {
 
     /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`.
     fn earliest(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<u64> {
-        let from = from.max(self.lower_bound(need));
+        let from = from.max(self.lower_bound(need, d));
         let mut i = self.index_at(from);
         let mut candidate = from;
         while i < self.steps.len() {
@@ -191,7 +269,7 @@ impl Profile {
             s.mem = s.mem.saturating_sub(need.mem);
             s.gpus = s.gpus.saturating_sub(need.gpus);
         }
-        self.index_thresholds();
+        self.index_runs();
     }
 }
 
@@ -311,6 +389,8 @@ pub fn plan_with_starts(
         }
         profiles.push(Profile::new(steps));
     }
+    let mut map = Map::new(profiles);
+    let mut scratch = Scratch::default();
     // GPU indices handed out in this pass, per node.
     let mut gpus_taken: BTreeMap<usize, BTreeSet<u32>> = BTreeMap::new();
 
@@ -334,7 +414,15 @@ pub fn plan_with_starts(
     let mut blocked: BTreeSet<&str> = BTreeSet::new();
     let mut reserved: BTreeMap<&str, usize> = BTreeMap::new();
     let mut bounds: BTreeMap<Placement, Vec<Bound>> = BTreeMap::new();
-    let mut placements: BTreeMap<Placement, Vec<usize>> = BTreeMap::new();
+    let mut placements: BTreeMap<Placement, Vec<bool>> = BTreeMap::new();
+    let caps: Vec<Need> = nodes
+        .iter()
+        .map(|n| Need {
+            cpus: n.reg.cpus,
+            mem: n.reg.real_memory_mb,
+            gpus: n.reg.gpus,
+        })
+        .collect();
     let set_reason = |out: &mut Plan, job: &Job, reason: PendingReason| {
         if job.reason != reason {
             out.reasons.push((job.id, reason));
@@ -418,26 +506,26 @@ pub fn plan_with_starts(
             exclusive: spec.exclusive,
         };
         // Nodes of the partition that are up and match the job's type, features and
-        // exclusions (cached per placement); capacity is checked per job below.
-        let candidates: &Vec<usize> = placements.entry(placement.clone()).or_insert_with(|| {
+        // exclusions (cached per placement); capacity is checked per job.
+        let members: &Vec<bool> = placements.entry(placement.clone()).or_insert_with(|| {
             nodes
                 .iter()
-                .enumerate()
-                .filter(|(_, n)| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
-                .map(|(i, _)| i)
+                .map(|n| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
                 .collect()
         });
-        let capable: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&i| {
-                let reg = &nodes[i].reg;
-                reg.cpus >= spec.cpus_per_node()
-                    && reg.real_memory_mb >= spec.mem_per_node()
-                    && reg.gpus >= spec.gpus_per_node
-            })
-            .collect();
-        if capable.len() < needed as usize || required.iter().any(|r| !capable.contains(r)) {
+        let wants = Need {
+            cpus: spec.cpus_per_node(),
+            mem: spec.mem_per_node(),
+            gpus: spec.gpus_per_node,
+        };
+        let member = |i: usize| {
+            members[i]
+                && caps[i].cpus >= wants.cpus
+                && caps[i].mem >= wants.mem
+                && caps[i].gpus >= wants.gpus
+        };
+        let capable_count = || (0..nodes.len()).filter(|&i| member(i)).count();
+        if required.iter().any(|&r| !member(r)) {
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
             set_start(&mut out, job, None, Vec::new());
             continue;
@@ -488,8 +576,10 @@ pub fn plan_with_starts(
             None
         } else {
             earliest_start(
-                &profiles,
-                &capable,
+                &map,
+                &member,
+                wants,
+                &mut scratch,
                 &required,
                 &preferred,
                 needed as usize,
@@ -499,6 +589,12 @@ pub fn plan_with_starts(
                 &need_of,
             )
         };
+        if found.is_none() && from <= window_end && capable_count() < needed as usize {
+            // Not enough nodes up that could ever hold it.
+            set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
+            set_start(&mut out, job, None, Vec::new());
+            continue;
+        }
         if use_bounds {
             let t = found.as_ref().map_or(window_end.saturating_add(1), |f| f.0);
             let new = Bound {
@@ -521,7 +617,7 @@ pub fn plan_with_starts(
                 let mut shares = Vec::with_capacity(chosen.len());
                 for &i in &chosen {
                     let need = need_of(i);
-                    profiles[i].book(now, d, need);
+                    map.book(i, now, d, need);
                     let node = nodes[i];
                     let taken = gpus_taken.entry(i).or_default();
                     let gpus: Vec<u32> = (0..node.reg.gpus)
@@ -557,7 +653,7 @@ pub fn plan_with_starts(
                     Some((t, chosen)) if may_reserve => {
                         *count += 1;
                         for &i in &chosen {
-                            profiles[i].book(t, d, need_of(i));
+                            map.book(i, t, d, need_of(i));
                         }
                         let nodes = chosen.iter().map(|&i| names[i].to_string()).collect();
                         set_start(&mut out, job, Some(t), nodes);
@@ -573,11 +669,16 @@ pub fn plan_with_starts(
 /// The earliest time (not after `limit`) at which `needed` candidate nodes, including every
 /// required one, can each hold the job for `d`, and those nodes (the nodes of its last
 /// reservation first; then best fit: the least GPUs the job does not need, then the fewest free
-/// CPUs, at that time in the map; then name order).
-#[allow(clippy::too_many_arguments)]
+/// CPUs, at that time in the map; then name order). `base` is what the job needs on a node
+/// apart from `--exclusive` (a lower bound of `need_of`).
+// Node indices address parallel arrays (profiles, members, scratch); too many arguments: the
+// search's inputs, kept explicit rather than bundled for one caller.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn earliest_start(
-    profiles: &[Profile],
-    candidates: &[usize],
+    map: &Map,
+    member: &dyn Fn(usize) -> bool,
+    base: Need,
+    scratch: &mut Scratch,
     required: &[usize],
     preferred: &[usize],
     needed: usize,
@@ -586,6 +687,7 @@ fn earliest_start(
     limit: u64,
     need_of: &dyn Fn(usize) -> Need,
 ) -> Option<(u64, Vec<usize>)> {
+    let profiles = &map.profiles;
     // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs.
     let free_at = |i: usize, t: u64| {
         let p = &profiles[i];
@@ -594,75 +696,153 @@ fn earliest_start(
         (!preferred.contains(&i), spare_gpus, s.cpus)
     };
     if needed == 1 && required.is_empty() {
-        // One node: the best start over all candidates, pruned by the best so far.
-        // Start from the node with the smallest lower bound, for a tight bound early.
-        let mut best: Option<(u64, usize)> = None;
-        if let Some(&first) = candidates
-            .iter()
-            .min_by_key(|&&i| (profiles[i].lower_bound(need_of(i)), i))
-        {
-            best = profiles[first]
-                .earliest(from, d, need_of(first), limit)
-                .map(|t| (t, first));
-        }
-        for &i in candidates {
-            let bound = best.map_or(limit, |b| b.0);
+        // One node: the best start over all members, pruned by the best so far, block by
+        // block; the block with the smallest bound first, for a tight bound early.
+        let (k, j) = cell(base, d);
+        let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
+        let blocks = first_block
+            .into_iter()
+            .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block));
+        // Its last reservation's node first. Once the best start is `from` itself, nothing
+        // can start earlier: the fit is chosen among the first FIT_SCAN nodes that can start
+        // it then (or its reservation's node, which wins any tie), not among all of them.
+        let eval = |i: usize, bound: u64| -> Option<u64> {
+            if !member(i) {
+                return None;
+            }
             let need = need_of(i);
-            if profiles[i].lower_bound(need) > bound {
+            if profiles[i].lower_bound(need, d) > bound {
+                return None;
+            }
+            profiles[i].earliest(from, d, need, bound)
+        };
+        let consider = |best: &mut Option<(u64, usize)>, at_from: &mut usize, i: usize, t: u64| {
+            if t == from {
+                *at_from += 1;
+            }
+            let better = match *best {
+                None => true,
+                Some((bt, bi)) => (t, free_at(i, t), i) < (bt, free_at(bi, bt), bi),
+            };
+            if better {
+                *best = Some((t, i));
+            }
+        };
+        let mut best: Option<(u64, usize)> = None;
+        let mut at_from = 0usize;
+        for &i in preferred {
+            if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
+                consider(&mut best, &mut at_from, i, t);
+            }
+        }
+        'blocks: for b in blocks {
+            if map.blocks[b][k][j] > best.map_or(limit, |x| x.0) {
                 continue;
             }
-            if let Some(t) = profiles[i].earliest(from, d, need, bound) {
-                let better = match best {
-                    None => true,
-                    Some((bt, bi)) => (t, free_at(i, t), i) < (bt, free_at(bi, bt), bi),
-                };
-                if better {
-                    best = Some((t, i));
+            for i in b * BLOCK..((b + 1) * BLOCK).min(profiles.len()) {
+                if let Some((bt, bi)) = best {
+                    if bt == from && (at_from >= FIT_SCAN || preferred.contains(&bi)) {
+                        break 'blocks;
+                    }
+                }
+                if preferred.contains(&i) {
+                    continue;
+                }
+                if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
+                    consider(&mut best, &mut at_from, i, t);
                 }
             }
         }
         return best.map(|(t, i)| (t, vec![i]));
     }
     // Several nodes: move t to the needed-th smallest per-node earliest start until every
-    // node counted is free at t itself.
+    // node counted is free at t itself. Per node, `scratch.known` is its earliest start from
+    // the current t when `scratch.exact` is this search's stamp, else a lower bound on it; an
+    // earliest start at or after a later t is still the earliest from there.
+    scratch.stamp += 1;
+    let stamp = scratch.stamp;
+    let n = profiles.len();
+    if scratch.known.len() < n {
+        scratch.known.resize(n, 0);
+        scratch.exact.resize(n, 0);
+        scratch.seen.resize(n, 0);
+    }
+    let (k, j) = cell(base, d);
+    let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
+    let blocks: Vec<usize> = first_block
+        .into_iter()
+        .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block))
+        .collect();
+    let mut touched: Vec<usize> = Vec::new();
     let mut t = from;
     loop {
         if t > limit {
             return None;
         }
-        // Per-node earliest starts, pruned: once `needed` nodes are found, a node that cannot
-        // start before the needed-th smallest of them cannot change the answer.
+        // Pruned: once `needed` nodes are found, a node (or block) that cannot start before
+        // the needed-th smallest of them cannot change the answer.
         let mut smallest: std::collections::BinaryHeap<u64> = std::collections::BinaryHeap::new();
-        let mut starts: Vec<(u64, usize)> = Vec::new();
-        // Seed with the nodes of the smallest lower bounds, for a tight bound early.
-        let mut order: Vec<usize> = Vec::with_capacity(candidates.len());
-        if candidates.len() > needed * 4 {
-            let mut by_bound: Vec<(u64, usize)> = candidates
-                .iter()
-                .map(|&i| (profiles[i].lower_bound(need_of(i)), i))
-                .collect();
-            by_bound.select_nth_unstable(needed - 1);
-            let seeds: Vec<usize> = by_bound[..needed].iter().map(|&(_, i)| i).collect();
-            order.extend_from_slice(&seeds);
-            order.extend(candidates.iter().copied().filter(|i| !seeds.contains(i)));
-        } else {
-            order.extend_from_slice(candidates);
-        }
-        for &i in &order {
-            let bound = if smallest.len() == needed && !required.contains(&i) {
+        for &b in &blocks {
+            let block_bound = if smallest.len() == needed {
                 smallest.peek().copied().unwrap_or(limit)
             } else {
                 limit
             };
-            let need = need_of(i);
-            if profiles[i].lower_bound(need) > bound {
+            let has_required = required.iter().any(|&r| r / BLOCK == b);
+            if map.blocks[b][k][j] > block_bound && !has_required {
                 continue;
             }
-            if let Some(e) = profiles[i].earliest(t, d, need, bound) {
-                starts.push((e, i));
-                smallest.push(e);
-                if smallest.len() > needed {
-                    smallest.pop();
+            for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
+                if !member(i) {
+                    continue;
+                }
+                let is_required = required.contains(&i);
+                let bound = if smallest.len() == needed && !is_required {
+                    smallest.peek().copied().unwrap_or(limit)
+                } else {
+                    limit
+                };
+                if scratch.seen[i] != stamp {
+                    // First look at this node in this search.
+                    scratch.seen[i] = stamp;
+                    scratch.exact[i] = 0;
+                    scratch.known[i] = 0;
+                    touched.push(i);
+                }
+                let e = if scratch.exact[i] == stamp && scratch.known[i] >= t {
+                    Some(scratch.known[i])
+                } else {
+                    let need = need_of(i);
+                    let known_lower = if scratch.exact[i] == stamp {
+                        0
+                    } else {
+                        scratch.known[i]
+                    };
+                    let lower = known_lower.max(profiles[i].lower_bound(need, d));
+                    if lower > bound {
+                        scratch.exact[i] = 0;
+                        scratch.known[i] = lower;
+                        None
+                    } else {
+                        match profiles[i].earliest(t, d, need, bound) {
+                            Some(e) => {
+                                scratch.exact[i] = stamp;
+                                scratch.known[i] = e;
+                                Some(e)
+                            }
+                            None => {
+                                scratch.exact[i] = 0;
+                                scratch.known[i] = lower.max(bound.saturating_add(1));
+                                None
+                            }
+                        }
+                    }
+                };
+                if let Some(e) = e {
+                    smallest.push(e);
+                    if smallest.len() > needed {
+                        smallest.pop();
+                    }
                 }
             }
         }
@@ -670,19 +850,33 @@ fn earliest_start(
             return None;
         }
         let mut next = smallest.peek().copied().unwrap_or(limit);
-        for r in required {
-            match starts.iter().find(|s| s.1 == *r) {
-                Some(s) => next = next.max(s.0),
-                None => return None,
+        for &r in required {
+            if scratch.exact[r] != stamp {
+                return None;
             }
+            next = next.max(scratch.known[r]);
         }
         if next == t {
-            starts.retain(|s| s.0 == t);
-            starts.sort_by_key(|&(_, i)| (!required.contains(&i), free_at(i, t), i));
-            return Some((t, starts.iter().take(needed).map(|s| s.1).collect()));
+            let mut starts: Vec<usize> = touched
+                .iter()
+                .copied()
+                .filter(|&i| scratch.exact[i] == stamp && scratch.known[i] == t)
+                .collect();
+            starts.sort_by_key(|&i| (!required.contains(&i), free_at(i, t), i));
+            starts.truncate(needed);
+            return Some((t, starts));
         }
         t = next;
     }
+}
+
+/// Per-pass scratch space for multi-node searches (no allocation per search).
+#[derive(Default)]
+struct Scratch {
+    stamp: u32,
+    known: Vec<u64>,
+    exact: Vec<u32>,
+    seen: Vec<u32>,
 }
 
 /// The jobs a plan would start, for tests and logs.

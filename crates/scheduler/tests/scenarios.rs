@@ -5,7 +5,8 @@
 //! here that calls the scheduler's API. Set `UPDATE_SCENARIOS=1` to rewrite the expectations
 //! from what the code does now (then read the diff).
 //!
-//! Times (`at=`, `time=`, `start_at=`) are minutes since the start of the script.
+//! Times (`at=`, `time=`, `start_at=`) are minutes since the start of the script (`at=` may
+//! be fractional).
 //!
 //! ```text
 //! node add NAME cpus=N [mem=MB] [gpus=N] [type=T] [features=a,b]
@@ -15,7 +16,8 @@
 //! submit [id=N] [at=M] [nodes=N] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
 //!        [exclusive] [hold]                   -> nothing, or `rejected: <Slurm's text>`
-//! schedule at=M [fifo] [easy] [window=M]      -> allocations, then every pending job
+//! schedule at=M [fifo] [easy] [window=M]      -> allocations, expected starts written to the
+//!                                                log (if any), then every pending job
 //! finish ID at=M [exit=N]    cancel ID at=M   -> nothing, or `rejected: …`
 //! ```
 
@@ -104,7 +106,11 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                 }
             }
         }
-        let at = kv.get("at").map_or(s.state.now, |v| num(v) * MIN);
+        let at = kv.get("at").map_or(s.state.now, |v| {
+            (v.parse::<f64>()
+                .unwrap_or_else(|_| panic!("not a time: {v:?}"))
+                * MIN as f64) as u64
+        });
         let get = |k: &str| kv.get(k).map(String::as_str);
         match words[0] {
             "node" => {
@@ -221,6 +227,9 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                         }
                         out.push('\n');
                     }
+                }
+                if !p.starts.is_empty() {
+                    let _ = writeln!(out, "log: {} expected starts", p.starts.len());
                 }
                 let reply = s.apply(at, Command::Allocate(p));
                 if let Reply::Allocated { refused, .. } = reply {

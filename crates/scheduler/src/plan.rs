@@ -16,6 +16,14 @@
 //! Unlike Slurm, the map is kept per CPU, memory and GPU count on each node (not whole nodes),
 //! so small jobs may share a node with a reservation.
 //!
+//! Cost: a pass searches every pending job against every node in the worst case. What keeps it
+//! near linear in practice: each node keeps, per power of two of CPUs and of minutes, the first
+//! stretch with that much free for that long (a lower bound checked before walking its steps),
+//! and the smallest of those per block of 8 nodes (a search skips whole blocks); a job that
+//! needs at least as much as one that could not start before `t` is not searched before `t`;
+//! a one-node job that can start at once takes the best fit among the first 32 nodes that can.
+//! `cargo bench -p drover-scheduler --bench plan` measures it.
+//!
 //! Pure (STYLE P1): a function of the state, `now` and the configuration; ties are broken by
 //! submit time and job id, never by chance. The leader proposes its output as
 //! `Command::Allocate`; apply re-checks every allocation.
@@ -115,7 +123,7 @@ fn cell(need: Need, d: u64) -> (usize, usize) {
 type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
 
 /// Nodes per block of the map's summary.
-const BLOCK: usize = 32;
+const BLOCK: usize = 8;
 
 /// How many nodes that can start a one-node job at the earliest possible time the best-fit
 /// choice looks at.
@@ -126,6 +134,9 @@ const FIT_SCAN: usize = 32;
 struct Map {
     profiles: Vec<Profile>,
     blocks: Vec<RunTable>,
+    /// The profiles' `first_run` tables, cell-major (`(k * DURATION_BUCKETS + j) * n + i`):
+    /// a search reads one cell of every node from contiguous memory.
+    cells: Vec<u64>,
 }
 
 impl Map {
@@ -143,7 +154,25 @@ impl Map {
                 t
             })
             .collect();
-        Map { profiles, blocks }
+        let n = profiles.len();
+        let mut cells = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * n];
+        for (i, p) in profiles.iter().enumerate() {
+            for k in 0..CPU_BUCKETS {
+                for j in 0..DURATION_BUCKETS {
+                    cells[(k * DURATION_BUCKETS + j) * n + i] = p.first_run[k][j];
+                }
+            }
+        }
+        Map {
+            profiles,
+            blocks,
+            cells,
+        }
+    }
+
+    /// Node `i`'s lower bound in cell `(k, j)`.
+    fn cell(&self, k: usize, j: usize, i: usize) -> u64 {
+        self.cells[(k * DURATION_BUCKETS + j) * self.profiles.len() + i]
     }
 
     // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
@@ -156,6 +185,8 @@ impl Map {
         for k in 0..CPU_BUCKETS {
             for j in 0..DURATION_BUCKETS {
                 let new = self.profiles[i].first_run[k][j];
+                let n = self.profiles.len();
+                self.cells[(k * DURATION_BUCKETS + j) * n + i] = new;
                 if new != old[k][j] && old[k][j] == self.blocks[b][k][j] {
                     self.blocks[b][k][j] = self.profiles[range.clone()]
                         .iter()
@@ -180,8 +211,12 @@ impl Profile {
 
     fn index_runs(&mut self) {
         self.first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
+        let most = self.steps.iter().map(|s| s.cpus).max().unwrap_or(0);
         for (k, row) in self.first_run.iter_mut().enumerate() {
             let threshold = 1u32 << k;
+            if threshold > most {
+                break;
+            }
             let mut run_start: Option<u64> = None;
             let mut filled = 0usize;
             for (i, s) in self.steps.iter().enumerate() {
@@ -314,7 +349,7 @@ type QueueEntry<'a> = (Reverse<u32>, Reverse<u32>, TimestampMs, JobId, &'a Job);
 
 /// Plans one scheduling pass over `state` at time `now`.
 pub fn plan(state: &ClusterState, now: TimestampMs, cfg: &SchedConfig) -> Plan {
-    plan_with_starts(state, now, cfg).0
+    pass(state, now, cfg, false).0
 }
 
 /// A pass's plan and every expected start it computed (the plan keeps only those that moved by
@@ -323,6 +358,15 @@ pub fn plan_with_starts(
     state: &ClusterState,
     now: TimestampMs,
     cfg: &SchedConfig,
+) -> (Plan, Vec<PlannedStart>) {
+    pass(state, now, cfg, true)
+}
+
+fn pass(
+    state: &ClusterState,
+    now: TimestampMs,
+    cfg: &SchedConfig,
+    collect_all: bool,
 ) -> (Plan, Vec<PlannedStart>) {
     let now = now.max(state.now);
     let window_end = now.saturating_add(cfg.bf_window_s.saturating_mul(1000));
@@ -428,14 +472,24 @@ pub fn plan_with_starts(
             out.reasons.push((job.id, reason));
         }
     };
-    let mut set_start = |out: &mut Plan, job: &Job, start: Option<u64>, nodes: Vec<String>| {
-        all_starts.push(PlannedStart {
-            job_id: job.id,
-            start_at: start,
-            nodes: nodes.clone(),
-        });
+    // Node names are built only for what is written (or collected for tests).
+    let mut set_start = |out: &mut Plan, job: &Job, start: Option<u64>, chosen: &[usize]| {
+        let names_of = || chosen.iter().map(|&i| names[i].to_string()).collect();
+        if collect_all {
+            all_starts.push(PlannedStart {
+                job_id: job.id,
+                start_at: start,
+                nodes: names_of(),
+            });
+        }
+        let same_nodes = job.sched_nodes.len() == chosen.len()
+            && job
+                .sched_nodes
+                .iter()
+                .zip(chosen)
+                .all(|(a, &i)| a == names[i]);
         let moved = match (job.expected_start_at, start) {
-            (Some(a), Some(b)) => a.abs_diff(b) > resolution_ms || job.sched_nodes != nodes,
+            (Some(a), Some(b)) => a.abs_diff(b) > resolution_ms || !same_nodes,
             (None, None) => false,
             _ => true,
         };
@@ -443,7 +497,7 @@ pub fn plan_with_starts(
             out.starts.push(PlannedStart {
                 job_id: job.id,
                 start_at: start,
-                nodes,
+                nodes: names_of(),
             });
         }
     };
@@ -495,7 +549,7 @@ pub fn plan_with_starts(
             .collect();
         if required.len() < spec.nodelist.len() {
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
-            set_start(&mut out, job, None, Vec::new());
+            set_start(&mut out, job, None, &[]);
             continue;
         }
         let placement = Placement {
@@ -527,23 +581,15 @@ pub fn plan_with_starts(
         let capable_count = || (0..nodes.len()).filter(|&i| member(i)).count();
         if required.iter().any(|&r| !member(r)) {
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
-            set_start(&mut out, job, None, Vec::new());
+            set_start(&mut out, job, None, &[]);
             continue;
         }
+        let exclusive = spec.exclusive;
         let need_of = |i: usize| -> Need {
-            if spec.exclusive {
-                let reg = &nodes[i].reg;
-                Need {
-                    cpus: reg.cpus,
-                    mem: reg.real_memory_mb,
-                    gpus: reg.gpus,
-                }
+            if exclusive {
+                caps[i]
             } else {
-                Need {
-                    cpus: spec.cpus_per_node(),
-                    mem: spec.mem_per_node(),
-                    gpus: spec.gpus_per_node,
-                }
+                wants
             }
         };
         let d = job
@@ -592,7 +638,7 @@ pub fn plan_with_starts(
         if found.is_none() && from <= window_end && capable_count() < needed as usize {
             // Not enough nodes up that could ever hold it.
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
-            set_start(&mut out, job, None, Vec::new());
+            set_start(&mut out, job, None, &[]);
             continue;
         }
         if use_bounds {
@@ -655,10 +701,9 @@ pub fn plan_with_starts(
                         for &i in &chosen {
                             map.book(i, t, d, need_of(i));
                         }
-                        let nodes = chosen.iter().map(|&i| names[i].to_string()).collect();
-                        set_start(&mut out, job, Some(t), nodes);
+                        set_start(&mut out, job, Some(t), &chosen);
                     }
-                    _ => set_start(&mut out, job, None, Vec::new()),
+                    _ => set_start(&mut out, job, None, &[]),
                 }
             }
         }
@@ -707,14 +752,10 @@ fn earliest_start(
         // can start earlier: the fit is chosen among the first FIT_SCAN nodes that can start
         // it then (or its reservation's node, which wins any tie), not among all of them.
         let eval = |i: usize, bound: u64| -> Option<u64> {
-            if !member(i) {
+            if map.cell(k, j, i) > bound || !member(i) {
                 return None;
             }
-            let need = need_of(i);
-            if profiles[i].lower_bound(need, d) > bound {
-                return None;
-            }
-            profiles[i].earliest(from, d, need, bound)
+            profiles[i].earliest(from, d, need_of(i), bound)
         };
         let consider = |best: &mut Option<(u64, usize)>, at_from: &mut usize, i: usize, t: u64| {
             if t == from {
@@ -722,7 +763,7 @@ fn earliest_start(
             }
             let better = match *best {
                 None => true,
-                Some((bt, bi)) => (t, free_at(i, t), i) < (bt, free_at(bi, bt), bi),
+                Some((bt, bi)) => t < bt || (t == bt && (free_at(i, t), i) < (free_at(bi, bt), bi)),
             };
             if better {
                 *best = Some((t, i));
@@ -818,7 +859,7 @@ fn earliest_start(
                     } else {
                         scratch.known[i]
                     };
-                    let lower = known_lower.max(profiles[i].lower_bound(need, d));
+                    let lower = known_lower.max(map.cell(k, j, i));
                     if lower > bound {
                         scratch.exact[i] = 0;
                         scratch.known[i] = lower;

@@ -8,7 +8,8 @@
 //! Age = wait since submit / PriorityMaxAge, capped at 1. Job size = CPUs asked / CPUs in the
 //! cluster (PriorityFavorSmall=NO). Partition = the partition's PriorityJobFactor / the largest.
 //! Fairshare (classic formula, per user until accounting supplies associations):
-//! `F = 2^(−U/S)`, U = the user's share of all decayed usage, S = 1 / number of users known.
+//! `F = 2^(−U/S)`, U = the user's share of all decayed usage, S = 1 / number of users known
+//! (with usage or with a job in the state).
 //! QOS is 0 until QOSes exist. A priority is never 0 (0 means held).
 //!
 //! The stored `Job::priority` keeps its role as the held marker (0); the order a pass uses is
@@ -74,8 +75,13 @@ impl PriorityContext {
             .iter()
             .map(|(user, u)| (user.clone(), u.at(now)))
             .collect();
-        for job in state.queued() {
-            usage.entry(job.spec.user.clone()).or_insert(0);
+        // Shares go to every user the state knows (with usage or any job remembered), not only
+        // to those with queued jobs: starting a job must not change anyone's shares, or a pass
+        // right after a pass would order the queue differently.
+        for job in state.jobs.values() {
+            if !usage.contains_key(&job.spec.user) {
+                usage.insert(job.spec.user.clone(), 0);
+            }
         }
         PriorityContext {
             now,

@@ -209,7 +209,8 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
 }
 
 fn nodes_gen() -> impl Strategy<Value = Vec<(u32, u32, u64)>> {
-    prop::collection::vec((4u32..=16, 0u32..=4, 4000u64..=16000), 1..6)
+    // Up to 40 nodes: several blocks of the planner's map summary.
+    prop::collection::vec((4u32..=16, 0u32..=4, 4000u64..=16000), 1..40)
 }
 
 proptest! {
@@ -218,7 +219,7 @@ proptest! {
     #[test]
     fn conservative_backfill_keeps_every_property(
         nodes in nodes_gen(),
-        jobs in prop::collection::vec(job_gen(), 1..40),
+        jobs in prop::collection::vec(job_gen(), 1..80),
     ) {
         run(&nodes, &jobs, SchedConfig::default())?;
     }

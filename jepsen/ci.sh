@@ -4,7 +4,8 @@
 # Partitions need root and iproute2; without them the run leaves partitions out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --bin drover -p drover-jepsen
+cargo build -p drover --bin drover
+cargo build -p drover-jepsen
 target="${CARGO_TARGET_DIR:-target}"
 nemeses=kill,pause,restart,kill-node,partition
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then

@@ -124,6 +124,13 @@ enum Key {
     Hold,
     Wrap,
     NtasksPerNode,
+    Gres,
+    GpusPerNode,
+    Constraint,
+    Exclusive,
+    Nodelist,
+    Exclude,
+    Nice,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -183,7 +190,7 @@ static OPTIONS: &[OptDef] = &[
     opt("clusters", Some('M'), Required, Key::Ignored),
     opt("cluster", None, Required, Key::Ignored),
     opt("comment", None, Required, Key::Ignored),
-    opt("constraint", Some('C'), Required, Key::Ignored),
+    opt("constraint", Some('C'), Required, Key::Constraint),
     opt("consolidate-segments", None, No, Key::Ignored),
     opt("container", None, Required, Key::Ignored),
     opt("container-id", None, Required, Key::Ignored),
@@ -197,8 +204,8 @@ static OPTIONS: &[OptDef] = &[
     opt("delay-boot", None, Required, Key::Ignored),
     opt("dependency", Some('d'), Required, Key::Ignored),
     opt("distribution", Some('m'), Required, Key::Ignored),
-    opt("exclude", Some('x'), Required, Key::Ignored),
-    opt("exclusive", None, Optional, Key::Ignored),
+    opt("exclude", Some('x'), Required, Key::Exclude),
+    opt("exclusive", None, Optional, Key::Exclusive),
     opt("export", None, Required, Key::Ignored),
     opt("extra", None, Required, Key::Ignored),
     opt("extra-node-info", Some('B'), Required, Key::Ignored),
@@ -206,10 +213,10 @@ static OPTIONS: &[OptDef] = &[
     opt("gpu-bind", None, Required, Key::Ignored),
     opt("gpu-freq", None, Required, Key::Ignored),
     opt("gpus", Some('G'), Required, Key::Ignored),
-    opt("gpus-per-node", None, Required, Key::Ignored),
+    opt("gpus-per-node", None, Required, Key::GpusPerNode),
     opt("gpus-per-socket", None, Required, Key::Ignored),
     opt("gpus-per-task", None, Required, Key::Ignored),
-    opt("gres", None, Required, Key::Ignored),
+    opt("gres", None, Required, Key::Gres),
     opt("gres-flags", None, Required, Key::Ignored),
     opt("hint", None, Required, Key::Ignored),
     opt("ignore-pbs", None, No, Key::Ignored),
@@ -223,11 +230,11 @@ static OPTIONS: &[OptDef] = &[
     opt("mem-per-gpu", None, Required, Key::Ignored),
     opt("mincpus", None, Required, Key::Ignored),
     opt("network", None, Required, Key::Ignored),
-    opt("nice", None, Optional, Key::Ignored),
+    opt("nice", None, Optional, Key::Nice),
     opt("no-kill", Some('k'), Optional, Key::Ignored),
     opt("no-requeue", None, No, Key::Ignored),
     opt("nodefile", Some('F'), Required, Key::Ignored),
-    opt("nodelist", Some('w'), Required, Key::Ignored),
+    opt("nodelist", Some('w'), Required, Key::Nodelist),
     opt("ntasks-per-core", None, Required, Key::Ignored),
     opt("ntasks-per-socket", None, Required, Key::Ignored),
     opt("ntasks-per-tres", None, Required, Key::Ignored),
@@ -437,6 +444,48 @@ fn lookup_long(name: &str, whole_arg: &str) -> Result<&'static OptDef, SbatchErr
     }
 }
 
+/// `--gres=gpu[:type][:N][,other...]`: the GPUs per node (other resources are not known here).
+fn parse_gres(value: &str) -> Result<Option<(u32, Option<String>)>, SbatchError> {
+    let bad = || {
+        SbatchError::error(
+            &["Invalid generic resource (gres) specification"],
+            EXIT_OPTION,
+        )
+    };
+    let mut gpus = None;
+    for item in value.split(',').filter(|s| !s.is_empty()) {
+        if item == "none" {
+            continue;
+        }
+        let parts: Vec<&str> = item.split(':').collect();
+        if parts[0] != "gpu" {
+            return Err(bad());
+        }
+        gpus = Some(match parts.as_slice() {
+            [_] => (1, None),
+            [_, n] if n.parse::<u32>().is_ok() => (n.parse().map_err(|_| bad())?, None),
+            [_, t] => (1, Some(t.to_string())),
+            [_, t, n] => (n.parse().map_err(|_| bad())?, Some(t.to_string())),
+            _ => return Err(bad()),
+        });
+    }
+    Ok(gpus)
+}
+
+/// `--gpus-per-node=[type:]N`.
+fn parse_gpus(value: &str, flag: &str) -> Result<(u32, Option<String>), SbatchError> {
+    let bad = || SbatchError::error(&[&format!("Invalid {flag} specification")], EXIT_OPTION);
+    match value.split_once(':') {
+        Some((t, n)) => Ok((n.parse().map_err(|_| bad())?, Some(t.to_string()))),
+        None => Ok((value.parse().map_err(|_| bad())?, None)),
+    }
+}
+
+fn parse_hostlist(value: &str, flag: &str) -> Result<Vec<String>, SbatchError> {
+    drover_scheduler::hostlist::expand(value)
+        .map_err(|e| SbatchError::error(&[&format!("Invalid {flag} host list: {e}")], EXIT_OPTION))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Option values
 // ---------------------------------------------------------------------------------------------
@@ -467,6 +516,13 @@ struct Opts {
     hold: bool,
     wrap: Option<String>,
     ntasks_per_node: Option<u32>,
+    /// GPUs per node and their type.
+    gpus: Option<(u32, Option<String>)>,
+    constraint: Option<String>,
+    exclusive: bool,
+    nodelist: Vec<String>,
+    exclude: Vec<String>,
+    nice: Option<i32>,
 }
 
 impl Opts {
@@ -517,6 +573,24 @@ impl Opts {
             Key::Quiet => self.quiet = true,
             Key::Hold => self.hold = true,
             Key::Wrap => self.wrap = Some(value),
+            Key::Gres => self.gpus = parse_gres(&value)?,
+            Key::GpusPerNode => self.gpus = Some(parse_gpus(&value, "--gpus-per-node")?),
+            Key::Constraint => self.constraint = Some(value),
+            Key::Exclusive => self.exclusive = true,
+            Key::Nodelist => self.nodelist = parse_hostlist(&value, "--nodelist")?,
+            Key::Exclude => self.exclude = parse_hostlist(&value, "--exclude")?,
+            Key::Nice => {
+                // Slurm: `--nice` alone means 100.
+                let nice = if value.is_empty() {
+                    Ok(100)
+                } else {
+                    value.parse::<i32>()
+                };
+                match nice {
+                    Ok(n) if n.unsigned_abs() <= 2_147_483_645 => self.nice = Some(n),
+                    _ => return Err(SbatchError::error(&["Invalid --nice value"], EXIT_OPTION)),
+                }
+            }
             Key::Ignored => {}
             Key::Unsupported => {
                 return Err(SbatchError::error(
@@ -1011,6 +1085,13 @@ fn build_spec(
         hold: opts.hold,
         submit_host: user.host.clone(),
         ntasks_set,
+        gpus_per_node: opts.gpus.as_ref().map_or(0, |g| g.0),
+        gpu_type: opts.gpus.and_then(|g| g.1).unwrap_or_default(),
+        constraint: opts.constraint.unwrap_or_default(),
+        exclusive: opts.exclusive,
+        nodelist: opts.nodelist,
+        exclude: opts.exclude,
+        nice: opts.nice.unwrap_or(0),
     };
     Ok(Prepared {
         spec,
@@ -1128,6 +1209,44 @@ mod tests {
             }]
         );
         assert!(!s.hold && !p.parsable && !p.quiet);
+    }
+
+    #[test]
+    fn placement_options_reach_the_spec() {
+        // Reference: Slurm sbatch(1) --gres, --constraint, --exclusive, -w, -x, --nice.
+        let (p, _dir) = ok(
+            &[
+                "--gres=gpu:a100:2",
+                "-C",
+                "ib&fast",
+                "--exclusive",
+                "-w",
+                "n[1-2]",
+                "-x",
+                "n3",
+                "--nice",
+                "job.sh",
+            ],
+            &[],
+            PLAIN,
+        );
+        let s = &p.spec;
+        assert_eq!((s.gpus_per_node, s.gpu_type.as_str()), (2, "a100"));
+        assert_eq!(s.constraint, "ib&fast");
+        assert!(s.exclusive);
+        assert_eq!(s.nodelist, vec!["n1", "n2"]);
+        assert_eq!(s.exclude, vec!["n3"]);
+        assert_eq!(s.nice, 100);
+        let (p, _dir) = ok(&["--gpus-per-node=3", "--nice=-5", "job.sh"], &[], PLAIN);
+        assert_eq!((p.spec.gpus_per_node, p.spec.nice), (3, -5));
+        assert_eq!(
+            err(
+                &["--gres=fpga:1", "job.sh"],
+                &[("job.sh", PLAIN.as_bytes())]
+            )
+            .message,
+            "sbatch: error: Invalid generic resource (gres) specification\n"
+        );
     }
 
     #[test]

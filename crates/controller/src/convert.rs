@@ -39,7 +39,13 @@ pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
         hold: spec.hold,
         submit_host: spec.submit_host,
         command: spec.command,
-        ..Default::default()
+        gpus_per_node: spec.gpus_per_node,
+        gpu_type: nonzero(spec.gpu_type),
+        constraint: spec.constraint,
+        exclusive: spec.exclusive,
+        nodelist: spec.nodelist,
+        exclude: spec.exclude,
+        nice: spec.nice,
     }
 }
 

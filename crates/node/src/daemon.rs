@@ -33,6 +33,8 @@ const SUPERVISOR_START_PATIENCE: Duration = Duration::from_secs(30);
 /// A report the controllers reject this many times in a row is dropped, so that one bad
 /// report cannot block every later one.
 const REPORT_REJECTIONS_TOLERATED: u32 = 5;
+/// Reports sent at once (of different jobs): the controllers batch them into one log entry.
+const REPORTS_IN_FLIGHT: usize = 32;
 
 pub(crate) struct Daemon {
     name: String,
@@ -415,7 +417,7 @@ impl Daemon {
                 start_ticks: launcher::start_ticks(pid),
             };
             let dir = launcher::job_dir(state_dir, a.job_id);
-            crate::state::write_atomic(
+            crate::state::write_replace(
                 &dir.join(supervisor::SUPERVISOR_FILE),
                 &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
             )?;
@@ -621,79 +623,119 @@ impl Daemon {
         }
     }
 
-    /// Sends reports oldest first, each until a controller answers it.
-    async fn outbox_loop(&self) {
-        let mut rejections = 0;
+    /// Sends reports until a controller answers each: up to [`REPORTS_IN_FLIGHT`] at once,
+    /// but never two of the same job, so each job's reports arrive in the order they were made.
+    async fn outbox_loop(self: &Arc<Self>) {
+        let mut rejections: BTreeMap<String, u32> = BTreeMap::new();
         loop {
-            let front = lock(&self.outbox).front().cloned();
-            let Some(report) = front else {
+            let batch: Vec<PendingReport> = {
+                let queue = lock(&self.outbox);
+                let mut jobs = BTreeSet::new();
+                queue
+                    .iter()
+                    .filter(|r| jobs.insert(r.job_id))
+                    .take(REPORTS_IN_FLIGHT)
+                    .cloned()
+                    .collect()
+            };
+            if batch.is_empty() {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
                     _ = self.outbox_wake.notified() => continue,
                 }
-            };
-            let req = JobReport {
-                request_id: report.request_id.clone(),
-                node: self.name.clone(),
-                job_id: report.job_id,
-                kind: match report.kind {
-                    ReportKind::Started => job_report::Kind::Started,
-                    ReportKind::Finished => job_report::Kind::Finished,
-                    ReportKind::LaunchFailed => job_report::Kind::LaunchFailed,
-                } as i32,
-                exit_code: report.exit_code,
-                signal: report.signal,
-                pid: report.pid,
-                message: report.message.clone(),
-                cause: match report.cause {
-                    EndCause::Exited => job_report::Cause::Exited,
-                    EndCause::Cancelled => job_report::Cause::Stopped,
-                    EndCause::TimeLimit => job_report::Cause::TimeLimit,
-                    EndCause::OutOfMemory => job_report::Cause::OutOfMemory,
-                } as i32,
-                max_rss_kb: report.max_rss_kb,
-                total_cpu_ms: report.total_cpu_ms,
-            };
-            let ack_index = match self
-                .client
-                .call("ReportJob", RPC_TIMEOUT, |mut c| {
-                    let req = req.clone();
-                    async move { c.report_job(req).await }
-                })
-                .await
-            {
-                Ok(reply) => reply.applied_index,
-                Err(CallError::Cancelled) => return,
-                Err(e) => {
-                    rejections += 1;
-                    if rejections < REPORT_REJECTIONS_TOLERATED {
-                        tracing::warn!(job_id = report.job_id, error = %e, "report rejected; retrying");
-                        self.pause(Duration::from_secs(1)).await;
-                        continue;
+            }
+            let mut sending = tokio::task::JoinSet::new();
+            for report in batch {
+                let me = self.clone();
+                sending.spawn(async move {
+                    let result = me.send_report(&report).await;
+                    (report, result)
+                });
+            }
+            let mut delivered: Vec<(PendingReport, u64)> = Vec::new();
+            let mut retry = false;
+            while let Some(joined) = sending.join_next().await {
+                let Ok((report, result)) = joined else {
+                    continue;
+                };
+                match result {
+                    Ok(ack_index) => delivered.push((report, ack_index)),
+                    Err(CallError::Cancelled) => return,
+                    Err(e) => {
+                        let n = rejections.entry(report.request_id.clone()).or_insert(0);
+                        *n += 1;
+                        if *n < REPORT_REJECTIONS_TOLERATED {
+                            tracing::warn!(job_id = report.job_id, error = %e, "report rejected; retrying");
+                            retry = true;
+                        } else {
+                            tracing::error!(job_id = report.job_id, kind = ?report.kind, error = %e,
+                                "report rejected {n} times; dropping it");
+                            delivered.push((report, 0));
+                        }
                     }
-                    tracing::error!(job_id = report.job_id, kind = ?report.kind, error = %e,
-                        "report rejected {rejections} times; dropping it");
-                    0
                 }
-            };
-            rejections = 0;
-            {
-                let mut queue = lock(&self.outbox);
-                if queue
-                    .front()
-                    .is_some_and(|r| r.request_id == report.request_id)
+            }
+            if !delivered.is_empty() {
+                let done: BTreeSet<&str> = delivered
+                    .iter()
+                    .map(|(r, _)| r.request_id.as_str())
+                    .collect();
                 {
-                    queue.pop_front();
+                    let mut queue = lock(&self.outbox);
+                    queue.retain(|r| !done.contains(r.request_id.as_str()));
+                    self.save_outbox(&queue);
                 }
-                self.save_outbox(&queue);
-            }
-            if report.kind.is_final() {
                 let mut jobs = lock(&self.jobs);
-                jobs.finished.insert(report.job_id, Some(ack_index));
-                self.save_finished(&jobs);
+                let mut any_final = false;
+                for (report, ack_index) in &delivered {
+                    rejections.remove(&report.request_id);
+                    tracing::debug!(job_id = report.job_id, kind = ?report.kind, ack_index, "report delivered");
+                    if report.kind.is_final() {
+                        jobs.finished.insert(report.job_id, Some(*ack_index));
+                        any_final = true;
+                    }
+                }
+                if any_final {
+                    self.save_finished(&jobs);
+                }
             }
-            tracing::debug!(job_id = report.job_id, kind = ?report.kind, ack_index, "report delivered");
+            if retry {
+                self.pause(Duration::from_secs(1)).await;
+            }
         }
+    }
+
+    /// One try (with the client's failover) of one report; the applied index of the answer.
+    async fn send_report(&self, report: &PendingReport) -> Result<u64, CallError> {
+        let req = JobReport {
+            request_id: report.request_id.clone(),
+            node: self.name.clone(),
+            job_id: report.job_id,
+            kind: match report.kind {
+                ReportKind::Started => job_report::Kind::Started,
+                ReportKind::Finished => job_report::Kind::Finished,
+                ReportKind::LaunchFailed => job_report::Kind::LaunchFailed,
+            } as i32,
+            exit_code: report.exit_code,
+            signal: report.signal,
+            pid: report.pid,
+            message: report.message.clone(),
+            cause: match report.cause {
+                EndCause::Exited => job_report::Cause::Exited,
+                EndCause::Cancelled => job_report::Cause::Stopped,
+                EndCause::TimeLimit => job_report::Cause::TimeLimit,
+                EndCause::OutOfMemory => job_report::Cause::OutOfMemory,
+            } as i32,
+            max_rss_kb: report.max_rss_kb,
+            total_cpu_ms: report.total_cpu_ms,
+        };
+        self.client
+            .call("ReportJob", RPC_TIMEOUT, |mut c| {
+                let req = req.clone();
+                async move { c.report_job(req).await }
+            })
+            .await
+            .map(|reply| reply.applied_index)
     }
 }
 

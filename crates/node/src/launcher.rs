@@ -27,7 +27,7 @@ use tokio::process::{Child, Command};
 
 use crate::cgroup::AttachFds;
 use crate::pattern::{self, PatternContext};
-use crate::state::write_atomic;
+use crate::state::write_replace;
 use crate::users;
 
 pub const CLUSTER_NAME: &str = "drover";
@@ -240,7 +240,7 @@ pub async fn launch(
         start_ticks: process_start_ticks(pid),
     };
     if let Ok(bytes) = serde_json::to_vec(&record) {
-        if let Err(e) = write_atomic(&dir.join(LAUNCHED_FILE), &bytes) {
+        if let Err(e) = write_replace(&dir.join(LAUNCHED_FILE), &bytes) {
             tracing::warn!(job_id = a.job_id, error = %e, "cannot record the launched process");
         }
     }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::cgroup::{self, JobCgroup, Limits};
 use crate::launcher::{self, JobSetup, LaunchContext};
-use crate::state::write_atomic;
+use crate::state::write_replace;
 
 pub const ASSIGNMENT_FILE: &str = "assignment.pb";
 pub const SPEC_FILE: &str = "supervise.json";
@@ -112,8 +112,8 @@ pub struct SupervisorRecord {
 pub fn prepare(state_dir: &Path, a: &Assignment, spec: &SuperviseSpec) -> io::Result<()> {
     let dir = launcher::job_dir(state_dir, a.job_id);
     fs::create_dir_all(&dir)?;
-    write_atomic(&dir.join(ASSIGNMENT_FILE), &a.encode_to_vec())?;
-    write_atomic(
+    write_replace(&dir.join(ASSIGNMENT_FILE), &a.encode_to_vec())?;
+    write_replace(
         &dir.join(SPEC_FILE),
         &serde_json::to_vec(spec).map_err(io::Error::other)?,
     )
@@ -270,7 +270,7 @@ async fn finish(
     daemons: Vec<OwnedWriteHalf>,
     cg: Option<Box<dyn JobCgroup>>,
 ) -> anyhow::Result<()> {
-    write_atomic(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
+    write_replace(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
     for mut d in daemons {
         let _ = d.write_all(b"ended\n").await;
     }

@@ -234,3 +234,43 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// Reference: jepsen/README.md finding 1. A job allocated to a node whose daemon is dead and
+/// cancelled before the daemon comes back must not stay COMPLETING: the restarted daemon
+/// reports it ended, and its CPUs are free again.
+#[test]
+fn a_job_cancelled_before_its_daemon_launched_it_does_not_stay_completing() {
+    let c = TestCluster::start(1, 1);
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    c.kill9("noded-n1");
+    let id = c.sbatch(&addrs, &work, &[], "#!/bin/sh\nsleep 5\n");
+    c.wait_state(id, "RUNNING", Duration::from_secs(20));
+    let out = c.cmd("scancel", &[&id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.restart("noded-n1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let q = c.cmd("squeue", &["-h"]);
+        let listed = String::from_utf8_lossy(&q.stdout).to_string();
+        if q.status.success() && listed.trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still listed: {listed}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.job_state(id).as_deref(), Some("CANCELLED"));
+    assert!(
+        !work.join(format!("slurm-{id}.out")).exists(),
+        "a cancelled job never starts"
+    );
+}

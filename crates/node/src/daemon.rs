@@ -311,6 +311,25 @@ impl Daemon {
             match action {
                 Action::Launch(a) => self.launch(*a).await,
                 Action::Stop { job_id, reason } => self.stop(job_id, reason),
+                Action::Gone { job_id } => {
+                    tracing::info!(
+                        job_id,
+                        "cancelled before it started here: reporting it ended"
+                    );
+                    self.end_job(
+                        job_id,
+                        &JobStatus {
+                            launched: true,
+                            pid: 0,
+                            exit_code: 0,
+                            signal: 0,
+                            cause: EndCause::Cancelled,
+                            max_rss_kb: 0,
+                            total_cpu_ms: 0,
+                            message: "cancelled before it started on this node".into(),
+                        },
+                    );
+                }
             }
         }
     }

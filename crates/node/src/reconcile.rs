@@ -7,6 +7,9 @@
 //!   launched here;
 //! - `run == true`, not running, never finished here → [`Action::Launch`];
 //! - `run == false` and running → [`Action::Stop`] (`Cancelled`);
+//! - `run == false` on the batch host, neither running nor finished here → [`Action::Gone`]:
+//!   the job was cancelled before this daemon ever started it (say, while the daemon was down),
+//!   and only this node's report can end its COMPLETING state (jepsen/README.md finding 1);
 //! - running here but not listed at all → [`Action::Stop`] (`NotAssigned`): the cluster no
 //!   longer knows the job on this node (Slurm kills such orphans too);
 //! - a job that finished here (or failed to launch) is never launched again, even when a
@@ -42,6 +45,8 @@ pub enum Action {
     Launch(Box<Assignment>),
     /// Terminate the job's process group (SIGTERM, then SIGKILL after a grace).
     Stop { job_id: u64, reason: StopReason },
+    /// Report a job that never started here and must not start any more as ended.
+    Gone { job_id: u64 },
 }
 
 /// Compares the assignments of one applied state with what runs here. Actions come out in job
@@ -64,11 +69,15 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
             if a.batch_host && !running && !actual.finished.contains(&a.job_id) {
                 actions.push(Action::Launch(Box::new(a.clone())));
             }
-        } else if running && !actual.stopping.contains(&a.job_id) {
-            actions.push(Action::Stop {
-                job_id: a.job_id,
-                reason: StopReason::Cancelled,
-            });
+        } else if running {
+            if !actual.stopping.contains(&a.job_id) {
+                actions.push(Action::Stop {
+                    job_id: a.job_id,
+                    reason: StopReason::Cancelled,
+                });
+            }
+        } else if a.batch_host && !actual.finished.contains(&a.job_id) {
+            actions.push(Action::Gone { job_id: a.job_id });
         }
     }
     for &job_id in &actual.running {
@@ -81,7 +90,7 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
     }
     actions.sort_by_key(|a| match a {
         Action::Launch(a) => a.job_id,
-        Action::Stop { job_id, .. } => *job_id,
+        Action::Stop { job_id, .. } | Action::Gone { job_id } => *job_id,
     });
     actions
 }
@@ -114,7 +123,7 @@ mod tests {
             .iter()
             .filter_map(|a| match a {
                 Action::Launch(a) => Some(a.job_id),
-                Action::Stop { .. } => None,
+                Action::Stop { .. } | Action::Gone { .. } => None,
             })
             .collect()
     }
@@ -159,10 +168,19 @@ mod tests {
         );
     }
 
+    /// Reference: jepsen/README.md finding 1. Cancelled while this node's daemon was down:
+    /// the batch host reports it gone (once: then it is finished here); other nodes do nothing.
     #[test]
-    fn cancelled_jobs_that_do_not_run_here_need_nothing() {
-        let desired = [job(1, false, true), job(2, false, false)];
-        assert!(reconcile(&desired, &Actual::default()).is_empty());
+    fn cancelled_jobs_never_started_here_are_reported_gone_by_the_batch_host() {
+        let desired = [
+            job(1, false, true),
+            job(2, false, false),
+            job(3, false, true),
+        ];
+        assert_eq!(
+            reconcile(&desired, &actual(&[], &[], &[3])),
+            vec![Action::Gone { job_id: 1 }]
+        );
     }
 
     #[test]
@@ -198,6 +216,7 @@ mod tests {
             .map(|a| match a {
                 Action::Launch(a) => format!("launch {}", a.job_id),
                 Action::Stop { job_id, reason } => format!("stop {job_id} {reason:?}"),
+                Action::Gone { job_id } => format!("gone {job_id}"),
             })
             .collect();
         assert_eq!(

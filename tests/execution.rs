@@ -274,3 +274,38 @@ fn a_job_cancelled_before_its_daemon_launched_it_does_not_stay_completing() {
         "a cancelled job never starts"
     );
 }
+
+/// Reference: slurm.md §4.10. A node with two (fake) GPUs gives two concurrent 1-GPU jobs
+/// different devices, as CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS and GPU_DEVICE_ORDINAL.
+#[test]
+fn two_one_gpu_jobs_get_different_gpus() {
+    let c = TestCluster::start(1, 1);
+    reconfigure_nodes(&c, 1, 4, Some(2));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    let script = "#!/bin/sh\necho \"cuda=$CUDA_VISIBLE_DEVICES jobgpus=$SLURM_JOB_GPUS ord=$GPU_DEVICE_ORDINAL\"\nsleep 3\n";
+    let a = c.sbatch(&addrs, &work, &["--gres=gpu:1"], script);
+    let b = c.sbatch(&addrs, &work, &["--gres=gpu:1"], script);
+    c.wait_state(a, "COMPLETED", Duration::from_secs(30));
+    c.wait_state(b, "COMPLETED", Duration::from_secs(30));
+    let seen: Vec<String> = [a, b]
+        .iter()
+        .map(|id| {
+            read(&work.join(format!("slurm-{id}.out")))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let mut gpus: Vec<&str> = Vec::new();
+    for line in &seen {
+        let cuda = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("cuda="))
+            .unwrap_or_else(|| panic!("no CUDA_VISIBLE_DEVICES: {line:?}"));
+        assert!(matches!(cuda, "0" | "1"), "{line}");
+        assert_eq!(line, &format!("cuda={cuda} jobgpus={cuda} ord={cuda}"));
+        gpus.push(cuda);
+    }
+    assert_ne!(gpus[0], gpus[1], "{seen:?}");
+}

@@ -461,6 +461,60 @@ mod tests {
         assert_eq!(env[1].1, "0,1");
     }
 
+    /// Real cgroups (v1 here, v2 on the GPU machines): the script runs inside its job cgroup
+    /// from its first instruction, with the memory limit and cpuset applied; usage is read and
+    /// the cgroup removed. Skipped without root or cgroups.
+    #[tokio::test]
+    async fn a_job_runs_inside_its_cgroup_with_its_limits() {
+        if !launcher::running_as_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        let group = format!("drover-test/{}", std::process::id());
+        let host = cgroup::Host::detect(&group);
+        eprintln!("{}", host.isolation.describe());
+        if host.isolation.version == "none" {
+            eprintln!("SKIPPED: no usable cgroups");
+            return;
+        }
+        let first_cpu = cgroup::host_cpus()[0];
+        let limits = Limits {
+            cpus: vec![first_cpu],
+            mem_mb: 64,
+            gpu_minors: None,
+        };
+        let cg = host.create(77, &limits).expect("create").expect("a cgroup");
+        let attach = cg.attach_fds().expect("open cgroup.procs");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Assignment {
+            job_id: 77,
+            name: "cg".into(),
+            script: "#!/bin/sh\ncat /proc/self/cgroup\n".into(),
+            work_dir: tmp.path().to_string_lossy().into_owned(),
+            ..Assignment::default()
+        };
+        let ctx = LaunchContext {
+            node_name: "n1",
+            state_dir: &tmp.path().join("state"),
+        };
+        let setup = JobSetup {
+            cgroup: Some(&attach),
+            extra_env: Vec::new(),
+        };
+        let mut job = launcher::launch(&a, &ctx, setup).await.expect("launch");
+        let status = job.child.wait().await.expect("wait");
+        assert!(status.success());
+        let out = fs::read_to_string(tmp.path().join("slurm-77.out")).expect("output");
+        eprintln!("{out}");
+        assert!(out.contains("/job_77"), "not in its cgroup: {out}");
+        let usage = cg.usage();
+        eprintln!("{usage:?}");
+        assert!(!usage.oom_killed);
+        assert!(cg.pids().is_empty());
+        cg.remove();
+        host.remove_group_if_empty();
+    }
+
     #[test]
     fn slurm_local_time_format() {
         let t = local_time(1_700_000_000);

@@ -8,11 +8,9 @@ cd "$(dirname "$0")/.."
 cargo build -p drover --bin drover
 cargo build -p drover-jepsen
 target="${CARGO_TARGET_DIR:-target}"
-# kill-node is left out until the node daemon reports jobs that were cancelled before it ever
-# launched them (jepsen/README.md, "Findings"): with it, about one run in three ends `not-live`.
-nemeses=kill,pause,restart,partition
+nemeses=kill,pause,restart,kill-node,partition
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
-  nemeses=kill,pause,restart
+  nemeses=kill,pause,restart,kill-node
 fi
 dir="$(mktemp -d -t drover-jepsen-ci.XXXXXX)"
 status=0

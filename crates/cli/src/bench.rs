@@ -125,8 +125,6 @@ pub fn failover(dir: &Path, kills: u32) -> anyhow::Result<()> {
         restarted.push(procs::spawn(&layout, &role, true)?);
         rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(30);
-            let idx = leader_of(&mut cluster).await.map(|_| 0);
-            let _ = idx;
             while Instant::now() < deadline {
                 let mut all = true;
                 let mut max = 0;

@@ -462,26 +462,14 @@ fn show(
                 eprintln!("slurm_load_node error: {e}");
                 EXIT_ERROR
             }
-            Ok(nodes) => {
-                let nodes: Vec<_> = nodes
-                    .into_iter()
-                    .filter(|n| id.is_none_or(|x| x == n.name))
-                    .collect();
-                if nodes.is_empty() {
-                    match id {
-                        Some(x) => {
-                            eprintln!("Node {x} not found");
-                            return EXIT_ERROR;
-                        }
-                        None => out("No nodes in the system\n"),
-                    }
-                }
-                out(&nodes
-                    .iter()
-                    .map(|n| format::scontrol_show_node(n, UTC_OFFSET_S, oneliner))
-                    .collect::<String>());
-                EXIT_OK
-            }
+            Ok(nodes) => show_records(
+                &nodes,
+                id,
+                "Node",
+                "nodes",
+                |n| &n.name,
+                |n| format::scontrol_show_node(n, UTC_OFFSET_S, oneliner),
+            ),
         },
         _ => match rt.block_on(async {
             Ok::<_, ClientError>((load_partitions(cluster).await?, load_nodes(cluster).await?))
@@ -490,26 +478,43 @@ fn show(
                 eprintln!("slurm_load_partitions error: {e}");
                 EXIT_ERROR
             }
-            Ok((parts, nodes)) => {
-                let parts: Vec<_> = parts
-                    .into_iter()
-                    .filter(|p| id.is_none_or(|x| x == p.name))
-                    .collect();
-                if parts.is_empty() {
-                    match id {
-                        Some(x) => {
-                            eprintln!("Partition {x} not found");
-                            return EXIT_ERROR;
-                        }
-                        None => out("No partitions in the system\n"),
-                    }
-                }
-                out(&parts
-                    .iter()
-                    .map(|p| format::scontrol_show_partition(p, &nodes, oneliner))
-                    .collect::<String>());
-                EXIT_OK
-            }
+            Ok((parts, nodes)) => show_records(
+                &parts,
+                id,
+                "Partition",
+                "partitions",
+                |p| &p.name,
+                |p| format::scontrol_show_partition(p, &nodes, oneliner),
+            ),
         },
+    }
+}
+
+/// `scontrol show node|partition [NAME]`: the matching records, or Slurm's words when none.
+fn show_records<T>(
+    records: &[T],
+    name: Option<&str>,
+    kind: &str,
+    plural: &str,
+    name_of: impl Fn(&T) -> &String,
+    render: impl Fn(&T) -> String,
+) -> i32 {
+    let shown: Vec<&T> = records
+        .iter()
+        .filter(|r| name.is_none_or(|x| x == name_of(r)))
+        .collect();
+    match (shown.is_empty(), name) {
+        (true, Some(x)) => {
+            eprintln!("{kind} {x} not found");
+            EXIT_ERROR
+        }
+        (true, None) => {
+            out(&format!("No {plural} in the system\n"));
+            EXIT_OK
+        }
+        (false, _) => {
+            out(&shown.into_iter().map(render).collect::<String>());
+            EXIT_OK
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! `drover bench`): one log file and one pid file per process under the cluster directory.
 
 use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -63,11 +64,8 @@ pub fn spawn(layout: &Layout, role: &Role, detach: bool) -> std::io::Result<Chil
         .open(layout.log_file(role))?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    {
-        use std::os::unix::process::CommandExt;
-        // Run as `drover`, whatever link started us.
-        cmd.arg0("drover");
-    }
+    // Run as `drover`, whatever link started us.
+    cmd.arg0("drover");
     match role {
         Role::Ctld(id) => cmd.args(["ctld", "--config"]).arg(layout.config()).args([
             "--id",
@@ -85,7 +83,6 @@ pub fn spawn(layout: &Layout, role: &Role, detach: bool) -> std::io::Result<Chil
         .stdout(log.try_clone()?)
         .stderr(log);
     if detach {
-        use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
     let child = cmd.spawn()?;

@@ -75,7 +75,6 @@ pub fn job_info(
         JobState::NodeFail => "NodeDown".to_string(),
         _ => "None".to_string(),
     };
-    let _ = state;
     pb::JobInfo {
         job_id: job.id.0,
         name: job.spec.name.clone(),

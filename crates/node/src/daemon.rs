@@ -318,16 +318,12 @@ impl Daemon {
                     );
                     self.end_job(
                         job_id,
-                        &JobStatus {
-                            launched: true,
-                            pid: 0,
-                            exit_code: 0,
-                            signal: 0,
-                            cause: EndCause::Cancelled,
-                            max_rss_kb: 0,
-                            total_cpu_ms: 0,
-                            message: "cancelled before it started on this node".into(),
-                        },
+                        &JobStatus::unobserved(
+                            0,
+                            0,
+                            EndCause::Cancelled,
+                            "cancelled before it started on this node".into(),
+                        ),
                     );
                 }
             }
@@ -378,16 +374,9 @@ impl Daemon {
                     tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
                     me.end_job(
                         job_id,
-                        &JobStatus {
-                            launched: false,
-                            pid: 0,
-                            exit_code: 1,
-                            signal: 0,
-                            cause: EndCause::Exited,
-                            max_rss_kb: 0,
-                            total_cpu_ms: 0,
-                            message: format!("cannot start the job's supervisor: {e}"),
-                        },
+                        &JobStatus::launch_failed(format!(
+                            "cannot start the job's supervisor: {e}"
+                        )),
                     );
                 }
             }
@@ -500,16 +489,12 @@ impl Daemon {
         tracing::warn!(job_id, message);
         self.end_job(
             job_id,
-            &JobStatus {
-                launched: true,
-                pid: 0,
-                exit_code: 1,
-                signal: if killed { libc::SIGKILL } else { 0 },
-                cause: EndCause::Exited,
-                max_rss_kb: 0,
-                total_cpu_ms: 0,
-                message: message.into(),
-            },
+            &JobStatus::unobserved(
+                1,
+                if killed { libc::SIGKILL } else { 0 },
+                EndCause::Exited,
+                message.into(),
+            ),
         );
     }
 

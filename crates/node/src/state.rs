@@ -174,11 +174,8 @@ impl Store {
     }
 }
 
-/// Replaces `path` with `bytes` atomically against process crashes, without fsync: for the
-/// files of a job directory, which matter only while the machine stays up (a power loss ends
-/// the job too, and a missing or empty file reads as "supervisor lost"). A durable write costs
-/// ~6 ms on the test VMs; a job makes five of these.
-pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `path`'s directory and the hidden temporary `.<name>.tmp` beside it.
+fn temp_beside(path: &Path) -> io::Result<(&Path, PathBuf)> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -186,7 +183,15 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
+    Ok((dir, dir.join(tmp_name)))
+}
+
+/// Replaces `path` with `bytes` atomically against process crashes, without fsync: for the
+/// files of a job directory, which matter only while the machine stays up (a power loss ends
+/// the job too, and a missing or empty file reads as "supervisor lost"). A durable write costs
+/// ~6 ms on the test VMs; a job makes five of these.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let (_, tmp) = temp_beside(path)?;
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
 }
@@ -194,14 +199,7 @@ pub fn write_replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Replaces `path` with `bytes` atomically and durably: write `.<name>.tmp` beside it, fsync,
 /// rename over `path`, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
+    let (dir, tmp) = temp_beside(path)?;
     {
         let mut f = OpenOptions::new()
             .write(true)

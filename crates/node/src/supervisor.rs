@@ -87,13 +87,28 @@ pub struct JobStatus {
 }
 
 impl JobStatus {
-    fn launch_failed(message: String) -> JobStatus {
+    /// A job whose supervisor never started it.
+    pub(crate) fn launch_failed(message: String) -> JobStatus {
         JobStatus {
             launched: false,
+            ..JobStatus::unobserved(1, 0, EndCause::Exited, message)
+        }
+    }
+
+    /// An end the daemon decides without a process to measure (cancelled before launch,
+    /// supervisor lost): no pid, no usage.
+    pub(crate) fn unobserved(
+        exit_code: i32,
+        signal: i32,
+        cause: EndCause,
+        message: String,
+    ) -> JobStatus {
+        JobStatus {
+            launched: true,
             pid: 0,
-            exit_code: 1,
-            signal: 0,
-            cause: EndCause::Exited,
+            exit_code,
+            signal,
+            cause,
             max_rss_kb: 0,
             total_cpu_ms: 0,
             message,

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{format, identity, sbatch_prep};
+use crate::{control, format, identity, sbatch_prep};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -96,41 +96,38 @@ pub fn scancel(args: &[String]) -> i32 {
             eprintln!("scancel: error: option {a} is not supported yet");
             return EXIT_ERROR;
         }
-        match a.parse::<u64>() {
-            Ok(id) if id > 0 => ids.push(id),
-            _ => {
-                eprintln!("scancel: error: Invalid job id {a}");
-                return EXIT_ERROR;
-            }
-        }
+        ids.push(a.as_str());
     }
-    if ids.is_empty() {
+    let targets = match control::parse_job_refs(ids) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("scancel: error: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    if targets.is_empty() {
         eprintln!("scancel: error: No job identification provided");
         return EXIT_ERROR;
     }
     let Ok(mut cluster) = cluster("scancel") else {
         return EXIT_ERROR;
     };
-    let request = pb::CancelRequest {
-        request_id: request_id(),
-        job_ids: ids,
-        uid: identity::uid(),
-    };
-    let result = runtime().block_on(cluster.call(|mut c| {
-        let request = request.clone();
-        async move { c.cancel(request).await.map(|r| r.into_inner()) }
-    }));
+    let result = runtime().block_on(control::control(
+        &mut cluster,
+        pb::control_request::Action::Cancel,
+        targets,
+        identity::uid(),
+    ));
+    cluster.save();
     match result {
-        Ok(reply) => {
-            cluster.saw(reply.applied_index);
-            cluster.save();
+        Ok(errors) => {
             let mut rc = EXIT_OK;
-            for o in reply.outcomes {
+            for (target, error) in errors {
                 // Slurm is silent about jobs that already ended; it reports unknown ids.
-                if o.error == "Invalid job id specified" {
+                if error == "Invalid job id specified" {
                     eprintln!(
-                        "scancel: error: Kill job error on job id {}: {}",
-                        o.job_id, o.error
+                        "scancel: error: Kill job error on job id {}: {error}",
+                        control::ref_name(&target)
                     );
                     rc = EXIT_ERROR;
                 }
@@ -387,6 +384,9 @@ pub fn scontrol(args: &[String]) -> i32 {
             } else {
                 EXIT_ERROR
             }
+        }
+        [verb @ ("hold" | "uhold" | "release"), jobs @ ..] => {
+            control::scontrol_job_control(&rt, &mut cluster, verb, jobs)
         }
         ["show", what, rest @ ..] => {
             let what = what.to_ascii_lowercase();

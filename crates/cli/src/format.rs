@@ -389,6 +389,8 @@ fn header_of(letter: char) -> (String, bool) {
         'D' => ("NODES", true),
         'e' => ("END_TIME", true),
         'E' => ("DEPENDENCY", true),
+        'F' => ("ARRAY_JOB_ID", true),
+        'K' => ("ARRAY_TASK_ID", true),
         'g' => ("GROUP", true),
         'G' => ("GROUP", true),
         'i' => ("JOBID", true),
@@ -421,7 +423,33 @@ fn job_field(job: &JobInfo, letter: char, utc: i32) -> (String, bool) {
     let n = |v: u64| (v.to_string(), true);
     match letter {
         'a' => ("(null)".to_string(), true),
-        'A' | 'i' => n(job.job_id),
+        'A' => n(job.job_id),
+        'i' if !job.display_id.is_empty() => (job.display_id.clone(), true),
+        'i' => n(job.job_id),
+        'F' => n(if job.array_job_id > 0 {
+            job.array_job_id
+        } else {
+            job.job_id
+        }),
+        'K' => (
+            match (job.array_job_id, job.array_task_id) {
+                (0, _) => "N/A".to_string(),
+                (_, Some(t)) => t.to_string(),
+                (_, None) if job.array_max_running > 0 => {
+                    format!("{}%{}", job.array_tasks_pending, job.array_max_running)
+                }
+                (_, None) => job.array_tasks_pending.clone(),
+            },
+            true,
+        ),
+        'E' => (
+            if job.dependency.is_empty() {
+                "(null)".to_string()
+            } else {
+                job.dependency.clone()
+            },
+            true,
+        ),
         'B' => (
             if job.batch_host.is_empty() {
                 "n/a".to_string()
@@ -440,7 +468,6 @@ fn job_field(job: &JobInfo, letter: char, utc: i32) -> (String, bool) {
                 (timestamp(job.end_time, utc, "N/A"), true)
             }
         }
-        'E' => ("(null)".to_string(), true),
         'g' | 'G' => n(u64::from(job.gid)),
         'j' => (job.name.clone(), true),
         'l' => match job.time_limit_min {
@@ -891,7 +918,21 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
     let utc = utc_offset_secs;
     let ts = |t: i64| timestamp(t, utc, "Unknown");
     let mut r = Record::new(oneliner);
-    r.push(&format!("JobId={} JobName={}", job.job_id, job.name));
+    if job.array_job_id > 0 {
+        let task = match job.array_task_id {
+            Some(t) => t.to_string(),
+            None if job.array_max_running > 0 => {
+                format!("{}%{}", job.array_tasks_pending, job.array_max_running)
+            }
+            None => job.array_tasks_pending.clone(),
+        };
+        r.push(&format!(
+            "JobId={} ArrayJobId={} ArrayTaskId={task} JobName={}",
+            job.job_id, job.array_job_id, job.name
+        ));
+    } else {
+        r.push(&format!("JobId={} JobName={}", job.job_id, job.name));
+    }
     r.end_line();
     r.push(&format!(
         "UserId={}({}) GroupId={}({}) MCS_label=N/A",
@@ -903,8 +944,13 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
         job.priority
     ));
     r.end_line();
+    let dependency = if job.dependency.is_empty() {
+        "(null)"
+    } else {
+        job.dependency.as_str()
+    };
     r.push(&format!(
-        "JobState={} Reason={} Dependency=(null)",
+        "JobState={} Reason={} Dependency={dependency}",
         job.state,
         reason_name(job).replace(char::is_whitespace, "_")
     ));

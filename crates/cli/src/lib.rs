@@ -8,6 +8,7 @@ pub mod bench;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod format;
 pub mod identity;
 pub mod procs;

@@ -21,7 +21,16 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use drover_proto::{JobSpec, KeyValue};
+use drover_scheduler::depend::{parse_array, DepKind, Dependency, MAX_ARRAY_SIZE};
+use drover_scheduler::time::parse_begin;
 use drover_scheduler::{time, units};
+
+/// The wall clock, for `--begin` forms relative to now.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// slurmctld's default `max_script_size` (src/common/read_config.h `DEFAULT_BATCH_SCRIPT_LIMIT`).
 pub const MAX_SCRIPT_BYTES: usize = 4 * 1024 * 1024;
@@ -131,6 +140,9 @@ enum Key {
     Nodelist,
     Exclude,
     Nice,
+    Array,
+    Begin,
+    Dependency,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -182,9 +194,9 @@ static OPTIONS: &[OptDef] = &[
     // Accepted, no effect yet.
     opt("account", Some('A'), Required, Key::Ignored),
     opt("acctg-freq", None, Required, Key::Ignored),
-    opt("array", Some('a'), Required, Key::Ignored),
+    opt("array", Some('a'), Required, Key::Array),
     opt("batch", None, Required, Key::Ignored),
-    opt("begin", Some('b'), Required, Key::Ignored),
+    opt("begin", Some('b'), Required, Key::Begin),
     opt("bb", None, Required, Key::Ignored),
     opt("cluster-constraint", None, Required, Key::Ignored),
     opt("clusters", Some('M'), Required, Key::Ignored),
@@ -202,7 +214,7 @@ static OPTIONS: &[OptDef] = &[
     opt("cpus-per-gpu", None, Required, Key::Ignored),
     opt("deadline", None, Required, Key::Ignored),
     opt("delay-boot", None, Required, Key::Ignored),
-    opt("dependency", Some('d'), Required, Key::Ignored),
+    opt("dependency", Some('d'), Required, Key::Dependency),
     opt("distribution", Some('m'), Required, Key::Ignored),
     opt("exclude", Some('x'), Required, Key::Exclude),
     opt("exclusive", None, Optional, Key::Exclusive),
@@ -523,6 +535,12 @@ struct Opts {
     nodelist: Vec<String>,
     exclude: Vec<String>,
     nice: Option<i32>,
+    /// `--array`, validated, as given.
+    array: Option<String>,
+    /// `--begin`, as Unix seconds.
+    begin: Option<i64>,
+    /// `--dependency`, validated, as given.
+    dependency: Option<String>,
 }
 
 impl Opts {
@@ -590,6 +608,38 @@ impl Opts {
                     Ok(n) if n.unsigned_abs() <= 2_147_483_645 => self.nice = Some(n),
                     _ => return Err(SbatchError::error(&["Invalid --nice value"], EXIT_OPTION)),
                 }
+            }
+            Key::Array => {
+                if let Err(detail) = parse_array(&value, MAX_ARRAY_SIZE) {
+                    return Err(SbatchError::error(
+                        &["Invalid job array specification", &detail],
+                        EXIT_ERROR,
+                    ));
+                }
+                self.array = Some(value);
+            }
+            Key::Begin => match parse_begin(&value, now_unix(), 0) {
+                Ok(t) => self.begin = Some(t),
+                Err(detail) => return Err(SbatchError::error(&[&detail], EXIT_OPTION)),
+            },
+            Key::Dependency => {
+                let detail = match Dependency::parse(&value) {
+                    Ok(d) if d.conditions.iter().any(|c| c.kind == DepKind::AfterCorr) => {
+                        Some("aftercorr dependencies are not supported by drover yet".to_string())
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(e),
+                };
+                if let Some(detail) = detail {
+                    return Err(SbatchError::error(
+                        &[
+                            "Batch job submission failed: Job dependency problem",
+                            &detail,
+                        ],
+                        EXIT_ERROR,
+                    ));
+                }
+                self.dependency = Some(value);
             }
             Key::Ignored => {}
             Key::Unsupported => {
@@ -1092,6 +1142,9 @@ fn build_spec(
         nodelist: opts.nodelist,
         exclude: opts.exclude,
         nice: opts.nice.unwrap_or(0),
+        begin_time: opts.begin.unwrap_or(0),
+        dependency: opts.dependency.unwrap_or_default(),
+        array: opts.array.unwrap_or_default(),
     };
     Ok(Prepared {
         spec,
@@ -1579,5 +1632,64 @@ mod tests {
             );
         }
         let _ = run(&[], &[], &[], &[0xff, 0xfe]);
+    }
+
+    /// Reference: sbatch(1) `--array`, `--dependency`, `--begin`; `#SBATCH` lines work too.
+    #[test]
+    fn arrays_dependencies_and_begin_reach_the_spec() {
+        let (p, _dir) = ok(
+            &["--array=0-15%4", "-d", "afterok:12:13,singleton", "job.sh"],
+            &[],
+            PLAIN,
+        );
+        assert_eq!(p.spec.array, "0-15%4");
+        assert_eq!(p.spec.dependency, "afterok:12:13,singleton");
+        assert_eq!(p.spec.begin_time, 0);
+        let (p, _dir) = ok(
+            &["job.sh"],
+            &[],
+            "#!/bin/sh\n#SBATCH --begin=2030-01-02T03:04:05\n#SBATCH -a 1,3\ntrue\n",
+        );
+        assert_eq!(p.spec.begin_time, 1_893_553_445);
+        assert_eq!(p.spec.array, "1,3");
+    }
+
+    #[test]
+    fn bad_arrays_dependencies_and_begin_times_name_the_bad_part() {
+        let e = err(&["--array=1-x", "job.sh"], &[("job.sh", PLAIN.as_bytes())]);
+        assert_eq!(e.exit_code, EXIT_ERROR);
+        assert!(
+            e.message
+                .starts_with("sbatch: error: Invalid job array specification\n"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("`1-x`"), "{}", e.message);
+        let e = err(
+            &["-d", "afterok:x", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(
+            e.message.starts_with(
+                "sbatch: error: Batch job submission failed: Job dependency problem\n"
+            ),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("bad job id `x`"), "{}", e.message);
+        let e = err(
+            &["-d", "aftercorr:5", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(e.message.contains("not supported"), "{}", e.message);
+        let e = err(
+            &["--begin=someday", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(
+            e.message.contains("Invalid time specification `someday`"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -13,8 +13,12 @@ use serde::Serialize;
 #[error("{0}")]
 pub struct CodecError(String);
 
-/// The first byte of a postcard-encoded value.
-const POSTCARD: u8 = 1;
+/// The first byte of a postcard-encoded value (format 2: job specs with `--begin`,
+/// `--dependency` and `--array`).
+const POSTCARD: u8 = 2;
+
+/// The first byte written by builds before format 2, whose entries this build cannot read.
+const POSTCARD_V1: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![POSTCARD];
@@ -28,6 +32,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         Some(b'{') | Some(b'[') | Some(b'"') => {
             serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
         }
+        Some(&POSTCARD_V1) => Err(CodecError(
+            "entry written by a pre-release drover (encoding 1): this build reads encoding 2; \
+             start the cluster from an empty state directory"
+                .to_string(),
+        )),
         Some(other) => Err(CodecError(format!("unknown encoding byte {other:#04x}"))),
         None => Err(CodecError("empty value".to_string())),
     }
@@ -73,6 +82,10 @@ mod tests {
             p
         );
         assert!(decode::<Proposal>(&[9, 9]).is_err());
+        let old = decode::<Proposal>(&[POSTCARD_V1, 0])
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("empty state directory"), "{old}");
         assert!(decode::<Proposal>(&[]).is_err());
         assert!(decode::<Proposal>(&[POSTCARD, 0xff]).is_err());
     }

@@ -214,8 +214,8 @@ fn replay_is_deterministic_and_snapshot_plus_suffix_equals_full_replay() {
         .expect("encode");
     assert_eq!(
         &bytes[..4],
-        &1u32.to_be_bytes(),
-        "version word 1, big-endian"
+        &drover_consensus::SNAPSHOT_VERSION.to_be_bytes(),
+        "the version word, big-endian"
     );
     let (last_applied, _, mut restored) = decode_snapshot(&bytes).expect("decode");
     assert_eq!(last_applied, Some(log_id(3, 1, 17)));
@@ -231,8 +231,11 @@ fn replay_is_deterministic_and_snapshot_plus_suffix_equals_full_replay() {
 
     // Unknown versions and garbage are refused, not misread.
     let mut future = bytes.clone();
-    future[3] = 2;
+    future[3] = (drover_consensus::SNAPSHOT_VERSION + 1) as u8;
     assert!(decode_snapshot(&future).is_err());
+    let mut older = bytes.clone();
+    older[3] = 1;
+    assert!(decode_snapshot(&older).is_err());
     assert!(decode_snapshot(&bytes[..3]).is_err());
     assert!(decode_snapshot(&[0, 0, 0, 1, 0xff, 0xff]).is_err());
 }

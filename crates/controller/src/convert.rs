@@ -2,6 +2,7 @@
 
 use drover_proto as pb;
 use drover_scheduler as sched;
+use drover_scheduler::depend::{format_indices, parse_array, Dependency, MAX_ARRAY_SIZE};
 use drover_scheduler::priority::PriorityContext;
 use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition, SchedConfig};
 
@@ -15,8 +16,25 @@ fn nonzero<T: PartialEq + Default>(v: T) -> Option<T> {
     (v != T::default()).then_some(v)
 }
 
-pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
-    sched::JobSpec {
+/// A submitted spec in the domain's terms; `--dependency` and `--array` are parsed here (the
+/// commands parse them first, to name the bad part; this is the authority).
+pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
+    let dependency = match spec.dependency.trim() {
+        "" => None,
+        d => Some(Dependency::parse(d).map_err(|e| format!("Job dependency problem: {e}"))?),
+    };
+    let array = match spec.array.trim() {
+        "" => None,
+        a => {
+            let a = parse_array(a, MAX_ARRAY_SIZE)
+                .map_err(|e| format!("Invalid job array specification: {e}"))?;
+            Some(sched::ArraySpec {
+                tasks: a.tasks,
+                max_running: a.max_running,
+            })
+        }
+    };
+    Ok(sched::JobSpec {
         name: spec.name,
         partition: nonzero(spec.partition),
         nodes_min: spec.nodes_min.max(1),
@@ -46,7 +64,10 @@ pub fn job_spec(spec: pb::JobSpec) -> sched::JobSpec {
         nodelist: spec.nodelist,
         exclude: spec.exclude,
         nice: spec.nice,
-    }
+        begin_at: (spec.begin_time > 0).then(|| spec.begin_time as u64 * MS),
+        dependency,
+        array,
+    })
 }
 
 /// The state squeue and scontrol show: a cancelled job whose processes are still being
@@ -101,7 +122,7 @@ pub fn job_info(
         mem_per_cpu_mb: job.spec.mem_per_cpu_mb.unwrap_or(0),
         time_limit_min: job.time_limit_min,
         submit_time: secs(Some(job.submit_at)),
-        eligible_time: secs(Some(job.submit_at)),
+        eligible_time: secs(Some(job.submit_at.max(job.spec.begin_at.unwrap_or(0)))),
         // A pending job's StartTime is the planner's expected start (squeue --start).
         start_time: secs(job.start_at.or(job.expected_start_at)),
         end_time: secs(job.end_at),
@@ -126,6 +147,22 @@ pub fn job_info(
             nice: f.nice,
         }),
         sched_nodes: job.sched_nodes.clone(),
+        display_id: job.display_id(),
+        array_job_id: job.array.as_ref().map_or(0, |a| a.array_job_id.0),
+        array_task_id: job.array.as_ref().and_then(|a| a.task_id),
+        array_tasks_pending: job
+            .array
+            .as_ref()
+            .map(|a| format_indices(&a.pending))
+            .unwrap_or_default(),
+        array_max_running: job.array.as_ref().map_or(0, |a| a.max_running),
+        dependency: job
+            .dependency
+            .as_ref()
+            .map(|d| d.remaining(state.now, &|id| state.is_array(id)))
+            .unwrap_or_default(),
+        held_by_admin: job.reason == sched::PendingReason::JobHeldAdmin,
+        begin_time: secs(job.spec.begin_at),
     }
 }
 
@@ -228,6 +265,31 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
         start_time: secs(job.start_at),
         ntasks_set: job.spec.ntasks_set,
         gpus: share.map(|s| s.gpus.clone()).unwrap_or_default(),
+        ..array_fields(job)
+    }
+}
+
+/// SLURM_ARRAY_* for an array task: the array's id, the task, and the array's task count,
+/// lowest and highest index and step (1 unless the indices are evenly spaced).
+fn array_fields(job: &Job) -> pb::Assignment {
+    let (Some(part), Some(spec)) = (job.array.as_ref(), job.spec.array.as_ref()) else {
+        return pb::Assignment::default();
+    };
+    let tasks: Vec<u32> = spec.tasks.iter().copied().collect();
+    let min = tasks.first().copied().unwrap_or(0);
+    let max = tasks.last().copied().unwrap_or(0);
+    let step = match tasks.as_slice() {
+        [a, b, ..] if tasks.windows(2).all(|w| w[1] - w[0] == b - a) => b - a,
+        _ => 1,
+    };
+    pb::Assignment {
+        array_job_id: part.array_job_id.0,
+        array_task_id: part.task_id,
+        array_task_count: tasks.len() as u32,
+        array_task_min: min,
+        array_task_max: max,
+        array_task_step: step,
+        ..Default::default()
     }
 }
 

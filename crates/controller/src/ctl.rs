@@ -6,7 +6,7 @@ use crate::write::{self, Peers};
 use drover_consensus::Replica;
 use drover_proto as pb;
 use drover_scheduler::priority::PriorityContext;
-use drover_scheduler::{Command, JobId, Reply, Request};
+use drover_scheduler::{Command, JobId, JobRef, Reply, Request};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Request as Rpc, Response, Status};
 
@@ -53,9 +53,10 @@ impl pb::ctl_server::Ctl for CtlService {
         let spec = req
             .spec
             .ok_or_else(|| Status::invalid_argument("submit without a job spec"))?;
+        let spec = convert::job_spec(spec).map_err(Status::invalid_argument)?;
         let request = Request {
             request_id: req.request_id,
-            command: Command::Submit(convert::job_spec(spec)),
+            command: Command::Submit(spec),
         };
         let (index, replies) = write::write(&self.replica, &self.peers, vec![request]).await?;
         match replies.into_iter().next() {
@@ -79,16 +80,9 @@ impl pb::ctl_server::Ctl for CtlService {
             job_ids: req.job_ids.iter().map(|&i| JobId(i)).collect(),
             uid: req.uid,
         };
-        let (index, replies) = write::write(
-            &self.replica,
-            &self.peers,
-            vec![Request {
-                request_id: req.request_id,
-                command,
-            }],
-        )
-        .await?;
-        match replies.into_iter().next() {
+        let (index, reply) =
+            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
+        match reply {
             Some(Reply::Cancelled { outcomes }) => Ok(Response::new(pb::CancelReply {
                 outcomes: outcomes
                     .into_iter()
@@ -121,9 +115,19 @@ impl pb::ctl_server::Ctl for CtlService {
                     .map(|j| convert::job_info(j, s, now, &prio))
                     .collect::<Vec<_>>()
             } else {
-                req.job_ids
-                    .iter()
-                    .filter_map(|id| s.jobs.get(&JobId(*id)))
+                // An array's id names every record of the array.
+                let mut ids: Vec<JobId> = Vec::new();
+                for &id in &req.job_ids {
+                    let id = JobId(id);
+                    if s.is_array(id) {
+                        ids.extend(s.array_records(id).map(|j| j.id));
+                    } else {
+                        ids.push(id);
+                    }
+                }
+                ids.dedup();
+                ids.iter()
+                    .filter_map(|id| s.jobs.get(id))
                     .map(|j| convert::job_info(j, s, now, &prio))
                     .collect()
             }
@@ -169,6 +173,59 @@ impl pb::ctl_server::Ctl for CtlService {
             partitions,
             applied_index,
         }))
+    }
+
+    async fn control(
+        &self,
+        request: Rpc<pb::ControlRequest>,
+    ) -> Result<Response<pb::ControlReply>, Status> {
+        use pb::control_request::Action;
+        let req = request.into_inner();
+        let targets: Vec<JobRef> = req
+            .targets
+            .iter()
+            .map(|t| JobRef {
+                job: JobId(t.job_id),
+                task: t.task_id,
+            })
+            .collect();
+        let uid = req.uid;
+        let command = match Action::try_from(req.action) {
+            Ok(Action::Cancel) => Command::CancelRefs { targets, uid },
+            Ok(Action::Hold) => Command::Hold {
+                targets,
+                admin: true,
+                uid,
+            },
+            Ok(Action::UserHold) => Command::Hold {
+                targets,
+                admin: false,
+                uid,
+            },
+            Ok(Action::Release) => Command::Release { targets, uid },
+            Err(_) => return Err(Status::invalid_argument("unknown control action")),
+        };
+        let (index, reply) =
+            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
+        match reply {
+            Some(Reply::Outcomes { outcomes }) => Ok(Response::new(pb::ControlReply {
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|(r, e)| pb::ControlOutcome {
+                        target: Some(pb::JobRef {
+                            job_id: r.job.0,
+                            task_id: r.task,
+                        }),
+                        error: e.map(|e| e.to_string()).unwrap_or_default(),
+                    })
+                    .collect(),
+                applied_index: index,
+            })),
+            Some(Reply::Rejected(r)) => Err(Status::invalid_argument(r.to_string())),
+            other => Err(Status::internal(format!(
+                "unexpected reply to a control request: {other:?}"
+            ))),
+        }
     }
 
     async fn ping(

@@ -177,15 +177,8 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
                 )))
             }
         };
-        let (applied_index, _) = write::write(
-            &self.replica,
-            &self.peers,
-            vec![Request {
-                request_id: req.request_id,
-                command,
-            }],
-        )
-        .await?;
+        let (applied_index, _) =
+            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
         Ok(Response::new(pb::JobReportReply { applied_index }))
     }
 }

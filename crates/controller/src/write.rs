@@ -41,6 +41,25 @@ impl Peers {
 }
 
 /// Applies `requests` through the leader, wherever it is. Returns the log index and replies.
+/// Writes one request; its reply (`None` only if apply answered nothing, which it does not).
+pub async fn write_one(
+    replica: &Replica,
+    peers: &Peers,
+    request_id: String,
+    command: drover_scheduler::Command,
+) -> Result<(u64, Option<Reply>), Status> {
+    let (index, replies) = write(
+        replica,
+        peers,
+        vec![Request {
+            request_id,
+            command,
+        }],
+    )
+    .await?;
+    Ok((index, replies.into_iter().next()))
+}
+
 pub async fn write(
     replica: &Replica,
     peers: &Peers,

@@ -32,6 +32,8 @@ use crate::users;
 
 pub const CLUSTER_NAME: &str = "drover";
 const DEFAULT_OUTPUT: &str = "slurm-%j.out";
+/// Job arrays' default output (sbatch(1)).
+const DEFAULT_ARRAY_OUTPUT: &str = "slurm-%A_%a.out";
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 const LAUNCHED_FILE: &str = "launched.json";
 /// `ETXTBSY`: another thread forked while our script's write fd was briefly open.
@@ -139,9 +141,14 @@ pub async fn launch(
         node_name: ctx.node_name,
         node_index: 0,
         task_id: 0,
+        array: a.array_task_id.map(|t| (a.array_job_id, t)),
     };
     let stdout_pattern = if a.stdout.is_empty() {
-        DEFAULT_OUTPUT
+        if a.array_task_id.is_some() {
+            DEFAULT_ARRAY_OUTPUT
+        } else {
+            DEFAULT_OUTPUT
+        }
     } else {
         &a.stdout
     };
@@ -337,6 +344,14 @@ pub fn job_environment(a: &Assignment, node_name: &str) -> Vec<(OsString, OsStri
     let num_nodes = a.num_nodes.max(1);
     set("SLURM_JOB_ID", id.clone());
     set("SLURM_JOBID", id);
+    if let Some(task) = a.array_task_id {
+        set("SLURM_ARRAY_JOB_ID", a.array_job_id.to_string());
+        set("SLURM_ARRAY_TASK_ID", task.to_string());
+        set("SLURM_ARRAY_TASK_COUNT", a.array_task_count.to_string());
+        set("SLURM_ARRAY_TASK_MIN", a.array_task_min.to_string());
+        set("SLURM_ARRAY_TASK_MAX", a.array_task_max.to_string());
+        set("SLURM_ARRAY_TASK_STEP", a.array_task_step.to_string());
+    }
     set("SLURM_JOB_NAME", a.name.clone());
     set("SLURM_SUBMIT_DIR", a.work_dir.clone());
     set("SLURM_SUBMIT_HOST", a.submit_host.clone());

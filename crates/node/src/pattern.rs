@@ -20,6 +20,8 @@ pub struct PatternContext<'a> {
     pub node_index: u32,
     /// Task rank (`%t`); the batch script is task 0.
     pub task_id: u32,
+    /// Job arrays: the array's id (`%A`) and this task's index (`%a`); `None` outside arrays.
+    pub array: Option<(u64, u32)>,
 }
 
 /// Expands `pattern` for `ctx`. Unknown `%` sequences are kept as written.
@@ -79,10 +81,19 @@ fn expand_field(out: &mut String, field: char, width: usize, ctx: &PatternContex
     use std::fmt::Write as _;
     // Writing into a String cannot fail.
     let _ = match field {
-        'A' | 'j' => write!(out, "{:0width$}", ctx.job_id),
+        'A' => write!(out, "{:0width$}", ctx.array.map_or(ctx.job_id, |a| a.0)),
+        'j' => write!(out, "{:0width$}", ctx.job_id),
         'J' => write!(out, "{:0width$}.batch", ctx.job_id),
-        'a' => write!(out, "{:0width$}", NO_ARRAY_TASK_ID),
-        'b' => write!(out, "{:0width$}", NO_ARRAY_TASK_ID % 10),
+        'a' => write!(
+            out,
+            "{:0width$}",
+            ctx.array.map_or(NO_ARRAY_TASK_ID, |a| a.1)
+        ),
+        'b' => write!(
+            out,
+            "{:0width$}",
+            ctx.array.map_or(NO_ARRAY_TASK_ID, |a| a.1) % 10
+        ),
         'n' => write!(out, "{:0width$}", ctx.node_index),
         't' => write!(out, "{:0width$}", ctx.task_id),
         'N' => write!(out, "{}", ctx.node_name),
@@ -122,6 +133,7 @@ mod tests {
             node_name: "n01",
             node_index: 0,
             task_id: 0,
+            array: None,
         }
     }
 
@@ -154,6 +166,22 @@ mod tests {
         assert_eq!(expand("%99999999999999999999j", &ctx()), "0000000128");
         // Padding is ignored by text fields.
         assert_eq!(expand("%5x", &ctx()), "train");
+    }
+
+    /// Reference: sbatch man page, FILENAME PATTERN: `%A` the array's id, `%a` the task.
+    #[test]
+    fn array_tasks_expand() {
+        let c = PatternContext {
+            job_id: 131,
+            array: Some((128, 7)),
+            ..ctx()
+        };
+        assert_eq!(expand("slurm-%A_%a.out", &c), "slurm-128_7.out");
+        assert_eq!(expand("%j-%3a-%b", &c), "131-007-7");
+        assert_eq!(
+            expand("slurm-%A_%a.out", &ctx()),
+            "slurm-128_4294967294.out"
+        );
     }
 
     #[test]

@@ -82,6 +82,51 @@ pub enum Command {
         /// CPU time of the job's cgroup (TotalCPU), ms.
         total_cpu_ms: u64,
     },
+    /// scancel with array forms: `12` (the job, every task of an array), `12_3` (one task).
+    #[serde(rename = "cancel_refs")]
+    CancelRefs { targets: Vec<JobRef>, uid: u32 },
+    /// `scontrol hold` (`admin` when asked by an operator: JobHeldAdmin), `scontrol uhold`
+    /// and `sbatch -H` (JobHeldUser).
+    #[serde(rename = "hold")]
+    Hold {
+        targets: Vec<JobRef>,
+        admin: bool,
+        uid: u32,
+    },
+    /// `scontrol release`: users may release only their own user holds.
+    #[serde(rename = "release")]
+    Release { targets: Vec<JobRef>, uid: u32 },
+}
+
+/// A job as scancel and scontrol name it: `12` or `12_3` (one task of array 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobRef {
+    pub job: JobId,
+    pub task: Option<u32>,
+}
+
+impl JobRef {
+    /// Parses `12` or `12_3`.
+    pub fn parse(s: &str) -> Option<JobRef> {
+        let (id, task) = match s.split_once('_') {
+            Some((id, t)) => (id, Some(t.parse().ok()?)),
+            None => (s, None),
+        };
+        let id: u64 = id.parse().ok().filter(|&n| n > 0)?;
+        Some(JobRef {
+            job: JobId(id),
+            task,
+        })
+    }
+}
+
+impl std::fmt::Display for JobRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.task {
+            Some(t) => write!(f, "{}_{t}", self.job),
+            None => write!(f, "{}", self.job),
+        }
+    }
 }
 
 /// Why a job ended on its node, beyond its exit status.
@@ -158,6 +203,11 @@ pub enum Reply {
     Allocated { started: u32, refused: u32 },
     #[serde(rename = "rejected")]
     Rejected(Rejection),
+    /// Per-job outcomes of hold and release (`None`: done).
+    #[serde(rename = "outcomes")]
+    Outcomes {
+        outcomes: Vec<(JobRef, Option<Rejection>)>,
+    },
 }
 
 /// A request refused by apply, with Slurm's error text (src/common/slurm_errno.c).
@@ -181,4 +231,12 @@ pub enum Rejection {
     InvalidGres,
     #[error("Invalid feature specification")]
     InvalidFeature,
+    #[error("Job dependency problem")]
+    DependencyProblem,
+    #[error("Invalid job array specification")]
+    InvalidArray,
+    #[error("Job is no longer pending execution")]
+    NotPending,
+    #[error("Access/permission denied")]
+    AccessDenied,
 }

@@ -3,9 +3,10 @@
 //! Each check names the property it protects. A broken invariant is a programmer error: the
 //! caller panics, because continuing would let replicas diverge.
 
+use crate::depend::{DepKind, DepStatus};
 use crate::state::ClusterState;
-use crate::types::JobState;
-use std::collections::BTreeMap;
+use crate::types::{JobId, JobState};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub fn check(state: &ClusterState) -> Result<(), String> {
     capacity_respected(state)?;
@@ -13,6 +14,68 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     job_ids_below_counter(state)?;
     queue_index_exact(state)?;
     gpus_not_double_booked(state)?;
+    dependency_index_exact(state)?;
+    array_records_exact(state)?;
+    Ok(())
+}
+
+/// The reverse index of dependencies lists exactly the pending jobs with a waiting condition
+/// on each job: a job whose condition is never indexed would wait forever.
+fn dependency_index_exact(state: &ClusterState) -> Result<(), String> {
+    let mut expected: BTreeMap<JobId, BTreeSet<JobId>> = BTreeMap::new();
+    for job in state.jobs.values() {
+        if job.state != JobState::Pending {
+            continue;
+        }
+        for c in job.dependency.iter().flat_map(|d| &d.conditions) {
+            if c.kind != DepKind::Singleton && c.status == DepStatus::Waiting {
+                expected.entry(c.job).or_default().insert(job.id);
+            }
+        }
+    }
+    if &expected != state.dependents() {
+        return Err(format!(
+            "dependency index {:?} differs from the waiting conditions {:?}",
+            state.dependents(),
+            expected
+        ));
+    }
+    Ok(())
+}
+
+/// Every array record is listed under its array, and while an array's first record still
+/// stands for pending tasks, its running count (the throttle's) is the number of its records
+/// holding resources.
+fn array_records_exact(state: &ClusterState) -> Result<(), String> {
+    for job in state.jobs.values() {
+        let Some(part) = &job.array else { continue };
+        if !state
+            .array_records(part.array_job_id)
+            .any(|j| j.id == job.id)
+        {
+            return Err(format!(
+                "array record {} is not listed under array {}",
+                job.id, part.array_job_id
+            ));
+        }
+        if job.id == part.array_job_id && !part.pending.is_empty() {
+            if part.task_id.is_some() {
+                return Err(format!("array {} has pending tasks and a task id", job.id));
+            }
+            if job.state == JobState::Pending {
+                let holding = state
+                    .array_records(job.id)
+                    .filter(|j| j.id != job.id && j.holds_resources())
+                    .count() as u32;
+                if holding != part.running {
+                    return Err(format!(
+                        "array {} counts {} running tasks, {} hold resources",
+                        job.id, part.running, holding
+                    ));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 //! (enforced by `clippy.toml`): every replica that applies the same log reaches the same state.
 
 pub mod command;
+pub mod depend;
 pub mod hostlist;
 pub mod invariants;
 pub mod plan;
@@ -21,8 +22,8 @@ pub mod types;
 pub mod units;
 
 pub use command::{
-    Command, EndCause, NodeStateChange, Plan, PlannedAllocation, PlannedStart, Proposal, Rejection,
-    Reply, Request,
+    Command, EndCause, JobRef, NodeStateChange, Plan, PlannedAllocation, PlannedStart, Proposal,
+    Rejection, Reply, Request,
 };
 pub use plan::SchedConfig;
 pub use state::ClusterState;

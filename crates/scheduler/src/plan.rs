@@ -29,6 +29,7 @@
 //! `Command::Allocate`; apply re-checks every allocation.
 
 use crate::command::{Plan, PlannedAllocation, PlannedStart};
+use crate::depend::Readiness;
 use crate::priority::{PriorityContext, PriorityWeights};
 use crate::state::ClusterState;
 use crate::types::{Job, JobId, Node, NodeShare, PartitionState, PendingReason, TimestampMs};
@@ -383,7 +384,11 @@ fn pass(
     let nodes: Vec<&Node> = names.iter().map(|n| &state.nodes[*n]).collect();
     let mut profiles: Vec<Profile> = Vec::with_capacity(names.len());
     let mut ends: Vec<Vec<(u64, Need)>> = vec![Vec::new(); names.len()];
+    // Users' job names in use (for `--dependency=singleton`).
+    let mut active_names: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut last: Option<(JobId, bool)> = None;
     for job in state.jobs.values().filter(|j| j.holds_resources()) {
+        active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
         let end = if job.completing {
             now.saturating_add(resolution_ms.max(1))
         } else {
@@ -440,15 +445,30 @@ fn pass(
 
     // Pending jobs in order: partition tier, then priority, then submit time and id.
     let ctx = PriorityContext::new(state, now);
+    // The first record of an array enters once per task that may start (within its throttle).
     let mut queue: Vec<QueueEntry> = state
         .queued()
         .filter(|j| j.priority > 0)
-        .map(|j| {
+        .flat_map(|j| {
             let tier = state
                 .partition(Some(&j.partition))
                 .map_or(0, |p| p.priority_tier);
             let prio = ctx.factors(state, j, &cfg.weights).priority;
-            (Reverse(tier), Reverse(prio), j.submit_at, j.id, j)
+            let copies = match &j.array {
+                Some(a) if !a.pending.is_empty() => {
+                    let room = if a.max_running > 0 {
+                        a.max_running.saturating_sub(a.running)
+                    } else {
+                        u32::MAX
+                    };
+                    (a.pending.len() as u32).min(room).max(1)
+                }
+                _ => 1,
+            };
+            std::iter::repeat_n(
+                (Reverse(tier), Reverse(prio), j.submit_at, j.id, j),
+                copies as usize,
+            )
         })
         .collect();
     queue.sort_by_key(|(t, p, s, id, _)| (*t, *p, *s, *id));
@@ -507,6 +527,41 @@ fn pass(
             if job.reason == PendingReason::None {
                 set_reason(&mut out, job, PendingReason::Priority);
             }
+            continue;
+        }
+        // Copies of an array's first record are adjacent; once one cannot start now, the
+        // array's later tasks wait behind it.
+        if last.is_some_and(|(id, started)| id == job.id && !started) {
+            continue;
+        }
+        last = Some((job.id, false));
+        if let Some(begin) = job.spec.begin_at.filter(|&b| b > now) {
+            set_reason(&mut out, job, PendingReason::BeginTime);
+            set_start(&mut out, job, Some(begin), &[]);
+            continue;
+        }
+        if let Some(dep) = &job.dependency {
+            let reason = match dep.readiness(now) {
+                Readiness::Ready
+                    if dep.has_singleton()
+                        && active_names
+                            .contains(&(job.spec.user.as_str(), job.spec.name.as_str())) =>
+                {
+                    Some(PendingReason::Dependency)
+                }
+                Readiness::Ready => None,
+                Readiness::Waiting => Some(PendingReason::Dependency),
+                Readiness::Never => Some(PendingReason::DependencyNeverSatisfied),
+            };
+            if let Some(reason) = reason {
+                set_reason(&mut out, job, reason);
+                set_start(&mut out, job, None, &[]);
+                continue;
+            }
+        }
+        if state.throttled(job) {
+            set_reason(&mut out, job, PendingReason::JobArrayTaskLimit);
+            set_start(&mut out, job, None, &[]);
             continue;
         }
         let Some(part) = state.partition(Some(&job.partition)) else {
@@ -682,6 +737,8 @@ fn pass(
                     job_id: job.id,
                     nodes: shares,
                 });
+                active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
+                last = Some((job.id, true));
             }
             found => {
                 let first_blocked = blocked.insert(part.name.as_str());

@@ -5,11 +5,12 @@
 //! byte-identical state.
 
 use crate::command::{
-    Command, EndCause, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
+    Command, EndCause, JobRef, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
 };
+use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
 use crate::types::{
-    Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
+    ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
     PendingReason, TimestampMs,
 };
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,11 @@ pub const REQUEST_MEMORY: usize = 100_000;
 
 /// Slurm's priority/basic: the first job gets this, each later one a little less.
 const BASE_PRIORITY: u64 = 4_294_901_760;
+
+/// A job's priority under priority/basic (the planner computes multifactor priorities).
+fn base_priority(id: JobId) -> u32 {
+    BASE_PRIORITY.saturating_sub(id.0).max(1) as u32
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -43,6 +49,25 @@ pub struct ClusterState {
     /// Fairshare usage per user (CPU-seconds of finished jobs, decayed with
     /// `USAGE_HALF_LIFE_MS`), read by the planner's priority.
     pub usage: BTreeMap<String, Usage>,
+    /// Pending jobs waiting on a dependency condition, by the job the condition names: the
+    /// conditions are decided when that job starts or ends (see `depend.rs`).
+    dependents: BTreeMap<JobId, BTreeSet<JobId>>,
+    /// Every record of a job array (its first record and the tasks split off), by array id.
+    array_records: BTreeMap<JobId, BTreeSet<JobId>>,
+}
+
+/// What one job (or array task) named by a dependency is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DepUnit {
+    NotStarted,
+    Started {
+        at: TimestampMs,
+    },
+    /// `started`: when it started (or ended, if it never started).
+    Ended {
+        ok: bool,
+        started: TimestampMs,
+    },
 }
 
 /// Slurm's PriorityDecayHalfLife default (7 days).
@@ -157,6 +182,13 @@ impl ClusterState {
                 max_rss_kb: _,
                 total_cpu_ms: _,
             } => self.job_ended(*job_id, node, *exit_code, *signal, *cause),
+            Command::CancelRefs { targets, uid } => Ok(self.cancel_refs(targets, *uid)),
+            Command::Hold {
+                targets,
+                admin,
+                uid,
+            } => Ok(self.hold(targets, *admin, *uid)),
+            Command::Release { targets, uid } => Ok(self.release(targets, *uid)),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -222,6 +254,20 @@ impl ClusterState {
                 return Err(Reject::NodeConfigUnavailable);
             }
         }
+        if let Some(a) = &spec.array {
+            if a.tasks.is_empty() || a.tasks.last().is_some_and(|&t| t >= MAX_ARRAY_SIZE) {
+                return Err(Reject::InvalidArray);
+            }
+        }
+        if let Some(dep) = &spec.dependency {
+            let known = dep.conditions.iter().all(|c| {
+                c.kind == DepKind::Singleton
+                    || (c.kind != DepKind::AfterCorr && self.dep_records(c.job, c.task).is_some())
+            });
+            if dep.conditions.is_empty() || !known {
+                return Err(Reject::DependencyProblem);
+            }
+        }
         let time_limit_min = spec
             .time_limit_min
             .or(part.default_time_min)
@@ -241,11 +287,7 @@ impl ClusterState {
             } else {
                 PendingReason::None
             },
-            priority: if held {
-                0
-            } else {
-                BASE_PRIORITY.saturating_sub(id.0).max(1) as u32
-            },
+            priority: if held { 0 } else { base_priority(id) },
             submit_at: self.now,
             start_at: None,
             end_at: None,
@@ -256,38 +298,232 @@ impl ClusterState {
             batch_pid: None,
             expected_start_at: None,
             sched_nodes: Vec::new(),
+            dependency: spec.dependency.clone(),
+            array: spec.array.as_ref().map(|a| ArrayPart {
+                array_job_id: id,
+                task_id: None,
+                pending: a.tasks.clone(),
+                max_running: a.max_running,
+                running: 0,
+            }),
         };
+        if job.array.is_some() {
+            self.array_records.entry(id).or_default().insert(id);
+        }
         self.jobs.insert(id, job);
         if !held {
             self.queued.insert(id);
         }
+        self.refresh_dependency(id);
         Ok(Reply::Submitted { job_id: id })
     }
 
     fn cancel(&mut self, job_ids: &[JobId]) -> Reply {
-        let now = self.now;
-        let mut outcomes = Vec::with_capacity(job_ids.len());
-        for &id in job_ids {
-            let outcome = match self.jobs.get_mut(&id) {
-                None => Some(Reject::InvalidJobId),
-                Some(job) if job.state.is_terminal() => Some(Reject::AlreadyDone),
-                Some(job) => {
-                    let was_running = job.state == JobState::Running;
-                    self.queued.remove(&id);
-                    job.state = JobState::Cancelled;
-                    job.end_at = Some(now);
-                    if was_running {
-                        // Resources stay held until the batch host confirms the processes ended.
-                        job.completing = true;
-                    } else {
-                        self.finished.insert((now, id));
-                    }
-                    None
-                }
-            };
-            outcomes.push((id, outcome));
-        }
+        let outcomes = job_ids
+            .iter()
+            .map(|&job| {
+                let r = JobRef { job, task: None };
+                (job, self.cancel_ref(r).err())
+            })
+            .collect();
         Reply::Cancelled { outcomes }
+    }
+
+    fn cancel_refs(&mut self, targets: &[JobRef], _uid: u32) -> Reply {
+        let outcomes = targets
+            .iter()
+            .map(|&r| (r, self.cancel_ref(r).err()))
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    /// Cancels a job, every record of an array (`12`), or one task (`12_3`; a task that has
+    /// not started is split off into its own CANCELLED record, as Slurm does).
+    fn cancel_ref(&mut self, r: JobRef) -> Result<(), Reject> {
+        let records = self.resolve(r)?;
+        let mut any = false;
+        for id in records {
+            any |= self.cancel_record(id);
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(Reject::AlreadyDone)
+        }
+    }
+
+    /// The records a reference names, splitting a not-yet-started task off its array first.
+    fn resolve(&mut self, r: JobRef) -> Result<Vec<JobId>, Reject> {
+        match r.task {
+            None => {
+                if let Some(records) = self.array_records.get(&r.job) {
+                    Ok(records.iter().copied().collect())
+                } else if self.jobs.contains_key(&r.job) {
+                    Ok(vec![r.job])
+                } else {
+                    Err(Reject::InvalidJobId)
+                }
+            }
+            Some(task) => {
+                let records = self.array_records.get(&r.job).ok_or(Reject::InvalidJobId)?;
+                let found = records.iter().copied().find(|id| {
+                    self.jobs[id]
+                        .array
+                        .as_ref()
+                        .is_some_and(|a| a.task_id == Some(task))
+                });
+                if let Some(id) = found {
+                    return Ok(vec![id]);
+                }
+                let pending = self.jobs[&r.job]
+                    .array
+                    .as_ref()
+                    .is_some_and(|a| a.pending.contains(&task));
+                if pending && self.jobs[&r.job].state == JobState::Pending {
+                    Ok(vec![self.split_task(r.job, task)])
+                } else {
+                    Err(Reject::InvalidJobId)
+                }
+            }
+        }
+    }
+
+    /// Gives a task of an array that has not started a record of its own: a new record with
+    /// a new id, or the array's first record itself when it is the last task.
+    fn split_task(&mut self, array: JobId, task: u32) -> JobId {
+        let new_id = JobId(self.next_job_id);
+        let Some(meta) = self.jobs.get_mut(&array) else {
+            return array;
+        };
+        let Some(part) = meta.array.as_mut() else {
+            return array;
+        };
+        part.pending.remove(&task);
+        if part.pending.is_empty() {
+            part.task_id = Some(task);
+            return array;
+        }
+        let max_running = part.max_running;
+        self.next_job_id += 1;
+        let mut record = meta.clone();
+        record.id = new_id;
+        record.expected_start_at = None;
+        record.sched_nodes.clear();
+        record.array = Some(ArrayPart {
+            array_job_id: array,
+            task_id: Some(task),
+            pending: BTreeSet::new(),
+            max_running,
+            running: 0,
+        });
+        let queued = self.queued.contains(&array);
+        self.jobs.insert(new_id, record);
+        self.array_records.entry(array).or_default().insert(new_id);
+        if queued {
+            self.queued.insert(new_id);
+        }
+        self.refresh_dependency(new_id);
+        new_id
+    }
+
+    /// Cancels one record; false when it had already ended.
+    fn cancel_record(&mut self, id: JobId) -> bool {
+        let now = self.now;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return false;
+        };
+        if job.state.is_terminal() {
+            return false;
+        }
+        let was_running = job.state == JobState::Running;
+        self.queued.remove(&id);
+        job.state = JobState::Cancelled;
+        job.end_at = Some(now);
+        if was_running {
+            // Resources stay held until the batch host confirms the processes ended.
+            job.completing = true;
+        } else {
+            self.finished.insert((now, id));
+            self.forget_dependent(id);
+            self.dependency_event(id);
+        }
+        true
+    }
+
+    fn hold(&mut self, targets: &[JobRef], admin: bool, uid: u32) -> Reply {
+        let reason = if admin && uid == 0 {
+            PendingReason::JobHeldAdmin
+        } else {
+            PendingReason::JobHeldUser
+        };
+        let outcomes = targets
+            .iter()
+            .map(|&r| {
+                let result = self.pending_records(r, uid).map(|ids| {
+                    for id in ids {
+                        self.queued.remove(&id);
+                        if let Some(job) = self.jobs.get_mut(&id) {
+                            job.priority = 0;
+                            job.reason = reason.clone();
+                            job.expected_start_at = None;
+                            job.sched_nodes.clear();
+                        }
+                    }
+                });
+                (r, result.err())
+            })
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    fn release(&mut self, targets: &[JobRef], uid: u32) -> Reply {
+        let outcomes = targets
+            .iter()
+            .map(|&r| {
+                let result = self.pending_records(r, uid).and_then(|ids| {
+                    let admin_held = ids
+                        .iter()
+                        .any(|id| self.jobs[id].reason == PendingReason::JobHeldAdmin);
+                    if admin_held && uid != 0 {
+                        return Err(Reject::AccessDenied);
+                    }
+                    for id in ids {
+                        let Some(job) = self.jobs.get_mut(&id) else {
+                            continue;
+                        };
+                        if job.is_held() {
+                            job.priority = base_priority(id);
+                            job.reason = PendingReason::None;
+                            self.queued.insert(id);
+                        }
+                    }
+                    Ok(())
+                });
+                (r, result.err())
+            })
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    /// The pending records a hold or release names, if `uid` may change them.
+    fn pending_records(&mut self, r: JobRef, uid: u32) -> Result<Vec<JobId>, Reject> {
+        let owner = self
+            .jobs
+            .get(&r.job)
+            .map(|j| j.spec.uid)
+            .ok_or(Reject::InvalidJobId)?;
+        if uid != 0 && uid != owner {
+            return Err(Reject::AccessDenied);
+        }
+        let ids: Vec<JobId> = self
+            .resolve(r)?
+            .into_iter()
+            .filter(|id| self.jobs[id].state == JobState::Pending)
+            .collect();
+        if ids.is_empty() {
+            return Err(Reject::NotPending);
+        }
+        Ok(ids)
     }
 
     fn register_node(&mut self, reg: &NodeRegistration) -> Reply {
@@ -381,16 +617,25 @@ impl ClusterState {
         for a in &plan.allocations {
             if self.allocation_fits(a.job_id, &a.nodes) {
                 let now = self.now;
+                // The first record of an array starts its lowest pending task.
+                let next_task = self.jobs[&a.job_id]
+                    .array
+                    .as_ref()
+                    .and_then(|p| p.pending.first().copied());
+                let id = match next_task {
+                    Some(task) => self.split_task(a.job_id, task),
+                    None => a.job_id,
+                };
                 for share in &a.nodes {
                     if let Some(node) = self.nodes.get_mut(&share.node) {
                         node.alloc_cpus += share.cpus;
                         node.alloc_mem_mb += share.mem_mb;
-                        node.jobs.insert(a.job_id);
+                        node.jobs.insert(id);
                         node.alloc_gpus.extend(share.gpus.iter().copied());
                     }
                 }
-                self.queued.remove(&a.job_id);
-                if let Some(job) = self.jobs.get_mut(&a.job_id) {
+                self.queued.remove(&id);
+                if let Some(job) = self.jobs.get_mut(&id) {
                     job.state = JobState::Running;
                     job.reason = PendingReason::None;
                     job.start_at = Some(now);
@@ -398,6 +643,9 @@ impl ClusterState {
                     job.expected_start_at = None;
                     job.sched_nodes.clear();
                 }
+                self.array_running(id, true);
+                self.forget_dependent(id);
+                self.dependency_event(id);
                 started += 1;
             } else {
                 refused += 1;
@@ -427,7 +675,11 @@ impl ClusterState {
         let Some(job) = self.jobs.get(&job_id) else {
             return false;
         };
-        if job.state != JobState::Pending || job.priority == 0 || shares.is_empty() {
+        if job.state != JobState::Pending
+            || job.priority == 0
+            || shares.is_empty()
+            || !self.eligible(job)
+        {
             return false;
         }
         let Some(part) = self.partition(Some(&job.partition)) else {
@@ -567,6 +819,221 @@ impl ClusterState {
         let usage = self.usage.entry(user).or_default();
         usage.cpu_s = usage.at(now).saturating_add(cpu_s);
         usage.at = now;
+        self.array_running(id, false);
+        self.dependency_event(id);
+    }
+
+    /// Counts a record of an array starting (`true`) or releasing its resources on the
+    /// array's first record, for the `%` throttle.
+    fn array_running(&mut self, id: JobId, started: bool) {
+        let Some(array) = self.jobs.get(&id).and_then(|j| j.array.as_ref()) else {
+            return;
+        };
+        let array = array.array_job_id;
+        if let Some(part) = self.jobs.get_mut(&array).and_then(|m| m.array.as_mut()) {
+            part.running = if started {
+                part.running.saturating_add(1)
+            } else {
+                part.running.saturating_sub(1)
+            };
+        }
+    }
+
+    /// May this pending job start now, as far as `--begin`, its dependency and its array's
+    /// throttle go? (The planner gives the reasons; apply re-checks.)
+    pub fn eligible(&self, job: &Job) -> bool {
+        job.spec.begin_at.is_none_or(|b| b <= self.now)
+            && job
+                .dependency
+                .as_ref()
+                .is_none_or(|d| d.readiness(self.now) == Readiness::Ready)
+            && !self.throttled(job)
+    }
+
+    /// Does the array's `%` throttle keep this record from starting?
+    pub fn throttled(&self, job: &Job) -> bool {
+        let Some(part) = job.array.as_ref() else {
+            return false;
+        };
+        let meta = if part.array_job_id == job.id {
+            Some(part)
+        } else {
+            self.jobs
+                .get(&part.array_job_id)
+                .and_then(|m| m.array.as_ref())
+                .filter(|m| !m.pending.is_empty())
+        };
+        meta.is_some_and(|m| m.max_running > 0 && m.running >= m.max_running)
+    }
+
+    /// The records a dependency condition names, or `None` when none is known (never
+    /// submitted, or purged after MinJobAge).
+    fn dep_records(&self, job: JobId, task: DepTask) -> Option<Vec<DepUnit>> {
+        let unit = |j: &Job| {
+            if j.state == JobState::Pending {
+                DepUnit::NotStarted
+            } else if j.state.is_terminal() && !j.completing {
+                DepUnit::Ended {
+                    ok: j.state == JobState::Completed,
+                    started: j.start_at.or(j.end_at).unwrap_or(0),
+                }
+            } else {
+                DepUnit::Started {
+                    at: j.start_at.or(j.end_at).unwrap_or(0),
+                }
+            }
+        };
+        let records: Vec<&Job> = match self.array_records.get(&job) {
+            Some(ids) => ids.iter().filter_map(|id| self.jobs.get(id)).collect(),
+            None => self.jobs.get(&job).into_iter().collect(),
+        };
+        let mut units = Vec::new();
+        for j in records {
+            let (pending, own_task) = match &j.array {
+                Some(a) => (a.pending.iter().copied().collect(), a.task_id),
+                None => (Vec::new(), None),
+            };
+            let pending_here = j.state == JobState::Pending;
+            match task {
+                DepTask::Whole => {
+                    if pending_here {
+                        units.extend(pending.iter().map(|_| DepUnit::NotStarted));
+                    }
+                    if own_task.is_some() || j.array.is_none() || !pending_here {
+                        units.push(unit(j));
+                    }
+                }
+                DepTask::Task(t) => {
+                    if own_task == Some(t) {
+                        units.push(unit(j));
+                    } else if pending.contains(&t) {
+                        units.push(if pending_here {
+                            DepUnit::NotStarted
+                        } else {
+                            unit(j)
+                        });
+                    }
+                }
+            }
+        }
+        (!units.is_empty()).then_some(units)
+    }
+
+    /// Decides one condition from the records it names (`Waiting` while undecided).
+    fn decide(&self, kind: DepKind, job: JobId, task: DepTask, delay_min: u32) -> DepStatus {
+        let now = self.now;
+        let Some(units) = self.dep_records(job, task) else {
+            // Nothing left in memory: Slurm lifts a dependency on a job it no longer knows.
+            return DepStatus::Satisfied { at: now };
+        };
+        let all_ended = units.iter().all(|u| matches!(u, DepUnit::Ended { .. }));
+        let any_bad = units
+            .iter()
+            .any(|u| matches!(u, DepUnit::Ended { ok: false, .. }));
+        match kind {
+            DepKind::After => {
+                if units.contains(&DepUnit::NotStarted) {
+                    return DepStatus::Waiting;
+                }
+                let started = units
+                    .iter()
+                    .map(|u| match *u {
+                        DepUnit::Started { at } | DepUnit::Ended { started: at, .. } => at,
+                        DepUnit::NotStarted => 0,
+                    })
+                    .max()
+                    .unwrap_or(now);
+                DepStatus::Satisfied {
+                    at: started.saturating_add(u64::from(delay_min) * 60_000),
+                }
+            }
+            DepKind::AfterAny if all_ended => DepStatus::Satisfied { at: now },
+            DepKind::AfterOk if any_bad => DepStatus::Failed,
+            DepKind::AfterOk if all_ended => DepStatus::Satisfied { at: now },
+            DepKind::AfterNotOk if all_ended && any_bad => DepStatus::Satisfied { at: now },
+            DepKind::AfterNotOk if all_ended => DepStatus::Failed,
+            _ => DepStatus::Waiting,
+        }
+    }
+
+    /// Decides what can be decided of a pending job's dependency and keeps the reverse
+    /// index (`dependents`) to the conditions still waiting.
+    fn refresh_dependency(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let Some(dep) = job.dependency.as_ref() else {
+            return;
+        };
+        if job.state != JobState::Pending {
+            self.forget_dependent(id);
+            return;
+        }
+        let mut dep = dep.clone();
+        for c in &mut dep.conditions {
+            if c.status == DepStatus::Waiting && c.kind != DepKind::Singleton {
+                c.status = self.decide(c.kind, c.job, c.task, c.delay_min);
+            }
+        }
+        let all = dep.targets();
+        let waiting: BTreeSet<JobId> = dep
+            .conditions
+            .iter()
+            .filter(|c| c.kind != DepKind::Singleton && c.status == DepStatus::Waiting)
+            .map(|c| c.job)
+            .collect();
+        for t in all {
+            if waiting.contains(&t) {
+                self.dependents.entry(t).or_default().insert(id);
+            } else {
+                self.unindex_dependent(t, id);
+            }
+        }
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.dependency = Some(dep);
+        }
+    }
+
+    fn unindex_dependent(&mut self, target: JobId, id: JobId) {
+        if let Some(set) = self.dependents.get_mut(&target) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.dependents.remove(&target);
+            }
+        }
+    }
+
+    /// A job that left the queue waits on nothing.
+    fn forget_dependent(&mut self, id: JobId) {
+        let targets = self
+            .jobs
+            .get(&id)
+            .and_then(|j| j.dependency.as_ref())
+            .map(|d| d.targets())
+            .unwrap_or_default();
+        for t in targets {
+            self.unindex_dependent(t, id);
+        }
+    }
+
+    /// A job started or ended: decide the conditions that name it (or its array).
+    fn dependency_event(&mut self, id: JobId) {
+        let mut keys = vec![id];
+        if let Some(array) = self.jobs.get(&id).and_then(|j| j.array.as_ref()) {
+            if array.array_job_id != id {
+                keys.push(array.array_job_id);
+            }
+        }
+        for key in keys {
+            let waiting: Vec<JobId> = self
+                .dependents
+                .get(&key)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            for d in waiting {
+                self.refresh_dependency(d);
+            }
+        }
     }
 
     fn purge_old_jobs(&mut self) {
@@ -575,7 +1042,17 @@ impl ClusterState {
                 break;
             }
             self.finished.pop_first();
-            self.jobs.remove(&id);
+            self.forget_dependent(id);
+            if let Some(job) = self.jobs.remove(&id) {
+                if let Some(array) = job.array {
+                    if let Some(set) = self.array_records.get_mut(&array.array_job_id) {
+                        set.remove(&id);
+                        if set.is_empty() {
+                            self.array_records.remove(&array.array_job_id);
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -595,5 +1072,23 @@ impl ClusterState {
 
     pub(crate) fn finished_entries(&self) -> &BTreeSet<(TimestampMs, JobId)> {
         &self.finished
+    }
+
+    pub(crate) fn dependents(&self) -> &BTreeMap<JobId, BTreeSet<JobId>> {
+        &self.dependents
+    }
+
+    /// Every record of array `id` (its first record and the tasks split off).
+    pub fn array_records(&self, id: JobId) -> impl Iterator<Item = &Job> + '_ {
+        self.array_records
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.jobs.get(i))
+    }
+
+    /// Is `id` a job array (for `N_*` in dependency strings)?
+    pub fn is_array(&self, id: JobId) -> bool {
+        self.array_records.contains_key(&id)
     }
 }

@@ -234,6 +234,150 @@ fn civil_from_days(days: i128) -> (i128, u32, u32) {
     (year, month as u32, day as u32)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a `--begin` time (sbatch(1); `parse_time` in src/common/parse_time.c) into Unix
+/// seconds, relative to `now` (Unix seconds) in a zone `utc_offset_secs` east of UTC:
+/// `now[+N[seconds|minutes|hours|days|weeks]]`, `HH:MM[:SS][AM|PM]` (today, or tomorrow once
+/// past), `midnight`, `noon`, `elevenses` (11:00), `fika` (15:00), `teatime` (16:00), `today`,
+/// `tomorrow`, `YYYY-MM-DD[THH:MM[:SS]]`, `MM/DD[/YY]`, `MMDD[YY]`.
+pub fn parse_begin(s: &str, now: i64, utc_offset_secs: i32) -> Result<i64, String> {
+    let bad = || format!("Invalid time specification `{s}`");
+    let text = s.trim().to_ascii_lowercase();
+    let offset = i64::from(utc_offset_secs);
+    let local_now = now + offset;
+    let today = local_now.div_euclid(DAY_SECONDS);
+    let secs_today = local_now.rem_euclid(DAY_SECONDS);
+    // A local time of day: today, or tomorrow once it has passed.
+    let next = |secs_of_day: i64| {
+        let day = if secs_of_day > secs_today {
+            today
+        } else {
+            today + 1
+        };
+        day * DAY_SECONDS + secs_of_day - offset
+    };
+    if let Some(rest) = text.strip_prefix("now") {
+        if rest.is_empty() {
+            return Ok(now);
+        }
+        let (sign, rest) = match rest.as_bytes()[0] {
+            b'+' => (1, &rest[1..]),
+            b'-' => (-1, &rest[1..]),
+            _ => return Err(bad()),
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit = match &rest[digits..] {
+            "" | "s" | "sec" | "secs" | "second" | "seconds" => 1,
+            "m" | "min" | "mins" | "minute" | "minutes" => 60,
+            "h" | "hour" | "hours" => 3600,
+            "d" | "day" | "days" => DAY_SECONDS,
+            "w" | "week" | "weeks" => 7 * DAY_SECONDS,
+            _ => return Err(bad()),
+        };
+        return n
+            .checked_mul(unit)
+            .and_then(|d| now.checked_add(sign * d))
+            .ok_or_else(bad);
+    }
+    match text.as_str() {
+        "midnight" => return Ok((today + 1) * DAY_SECONDS - offset),
+        "noon" => return Ok(next(12 * 3600)),
+        "elevenses" => return Ok(next(11 * 3600)),
+        "fika" => return Ok(next(15 * 3600)),
+        "teatime" => return Ok(next(16 * 3600)),
+        "today" => return Ok(today * DAY_SECONDS - offset),
+        "tomorrow" => return Ok((today + 1) * DAY_SECONDS - offset),
+        _ => {}
+    }
+    let num = |t: &str| -> Result<i64, String> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let time_of_day = |t: &str| -> Result<i64, String> {
+        let (t, pm) = if let Some(t) = t.strip_suffix("pm") {
+            (t, Some(true))
+        } else if let Some(t) = t.strip_suffix("am") {
+            (t, Some(false))
+        } else {
+            (t, None)
+        };
+        let parts: Vec<&str> = t.split(':').collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            return Err(bad());
+        }
+        let mut h = num(parts[0])?;
+        let m = num(parts[1])?;
+        let sec = parts.get(2).map_or(Ok(0), |p| num(p))?;
+        match pm {
+            Some(_) if !(1..=12).contains(&h) => return Err(bad()),
+            Some(true) if h < 12 => h += 12,
+            Some(false) if h == 12 => h = 0,
+            _ => {}
+        }
+        if h > 23 || m > 59 || sec > 59 {
+            return Err(bad());
+        }
+        Ok(h * 3600 + m * 60 + sec)
+    };
+    let date = |y: i64, m: i64, d: i64| -> Result<i64, String> {
+        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return Err(bad());
+        }
+        Ok(days_from_civil(y, m as u32, d as u32))
+    };
+    let this_year = civil_from_days(i128::from(today)).0 as i64;
+    let year = |yy: Option<&str>| -> Result<i64, String> {
+        match yy {
+            None => Ok(this_year),
+            Some(t) if t.len() == 2 => Ok(2000 + num(t)?),
+            Some(t) => num(t),
+        }
+    };
+    let (day, tod) = if text.len() >= 10 && text.as_bytes()[4] == b'-' {
+        // YYYY-MM-DD[THH:MM[:SS]]
+        let (d, t) = match text.split_once('t') {
+            Some((d, t)) => (d, Some(t)),
+            None => (text.as_str(), None),
+        };
+        let parts: Vec<&str> = d.split('-').collect();
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let day = date(num(parts[0])?, num(parts[1])?, num(parts[2])?)?;
+        (day, t.map(time_of_day).transpose()?.unwrap_or(0))
+    } else if text.contains(':') {
+        return Ok(next(time_of_day(&text)?));
+    } else if text.contains('/') {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            return Err(bad());
+        }
+        (
+            date(year(parts.get(2).copied())?, num(parts[0])?, num(parts[1])?)?,
+            0,
+        )
+    } else if text.len() == 4 || text.len() == 6 {
+        let yy = (text.len() == 6).then(|| &text[4..6]);
+        (date(year(yy)?, num(&text[0..2])?, num(&text[2..4])?)?, 0)
+    } else {
+        return Err(bad());
+    };
+    Ok(day * DAY_SECONDS + tod - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +387,47 @@ mod tests {
         match parse_time_limit(s) {
             Ok(v) => v,
             Err(e) => panic!("{s:?} should parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn begin_times() {
+        // 2026-11-26T10:30:00Z
+        let now = 1_795_689_000;
+        assert_eq!(format_timestamp(now, 0), "2026-11-26T10:30:00");
+        let at = |s: &str| format_timestamp(parse_begin(s, now, 0).unwrap(), 0);
+        assert_eq!(at("now"), "2026-11-26T10:30:00");
+        assert_eq!(at("now+60"), "2026-11-26T10:31:00");
+        assert_eq!(at("now+1hour"), "2026-11-26T11:30:00");
+        assert_eq!(at("now+2days"), "2026-11-28T10:30:00");
+        assert_eq!(at("16:00"), "2026-11-26T16:00:00");
+        assert_eq!(at("09:15"), "2026-11-27T09:15:00");
+        assert_eq!(at("4:00PM"), "2026-11-26T16:00:00");
+        assert_eq!(at("teatime"), "2026-11-26T16:00:00");
+        assert_eq!(at("elevenses"), "2026-11-26T11:00:00");
+        assert_eq!(at("midnight"), "2026-11-27T00:00:00");
+        assert_eq!(at("tomorrow"), "2026-11-27T00:00:00");
+        assert_eq!(at("2027-01-20T12:34:56"), "2027-01-20T12:34:56");
+        assert_eq!(at("2027-01-20"), "2027-01-20T00:00:00");
+        assert_eq!(at("12/24"), "2026-12-24T00:00:00");
+        assert_eq!(at("12/24/27"), "2027-12-24T00:00:00");
+        assert_eq!(at("122427"), "2027-12-24T00:00:00");
+        // One hour east of UTC: 16:00 local is 15:00 UTC.
+        assert_eq!(
+            format_timestamp(parse_begin("16:00", now, 3600).unwrap(), 0),
+            "2026-11-26T15:00:00"
+        );
+        for bad in [
+            "later",
+            "now+",
+            "now+5parsecs",
+            "25:00",
+            "13:00pm",
+            "2027-13-01",
+            "1/2/3/4",
+            "",
+        ] {
+            assert!(parse_begin(bad, now, 0).is_err(), "{bad}");
         }
     }
 

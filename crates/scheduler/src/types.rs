@@ -4,6 +4,7 @@
 //! by position) and carried in log entries. Variants and fields are only ever appended, never
 //! reordered or removed (see `SNAPSHOT_VERSION` in `state.rs`).
 
+use crate::depend::Dependency;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -64,6 +65,37 @@ pub struct JobSpec {
     pub exclude: Vec<String>,
     /// `--nice`: subtracted from the job's priority.
     pub nice: i32,
+    /// `--begin`: not eligible before this time.
+    pub begin_at: Option<TimestampMs>,
+    /// `--dependency`, as parsed (every condition `Waiting`; the job's copy is kept current).
+    pub dependency: Option<Dependency>,
+    /// `--array`: the task indices and the `%` throttle.
+    pub array: Option<ArraySpec>,
+}
+
+/// `--array` as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArraySpec {
+    pub tasks: BTreeSet<u32>,
+    /// At most this many tasks run at once; 0: no limit.
+    pub max_running: u32,
+}
+
+/// A job record's place in a job array (doc/html/job_array.shtml). The array's first record
+/// (whose id is the array's id) stands for every task not yet started; a task that starts is
+/// split off into a record of its own with a new id, and the last task runs in the first
+/// record itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayPart {
+    pub array_job_id: JobId,
+    /// This record's task; `None` while the record stands for tasks not yet started.
+    pub task_id: Option<u32>,
+    /// Tasks not yet started (only on the array's first record).
+    pub pending: BTreeSet<u32>,
+    /// The throttle (`%N`, `ArrayTaskThrottle`); 0: none.
+    pub max_running: u32,
+    /// Tasks of the array holding resources (kept on the first record while tasks pend).
+    pub running: u32,
 }
 
 impl JobSpec {
@@ -236,6 +268,10 @@ pub struct Job {
     pub expected_start_at: Option<TimestampMs>,
     /// The nodes the planner means to start it on (Slurm's `SchedNodeList`).
     pub sched_nodes: Vec<String>,
+    /// The job's dependency with each condition's current status (apply keeps it current).
+    pub dependency: Option<Dependency>,
+    /// Set for records of a job array.
+    pub array: Option<ArrayPart>,
 }
 
 impl Job {
@@ -249,6 +285,44 @@ impl Job {
 
     pub fn alloc_cpus(&self) -> u32 {
         self.alloc.iter().map(|s| s.cpus).sum()
+    }
+
+    /// Held (`--hold`, `scontrol hold/uhold`): priority 0 and a hold reason.
+    pub fn is_held(&self) -> bool {
+        self.state == JobState::Pending
+            && matches!(
+                self.reason,
+                PendingReason::JobHeldUser | PendingReason::JobHeldAdmin
+            )
+    }
+
+    /// The array's first record while some of its tasks have not started.
+    pub fn is_array_meta(&self) -> bool {
+        self.array.as_ref().is_some_and(|a| !a.pending.is_empty())
+    }
+
+    /// Slurm's display id: `12`, `12_3` for a task, `12_[3-7%2]` for tasks not yet started
+    /// (squeue's JOBID column, `%i`).
+    pub fn display_id(&self) -> String {
+        match &self.array {
+            None => self.id.to_string(),
+            Some(a) if !a.pending.is_empty() => {
+                let throttle = if a.max_running > 0 {
+                    format!("%{}", a.max_running)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}_[{}{throttle}]",
+                    a.array_job_id,
+                    crate::depend::format_indices(&a.pending)
+                )
+            }
+            Some(a) => match a.task_id {
+                Some(t) => format!("{}_{t}", a.array_job_id),
+                None => a.array_job_id.to_string(),
+            },
+        }
     }
 }
 

@@ -15,10 +15,14 @@
 //!                [factor=N] [state=up|down|drain|inactive]
 //! submit [id=N] [at=M] [nodes=N] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
-//!        [exclusive] [hold]                   -> nothing, or `rejected: <Slurm's text>`
+//!        [exclusive] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
+//!                                             -> nothing, or `rejected: <Slurm's text>`
 //! schedule at=M [fifo] [easy] [window=M]      -> allocations, expected starts written to the
 //!                                                log (if any), then every pending job
-//! finish ID at=M [exit=N]    cancel ID at=M   -> nothing, or `rejected: …`
+//! finish ID at=M [exit=N]    cancel REF at=M  -> nothing, or `rejected: …` (REF: 12 or 12_3)
+//! hold REF [admin] [uid=N]   uhold REF [uid=N]   release REF [uid=N]
+//! jobs                                        -> every job that is not pending: id, display id,
+//!                                                state
 //! ```
 
 use drover_scheduler::plan::plan;
@@ -73,6 +77,13 @@ fn reply_line(out: &mut String, reply: Reply) {
             let _ = writeln!(out, "rejected: {r}");
         }
         Reply::Cancelled { outcomes } => {
+            for (id, r) in outcomes {
+                if let Some(r) = r {
+                    let _ = writeln!(out, "rejected {id}: {r}");
+                }
+            }
+        }
+        Reply::Outcomes { outcomes } => {
             for (id, r) in outcomes {
                 if let Some(r) = r {
                     let _ = writeln!(out, "rejected {id}: {r}");
@@ -185,6 +196,17 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     exclusive: flags.contains("exclusive"),
                     nodelist: list(get("w").unwrap_or("")),
                     exclude: list(get("x").unwrap_or("")),
+                    uid: get("uid").map_or(1000, |v| num(v) as u32),
+                    dependency: get("dep")
+                        .map(|d| depend::Dependency::parse(d).expect("dependency parses")),
+                    begin_at: get("begin").map(|m| num(m) * MIN),
+                    array: get("array").map(|a| {
+                        let a = depend::parse_array(a, depend::MAX_ARRAY_SIZE).expect("array");
+                        ArraySpec {
+                            tasks: a.tasks,
+                            max_running: a.max_running,
+                        }
+                    }),
                     ..Default::default()
                 };
                 match s.apply(at, Command::Submit(spec)) {
@@ -241,7 +263,21 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     if job.state != JobState::Pending {
                         continue;
                     }
-                    let _ = write!(out, "pending  {} reason={}", job.id, job.reason.name());
+                    let _ = write!(
+                        out,
+                        "pending  {} reason={}",
+                        job.display_id(),
+                        job.reason.name()
+                    );
+                    let is_array = |id: JobId| s.state.is_array(id);
+                    let dep = job
+                        .dependency
+                        .as_ref()
+                        .map(|d| d.remaining(s.state.now, &is_array))
+                        .unwrap_or_default();
+                    if !dep.is_empty() {
+                        let _ = write!(out, " dep={dep}");
+                    }
                     if let Some(t) = job.expected_start_at {
                         let _ = write!(
                             out,
@@ -252,6 +288,47 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     }
                     out.push('\n');
                 }
+            }
+            "hold" | "uhold" | "release" => {
+                let target = JobRef::parse(positional[0]).expect("a job reference");
+                let uid = get("uid").map_or(0, |v| num(v) as u32);
+                let command = match words[0] {
+                    "release" => Command::Release {
+                        targets: vec![target],
+                        uid,
+                    },
+                    verb => Command::Hold {
+                        targets: vec![target],
+                        admin: verb == "hold" && flags.contains("admin"),
+                        uid,
+                    },
+                };
+                let reply = s.apply(at, command);
+                reply_line(&mut out, reply);
+            }
+            "jobs" => {
+                for job in s.state.jobs.values() {
+                    if job.state != JobState::Pending {
+                        let _ = writeln!(
+                            out,
+                            "job {} {} {}",
+                            job.id,
+                            job.display_id(),
+                            job.state.name()
+                        );
+                    }
+                }
+            }
+            "cancel" if positional[0].contains('_') => {
+                let target = JobRef::parse(positional[0]).expect("a job reference");
+                let reply = s.apply(
+                    at,
+                    Command::CancelRefs {
+                        targets: vec![target],
+                        uid: 0,
+                    },
+                );
+                reply_line(&mut out, reply);
             }
             "finish" | "cancel" => {
                 let id = JobId(num(positional[0]));

@@ -324,7 +324,31 @@ fn arb_command() -> impl Strategy<Value = Command> {
             s.hold = hold;
             Command::Submit(s)
         }),
+        2 => (1u32..4, 0u32..4, 1u32..6, 0u32..3).prop_map(|(cpus, lo, len, throttle)| {
+            let mut s = job(cpus);
+            s.array = Some(ArraySpec { tasks: (lo..lo + len).collect(), max_running: throttle });
+            Command::Submit(s)
+        }),
+        2 => (1u32..3, prop::sample::select(vec!["afterok", "afterany", "afternotok", "after", "singleton"]), 1u64..20, prop::option::of(0u32..4), prop::bool::ANY)
+            .prop_map(|(cpus, kind, id, task, any)| {
+                let mut s = job(cpus);
+                let target = match task { Some(t) => format!("{id}_{t}"), None => id.to_string() };
+                let text = if kind == "singleton" {
+                    "singleton".to_string()
+                } else if any {
+                    format!("{kind}:{target}?afterany:{}", id + 1)
+                } else {
+                    format!("{kind}:{target}")
+                };
+                s.dependency = Some(depend::Dependency::parse(&text).expect("generated dependencies parse"));
+                Command::Submit(s)
+            }),
         1 => (1u64..20).prop_map(|id| Command::Cancel { job_ids: vec![JobId(id)], uid: 0 }),
+        1 => (1u64..20, prop::option::of(0u32..5)).prop_map(|(id, task)| Command::CancelRefs { targets: vec![JobRef { job: JobId(id), task }], uid: 0 }),
+        1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY, prop::sample::select(vec![0u32, 1000, 1001]))
+            .prop_map(|(id, task, admin, uid)| Command::Hold { targets: vec![JobRef { job: JobId(id), task }], admin, uid }),
+        1 => (1u64..20, prop::option::of(0u32..5), prop::sample::select(vec![0u32, 1000]))
+            .prop_map(|(id, task, uid)| Command::Release { targets: vec![JobRef { job: JobId(id), task }], uid }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),
@@ -346,6 +370,25 @@ fn run_log(log: &[(u64, Command)]) -> (ClusterState, Vec<Reply>) {
     for (at, command) in log {
         let command = match command {
             Command::Allocate(_) => Command::Allocate(plan(&s, s.now, &SchedConfig::default())),
+            // Mostly from the job's batch host, so that jobs end and dependencies get decided.
+            Command::JobFinished {
+                job_id,
+                node,
+                exit_code,
+                signal,
+            } if node != "n3" => {
+                let host = s
+                    .jobs
+                    .get(job_id)
+                    .and_then(|j| j.batch_host())
+                    .unwrap_or(node);
+                Command::JobFinished {
+                    job_id: *job_id,
+                    node: host.to_string(),
+                    exit_code: *exit_code,
+                    signal: *signal,
+                }
+            }
             other => other.clone(),
         };
         let r = s.apply(&Proposal {

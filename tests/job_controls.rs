@@ -1,0 +1,176 @@
+//! End to end through `drover up`: job arrays, dependencies, hold/release and `--begin`, with
+//! real processes (issue 3's job kinds and controls, as users reach them through sbatch,
+//! scontrol, scancel and squeue).
+
+mod common;
+
+use common::TestCluster;
+use std::time::{Duration, Instant};
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// `squeue -h -o "%i %T %r"` lines.
+fn queue(c: &TestCluster) -> Vec<String> {
+    let out = c.cmd("squeue", &["-h", "-o", "%i %T %r"]);
+    stdout(&out).lines().map(str::to_string).collect()
+}
+
+/// Waits until `squeue` lists `line` (reasons appear with the next scheduling pass).
+fn wait_listed(c: &TestCluster, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let q = queue(c);
+        if q.iter().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "squeue never listed {line:?}: {q:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for(c: &TestCluster, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn an_array_runs_every_task_and_a_dependency_waits_for_all_of_them() {
+    let c = TestCluster::start(3, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+
+    // Held first, so that the dependent job is submitted before any task can end.
+    let array = c.sbatch(
+        &addrs,
+        &work,
+        &["--array=1-5:2%2", "-H", "-J", "arr"],
+        "#!/bin/sh\necho \"task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_JOB_ID count=$SLURM_ARRAY_TASK_COUNT min=$SLURM_ARRAY_TASK_MIN max=$SLURM_ARRAY_TASK_MAX step=$SLURM_ARRAY_TASK_STEP job=$SLURM_JOB_ID\"\nsleep 1\n",
+    );
+    let after = c.sbatch(
+        &addrs,
+        &work,
+        &[&format!("--dependency=afterok:{array}"), "-J", "after"],
+        "#!/bin/sh\necho done\n",
+    );
+    wait_listed(&c, &format!("{array}_[1,3,5%2] PENDING JobHeldUser"));
+    wait_listed(&c, &format!("{after} PENDING Dependency"));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &after.to_string()]));
+    assert!(
+        show.contains(&format!("Dependency=afterok:{array}_*(unfulfilled)")),
+        "{show}"
+    );
+
+    let rel = c.cmd("scontrol", &["release", &array.to_string()]);
+    assert!(rel.status.success(), "{}", stderr(&rel));
+    c.wait_state(after, "COMPLETED", Duration::from_secs(60));
+
+    // Every task wrote its own slurm-%A_%a.out with Slurm's array variables.
+    for task in [1, 3, 5] {
+        let path = work.join(format!("slurm-{array}_{task}.out"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), c.logs()));
+        assert!(
+            text.starts_with(&format!(
+                "task {task} of {array} count=3 min=1 max=5 step=2 job="
+            )),
+            "{text}"
+        );
+    }
+    // The last task ran in the array's own record; the others got ids of their own.
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &array.to_string()]));
+    assert_eq!(show.lines().count(), 3, "{show}");
+    assert!(show.contains("ArrayTaskId=5"), "{show}");
+}
+
+#[test]
+fn hold_release_cancel_of_one_task_and_begin_time() {
+    let c = TestCluster::start(3, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+
+    // --begin in the future: pending with reason BeginTime.
+    let later = c.sbatch(
+        &addrs,
+        &work,
+        &["--begin=now+1hour", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    wait_listed(&c, &format!("{later} PENDING BeginTime"));
+
+    // An admin (these tests run as root) holds with JobHeldAdmin; uhold is a user hold.
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let hold = c.cmd("scontrol", &["hold", &id.to_string()]);
+    assert!(hold.status.success(), "{}", stderr(&hold));
+    wait_listed(&c, &format!("{id} PENDING JobHeldAdmin"));
+    let hold = c.cmd("scontrol", &["uhold", &id.to_string()]);
+    assert!(hold.status.success(), "{}", stderr(&hold));
+    wait_listed(&c, &format!("{id} PENDING JobHeldUser"));
+
+    // Unknown ids and finished jobs get Slurm's texts.
+    let bad = c.cmd("scontrol", &["hold", "999999"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad),
+        "scontrol: error: Invalid job id specified for job 999999\n"
+    );
+
+    // One task of a held array, cancelled by its index; the rest run once released.
+    let array = c.sbatch(
+        &addrs,
+        &work,
+        &["-a", "0-2", "-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let cancel = c.cmd("scancel", &[&format!("{array}_1")]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    wait_listed(&c, &format!("{array}_[0,2] PENDING JobHeldUser"));
+    let rel = c.cmd("scontrol", &["release", &array.to_string()]);
+    assert!(rel.status.success(), "{}", stderr(&rel));
+    wait_for(
+        &c,
+        "the array's tasks to end",
+        Duration::from_secs(60),
+        || {
+            let out = c.cmd("scontrol", &["-o", "show", "job", &array.to_string()]);
+            let text = stdout(&out);
+            text.lines().count() == 3
+                && text.matches("JobState=COMPLETED").count() == 2
+                && text.matches("JobState=CANCELLED").count() == 1
+        },
+    );
+
+    let release = c.cmd("scontrol", &["release", &id.to_string()]);
+    assert!(release.status.success(), "{}", stderr(&release));
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+    let again = c.cmd("scontrol", &["hold", &id.to_string()]);
+    assert_eq!(
+        stderr(&again),
+        format!("scontrol: error: Job is no longer pending execution for job {id}\n")
+    );
+    wait_listed(&c, &format!("{later} PENDING BeginTime"));
+}

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{format, identity, sbatch_prep};
+use crate::{format, identity, sbatch_prep, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,9 +23,13 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Prints to stdout; a closed pipe (`squeue | head`) is not an error.
 fn out(text: &str) {
+    out_ok(text);
+}
+
+/// Like `out`; false once the reader has gone away.
+fn out_ok(text: &str) -> bool {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    stdout.write_all(text.as_bytes()).is_ok() && stdout.flush().is_ok()
 }
 
 fn cluster(cmd: &str) -> Result<Cluster, i32> {
@@ -191,134 +195,77 @@ async fn load_partitions(cluster: &mut Cluster) -> Result<Vec<pb::PartitionInfo>
     Ok(reply.partitions)
 }
 
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 pub fn squeue(args: &[String]) -> i32 {
-    let mut noheader = false;
-    let mut job_ids: Vec<u64> = Vec::new();
-    let mut users: Vec<String> = Vec::new();
-    let mut partitions: Vec<String> = Vec::new();
-    let mut states: Vec<String> = Vec::new();
-    let mut fmt: Option<String> = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
-        let mut value = |short: &str| -> Option<String> {
-            if let Some(v) = inline.clone() {
-                return Some(v);
-            }
-            if flag.len() > short.len() && flag.starts_with(short) && !flag.starts_with("--") {
-                return Some(flag[short.len()..].to_string());
-            }
-            i += 1;
-            args.get(i).cloned()
-        };
-        match flag {
-            "-h" | "--noheader" => noheader = true,
-            "--me" => users.push(identity::user_name(identity::uid())),
-            f if f == "--jobs" || f.starts_with("-j") => {
-                for id in value("-j").map(|v| split_list(&v)).unwrap_or_default() {
-                    match id.parse() {
-                        Ok(n) => job_ids.push(n),
-                        Err(_) => {
-                            eprintln!("squeue: error: Invalid job id: {id}");
-                            return EXIT_ERROR;
-                        }
-                    }
-                }
-            }
-            f if f == "--user" || f.starts_with("-u") => {
-                users.extend(value("-u").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--partition" || f.starts_with("-p") => {
-                partitions.extend(value("-p").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--states" || f.starts_with("-t") => {
-                states.extend(value("-t").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--format" || f.starts_with("-o") => fmt = value("-o"),
-            other => {
-                eprintln!("squeue: unrecognized option '{other}'\nTry \"squeue --help\" for more information");
-                return EXIT_ERROR;
-            }
-        }
-        i += 1;
-    }
-    let Ok(mut cluster) = cluster("squeue") else {
-        return EXIT_ERROR;
-    };
-    let single = job_ids.len() == 1;
-    let jobs = match runtime().block_on(load_jobs(&mut cluster, job_ids.clone())) {
-        Ok(j) => j,
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match squeue::parse(args, &env, identity::uid()) {
+        Ok(o) => o,
         Err(e) => {
-            eprintln!("slurm_load_jobs error: {e}");
+            eprint!("{e}");
             return EXIT_ERROR;
         }
     };
-    cluster.save();
-    if single && jobs.is_empty() {
-        eprintln!("slurm_load_jobs error: Invalid job id specified");
-        return EXIT_ERROR;
+    match opts.output {
+        Some(squeue::Output::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Some(squeue::Output::Usage) => {
+            out(squeue::USAGE);
+            return EXIT_OK;
+        }
+        _ => {}
     }
-    let all_states = states.iter().any(|s| s.eq_ignore_ascii_case("all"));
-    let jobs: Vec<pb::JobInfo> = jobs
-        .into_iter()
-        .filter(|j| users.is_empty() || users.contains(&j.user))
-        .filter(|j| partitions.is_empty() || partitions.contains(&j.partition))
-        .filter(|j| {
-            all_states
-                || if states.is_empty() {
-                    // Explicit job ids show finished jobs too, as in Slurm.
-                    !job_ids.is_empty()
-                        || matches!(
-                            j.state.as_str(),
-                            "PENDING" | "RUNNING" | "COMPLETING" | "SUSPENDED"
-                        )
-                } else {
-                    states.iter().any(|s| state_matches(s, &j.state))
-                }
-        })
-        .collect();
-    let text = match fmt {
-        Some(f) => format::squeue_format(&f, &jobs, UTC_OFFSET_S),
-        None => format::squeue_default(&jobs, UTC_OFFSET_S),
+    eprint!("{}", opts.warnings);
+    let Ok(mut cluster) = cluster("squeue") else {
+        return EXIT_ERROR;
     };
-    let text = if noheader {
-        text.split_once('\n')
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or_default()
-    } else {
-        text
-    };
-    out(&text);
-    EXIT_OK
+    let rt = runtime();
+    loop {
+        // Exactly one -j id is Slurm's single-job RPC: an unknown id is an error.
+        let single = opts.job_ids.len() == 1;
+        let jobs = match rt.block_on(load_jobs(&mut cluster, opts.job_ids.clone())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("slurm_load_jobs error: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        cluster.save();
+        if single && jobs.is_empty() {
+            eprintln!("slurm_load_jobs error: Invalid job id specified");
+            return EXIT_ERROR;
+        }
+        let now = jobs.first().map(|j| j.now).unwrap_or_else(wall_clock_s);
+        let shown = squeue::select(jobs, &opts);
+        let text = if opts.output == Some(squeue::Output::Json) {
+            squeue::json(&shown, now, args)
+        } else {
+            let (text, errors) = squeue::table(&shown, &opts, now, UTC_OFFSET_S);
+            eprint!("{errors}");
+            text
+        };
+        let Some(every) = opts.iterate_s else {
+            out(&text);
+            return EXIT_OK;
+        };
+        // -i: repeat until the reader goes away (a closed pipe ends it quietly).
+        if !out_ok(&format!("{text}\n")) {
+            return EXIT_OK;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(every));
+    }
 }
 
-fn state_matches(filter: &str, state: &str) -> bool {
-    let f = filter.to_ascii_uppercase();
-    let compact = match state {
-        "PENDING" => "PD",
-        "RUNNING" => "R",
-        "COMPLETING" => "CG",
-        "COMPLETED" => "CD",
-        "CANCELLED" => "CA",
-        "FAILED" => "F",
-        "TIMEOUT" => "TO",
-        "NODE_FAIL" => "NF",
-        "OUT_OF_MEMORY" => "OOM",
-        _ => "",
-    };
-    f == state || f == compact
+fn wall_clock_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.
+fn version_line() -> String {
+    format!("slurm {}\n", env!("CARGO_PKG_VERSION"))
 }
 
 pub fn sinfo(args: &[String]) -> i32 {

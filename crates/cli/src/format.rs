@@ -17,7 +17,7 @@ use drover_proto::{JobInfo, NodeInfo, PartitionInfo, PingReply};
 use drover_scheduler::{hostlist, time};
 
 /// Slurm's `NO_VAL` (array task id of a job that is not an array task, `%a` in file names).
-const NO_VAL: u32 = 0xffff_fffe;
+pub(crate) const NO_VAL: u32 = 0xffff_fffe;
 /// `YEAR_SECONDS` in src/squeue/print.c: larger elapsed times print as INVALID.
 #[cfg(test)]
 const YEAR_SECONDS: i64 = 365 * 24 * 60 * 60;
@@ -29,7 +29,7 @@ const YEAR_SECONDS: i64 = 365 * 24 * 60 * 60;
 /// `_print_str` (squeue and sinfo): `.` = right-justify with `%Ns` (cut to `width` only when
 /// `cut`), otherwise `%.Ns` (always cut); then pad with blanks to `width`. Width 0 prints the
 /// value as is.
-fn print_str(out: &mut String, value: &str, width: usize, right: bool, cut: bool) {
+pub(crate) fn print_str(out: &mut String, value: &str, width: usize, right: bool, cut: bool) {
     let shown: String = if width == 0 {
         value.to_string()
     } else if right {
@@ -50,12 +50,12 @@ fn print_str(out: &mut String, value: &str, width: usize, right: bool, cut: bool
 }
 
 /// `_print_secs` in squeue/sinfo: `M:SS`, `H:MM:SS`, `D-HH:MM:SS`.
-fn elapsed(secs: i64) -> String {
+pub(crate) fn elapsed(secs: i64) -> String {
     time::format_elapsed(secs)
 }
 
 /// `secs2time_str` (src/common/parse_time.c): `HH:MM:SS` or `D-HH:MM:SS`.
-fn secs2time(secs: i64) -> String {
+pub(crate) fn secs2time(secs: i64) -> String {
     if secs < 0 {
         return "INVALID".to_string();
     }
@@ -73,18 +73,18 @@ fn secs2time(secs: i64) -> String {
 }
 
 /// `mins2time_str`, with `None` = UNLIMITED.
-fn limit(mins: Option<u64>) -> String {
+pub(crate) fn limit(mins: Option<u64>) -> String {
     time::format_limit(mins)
 }
 
 /// `slurm_make_time_str` with the default format `%FT%T` in local time (`utc_offset_secs`
 /// east of UTC); 0 prints `unset`.
-fn timestamp(unix_secs: i64, utc_offset_secs: i32, unset: &str) -> String {
+pub(crate) fn timestamp(unix_secs: i64, utc_offset_secs: i32, unset: &str) -> String {
     time::format_timestamp_or(unix_secs, utc_offset_secs, unset)
 }
 
 /// `convert_num_unit` on MiB: `100M`, `1G`, `62.50G` (exact = only whole units).
-fn mem_units(mb: u64, exact: bool) -> String {
+pub(crate) fn mem_units(mb: u64, exact: bool) -> String {
     if mb == 0 {
         return "0".to_string();
     }
@@ -161,54 +161,15 @@ pub fn job_state_compact(state: &str) -> &'static str {
     }
 }
 
-/// Numeric base state (`enum job_states`) used by squeue's state sort.
-fn job_state_rank(state: &str) -> u32 {
-    match state {
-        "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => 0,
-        "RUNNING" | "CONFIGURING" | "RESIZING" | "SIGNALING" | "STOPPED" => 1,
-        "SUSPENDED" => 2,
-        "COMPLETED" | "COMPLETING" | "STAGE_OUT" => 3,
-        "CANCELLED" => 4,
-        "FAILED" | "SPECIAL_EXIT" => 5,
-        "TIMEOUT" => 6,
-        "NODE_FAIL" => 7,
-        "PREEMPTED" => 8,
-        "BOOT_FAIL" => 9,
-        "DEADLINE" => 10,
-        "OUT_OF_MEMORY" => 11,
-        _ => 12,
-    }
-}
-
-fn is_pending(job: &JobInfo) -> bool {
+pub(crate) fn is_pending(job: &JobInfo) -> bool {
     matches!(
         job.state.as_str(),
         "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
     )
 }
 
-/// squeue's default state filter: pending, running, suspended and completing jobs (and the
-/// transient flag states); finished jobs are hidden unless asked for.
-pub fn squeue_default_visible(job: &JobInfo) -> bool {
-    matches!(
-        job.state.as_str(),
-        "PENDING"
-            | "RUNNING"
-            | "SUSPENDED"
-            | "COMPLETING"
-            | "CONFIGURING"
-            | "REQUEUED"
-            | "REQUEUE_HOLD"
-            | "REQUEUE_FED"
-            | "RESIZING"
-            | "SIGNALING"
-            | "STAGE_OUT"
-            | "STOPPED"
-    )
-}
-
 /// `job_time_used` (src/squeue/print.c), with `JobInfo.now` as the clock.
-fn job_time_used(job: &JobInfo) -> i64 {
+pub(crate) fn job_time_used(job: &JobInfo) -> i64 {
     if job.start_time == 0 || is_pending(job) {
         return 0;
     }
@@ -224,7 +185,7 @@ fn job_time_used(job: &JobInfo) -> i64 {
     end.saturating_sub(job.start_time)
 }
 
-fn reason_name(job: &JobInfo) -> &str {
+pub(crate) fn reason_name(job: &JobInfo) -> &str {
     if job.reason.is_empty() {
         "None"
     } else {
@@ -233,7 +194,7 @@ fn reason_name(job: &JobInfo) -> &str {
 }
 
 /// `%R`: `(Reason)` for pending and failed-like jobs, else the sorted node list.
-fn reason_or_nodes(job: &JobInfo) -> (String, bool) {
+pub(crate) fn reason_or_nodes(job: &JobInfo) -> (String, bool) {
     let parenthesised = job.state != "COMPLETING"
         && (is_pending(job)
             || matches!(
@@ -247,7 +208,7 @@ fn reason_or_nodes(job: &JobInfo) -> (String, bool) {
     }
 }
 
-fn sorted_nodes(list: &str) -> String {
+pub(crate) fn sorted_nodes(list: &str) -> String {
     if list.is_empty() {
         String::new()
     } else {
@@ -255,270 +216,8 @@ fn sorted_nodes(list: &str) -> String {
     }
 }
 
-fn exit_code_text(job: &JobInfo) -> String {
+pub(crate) fn exit_code_text(job: &JobInfo) -> String {
     format!("{}:{}", job.exit_code.max(0), job.exit_signal.max(0))
-}
-
-// ---------------------------------------------------------------------------------------------
-// squeue format engine
-// ---------------------------------------------------------------------------------------------
-
-/// squeue's default `-o` format (src/squeue/opts.c).
-pub const SQUEUE_DEFAULT_FORMAT: &str = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R";
-/// `squeue -l`.
-pub const SQUEUE_LONG_FORMAT: &str = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Literal(String),
-    Field {
-        letter: char,
-        width: usize,
-        right: bool,
-        suffix: String,
-    },
-    /// An unknown letter: printed back literally as `%<token>` (squeue's `job_format_add_invalid`).
-    Invalid(String),
-}
-
-/// A parsed squeue `-o` format (`%[.][size]type[suffix]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFormat {
-    pieces: Vec<Piece>,
-    /// Letters squeue would complain about (`Invalid job format specification: %c`).
-    pub invalid: Vec<char>,
-}
-
-const JOB_LETTERS: &str = "aABcCDeEgGiujlLmMNoPqQrRStTUVZ";
-
-impl JobFormat {
-    /// `parse_format` in src/squeue/opts.c: text before the first `%` is a prefix, each
-    /// `%`-token is `[.][digits]letter` followed by literal suffix text.
-    pub fn parse(fmt: &str) -> JobFormat {
-        let mut pieces = Vec::new();
-        let mut invalid = Vec::new();
-        let (prefix, rest) = match fmt.find('%') {
-            Some(p) => (&fmt[..p], &fmt[p..]),
-            None => (fmt, ""),
-        };
-        if !prefix.is_empty() {
-            pieces.push(Piece::Literal(prefix.to_string()));
-        }
-        for token in rest.split('%').filter(|t| !t.is_empty()) {
-            let mut chars = token.char_indices().peekable();
-            let right = matches!(chars.peek(), Some((_, '.')));
-            if right {
-                chars.next();
-            }
-            let mut width: usize = 0;
-            let mut letter = None;
-            for (i, c) in chars.by_ref() {
-                if let Some(d) = c.to_digit(10) {
-                    width = width
-                        .saturating_mul(10)
-                        .saturating_add(d as usize)
-                        .min(4096);
-                } else {
-                    letter = Some((i, c));
-                    break;
-                }
-            }
-            let Some((i, letter)) = letter else {
-                pieces.push(Piece::Invalid(format!("%{token}")));
-                continue;
-            };
-            let suffix = token[i + letter.len_utf8()..].to_string();
-            if JOB_LETTERS.contains(letter) {
-                pieces.push(Piece::Field {
-                    letter,
-                    width,
-                    right,
-                    suffix,
-                });
-            } else {
-                invalid.push(letter);
-                pieces.push(Piece::Invalid(format!("%{token}")));
-            }
-        }
-        JobFormat { pieces, invalid }
-    }
-
-    /// The header line and one line per job, in the order given.
-    pub fn render(&self, jobs: &[JobInfo], utc_offset_secs: i32, header: bool) -> String {
-        let mut out = String::new();
-        if header {
-            self.render_one(&mut out, None, utc_offset_secs);
-        }
-        for job in jobs {
-            self.render_one(&mut out, Some(job), utc_offset_secs);
-        }
-        out
-    }
-
-    fn render_one(&self, out: &mut String, job: Option<&JobInfo>, utc: i32) {
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(text) | Piece::Invalid(text) => out.push_str(text),
-                Piece::Field {
-                    letter,
-                    width,
-                    right,
-                    suffix,
-                } => {
-                    let (value, cut) = match job {
-                        None => header_of(*letter),
-                        Some(job) => job_field(job, *letter, utc),
-                    };
-                    print_str(out, &value, *width, *right, cut);
-                    out.push_str(suffix);
-                }
-            }
-        }
-        out.push('\n');
-    }
-}
-
-/// Header text and whether it is cut (NODELIST headers are not).
-fn header_of(letter: char) -> (String, bool) {
-    let (text, cut) = match letter {
-        'a' => ("ACCOUNT", true),
-        'A' => ("JOBID", true),
-        'B' => ("EXEC_HOST", true),
-        'c' => ("MIN_CPUS", true),
-        'C' => ("CPUS", true),
-        'D' => ("NODES", true),
-        'e' => ("END_TIME", true),
-        'E' => ("DEPENDENCY", true),
-        'g' => ("GROUP", true),
-        'G' => ("GROUP", true),
-        'i' => ("JOBID", true),
-        'j' => ("NAME", true),
-        'l' => ("TIME_LIMIT", true),
-        'L' => ("TIME_LEFT", true),
-        'm' => ("MIN_MEMORY", true),
-        'M' => ("TIME", true),
-        'N' => ("NODELIST", false),
-        'o' => ("COMMAND", true),
-        'P' => ("PARTITION", true),
-        'q' => ("QOS", true),
-        'Q' => ("PRIORITY", true),
-        'r' => ("REASON", true),
-        'R' => ("NODELIST(REASON)", false),
-        'S' => ("START_TIME", true),
-        't' => ("ST", true),
-        'T' => ("STATE", true),
-        'u' => ("USER", true),
-        'U' => ("UID", true),
-        'V' => ("SUBMIT_TIME", true),
-        'Z' => ("WORK_DIR", true),
-        _ => ("", true),
-    };
-    (text.to_string(), cut)
-}
-
-/// One field's text and whether it is cut to the width.
-fn job_field(job: &JobInfo, letter: char, utc: i32) -> (String, bool) {
-    let n = |v: u64| (v.to_string(), true);
-    match letter {
-        'a' => ("(null)".to_string(), true),
-        'A' | 'i' => n(job.job_id),
-        'B' => (
-            if job.batch_host.is_empty() {
-                "n/a".to_string()
-            } else {
-                job.batch_host.clone()
-            },
-            true,
-        ),
-        'c' => n(u64::from(job.cpus_per_task.max(1))),
-        'C' => n(u64::from(job.num_cpus)),
-        'D' => n(u64::from(job.num_nodes)),
-        'e' => {
-            if job.time_limit_min.is_none() && job.end_time > job.now {
-                ("NONE".to_string(), true)
-            } else {
-                (timestamp(job.end_time, utc, "N/A"), true)
-            }
-        }
-        'E' => ("(null)".to_string(), true),
-        'g' | 'G' => n(u64::from(job.gid)),
-        'j' => (job.name.clone(), true),
-        'l' => match job.time_limit_min {
-            None => ("UNLIMITED".to_string(), true),
-            Some(m) => (
-                elapsed(i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX)),
-                false,
-            ),
-        },
-        'L' => match job.time_limit_min {
-            None => ("UNLIMITED".to_string(), true),
-            Some(m) => {
-                let total = i64::try_from(m.saturating_mul(60)).unwrap_or(i64::MAX);
-                (elapsed(total.saturating_sub(job_time_used(job))), false)
-            }
-        },
-        'm' => {
-            let mb = if job.mem_per_cpu_mb > 0 {
-                job.mem_per_cpu_mb
-            } else {
-                job.mem_per_node_mb
-            };
-            (mem_units(mb, true), true)
-        }
-        'M' => (elapsed(job_time_used(job)), false),
-        'N' => (sorted_nodes(&job.node_list), false),
-        'o' => (
-            if job.command.is_empty() {
-                "(null)".to_string()
-            } else {
-                job.command.clone()
-            },
-            true,
-        ),
-        'P' => (job.partition.clone(), true),
-        'q' => ("normal".to_string(), true),
-        'Q' => n(u64::from(job.priority)),
-        'r' => (reason_name(job).to_string(), true),
-        'R' => {
-            let (text, is_reason) = reason_or_nodes(job);
-            (text, is_reason)
-        }
-        'S' => (timestamp(job.start_time, utc, "N/A"), true),
-        't' => (job_state_compact(&job.state).to_string(), true),
-        'T' => (job.state.clone(), true),
-        'u' => (job.user.clone(), true),
-        'U' => n(u64::from(job.uid)),
-        'V' => (timestamp(job.submit_time, utc, "N/A"), true),
-        'Z' => (job.work_dir.clone(), true),
-        _ => (String::new(), true),
-    }
-}
-
-/// squeue's default sort `P,t,-p`: partition, state, priority descending; job id breaks ties.
-pub fn squeue_sort_default(jobs: &mut [JobInfo]) {
-    jobs.sort_by(|a, b| {
-        a.partition
-            .cmp(&b.partition)
-            .then_with(|| job_state_rank(&a.state).cmp(&job_state_rank(&b.state)))
-            .then_with(|| b.priority.cmp(&a.priority))
-            .then_with(|| a.job_id.cmp(&b.job_id))
-    });
-}
-
-/// Render `fmt` over `jobs` in the given order, with a header line.
-pub fn squeue_format(fmt: &str, jobs: &[JobInfo], utc_offset_secs: i32) -> String {
-    JobFormat::parse(fmt).render(jobs, utc_offset_secs, true)
-}
-
-/// Plain `squeue`: default filter, sort and format.
-pub fn squeue_default(jobs: &[JobInfo], utc_offset_secs: i32) -> String {
-    let mut shown: Vec<JobInfo> = jobs
-        .iter()
-        .filter(|j| squeue_default_visible(j))
-        .cloned()
-        .collect();
-    squeue_sort_default(&mut shown);
-    squeue_format(SQUEUE_DEFAULT_FORMAT, &shown, utc_offset_secs)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,7 +244,7 @@ const FLAG_POWER_DOWN: u32 = 0x0200_0000;
 const FLAG_PLANNED: u32 = 0x0800_0000;
 
 /// Parse `IDLE+DRAIN`, `DOWN+NOT_RESPONDING`, `DRAINED`, `DRAINING`, … into Slurm's bit value.
-fn node_state_bits(node: &NodeInfo) -> u32 {
+pub(crate) fn node_state_bits(node: &NodeInfo) -> u32 {
     let mut bits = 0u32;
     let mut base = None;
     for (i, word) in node.state.split('+').enumerate() {
@@ -628,7 +327,7 @@ fn node_state_bits(node: &NodeInfo) -> u32 {
 }
 
 /// `node_state_string_compact` (upper case; sinfo prints it in lower case).
-fn node_state_compact(bits: u32) -> String {
+pub(crate) fn node_state_compact(bits: u32) -> String {
     let base = bits & 0xf;
     let has = |f: u32| bits & f != 0;
     let busy = has(FLAG_COMPLETING) || base == NODE_STATE_ALLOCATED || base == NODE_STATE_MIXED;
@@ -771,7 +470,7 @@ pub fn sinfo_default(partitions: &[PartitionInfo], nodes: &[NodeInfo]) -> String
 // ---------------------------------------------------------------------------------------------
 
 /// Line joiner shared by the `show` records: `\n   ` between lines, or a blank with `-o`.
-struct Record {
+pub(crate) struct Record {
     out: String,
     oneliner: bool,
 }
@@ -792,7 +491,7 @@ impl Record {
 }
 
 /// `expand_stdio_fields` for a batch job (src/common/print_fields.c) on the default-filled path.
-fn stdio_path(job: &JobInfo, pattern: &str) -> String {
+pub(crate) fn stdio_path(job: &JobInfo, pattern: &str) -> String {
     let pattern = if pattern.is_empty() {
         "slurm-%j.out"
     } else {
@@ -859,7 +558,7 @@ fn stdio_path(job: &JobInfo, pattern: &str) -> String {
     out
 }
 
-fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
+pub(crate) fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
     let mut s = format!("cpu={cpus}");
     if mem_mb > 0 {
         let _ = write!(s, ",mem={}", mem_units(mem_mb, false));
@@ -868,7 +567,7 @@ fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
     s
 }
 
-fn job_mem_total(job: &JobInfo, cpus: u32, nodes: u32) -> u64 {
+pub(crate) fn job_mem_total(job: &JobInfo, cpus: u32, nodes: u32) -> u64 {
     if job.mem_per_cpu_mb > 0 {
         job.mem_per_cpu_mb.saturating_mul(u64::from(cpus))
     } else {
@@ -876,7 +575,7 @@ fn job_mem_total(job: &JobInfo, cpus: u32, nodes: u32) -> u64 {
     }
 }
 
-fn or_null(s: &str) -> &str {
+pub(crate) fn or_null(s: &str) -> &str {
     if s.is_empty() {
         "(null)"
     } else {
@@ -1122,7 +821,7 @@ pub fn scontrol_show_node(node: &NodeInfo, utc_offset_secs: i32, oneliner: bool)
 }
 
 /// `node_state_string_complete`-like long state: the base name, then `+FLAG`s.
-fn node_state_complete(node: &NodeInfo) -> String {
+pub(crate) fn node_state_complete(node: &NodeInfo) -> String {
     let mut state = if node.state.is_empty() {
         "UNKNOWN".to_string()
     } else {
@@ -1249,13 +948,13 @@ pub fn hostname_cmp(a: &str, b: &str) -> Ordering {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testdata {
+    use drover_proto::JobInfo;
 
     /// 2026-11-26T08:55:48 UTC, the submit time of the jobs captured from Slurm 22.05.8.
-    const T0: i64 = 1_795_683_348;
+    pub(crate) const T0: i64 = 1_795_683_348;
 
-    fn job(id: u64, name: &str, state: &str, reason: &str, priority: u32) -> JobInfo {
+    pub(crate) fn job(id: u64, name: &str, state: &str, reason: &str, priority: u32) -> JobInfo {
         JobInfo {
             job_id: id,
             name: name.to_string(),
@@ -1279,7 +978,7 @@ mod tests {
     }
 
     /// The five jobs of the 22.05.8 capture (see `squeue_default_matches_slurm`).
-    fn captured_jobs() -> Vec<JobInfo> {
+    pub(crate) fn captured_jobs() -> Vec<JobInfo> {
         let mut running = job(1, "longname_job", "RUNNING", "None", 4_294_901_759);
         running.node_list = "n1".to_string();
         running.batch_host = "n1".to_string();
@@ -1296,59 +995,12 @@ mod tests {
         let done = job(6, "done", "COMPLETED", "None", 1);
         vec![running, held, later, big, done, wrap4]
     }
+}
 
-    #[test]
-    fn squeue_default_matches_slurm() {
-        // Captured from Slurm 22.05.8 `squeue` (jobs submitted by the bench cluster in
-        // /work/shared/bench/slurm); the COMPLETED job 6 is hidden by the default state filter.
-        let expected =
-            "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON)
-                 2     bench longname     root PD       0:00      4 (Resources)
-                 3     bench     wrap     root PD       0:00      4 (Priority)
-                 5     bench longname     root PD       0:00      1 (Priority)
-                 4     bench     wrap     root PD       0:00      1 (JobHeldUser)
-                 1     bench longname     root  R       0:01      1 n1
-";
-        assert_eq!(squeue_default(&captured_jobs(), 0), expected);
-    }
-
-    #[test]
-    fn squeue_format_engine_letters() {
-        // Captured from Slurm 22.05.8: `squeue -o "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R %r %N
-        // %C %S %V %Q %l %L %T"` (job 1 row; REASON/NODELIST headers are not cut).
-        let jobs = captured_jobs();
-        let fmt = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R %r %N %C %S %V %Q %l %L %T";
-        let out = squeue_format(fmt, &jobs[..1], 0);
-        assert_eq!(
-            out,
-            "             JOBID PARTITION     NAME     USER ST       TIME  NODES NODELIST(REASON) REASON NODELIST CPUS START_TIME SUBMIT_TIME PRIORITY TIME_LIMIT TIME_LEFT STATE\n                 1     bench longname     root  R       0:01      1 n1 None n1 1 2026-11-26T08:55:49 2026-11-26T08:55:48 4294901759 10:00 9:59 RUNNING\n"
-        );
-        // Pending row of the same capture (job 4): START_TIME N/A, UNLIMITED limits.
-        let out = squeue_format("%S %l %L %m", &jobs[1..2], 0);
-        assert_eq!(
-            out,
-            "START_TIME TIME_LIMIT TIME_LEFT MIN_MEMORY\nN/A UNLIMITED UNLIMITED 0\n"
-        );
-    }
-
-    #[test]
-    fn squeue_truncation_rules() {
-        // src/squeue/print.c `_print_str`: `.` right-justifies and cuts, plain width uses
-        // `%.Ns` (always cuts) and pads; %R is never cut when right-justified.
-        let mut j = job(7, "averylongname", "RUNNING", "None", 1);
-        j.node_list = "node[01-10],node12".to_string();
-        j.start_time = T0;
-        j.now = T0 + 3_725;
-        let out = JobFormat::parse("%.5j|%5j|%.4R|%4N|%.3M|x%10i|").render(&[j], 0, false);
-        assert_eq!(
-            out,
-            "avery|avery|node[01-10,12]|node|1:02:05|x7         |\n"
-        );
-        // Unknown letters print back literally; the prefix text is kept.
-        let f = JobFormat::parse("id:%i %y%z");
-        assert_eq!(f.invalid, vec!['y', 'z']);
-        assert_eq!(f.render(&[], 0, true), "id:JOBID %y%z\n");
-    }
+#[cfg(test)]
+mod tests {
+    use super::testdata::*;
+    use super::*;
 
     #[test]
     fn squeue_elapsed_forms() {

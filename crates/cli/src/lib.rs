@@ -9,11 +9,13 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod format;
+pub mod getopt;
 pub mod identity;
 pub mod procs;
 pub mod roles;
 pub mod sbatch_prep;
 pub mod sim;
+pub mod squeue;
 pub mod up;
 
 use std::path::PathBuf;

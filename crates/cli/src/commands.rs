@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{format, identity, sbatch_prep, squeue};
+use crate::{format, identity, sbatch_prep, sinfo, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -269,43 +269,59 @@ fn version_line() -> String {
 }
 
 pub fn sinfo(args: &[String]) -> i32 {
-    let mut noheader = false;
-    for a in args {
-        match a.as_str() {
-            "-h" | "--noheader" => noheader = true,
-            other => {
-                eprintln!("sinfo: unrecognized option '{other}'\nTry \"sinfo --help\" for more information");
-                return EXIT_ERROR;
-            }
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match sinfo::parse(args, &env) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
         }
+    };
+    match opts.output {
+        sinfo::Output::Version => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        sinfo::Output::Usage => {
+            out(sinfo::USAGE);
+            return EXIT_OK;
+        }
+        _ => {}
     }
     let Ok(mut cluster) = cluster("sinfo") else {
         return EXIT_ERROR;
     };
     let rt = runtime();
-    let loaded = rt.block_on(async {
-        let parts = load_partitions(&mut cluster).await?;
-        let nodes = load_nodes(&mut cluster).await?;
-        Ok::<_, ClientError>((parts, nodes))
-    });
-    let (parts, nodes) = match loaded {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("slurm_load_partitions: {e}");
-            return EXIT_ERROR;
+    loop {
+        let loaded = rt.block_on(async {
+            let parts = load_partitions(&mut cluster).await?;
+            let nodes = load_nodes(&mut cluster).await?;
+            Ok::<_, ClientError>((parts, nodes))
+        });
+        let (parts, nodes) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("slurm_load_partitions: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        cluster.save();
+        let text = if opts.output == sinfo::Output::Json {
+            sinfo::json(&parts, &nodes, &opts, args)
+        } else {
+            let (text, errors) = sinfo::render(&parts, &nodes, &opts, wall_clock_s(), UTC_OFFSET_S);
+            eprint!("{errors}");
+            text
+        };
+        let Some(every) = opts.iterate_s else {
+            out(&text);
+            return EXIT_OK;
+        };
+        if !out_ok(&format!("{text}\n")) {
+            return EXIT_OK;
         }
-    };
-    cluster.save();
-    let text = format::sinfo_default(&parts, &nodes);
-    let text = if noheader {
-        text.split_once('\n')
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or_default()
-    } else {
-        text
-    };
-    out(&text);
-    EXIT_OK
+        std::thread::sleep(std::time::Duration::from_secs(every));
+    }
 }
 
 pub fn scontrol(args: &[String]) -> i32 {

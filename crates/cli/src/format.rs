@@ -225,23 +225,23 @@ pub(crate) fn exit_code_text(job: &JobInfo) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Node state bits (slurm/slurm.h) for the compact name and sinfo's state sort.
-const NODE_STATE_DOWN: u32 = 1;
-const NODE_STATE_IDLE: u32 = 2;
-const NODE_STATE_ALLOCATED: u32 = 3;
-const NODE_STATE_MIXED: u32 = 5;
-const NODE_STATE_FUTURE: u32 = 6;
-const FLAG_DRAIN: u32 = 0x200;
-const FLAG_COMPLETING: u32 = 0x400;
-const FLAG_NO_RESPOND: u32 = 0x800;
-const FLAG_POWERED_DOWN: u32 = 0x1000;
-const FLAG_FAIL: u32 = 0x2000;
-const FLAG_POWERING_UP: u32 = 0x4000;
-const FLAG_MAINT: u32 = 0x8000;
-const FLAG_REBOOT_REQUESTED: u32 = 0x10000;
-const FLAG_POWERING_DOWN: u32 = 0x80000;
-const FLAG_REBOOT_ISSUED: u32 = 0x0100_0000;
-const FLAG_POWER_DOWN: u32 = 0x0200_0000;
-const FLAG_PLANNED: u32 = 0x0800_0000;
+pub(crate) const NODE_STATE_DOWN: u32 = 1;
+pub(crate) const NODE_STATE_IDLE: u32 = 2;
+pub(crate) const NODE_STATE_ALLOCATED: u32 = 3;
+pub(crate) const NODE_STATE_MIXED: u32 = 5;
+pub(crate) const NODE_STATE_FUTURE: u32 = 6;
+pub(crate) const FLAG_DRAIN: u32 = 0x200;
+pub(crate) const FLAG_COMPLETING: u32 = 0x400;
+pub(crate) const FLAG_NO_RESPOND: u32 = 0x800;
+pub(crate) const FLAG_POWERED_DOWN: u32 = 0x1000;
+pub(crate) const FLAG_FAIL: u32 = 0x2000;
+pub(crate) const FLAG_POWERING_UP: u32 = 0x4000;
+pub(crate) const FLAG_MAINT: u32 = 0x8000;
+pub(crate) const FLAG_REBOOT_REQUESTED: u32 = 0x10000;
+pub(crate) const FLAG_POWERING_DOWN: u32 = 0x80000;
+pub(crate) const FLAG_REBOOT_ISSUED: u32 = 0x0100_0000;
+pub(crate) const FLAG_POWER_DOWN: u32 = 0x0200_0000;
+pub(crate) const FLAG_PLANNED: u32 = 0x0800_0000;
 
 /// Parse `IDLE+DRAIN`, `DOWN+NOT_RESPONDING`, `DRAINED`, `DRAINING`, … into Slurm's bit value.
 pub(crate) fn node_state_bits(node: &NodeInfo) -> u32 {
@@ -386,83 +386,6 @@ pub(crate) fn node_state_compact(bits: u32) -> String {
         NODE_STATE_FUTURE => format!("FUTURE{suffix}"),
         _ => format!("UNK{suffix}"),
     }
-}
-
-/// Default `sinfo`: `%#P %.5a %.10l %.6D %.6t %N`, one line per (partition, state) group,
-/// partitions in the given (configuration) order, then state descending (`#P,-t`).
-pub fn sinfo_default(partitions: &[PartitionInfo], nodes: &[NodeInfo]) -> String {
-    let part_width = partitions
-        .iter()
-        .map(|p| p.name.chars().count() + usize::from(p.is_default))
-        .max()
-        .unwrap_or(0)
-        .max(9);
-    let mut out = String::new();
-    print_str(&mut out, "PARTITION", part_width, false, true);
-    out.push(' ');
-    print_str(&mut out, "AVAIL", 5, true, true);
-    out.push(' ');
-    print_str(&mut out, "TIMELIMIT", 10, true, true);
-    out.push(' ');
-    print_str(&mut out, "NODES", 6, true, true);
-    out.push(' ');
-    print_str(&mut out, "STATE", 6, true, true);
-    out.push(' ');
-    print_str(&mut out, "NODELIST", 0, false, false);
-    out.push('\n');
-
-    for part in partitions {
-        // Group member nodes by state, keeping Slurm's numeric order (descending) for output.
-        let mut groups: Vec<(u32, Vec<&str>)> = Vec::new();
-        for name in &part.nodes {
-            let Some(node) = nodes.iter().find(|n| &n.name == name) else {
-                continue;
-            };
-            let bits = node_state_bits(node);
-            match groups.iter_mut().find(|(b, _)| *b == bits) {
-                Some((_, members)) => members.push(&node.name),
-                None => groups.push((bits, vec![&node.name])),
-            }
-        }
-        groups.sort_by_key(|g| std::cmp::Reverse(g.0));
-        let name = if part.is_default {
-            format!("{}*", part.name)
-        } else {
-            part.name.clone()
-        };
-        let avail = match part.state.as_str() {
-            "UP" => "up",
-            "DOWN" => "down",
-            "DRAIN" => "drain",
-            "INACTIVE" => "inactive",
-            _ => "unknown",
-        };
-        let timelimit = time::format_sinfo_limit(part.max_time_min);
-        if groups.is_empty() {
-            // sinfo still prints a partition without nodes: 0 nodes, state n/a.
-            groups.push((u32::MAX, Vec::new()));
-        }
-        for (bits, members) in groups {
-            print_str(&mut out, &name, part_width, false, true);
-            out.push(' ');
-            print_str(&mut out, avail, 5, true, true);
-            out.push(' ');
-            print_str(&mut out, &timelimit, 10, true, true);
-            out.push(' ');
-            print_str(&mut out, &members.len().to_string(), 6, true, true);
-            out.push(' ');
-            let state = if members.is_empty() {
-                "n/a".to_string()
-            } else {
-                node_state_compact(bits).to_ascii_lowercase()
-            };
-            print_str(&mut out, &state, 6, true, true);
-            out.push(' ');
-            out.push_str(&compress_hostlist(&members));
-            out.push('\n');
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -949,7 +872,7 @@ pub fn hostname_cmp(a: &str, b: &str) -> Ordering {
 
 #[cfg(test)]
 pub(crate) mod testdata {
-    use drover_proto::JobInfo;
+    use drover_proto::{JobInfo, NodeInfo, PartitionInfo};
 
     /// 2026-11-26T08:55:48 UTC, the submit time of the jobs captured from Slurm 22.05.8.
     pub(crate) const T0: i64 = 1_795_683_348;
@@ -995,6 +918,35 @@ pub(crate) mod testdata {
         let done = job(6, "done", "COMPLETED", "None", 1);
         vec![running, held, later, big, done, wrap4]
     }
+
+    pub(crate) fn node(name: &str, state: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.to_string(),
+            addr: "127.0.0.1".to_string(),
+            cpus: 16,
+            real_memory_mb: 64_000,
+            state: state.to_string(),
+            partitions: vec!["bench".to_string()],
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn bench_partition() -> PartitionInfo {
+        PartitionInfo {
+            name: "bench".to_string(),
+            nodes: ["n1", "n2", "n3", "n4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            is_default: true,
+            state: "UP".to_string(),
+            priority_tier: 1,
+            priority_job_factor: 1,
+            total_cpus: 64,
+            total_nodes: 4,
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1031,106 +983,6 @@ mod tests {
         ] {
             assert_eq!(job_state_compact(long), short);
         }
-    }
-
-    fn node(name: &str, state: &str) -> NodeInfo {
-        NodeInfo {
-            name: name.to_string(),
-            addr: "127.0.0.1".to_string(),
-            cpus: 16,
-            real_memory_mb: 64_000,
-            state: state.to_string(),
-            partitions: vec!["bench".to_string()],
-            ..Default::default()
-        }
-    }
-
-    fn bench_partition() -> PartitionInfo {
-        PartitionInfo {
-            name: "bench".to_string(),
-            nodes: ["n1", "n2", "n3", "n4"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            is_default: true,
-            state: "UP".to_string(),
-            priority_tier: 1,
-            priority_job_factor: 1,
-            total_cpus: 64,
-            total_nodes: 4,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn sinfo_default_matches_slurm() {
-        // Captured from Slurm 22.05.8 `sinfo` on the 4-node bench cluster.
-        let nodes: Vec<NodeInfo> = ["n1", "n2", "n3", "n4"]
-            .iter()
-            .map(|n| node(n, "IDLE"))
-            .collect();
-        assert_eq!(
-            sinfo_default(&[bench_partition()], &nodes),
-            "PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST\nbench*       up   infinite      4   idle n[1-4]\n"
-        );
-    }
-
-    #[test]
-    fn sinfo_groups_states_and_partitions() {
-        // Layout of man1/sinfo.1 / slurm.md §1.5 example; group order = state descending
-        // (src/sinfo/sort.c `#P,-t` on the numeric state), partitions in configuration order.
-        let mut nodes = Vec::new();
-        for i in 0..16 {
-            let state = match i {
-                8 | 9 => "ALLOCATED",
-                10 => "MIXED",
-                11 => "IDLE+DRAIN",
-                12 => "IDLE",
-                13 => "DOWN+NOT_RESPONDING",
-                _ => "IDLE",
-            };
-            let mut n = node(&format!("adev{i}"), state);
-            if i == 14 {
-                n.not_responding = true;
-            }
-            nodes.push(n);
-        }
-        let debug = PartitionInfo {
-            name: "debug".to_string(),
-            nodes: (0..8).map(|i| format!("adev{i}")).collect(),
-            is_default: true,
-            state: "UP".to_string(),
-            max_time_min: Some(30),
-            ..Default::default()
-        };
-        let batch = PartitionInfo {
-            name: "batch".to_string(),
-            nodes: (8..16).map(|i| format!("adev{i}")).collect(),
-            state: "UP".to_string(),
-            ..Default::default()
-        };
-        let expected = "\
-PARTITION AVAIL  TIMELIMIT  NODES  STATE NODELIST
-debug*       up      30:00      8   idle adev[0-7]
-batch        up   infinite      1  idle* adev14
-batch        up   infinite      1  down* adev13
-batch        up   infinite      1  drain adev11
-batch        up   infinite      1    mix adev10
-batch        up   infinite      2  alloc adev[8-9]
-batch        up   infinite      2   idle adev[12,15]
-";
-        assert_eq!(sinfo_default(&[debug, batch], &nodes), expected);
-    }
-
-    #[test]
-    fn sinfo_partition_width_grows_with_long_names() {
-        let mut p = bench_partition();
-        p.name = "a_long_partition".to_string();
-        let out = sinfo_default(&[p], &[node("n1", "IDLE")]);
-        assert_eq!(
-            out,
-            "PARTITION         AVAIL  TIMELIMIT  NODES  STATE NODELIST\na_long_partition*    up   infinite      1   idle n1\n"
-        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod procs;
 pub mod roles;
 pub mod sbatch_prep;
 pub mod sim;
+pub mod sinfo;
 pub mod squeue;
 pub mod up;
 

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{format, identity, sbatch_prep, sinfo, squeue};
+use crate::{format, identity, sbatch_prep, scontrol_show, sinfo, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -325,14 +325,54 @@ pub fn sinfo(args: &[String]) -> i32 {
 }
 
 pub fn scontrol(args: &[String]) -> i32 {
-    let mut oneliner = false;
-    let mut words: Vec<&str> = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "-o" | "--oneliner" => oneliner = true,
-            "-d" | "--details" | "-a" | "--all" => {}
-            other => words.push(other),
+    let opts = match scontrol_show::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
         }
+    };
+    let words: Vec<String> = opts.words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if opts.version || words == ["version"] {
+        out(&version_line());
+        return EXIT_OK;
+    }
+    // Host list forms need no cluster.
+    if let ["show", what, ..] = words.as_slice() {
+        let arg = opts.words.get(2).map(String::as_str);
+        let result = match *what {
+            "hostnames" | "hostname" => Some(
+                scontrol_show::host_input(arg, &mut std::io::stdin().lock())
+                    .and_then(|e| scontrol_show::hostnames(&e)),
+            ),
+            "hostlist" | "hostlistsorted" => Some(
+                scontrol_show::host_input(arg, &mut std::io::stdin().lock())
+                    .and_then(|e| scontrol_show::hostlist(&e, *what == "hostlistsorted")),
+            ),
+            "step" | "steps" => Some(Err(scontrol_show::NO_STEPS.to_string())),
+            _ => None,
+        };
+        match result {
+            Some(Ok(text)) => {
+                out(&text);
+                return EXIT_OK;
+            }
+            // Slurm reports an empty list and still exits 0.
+            Some(Err(e)) if e.ends_with("host list is empty\n") => {
+                eprint!("{e}");
+                return EXIT_OK;
+            }
+            Some(Err(e)) => {
+                eprint!("{e}");
+                return EXIT_ERROR;
+            }
+            None => {}
+        }
+    }
+    if words.is_empty() {
+        eprintln!("scontrol: error: no command given; try `scontrol show job`");
+        return EXIT_ERROR;
     }
     let Ok(mut cluster) = cluster("scontrol") else {
         return EXIT_ERROR;
@@ -340,10 +380,7 @@ pub fn scontrol(args: &[String]) -> i32 {
     let rt = runtime();
     let rc = match words.as_slice() {
         ["ping"] => {
-            let mut replies = Vec::new();
-            for (i, addr) in cluster.addrs().to_vec().iter().enumerate() {
-                replies.push((addr.clone(), rt.block_on(cluster.ping_one(i))));
-            }
+            let replies = ping_all(&rt, &mut cluster);
             out(&format::scontrol_ping_lines(&replies));
             if replies.iter().any(|(_, r)| r.is_some()) {
                 EXIT_OK
@@ -351,22 +388,46 @@ pub fn scontrol(args: &[String]) -> i32 {
                 EXIT_ERROR
             }
         }
-        ["show", what, rest @ ..] => {
-            let what = what.to_ascii_lowercase();
-            let id = rest.first().copied();
-            show(&rt, &mut cluster, &what, id, oneliner)
+        ["show", what, ..] => {
+            let id = opts.words.get(2).map(String::as_str);
+            show(&rt, &mut cluster, what, id, &opts)
         }
-        [] => {
-            eprintln!("scontrol: error: no command given; try `scontrol show job`");
+        ["show"] => {
+            eprintln!("too few arguments for keyword:show");
             EXIT_ERROR
         }
         [cmd, ..] => {
-            eprintln!("scontrol: error: Invalid command: {cmd}");
+            eprintln!("invalid keyword: {cmd}");
             EXIT_ERROR
         }
+        [] => EXIT_ERROR,
     };
     cluster.save();
     rc
+}
+
+fn ping_all(
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+) -> Vec<(String, Option<pb::PingReply>)> {
+    let mut replies = Vec::new();
+    for (i, addr) in cluster.addrs().to_vec().iter().enumerate() {
+        replies.push((addr.clone(), rt.block_on(cluster.ping_one(i))));
+    }
+    replies
+}
+
+async fn load_config(cluster: &mut Cluster) -> Result<pb::ShowConfigReply, ClientError> {
+    let consistency = cluster.consistency();
+    let reply = cluster
+        .call(|mut c| async move {
+            c.show_config(pb::ShowConfigRequest { consistency })
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply)
 }
 
 fn show(
@@ -374,17 +435,37 @@ fn show(
     cluster: &mut Cluster,
     what: &str,
     id: Option<&str>,
-    oneliner: bool,
+    opts: &scontrol_show::Opts,
 ) -> i32 {
+    let oneliner = opts.oneliner;
     let what = match what {
         w if "jobs".starts_with(w) && w.len() >= 3 => "job",
         w if "nodes".starts_with(w) && w.len() >= 3 => "node",
         w if "partitions".starts_with(w) && w.len() >= 3 => "partition",
+        w if "configuration".starts_with(w) && w.len() >= 3 => "config",
         other => {
-            eprintln!("scontrol: error: invalid entity: {other} for keyword: show");
+            eprintln!("invalid entity:{other} for keyword:show ");
             return EXIT_ERROR;
         }
     };
+    if what == "config" {
+        return match rt.block_on(load_config(cluster)) {
+            Err(e) => {
+                eprintln!("slurm_load_ctl_conf error: {e}");
+                EXIT_ERROR
+            }
+            Ok(conf) => {
+                let ping = format::scontrol_ping_lines(&ping_all(rt, cluster));
+                out(&scontrol_show::config_text(
+                    &conf,
+                    wall_clock_s(),
+                    UTC_OFFSET_S,
+                    &ping,
+                ));
+                EXIT_OK
+            }
+        };
+    }
     match what {
         "job" => {
             let ids = match id {
@@ -413,7 +494,7 @@ fn show(
                 Ok(jobs) => {
                     let text: String = jobs
                         .iter()
-                        .map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner))
+                        .map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner, opts.details))
                         .collect();
                     out(&text);
                     EXIT_OK
@@ -467,8 +548,9 @@ fn show_records<T>(
         .filter(|r| name.is_none_or(|x| x == name_of(r)))
         .collect();
     match (shown.is_empty(), name) {
+        // Slurm prints this on stdout, and exits 1.
         (true, Some(x)) => {
-            eprintln!("{kind} {x} not found");
+            out(&format!("{kind} {x} not found\n"));
             EXIT_ERROR
         }
         (true, None) => {

@@ -509,7 +509,16 @@ pub(crate) fn or_null(s: &str) -> &str {
 /// `scontrol show job` for one job (src/scontrol/info_job.c `_sprint_job_info`, 25.11 layout).
 /// Fields drover does not track print the values Slurm shows on a plain cluster. The group
 /// name is not known here: like Slurm for an unresolvable gid, the number is printed.
-pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) -> String {
+///
+/// `details` (`-d`) adds `DerivedExitCode=` and, for a job holding nodes, `JOB_GRES=` and one
+/// line per node. drover's controller does not know which CPU ids a node gave the job (the
+/// node picks them), so `CPU_IDs=N/A`.
+pub fn scontrol_show_job(
+    job: &JobInfo,
+    utc_offset_secs: i32,
+    oneliner: bool,
+    details: bool,
+) -> String {
     let utc = utc_offset_secs;
     let ts = |t: i64| timestamp(t, utc, "Unknown");
     let mut r = Record::new(oneliner);
@@ -521,8 +530,8 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
     ));
     r.end_line();
     r.push(&format!(
-        "Priority={} Nice=0 Account=(null) QOS=normal",
-        job.priority
+        "Priority={} Nice={} Account=(null) QOS=normal",
+        job.priority, job.nice
     ));
     r.end_line();
     r.push(&format!(
@@ -536,6 +545,10 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
         exit_code_text(job)
     ));
     r.end_line();
+    if details {
+        r.push("DerivedExitCode=0:0");
+        r.end_line();
+    }
     r.push(&format!(
         "RunTime={} TimeLimit={} TimeMin=N/A",
         secs2time(job_time_used(job)),
@@ -577,7 +590,18 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
         or_null(&job.submit_host)
     ));
     r.end_line();
-    r.push("ReqNodeList=(null) ExcNodeList=(null)");
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "(null)".to_string()
+        } else {
+            compress_hostlist(names)
+        }
+    };
+    r.push(&format!(
+        "ReqNodeList={} ExcNodeList={}",
+        list(&job.req_nodes),
+        list(&job.exc_nodes)
+    ));
     r.end_line();
     r.push(&format!("NodeList={}", sorted_nodes(&job.node_list)));
     r.end_line();
@@ -613,6 +637,37 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
     r.end_line();
     r.push("Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=*");
     r.end_line();
+    if details && !job.shares.is_empty() {
+        let gpu = |n: usize| {
+            if job.gpu_type.is_empty() {
+                format!("gpu:{n}")
+            } else {
+                format!("gpu:{}:{n}", job.gpu_type)
+            }
+        };
+        r.push(&format!(
+            "JOB_GRES={}",
+            if job.gpus_per_node == 0 {
+                "(null)".to_string()
+            } else {
+                gpu(job.gpus_per_node as usize)
+            }
+        ));
+        for share in &job.shares {
+            r.end_line();
+            let gres = if share.gpus.is_empty() {
+                String::new()
+            } else {
+                let idx: Vec<String> = share.gpus.iter().map(u32::to_string).collect();
+                format!("{}(IDX:{})", gpu(share.gpus.len()), idx.join(","))
+            };
+            r.push(&format!(
+                "  Nodes={} CPU_IDs=N/A Mem={} GRES={gres}",
+                share.node, share.mem_mb
+            ));
+        }
+        r.end_line();
+    }
     let (mem_kind, mem_value) = if job.mem_per_cpu_mb > 0 {
         ("CPU", job.mem_per_cpu_mb)
     } else {
@@ -624,9 +679,15 @@ pub fn scontrol_show_job(job: &JobInfo, utc_offset_secs: i32, oneliner: bool) ->
         mem_units(mem_value, true)
     ));
     r.end_line();
-    r.push("Features=(null) DelayBoot=00:00:00");
+    r.push(&format!(
+        "Features={} DelayBoot=00:00:00",
+        or_null(&job.constraint)
+    ));
     r.end_line();
-    r.push("OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)");
+    r.push(&format!(
+        "OverSubscribe={} Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)",
+        if job.exclusive { "NO" } else { "OK" }
+    ));
     r.end_line();
     r.push(&format!("Command={}", or_null(&job.command)));
     r.end_line();
@@ -1035,7 +1096,7 @@ JobId=1 JobName=longname_job
 ";
         let mut running = jobs[0].clone();
         running.end_time = T0 + 1 + 600;
-        assert_eq!(scontrol_show_job(&running, 0, false), expected);
+        assert_eq!(scontrol_show_job(&running, 0, false, false), expected);
     }
 
     #[test]
@@ -1049,11 +1110,41 @@ JobId=1 JobName=longname_job
         pending.time_limit_min = Some(10);
         pending.mem_per_node_mb = 64_000;
         pending.stdout = "out-%j-%x.txt".to_string();
-        let out = scontrol_show_job(&pending, 0, true);
+        let out = scontrol_show_job(&pending, 0, true, false);
         assert_eq!(
             out,
             "JobId=2 JobName=longname_job UserId=root(0) GroupId=0(0) MCS_label=N/A Priority=4294901758 Nice=0 Account=(null) QOS=normal JobState=PENDING Reason=Resources Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=00:10:00 TimeMin=N/A SubmitTime=2026-11-26T08:55:48 EligibleTime=2026-11-26T08:55:48 AccrueTime=2026-11-26T08:55:48 StartTime=Unknown EndTime=Unknown Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-26T08:55:48 Scheduler=Main Partition=bench AllocNode:Sid=localhost:0 ReqNodeList=(null) ExcNodeList=(null) NodeList= NumNodes=4-4 NumCPUs=4 NumTasks=4 CPUs/Task=1 ReqB:S:C:T=0:0:*:* ReqTRES=cpu=4,mem=250G,node=4,billing=4 AllocTRES=(null) Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=64000M MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null) Command=/tmp/cli-gw/job.sh SubmitLine=(null) WorkDir=/tmp/cli-gw StdErr=/tmp/cli-gw/out-2-longname_job.txt StdIn=/dev/null StdOut=/tmp/cli-gw/out-2-longname_job.txt\n"
         );
+    }
+
+    #[test]
+    fn scontrol_show_job_details_layout() {
+        // Slurm 22.05.8 `scontrol show job -d 1` / `scontrol -d -o show job 1`: -d adds
+        // DerivedExitCode after ExitCode and, for a job on nodes, JOB_GRES then one
+        // `  Nodes=` line per node (CPU_IDs are not known to drover's controller).
+        let mut running = captured_jobs()[0].clone();
+        running.shares = vec![drover_proto::JobNodeShare {
+            node: "n1".to_string(),
+            cpus: 1,
+            mem_mb: 0,
+            gpus: vec![],
+        }];
+        let out = scontrol_show_job(&running, 0, false, true);
+        assert!(
+            out.contains("ExitCode=0:0\n   DerivedExitCode=0:0\n   RunTime="),
+            "{out}"
+        );
+        assert!(out.contains("CoreSpec=*\n   JOB_GRES=(null)\n     Nodes=n1 CPU_IDs=N/A Mem=0 GRES=\n   MinCPUsNode=1"), "{out}");
+        let one = scontrol_show_job(&running, 0, true, true);
+        assert!(
+            one.contains(
+                " CoreSpec=* JOB_GRES=(null)   Nodes=n1 CPU_IDs=N/A Mem=0 GRES= MinCPUsNode=1 "
+            ),
+            "{one}"
+        );
+        // A pending job has no node lines.
+        let pending = scontrol_show_job(&captured_jobs()[3], 0, false, true);
+        assert!(pending.contains("DerivedExitCode=0:0") && !pending.contains("JOB_GRES"));
     }
 
     #[test]
@@ -1065,7 +1156,7 @@ JobId=1 JobName=longname_job
         j.stdout = "/abs/%5j.%%.%u".to_string();
         j.stderr = "e\\%j".to_string();
         j.mem_per_cpu_mb = 1024;
-        let out = scontrol_show_job(&j, 3600, false);
+        let out = scontrol_show_job(&j, 3600, false, false);
         assert!(out.contains("\n   ExitCode=") || out.contains(" ExitCode=3:0"));
         assert!(out.contains("RunTime=1-01:01:01 TimeLimit=UNLIMITED"));
         assert!(

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{format, identity, sbatch_prep, scontrol_show, sinfo, squeue};
+use crate::{format, identity, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -91,36 +91,92 @@ pub fn sbatch(args: &[String]) -> i32 {
 }
 
 pub fn scancel(args: &[String]) -> i32 {
-    let mut ids = Vec::new();
-    for a in args {
-        if a == "-v" || a == "--verbose" || a == "-Q" || a == "--quiet" {
-            continue;
-        }
-        if a.starts_with('-') {
-            eprintln!("scancel: error: option {a} is not supported yet");
+    let opts = match scancel::parse(args, identity::uid()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
             return EXIT_ERROR;
         }
-        match a.parse::<u64>() {
-            Ok(id) if id > 0 => ids.push(id),
-            _ => {
-                eprintln!("scancel: error: Invalid job id {a}");
-                return EXIT_ERROR;
-            }
-        }
+    };
+    if opts.version {
+        out(&version_line());
+        return EXIT_OK;
     }
-    if ids.is_empty() {
+    if opts.usage {
+        out(scancel::USAGE);
+        return EXIT_OK;
+    }
+    if let Some(signal) = &opts.signal {
+        eprint!("{}", scancel::signal_unsupported(signal));
+        return EXIT_ERROR;
+    }
+    if opts.job_ids.is_empty() && !opts.has_filters() {
         eprintln!("scancel: error: No job identification provided");
         return EXIT_ERROR;
     }
     let Ok(mut cluster) = cluster("scancel") else {
         return EXIT_ERROR;
     };
+    let rt = runtime();
+    let mut ids = opts.job_ids.clone();
+    if opts.has_filters() || opts.interactive {
+        let jobs = match rt.block_on(load_jobs(&mut cluster, opts.job_ids.clone())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("scancel: error: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        let loaded_ids: Vec<u64> = jobs.iter().map(|j| j.job_id).collect();
+        let mut chosen = if opts.has_filters() {
+            scancel::select(&jobs, &opts)
+        } else {
+            jobs
+        };
+        if chosen.is_empty() && opts.has_filters() {
+            if opts.verbose {
+                eprint!("{}", scancel::no_match_text(&opts));
+            }
+            return EXIT_OK;
+        }
+        if opts.interactive {
+            let mut keep = Vec::new();
+            for job in chosen {
+                out(&scancel::confirm_prompt(&job));
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim_start().starts_with(['y', 'Y']) {
+                    keep.push(job);
+                }
+            }
+            chosen = keep;
+        }
+        let unknown: Vec<u64> = opts
+            .job_ids
+            .iter()
+            .copied()
+            .filter(|id| !loaded_ids.contains(id))
+            .collect();
+        ids = chosen.iter().map(|j| j.job_id).collect();
+        // Without filters, ids that no longer exist still go to the cluster, which reports them.
+        if !opts.has_filters() {
+            ids.extend(unknown);
+        }
+    }
+    if ids.is_empty() {
+        return EXIT_OK;
+    }
+    if opts.verbose {
+        for id in &ids {
+            eprintln!("scancel: Terminating job {id}");
+        }
+    }
     let request = pb::CancelRequest {
         request_id: request_id(),
         job_ids: ids,
         uid: identity::uid(),
     };
-    let result = runtime().block_on(cluster.call(|mut c| {
+    let result = rt.block_on(cluster.call(|mut c| {
         let request = request.clone();
         async move { c.cancel(request).await.map(|r| r.into_inner()) }
     }));
@@ -130,13 +186,17 @@ pub fn scancel(args: &[String]) -> i32 {
             cluster.save();
             let mut rc = EXIT_OK;
             for o in reply.outcomes {
-                // Slurm is silent about jobs that already ended; it reports unknown ids.
-                if o.error == "Invalid job id specified" {
+                // Unknown ids are errors (exit 1); jobs that already ended are reported
+                // only with -v (Slurm's silence rule); -Q silences both.
+                let unknown = o.error == "Invalid job id specified";
+                if unknown {
+                    rc = EXIT_ERROR;
+                }
+                if !o.error.is_empty() && !opts.quiet && (unknown || opts.verbose) {
                     eprintln!(
                         "scancel: error: Kill job error on job id {}: {}",
                         o.job_id, o.error
                     );
-                    rc = EXIT_ERROR;
                 }
             }
             rc

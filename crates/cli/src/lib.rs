@@ -14,6 +14,7 @@ pub mod identity;
 pub mod procs;
 pub mod roles;
 pub mod sbatch_prep;
+pub mod scancel;
 pub mod scontrol_show;
 pub mod sim;
 pub mod sinfo;

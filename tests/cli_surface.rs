@@ -44,11 +44,7 @@ fn squeue_sinfo_scontrol_and_scancel_on_a_cluster() {
         held_row.ends_with(" PD       0:00      1 (JobHeldUser)"),
         "{held_row:?}"
     );
-    assert_eq!(
-        held_row.find(" PD "),
-        Some(46),
-        "{held_row:?}"
-    );
+    assert_eq!(held_row.find(" PD "), Some(46), "{held_row:?}");
 
     // -o, -O, -S, filters, -t, -h.
     let q = c.cmd("squeue", &["-h", "-S", "i", "-o", "%i|%j|%t|%.5D"]);

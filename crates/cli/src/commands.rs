@@ -304,16 +304,25 @@ pub fn squeue(args: &[String]) -> i32 {
             eprint!("{errors}");
             text
         };
-        let Some(every) = opts.iterate_s else {
-            out(&text);
-            return EXIT_OK;
-        };
-        // -i: repeat until the reader goes away (a closed pipe ends it quietly).
-        if !out_ok(&format!("{text}\n")) {
-            return EXIT_OK;
+        if let Some(rc) = print_round(&text, opts.iterate_s) {
+            return rc;
         }
-        std::thread::sleep(std::time::Duration::from_secs(every));
     }
+}
+
+/// Prints one round of squeue/sinfo output. Without `-i` that is all (`Some(0)`); with
+/// `-i N` a blank line follows and, after N seconds, the caller goes round again (`None`),
+/// until the reader goes away (a closed pipe ends it quietly, exit 0).
+fn print_round(text: &str, iterate_s: Option<u64>) -> Option<i32> {
+    let Some(every) = iterate_s else {
+        out(text);
+        return Some(EXIT_OK);
+    };
+    if !out_ok(&format!("{text}\n")) {
+        return Some(EXIT_OK);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(every));
+    None
 }
 
 fn wall_clock_s() -> i64 {
@@ -373,14 +382,9 @@ pub fn sinfo(args: &[String]) -> i32 {
             eprint!("{errors}");
             text
         };
-        let Some(every) = opts.iterate_s else {
-            out(&text);
-            return EXIT_OK;
-        };
-        if !out_ok(&format!("{text}\n")) {
-            return EXIT_OK;
+        if let Some(rc) = print_round(&text, opts.iterate_s) {
+            return rc;
         }
-        std::thread::sleep(std::time::Duration::from_secs(every));
     }
 }
 

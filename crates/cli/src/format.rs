@@ -111,6 +111,66 @@ pub(crate) fn mem_units(mb: u64, exact: bool) -> String {
     }
 }
 
+/// One `%`-token of a squeue/sinfo `-o` format, `[.][#][digits]letter[suffix]`
+/// (src/squeue/opts.c and src/sinfo/opts.c `_parse_token`). `#` (sinfo only) asks for a
+/// width computed from the values.
+pub(crate) struct Spec<'a> {
+    pub token: &'a str,
+    pub right: bool,
+    pub computed: bool,
+    pub width: usize,
+    pub letter: Option<char>,
+    pub suffix: &'a str,
+}
+
+/// Splits a `-o` format into the text before the first `%` and its `%`-tokens.
+pub(crate) fn format_specs(fmt: &str, allow_computed: bool) -> (&str, Vec<Spec<'_>>) {
+    let (prefix, rest) = match fmt.find('%') {
+        Some(p) => (&fmt[..p], &fmt[p..]),
+        None => (fmt, ""),
+    };
+    let specs = rest
+        .split('%')
+        .filter(|t| !t.is_empty())
+        .map(|token| {
+            let (right, body) = match token.strip_prefix('.') {
+                Some(b) => (true, b),
+                None => (false, token),
+            };
+            let (computed, body) = match body.strip_prefix('#') {
+                Some(b) if allow_computed => (true, b),
+                _ => (false, body),
+            };
+            let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+            let letter = body[digits..].chars().next();
+            Spec {
+                token,
+                right,
+                computed,
+                width: body[..digits].parse::<usize>().unwrap_or(0).min(4096),
+                letter,
+                suffix: &body[digits + letter.map_or(0, char::len_utf8)..],
+            }
+        })
+        .collect();
+    (prefix, specs)
+}
+
+/// One `-O` item, `name[:[.][size][suffix]]` → (name, right, width, suffix); the width is 20
+/// without `:` and `atoi` of what follows otherwise (`_parse_long_token`).
+pub(crate) fn long_spec(token: &str) -> (&str, bool, usize, &str) {
+    let Some((name, spec)) = token.split_once(':') else {
+        return (token, false, 20, "");
+    };
+    let (right, body) = match spec.strip_prefix('.') {
+        Some(b) => (true, b),
+        None => (false, spec),
+    };
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    let width = body[..digits].parse::<usize>().unwrap_or(0).min(4096);
+    (name, right, width, &body[digits..])
+}
+
 /// Sort and compress a host list: `n1,n2,n3,n5` → `n[1-3,5]` (Slurm's `hostlist_sort` +
 /// `hostlist_ranged_string`; zero padding kept, names without a numeric suffix stand alone).
 /// Accepts compressed input too (`n[1-2],n5`).

@@ -3,7 +3,7 @@
 //! `%-23s = %s` lines, then the controllers' ping lines), `show hostnames|hostlist|
 //! hostlistsorted` (src/scontrol/scontrol.c) and `version`.
 
-use crate::format::{hostname_cmp, timestamp};
+use crate::format::{hostname_cmp, secs2time, timestamp};
 use crate::getopt::{self, opt, Arg};
 use drover_proto::ShowConfigReply;
 use drover_scheduler::hostlist;
@@ -105,16 +105,6 @@ pub fn hostlist(expr: &str, sorted: bool) -> Result<String, String> {
     Ok(format!("{}\n", hostlist::compress(&names)))
 }
 
-/// `D-HH:MM:SS` of a duration (`secs2time_str`).
-fn duration(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    if d > 0 {
-        format!("{d}-{h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
-}
-
 /// `scontrol show config`: drover's real settings under Slurm's key names, in Slurm's order.
 /// Keys for Slurm subsystems drover does not have (munge, plugins it has no counterpart
 /// for) are left out rather than invented; `ping` is what `scontrol ping` prints.
@@ -144,9 +134,12 @@ pub fn config_text(c: &ShowConfigReply, now: i64, utc: i32, ping: &str) -> Strin
         ("NEXT_JOB_ID".into(), c.next_job_id.to_string()),
         (
             "PriorityDecayHalfLife".into(),
-            duration(c.priority_decay_half_life_s),
+            secs2time(c.priority_decay_half_life_s as i64),
         ),
-        ("PriorityMaxAge".into(), duration(c.priority_max_age_s)),
+        (
+            "PriorityMaxAge".into(),
+            secs2time(c.priority_max_age_s as i64),
+        ),
         ("PriorityType".into(), "priority/multifactor".into()),
         ("PriorityWeightAge".into(), c.weight_age.to_string()),
         (

@@ -7,8 +7,8 @@
 //! `-e` and otherwise print their minimum with a `+` when the nodes differ.
 
 use crate::format::{
-    compress_hostlist, node_state_bits, node_state_compact, print_str, FLAG_DRAIN, FLAG_FAIL,
-    FLAG_NO_RESPOND,
+    compress_hostlist, format_specs, long_spec, node_state_bits, node_state_compact, print_str,
+    FLAG_DRAIN, FLAG_FAIL, FLAG_NO_RESPOND,
 };
 use crate::getopt::{self, long, opt, Arg};
 use crate::squeue::{ctime, json_meta, json_number};
@@ -104,28 +104,14 @@ impl Format {
     pub fn parse(fmt: &str) -> Format {
         let mut pieces = Vec::new();
         let mut errors = String::new();
-        let (prefix, rest) = match fmt.find('%') {
-            Some(p) => (&fmt[..p], &fmt[p..]),
-            None => (fmt, ""),
-        };
+        let (prefix, specs) = format_specs(fmt, true);
         if !prefix.is_empty() {
             pieces.push(Piece::Literal(prefix.to_string()));
         }
-        for token in rest.split('%').filter(|t| !t.is_empty()) {
-            let (right, body) = match token.strip_prefix('.') {
-                Some(b) => (true, b),
-                None => (false, token),
-            };
-            let (computed, body) = match body.strip_prefix('#') {
-                Some(b) => (true, b),
-                None => (false, body),
-            };
-            let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-            let width = body[..digits].parse::<usize>().unwrap_or(0).min(4096);
-            let Some(letter) = body[digits..].chars().next() else {
+        for spec in specs {
+            let Some(letter) = spec.letter else {
                 continue;
             };
-            let suffix = body[digits + letter.len_utf8()..].to_string();
             match FIELDS
                 .iter()
                 .find(|f| f.0 == letter && letter.is_ascii_alphabetic())
@@ -133,13 +119,13 @@ impl Format {
                 Some(f) => pieces.push(Piece::Field {
                     letter,
                     header: f.2,
-                    width: (!computed).then_some(width),
-                    right,
-                    suffix,
+                    width: (!spec.computed).then_some(spec.width),
+                    right: spec.right,
+                    suffix: spec.suffix.to_string(),
                 }),
                 None => {
                     errors.push_str(&format!("Invalid node format specification: {letter}\n"));
-                    pieces.push(Piece::Literal(format!("%{token}")));
+                    pieces.push(Piece::Literal(format!("%{}", spec.token)));
                 }
             }
         }
@@ -151,22 +137,7 @@ impl Format {
         let mut pieces = Vec::new();
         let mut errors = String::new();
         for token in fmt.split(',').filter(|t| !t.is_empty()) {
-            let (name, spec) = match token.split_once(':') {
-                Some((n, s)) => (n, Some(s)),
-                None => (token, None),
-            };
-            let (right, width, suffix) = match spec {
-                None => (false, 20, String::new()),
-                Some(s) => {
-                    let (right, body) = match s.strip_prefix('.') {
-                        Some(b) => (true, b),
-                        None => (false, s),
-                    };
-                    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-                    let width = body[..digits].parse::<usize>().unwrap_or(0).min(4096);
-                    (right, width, body[digits..].to_string())
-                }
-            };
+            let (name, right, width, suffix) = long_spec(token);
             let lower = name.to_ascii_lowercase();
             match FIELDS.iter().find(|f| f.1.contains(&lower.as_str())) {
                 Some(f) => pieces.push(Piece::Field {
@@ -174,7 +145,7 @@ impl Format {
                     header: f.2,
                     width: Some(width),
                     right,
-                    suffix,
+                    suffix: suffix.to_string(),
                 }),
                 None => errors.push_str(&format!(
                     "sinfo: error: Invalid job format specification: {name}\n"

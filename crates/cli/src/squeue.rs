@@ -6,9 +6,9 @@
 //! own line here, which is what `-r` asks for; `Field::ArrayJobId`/`ArrayTaskId` are the hooks.
 
 use crate::format::{
-    elapsed, exit_code_text, is_pending, job_mem_total, job_state_compact, job_time_used,
-    mem_units, or_null, print_str, reason_name, reason_or_nodes, sorted_nodes, stdio_path,
-    timestamp, tres,
+    elapsed, exit_code_text, format_specs, is_pending, job_mem_total, job_state_compact,
+    job_time_used, long_spec, mem_units, or_null, print_str, reason_name, reason_or_nodes,
+    sorted_nodes, stdio_path, timestamp, tres,
 };
 use crate::getopt::{self, long, opt, Arg};
 use drover_proto::JobInfo;
@@ -362,36 +362,26 @@ impl JobFormat {
     pub fn parse(fmt: &str) -> JobFormat {
         let mut pieces = Vec::new();
         let mut invalid = Vec::new();
-        let (prefix, rest) = match fmt.find('%') {
-            Some(p) => (&fmt[..p], &fmt[p..]),
-            None => (fmt, ""),
-        };
+        let (prefix, specs) = format_specs(fmt, false);
         if !prefix.is_empty() {
             pieces.push(Piece::Literal(prefix.to_string()));
         }
-        for token in rest.split('%').filter(|t| !t.is_empty()) {
-            let (right, body) = match token.strip_prefix('.') {
-                Some(b) => (true, b),
-                None => (false, token),
-            };
-            let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-            let width = body[..digits].parse::<usize>().unwrap_or(0).min(4096);
-            let Some(letter) = body[digits..].chars().next() else {
-                pieces.push(Piece::Literal(format!("%{token}")));
+        for spec in specs {
+            let Some(letter) = spec.letter else {
+                pieces.push(Piece::Literal(format!("%{}", spec.token)));
                 continue;
             };
-            let suffix = body[digits + letter.len_utf8()..].to_string();
             match by_letter(letter) {
                 Some((field, header)) => pieces.push(Piece::Field {
                     field,
                     header,
-                    width,
-                    right,
-                    suffix,
+                    width: spec.width,
+                    right: spec.right,
+                    suffix: spec.suffix.to_string(),
                 }),
                 None => {
                     invalid.push(letter.to_string());
-                    pieces.push(Piece::Literal(format!("%{token}")));
+                    pieces.push(Piece::Literal(format!("%{}", spec.token)));
                 }
             }
         }
@@ -404,32 +394,14 @@ impl JobFormat {
         let mut pieces = Vec::new();
         let mut invalid = Vec::new();
         for token in fmt.split(',').filter(|t| !t.is_empty()) {
-            let (name, spec) = match token.split_once(':') {
-                Some((n, s)) => (n, Some(s)),
-                None => (token, None),
-            };
-            let (mut width, mut right, mut suffix) = (20, false, String::new());
-            if let Some(spec) = spec {
-                let body = match spec.strip_prefix('.') {
-                    Some(b) => {
-                        right = true;
-                        b
-                    }
-                    None => spec,
-                };
-                let digits = body.bytes().take_while(u8::is_ascii_digit).count();
-                if digits > 0 {
-                    width = body[..digits].parse::<usize>().unwrap_or(20).min(4096);
-                }
-                suffix = body[digits..].to_string();
-            }
+            let (name, right, width, suffix) = long_spec(token);
             match by_name(name) {
                 Some((field, header)) => pieces.push(Piece::Field {
                     field,
                     header,
                     width,
                     right,
-                    suffix,
+                    suffix: suffix.to_string(),
                 }),
                 None => invalid.push(name.to_string()),
             }
@@ -1369,6 +1341,52 @@ mod tests {
             f.render(&jobs[..1], 0, false),
             "1                   N/A                 0                   1                   cpu=1,node=1,billing/tmp/cli-gold/slurm-1.out               9:48                N/A                 \n"
         );
+    }
+
+    #[test]
+    fn field_widths_hold_for_every_letter() {
+        // The format language's contract, over every letter, width 0-24 and both
+        // justifications: `%N<l>` is exactly N characters (cut or padded), `%.N<l>` is exactly
+        // N unless the value is a node list (never cut), and width 0 prints the value as is.
+        let jobs = capture2();
+        for letter in FIELDS.iter().filter_map(|f| f.0) {
+            for width in 0..25usize {
+                for right in [false, true] {
+                    let spec = format!("%{}{width}{letter}|", if right { "." } else { "" });
+                    let out = JobFormat::parse(&spec).render(&jobs, 0, true);
+                    for (line, job) in out
+                        .lines()
+                        .zip([None].into_iter().chain(jobs.iter().map(Some)))
+                    {
+                        let cell = line.strip_suffix('|').expect("suffix kept");
+                        let raw = match job {
+                            Some(j) => value(j, by_letter(letter).unwrap().0, 0).0,
+                            None => by_letter(letter).unwrap().1.to_string(),
+                        };
+                        let n = cell.chars().count();
+                        let raw_n = raw.chars().count();
+                        if width == 0 {
+                            assert_eq!(cell, raw, "{spec}");
+                        } else if !right {
+                            assert_eq!(n, width, "{spec} {cell:?}");
+                            assert!(raw.starts_with(cell.trim_end()) || raw.is_empty(), "{spec}");
+                        } else {
+                            assert_eq!(
+                                n,
+                                width.max(if n > width { raw_n } else { 0 }),
+                                "{spec} {cell:?}"
+                            );
+                            assert!(
+                                cell.trim_start() == raw
+                                    || raw.starts_with(cell.trim_start())
+                                    || n == width,
+                                "{spec}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -995,6 +995,23 @@ pub fn hostname_cmp(a: &str, b: &str) -> Ordering {
 pub(crate) mod testdata {
     use drover_proto::{JobInfo, NodeInfo, PartitionInfo};
 
+    /// The recorded output of `command` in a golden file of real Slurm 22.05.8 (see
+    /// crates/cli/tests/golden/slurm-22.05.8/README.md): the text between `=== command` and
+    /// `--- rc=`.
+    pub(crate) fn golden(file: &str, command: &str) -> String {
+        let text = match file {
+            "squeue" => include_str!("../tests/golden/slurm-22.05.8/squeue.txt"),
+            "sinfo" => include_str!("../tests/golden/slurm-22.05.8/sinfo.txt"),
+            "scancel" => include_str!("../tests/golden/slurm-22.05.8/scancel.txt"),
+            _ => include_str!("../tests/golden/slurm-22.05.8/scontrol.txt"),
+        };
+        let start = text
+            .find(&format!("=== {command}\n"))
+            .unwrap_or_else(|| panic!("no `{command}` in {file}.txt"));
+        let body = &text[start + command.len() + 5..];
+        body[..body.find("--- rc=").expect("section end")].to_string()
+    }
+
     /// 2026-11-26T08:55:48 UTC, the submit time of the jobs captured from Slurm 22.05.8.
     pub(crate) const T0: i64 = 1_795_683_348;
 

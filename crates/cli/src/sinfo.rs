@@ -1000,6 +1000,35 @@ bench*       up   infinite      1   down n4
     }
 
     #[test]
+    fn recorded_sections_match() {
+        // Whole sections of crates/cli/tests/golden/slurm-22.05.8/sinfo.txt.
+        use crate::format::testdata::golden;
+        let (p, n) = capture();
+        for cmd in [
+            "sinfo -N",
+            "sinfo -l",
+            "sinfo -N -l",
+            "sinfo -s",
+            "sinfo -e",
+            "sinfo -p bench",
+            "sinfo -p nosuch",
+            "sinfo -t idle",
+            "sinfo -t drain",
+            "sinfo -n n1,n2",
+            "sinfo -n n9",
+            "sinfo -h",
+        ] {
+            let argv: Vec<String> = cmd.split(' ').skip(1).map(str::to_string).collect();
+            let o = parse(&argv, &|_| None).expect(cmd);
+            assert_eq!(
+                render(&p, &n, &o, 1_795_692_558, 0).0,
+                golden("sinfo", cmd),
+                "{cmd}"
+            );
+        }
+    }
+
+    #[test]
     fn reasons_and_filters_match_slurm() {
         let (p, n) = capture();
         // drover records no reason user or time: Slurm's "Unknown" stands in for both.

@@ -1307,6 +1307,37 @@ mod tests {
     }
 
     #[test]
+    fn recorded_sections_match() {
+        // Whole sections of crates/cli/tests/golden/slurm-22.05.8/squeue.txt, rendered from
+        // the same jobs (capture2) at the capture's clock.
+        use crate::format::testdata::golden;
+        let jobs = capture2();
+        let now = jobs[0].now;
+        for cmd in [
+            "squeue -l",
+            "squeue --start",
+            "squeue -t all -S i",
+            "squeue -t all -S -i",
+            "squeue -t PD,CD",
+            "squeue -n held,done -t all",
+            "squeue -w n1",
+            "squeue -A foo",
+            "squeue -p nosuch",
+            "squeue -h",
+            "squeue -j1",
+            "squeue -t all -O JobID,Name:5,State:.10,Partition,NumNodes:.4,ReasonList,UserName",
+        ] {
+            let argv: Vec<String> = cmd.split(' ').skip(1).map(str::to_string).collect();
+            let o = parse(&argv, &|_| None, 0).expect(cmd);
+            assert_eq!(
+                table(&select(jobs.clone(), &o), &o, now, 0).0,
+                golden("squeue", cmd),
+                "{cmd}"
+            );
+        }
+    }
+
+    #[test]
     fn every_letter_matches_slurm() {
         // Slurm 22.05.8, `squeue -t all -o "%a|%A|…|%Z"` (letters Slurm has and drover knows);
         // the header and the running job's row. %g resolves gid 0 through /etc/group.

@@ -144,6 +144,8 @@ fn squeue_sinfo_scontrol_and_scancel_on_a_cluster() {
     );
     assert!(d.contains("\n   DerivedExitCode=0:0\n"), "{d}");
     assert!(d.contains("\n     Nodes=n"), "{d}");
+    let two = text(&c.cmd("scontrol", &["-o", "show", "node", "n[1-2]"]).stdout);
+    assert_eq!(two.lines().count(), 2, "{two}");
     let nf = c.cmd("scontrol", &["show", "node", "nosuch"]);
     assert_eq!(
         (nf.status.code(), text(&nf.stdout)),

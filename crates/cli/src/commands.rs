@@ -607,9 +607,12 @@ fn show_records<T>(
     name_of: impl Fn(&T) -> &String,
     render: impl Fn(&T) -> String,
 ) -> i32 {
+    // A host list names several (`scontrol show node n[1-2]`).
+    let wanted: Option<Vec<String>> =
+        name.map(|x| drover_scheduler::hostlist::expand(x).unwrap_or_else(|_| vec![x.to_string()]));
     let shown: Vec<&T> = records
         .iter()
-        .filter(|r| name.is_none_or(|x| x == name_of(r)))
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(name_of(r))))
         .collect();
     match (shown.is_empty(), name) {
         // Slurm prints this on stdout, and exits 1.

@@ -129,6 +129,7 @@ pub fn config_text(c: &ShowConfigReply, now: i64, utc: i32, ping: &str) -> Strin
         ("ClusterName".into(), c.cluster_name.clone()),
         ("DefMemPerNode".into(), "UNLIMITED".into()),
         ("FirstJobId".into(), "1".into()),
+        ("KillWait".into(), secs(c.kill_wait_s)),
         ("MaxArraySize".into(), c.max_array_size.to_string()),
         ("MinJobAge".into(), secs(c.min_job_age_s)),
         ("NEXT_JOB_ID".into(), c.next_job_id.to_string()),
@@ -228,6 +229,7 @@ mod tests {
             controllers: vec!["127.0.0.1:7001".into(), "127.0.0.1:7002".into()],
             min_job_age_s: 300,
             max_array_size: 1001,
+            kill_wait_s: 30,
             slurmd_timeout_s: 300,
             backfill: true,
             bf_window_s: 86_400,
@@ -249,7 +251,9 @@ mod tests {
             "Slurmctld(primary) at 127.0.0.1:7001 is UP\n",
         );
         assert!(text.starts_with("Configuration data as of 2026-11-26T11:29:21\nBOOT_TIME               = 2026-11-26T11:28:49\nClusterName             = drover\n"), "{text}");
-        assert!(text.contains("\nMaxArraySize            = 1001\n"));
+        assert!(
+            text.contains("\nKillWait                = 30 sec\nMaxArraySize            = 1001\n")
+        );
         assert!(text.contains("\nMinJobAge               = 300 sec\n"));
         assert!(text.contains("\nPriorityWeightFairShare = 1000\n"));
         assert!(text.contains("\nPriorityMaxAge          = 7-00:00:00\n"));

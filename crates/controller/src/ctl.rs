@@ -50,6 +50,7 @@ pub struct CtlService {
 pub struct ShownConfig {
     pub cluster_name: String,
     pub slurmd_timeout_s: u64,
+    pub kill_wait_s: u64,
     /// When this replica started (unix seconds).
     pub boot_time: i64,
 }
@@ -220,6 +221,7 @@ impl pb::ctl_server::Ctl for CtlService {
             min_job_age_s: MIN_JOB_AGE_MS / 1000,
             max_array_size: MAX_ARRAY_SIZE,
             slurmd_timeout_s: self.shown.slurmd_timeout_s,
+            kill_wait_s: self.shown.kill_wait_s,
             backfill: sched.backfill,
             bf_window_s: sched.bf_window_s,
             bf_resolution_s: sched.bf_resolution_s,

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{control, format, identity, sbatch_prep};
+use crate::{control, format, identity, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,9 +23,13 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Prints to stdout; a closed pipe (`squeue | head`) is not an error.
 fn out(text: &str) {
+    out_ok(text);
+}
+
+/// Like `out`; false once the reader has gone away.
+fn out_ok(text: &str) -> bool {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    stdout.write_all(text.as_bytes()).is_ok() && stdout.flush().is_ok()
 }
 
 fn cluster(cmd: &str) -> Result<Cluster, i32> {
@@ -87,32 +91,93 @@ pub fn sbatch(args: &[String]) -> i32 {
 }
 
 pub fn scancel(args: &[String]) -> i32 {
-    let mut ids = Vec::new();
-    for a in args {
-        if a == "-v" || a == "--verbose" || a == "-Q" || a == "--quiet" {
-            continue;
-        }
-        if a.starts_with('-') {
-            eprintln!("scancel: error: option {a} is not supported yet");
-            return EXIT_ERROR;
-        }
-        ids.push(a.as_str());
-    }
-    let targets = match control::parse_job_refs(ids) {
-        Ok(t) => t,
+    let opts = match scancel::parse(args, identity::uid()) {
+        Ok(o) => o,
         Err(e) => {
-            eprintln!("scancel: error: {e}");
+            eprint!("{e}");
             return EXIT_ERROR;
         }
     };
-    if targets.is_empty() {
+    if opts.version {
+        out(&version_line());
+        return EXIT_OK;
+    }
+    if opts.usage {
+        out(scancel::USAGE);
+        return EXIT_OK;
+    }
+    if let Some(signal) = &opts.signal {
+        eprint!("{}", scancel::signal_unsupported(signal));
+        return EXIT_ERROR;
+    }
+    if opts.job_ids.is_empty() && !opts.has_filters() {
         eprintln!("scancel: error: No job identification provided");
         return EXIT_ERROR;
     }
     let Ok(mut cluster) = cluster("scancel") else {
         return EXIT_ERROR;
     };
-    let result = runtime().block_on(control::control(
+    let rt = runtime();
+    let mut targets = opts.job_refs.clone();
+    if opts.has_filters() || opts.interactive {
+        let jobs = match rt.block_on(load_jobs(&mut cluster, opts.job_ids.clone())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("scancel: error: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        let loaded_ids: Vec<u64> = jobs.iter().map(|j| j.job_id).collect();
+        let mut chosen = if opts.has_filters() {
+            scancel::select(&jobs, &opts)
+        } else {
+            jobs
+        };
+        if chosen.is_empty() && opts.has_filters() {
+            if opts.verbose {
+                eprint!("{}", scancel::no_match_text(&opts));
+            }
+            return EXIT_OK;
+        }
+        if opts.interactive {
+            let mut keep = Vec::new();
+            for job in chosen {
+                out(&scancel::confirm_prompt(&job));
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim_start().starts_with(['y', 'Y']) {
+                    keep.push(job);
+                }
+            }
+            chosen = keep;
+        }
+        let unknown: Vec<pb::JobRef> = opts
+            .job_refs
+            .iter()
+            .filter(|r| !loaded_ids.contains(&r.job_id))
+            .cloned()
+            .collect();
+        targets = chosen
+            .iter()
+            .map(|j| pb::JobRef {
+                job_id: j.job_id,
+                task_id: None,
+            })
+            .collect();
+        // Without filters, ids that no longer exist still go to the cluster, which reports them.
+        if !opts.has_filters() {
+            targets.extend(unknown);
+        }
+    }
+    if targets.is_empty() {
+        return EXIT_OK;
+    }
+    if opts.verbose {
+        for t in &targets {
+            eprintln!("scancel: Terminating job {}", control::ref_name(t));
+        }
+    }
+    let result = rt.block_on(control::control(
         &mut cluster,
         pb::control_request::Action::Cancel,
         targets,
@@ -123,13 +188,17 @@ pub fn scancel(args: &[String]) -> i32 {
         Ok(errors) => {
             let mut rc = EXIT_OK;
             for (target, error) in errors {
-                // Slurm is silent about jobs that already ended; it reports unknown ids.
-                if error == "Invalid job id specified" {
+                // Unknown ids are errors (exit 1); jobs that already ended are reported
+                // only with -v (Slurm's silence rule); -Q silences both.
+                let unknown = error == "Invalid job id specified";
+                if unknown {
+                    rc = EXIT_ERROR;
+                }
+                if !opts.quiet && (unknown || opts.verbose) {
                     eprintln!(
                         "scancel: error: Kill job error on job id {}: {error}",
                         control::ref_name(&target)
                     );
-                    rc = EXIT_ERROR;
                 }
             }
             rc
@@ -188,185 +257,188 @@ async fn load_partitions(cluster: &mut Cluster) -> Result<Vec<pb::PartitionInfo>
     Ok(reply.partitions)
 }
 
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 pub fn squeue(args: &[String]) -> i32 {
-    let mut noheader = false;
-    let mut job_ids: Vec<u64> = Vec::new();
-    let mut users: Vec<String> = Vec::new();
-    let mut partitions: Vec<String> = Vec::new();
-    let mut states: Vec<String> = Vec::new();
-    let mut fmt: Option<String> = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (a, None),
-        };
-        let mut value = |short: &str| -> Option<String> {
-            if let Some(v) = inline.clone() {
-                return Some(v);
-            }
-            if flag.len() > short.len() && flag.starts_with(short) && !flag.starts_with("--") {
-                return Some(flag[short.len()..].to_string());
-            }
-            i += 1;
-            args.get(i).cloned()
-        };
-        match flag {
-            "-h" | "--noheader" => noheader = true,
-            "--me" => users.push(identity::user_name(identity::uid())),
-            f if f == "--jobs" || f.starts_with("-j") => {
-                for id in value("-j").map(|v| split_list(&v)).unwrap_or_default() {
-                    match id.parse() {
-                        Ok(n) => job_ids.push(n),
-                        Err(_) => {
-                            eprintln!("squeue: error: Invalid job id: {id}");
-                            return EXIT_ERROR;
-                        }
-                    }
-                }
-            }
-            f if f == "--user" || f.starts_with("-u") => {
-                users.extend(value("-u").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--partition" || f.starts_with("-p") => {
-                partitions.extend(value("-p").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--states" || f.starts_with("-t") => {
-                states.extend(value("-t").map(|v| split_list(&v)).unwrap_or_default())
-            }
-            f if f == "--format" || f.starts_with("-o") => fmt = value("-o"),
-            other => {
-                eprintln!("squeue: unrecognized option '{other}'\nTry \"squeue --help\" for more information");
-                return EXIT_ERROR;
-            }
-        }
-        i += 1;
-    }
-    let Ok(mut cluster) = cluster("squeue") else {
-        return EXIT_ERROR;
-    };
-    let single = job_ids.len() == 1;
-    let jobs = match runtime().block_on(load_jobs(&mut cluster, job_ids.clone())) {
-        Ok(j) => j,
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match squeue::parse(args, &env, identity::uid()) {
+        Ok(o) => o,
         Err(e) => {
-            eprintln!("slurm_load_jobs error: {e}");
+            eprint!("{e}");
             return EXIT_ERROR;
         }
     };
-    cluster.save();
-    if single && jobs.is_empty() {
-        eprintln!("slurm_load_jobs error: Invalid job id specified");
-        return EXIT_ERROR;
+    match opts.output {
+        Some(squeue::Output::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Some(squeue::Output::Usage) => {
+            out(squeue::USAGE);
+            return EXIT_OK;
+        }
+        _ => {}
     }
-    let all_states = states.iter().any(|s| s.eq_ignore_ascii_case("all"));
-    let jobs: Vec<pb::JobInfo> = jobs
-        .into_iter()
-        .filter(|j| users.is_empty() || users.contains(&j.user))
-        .filter(|j| partitions.is_empty() || partitions.contains(&j.partition))
-        .filter(|j| {
-            all_states
-                || if states.is_empty() {
-                    // Explicit job ids show finished jobs too, as in Slurm.
-                    !job_ids.is_empty()
-                        || matches!(
-                            j.state.as_str(),
-                            "PENDING" | "RUNNING" | "COMPLETING" | "SUSPENDED"
-                        )
-                } else {
-                    states.iter().any(|s| state_matches(s, &j.state))
-                }
-        })
-        .collect();
-    let text = match fmt {
-        Some(f) => format::squeue_format(&f, &jobs, UTC_OFFSET_S),
-        None => format::squeue_default(&jobs, UTC_OFFSET_S),
+    eprint!("{}", opts.warnings);
+    let Ok(mut cluster) = cluster("squeue") else {
+        return EXIT_ERROR;
     };
-    let text = if noheader {
-        text.split_once('\n')
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or_default()
-    } else {
-        text
-    };
-    out(&text);
-    EXIT_OK
+    let rt = runtime();
+    loop {
+        // Exactly one -j id is Slurm's single-job RPC: an unknown id is an error.
+        let single = opts.job_ids.len() == 1;
+        let jobs = match rt.block_on(load_jobs(&mut cluster, opts.job_ids.clone())) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("slurm_load_jobs error: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        cluster.save();
+        if single && jobs.is_empty() {
+            eprintln!("slurm_load_jobs error: Invalid job id specified");
+            return EXIT_ERROR;
+        }
+        let now = jobs.first().map(|j| j.now).unwrap_or_else(wall_clock_s);
+        let shown = squeue::select(jobs, &opts);
+        let text = if opts.output == Some(squeue::Output::Json) {
+            squeue::json(&shown, now, args)
+        } else {
+            let (text, errors) = squeue::table(&shown, &opts, now, UTC_OFFSET_S);
+            eprint!("{errors}");
+            text
+        };
+        if let Some(rc) = print_round(&text, opts.iterate_s) {
+            return rc;
+        }
+    }
 }
 
-fn state_matches(filter: &str, state: &str) -> bool {
-    let f = filter.to_ascii_uppercase();
-    let compact = match state {
-        "PENDING" => "PD",
-        "RUNNING" => "R",
-        "COMPLETING" => "CG",
-        "COMPLETED" => "CD",
-        "CANCELLED" => "CA",
-        "FAILED" => "F",
-        "TIMEOUT" => "TO",
-        "NODE_FAIL" => "NF",
-        "OUT_OF_MEMORY" => "OOM",
-        _ => "",
+/// Prints one round of squeue/sinfo output. Without `-i` that is all (`Some(0)`); with
+/// `-i N` a blank line follows and, after N seconds, the caller goes round again (`None`),
+/// until the reader goes away (a closed pipe ends it quietly, exit 0).
+fn print_round(text: &str, iterate_s: Option<u64>) -> Option<i32> {
+    let Some(every) = iterate_s else {
+        out(text);
+        return Some(EXIT_OK);
     };
-    f == state || f == compact
+    if !out_ok(&format!("{text}\n")) {
+        return Some(EXIT_OK);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(every));
+    None
+}
+
+fn wall_clock_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.
+fn version_line() -> String {
+    format!("slurm {}\n", env!("CARGO_PKG_VERSION"))
 }
 
 pub fn sinfo(args: &[String]) -> i32 {
-    let mut noheader = false;
-    for a in args {
-        match a.as_str() {
-            "-h" | "--noheader" => noheader = true,
-            other => {
-                eprintln!("sinfo: unrecognized option '{other}'\nTry \"sinfo --help\" for more information");
-                return EXIT_ERROR;
-            }
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match sinfo::parse(args, &env) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
         }
+    };
+    match opts.output {
+        sinfo::Output::Version => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        sinfo::Output::Usage => {
+            out(sinfo::USAGE);
+            return EXIT_OK;
+        }
+        _ => {}
     }
     let Ok(mut cluster) = cluster("sinfo") else {
         return EXIT_ERROR;
     };
     let rt = runtime();
-    let loaded = rt.block_on(async {
-        let parts = load_partitions(&mut cluster).await?;
-        let nodes = load_nodes(&mut cluster).await?;
-        Ok::<_, ClientError>((parts, nodes))
-    });
-    let (parts, nodes) = match loaded {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("slurm_load_partitions: {e}");
-            return EXIT_ERROR;
+    loop {
+        let loaded = rt.block_on(async {
+            let parts = load_partitions(&mut cluster).await?;
+            let nodes = load_nodes(&mut cluster).await?;
+            Ok::<_, ClientError>((parts, nodes))
+        });
+        let (parts, nodes) = match loaded {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("slurm_load_partitions: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        cluster.save();
+        let text = if opts.output == sinfo::Output::Json {
+            sinfo::json(&parts, &nodes, &opts, args)
+        } else {
+            let (text, errors) = sinfo::render(&parts, &nodes, &opts, wall_clock_s(), UTC_OFFSET_S);
+            eprint!("{errors}");
+            text
+        };
+        if let Some(rc) = print_round(&text, opts.iterate_s) {
+            return rc;
         }
-    };
-    cluster.save();
-    let text = format::sinfo_default(&parts, &nodes);
-    let text = if noheader {
-        text.split_once('\n')
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or_default()
-    } else {
-        text
-    };
-    out(&text);
-    EXIT_OK
+    }
 }
 
 pub fn scontrol(args: &[String]) -> i32 {
-    let mut oneliner = false;
-    let mut words: Vec<&str> = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "-o" | "--oneliner" => oneliner = true,
-            "-d" | "--details" | "-a" | "--all" => {}
-            other => words.push(other),
+    let opts = match scontrol_show::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
         }
+    };
+    let words: Vec<String> = opts.words.iter().map(|w| w.to_ascii_lowercase()).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if opts.version || words == ["version"] {
+        out(&version_line());
+        return EXIT_OK;
+    }
+    // Host list forms need no cluster.
+    if let ["show", what, ..] = words.as_slice() {
+        let arg = opts.words.get(2).map(String::as_str);
+        let result = match *what {
+            "hostnames" | "hostname" => Some(
+                scontrol_show::host_input(arg, &mut std::io::stdin().lock())
+                    .and_then(|e| scontrol_show::hostnames(&e)),
+            ),
+            "hostlist" | "hostlistsorted" => Some(
+                scontrol_show::host_input(arg, &mut std::io::stdin().lock())
+                    .and_then(|e| scontrol_show::hostlist(&e, *what == "hostlistsorted")),
+            ),
+            "step" | "steps" => Some(Err(scontrol_show::NO_STEPS.to_string())),
+            _ => None,
+        };
+        match result {
+            Some(Ok(text)) => {
+                out(&text);
+                return EXIT_OK;
+            }
+            // Slurm reports an empty list and still exits 0.
+            Some(Err(e)) if e.ends_with("host list is empty\n") => {
+                eprint!("{e}");
+                return EXIT_OK;
+            }
+            Some(Err(e)) => {
+                eprint!("{e}");
+                return EXIT_ERROR;
+            }
+            None => {}
+        }
+    }
+    if words.is_empty() {
+        eprintln!("scontrol: error: no command given; try `scontrol show job`");
+        return EXIT_ERROR;
     }
     let Ok(mut cluster) = cluster("scontrol") else {
         return EXIT_ERROR;
@@ -374,10 +446,7 @@ pub fn scontrol(args: &[String]) -> i32 {
     let rt = runtime();
     let rc = match words.as_slice() {
         ["ping"] => {
-            let mut replies = Vec::new();
-            for (i, addr) in cluster.addrs().to_vec().iter().enumerate() {
-                replies.push((addr.clone(), rt.block_on(cluster.ping_one(i))));
-            }
+            let replies = ping_all(&rt, &mut cluster);
             out(&format::scontrol_ping_lines(&replies));
             if replies.iter().any(|(_, r)| r.is_some()) {
                 EXIT_OK
@@ -385,25 +454,50 @@ pub fn scontrol(args: &[String]) -> i32 {
                 EXIT_ERROR
             }
         }
-        [verb @ ("hold" | "uhold" | "release"), jobs @ ..] => {
-            control::scontrol_job_control(&rt, &mut cluster, verb, jobs)
+        [verb @ ("hold" | "uhold" | "release"), ..] => {
+            let jobs: Vec<&str> = opts.words[1..].iter().map(String::as_str).collect();
+            control::scontrol_job_control(&rt, &mut cluster, verb, &jobs)
         }
-        ["show", what, rest @ ..] => {
-            let what = what.to_ascii_lowercase();
-            let id = rest.first().copied();
-            show(&rt, &mut cluster, &what, id, oneliner)
+        ["show", what, ..] => {
+            let id = opts.words.get(2).map(String::as_str);
+            show(&rt, &mut cluster, what, id, &opts)
         }
-        [] => {
-            eprintln!("scontrol: error: no command given; try `scontrol show job`");
+        ["show"] => {
+            eprintln!("too few arguments for keyword:show");
             EXIT_ERROR
         }
         [cmd, ..] => {
-            eprintln!("scontrol: error: Invalid command: {cmd}");
+            eprintln!("invalid keyword: {cmd}");
             EXIT_ERROR
         }
+        [] => EXIT_ERROR,
     };
     cluster.save();
     rc
+}
+
+fn ping_all(
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+) -> Vec<(String, Option<pb::PingReply>)> {
+    let mut replies = Vec::new();
+    for (i, addr) in cluster.addrs().to_vec().iter().enumerate() {
+        replies.push((addr.clone(), rt.block_on(cluster.ping_one(i))));
+    }
+    replies
+}
+
+async fn load_config(cluster: &mut Cluster) -> Result<pb::ShowConfigReply, ClientError> {
+    let consistency = cluster.consistency();
+    let reply = cluster
+        .call(|mut c| async move {
+            c.show_config(pb::ShowConfigRequest { consistency })
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply)
 }
 
 fn show(
@@ -411,17 +505,37 @@ fn show(
     cluster: &mut Cluster,
     what: &str,
     id: Option<&str>,
-    oneliner: bool,
+    opts: &scontrol_show::Opts,
 ) -> i32 {
+    let oneliner = opts.oneliner;
     let what = match what {
         w if "jobs".starts_with(w) && w.len() >= 3 => "job",
         w if "nodes".starts_with(w) && w.len() >= 3 => "node",
         w if "partitions".starts_with(w) && w.len() >= 3 => "partition",
+        w if "configuration".starts_with(w) && w.len() >= 3 => "config",
         other => {
-            eprintln!("scontrol: error: invalid entity: {other} for keyword: show");
+            eprintln!("invalid entity:{other} for keyword:show ");
             return EXIT_ERROR;
         }
     };
+    if what == "config" {
+        return match rt.block_on(load_config(cluster)) {
+            Err(e) => {
+                eprintln!("slurm_load_ctl_conf error: {e}");
+                EXIT_ERROR
+            }
+            Ok(conf) => {
+                let ping = format::scontrol_ping_lines(&ping_all(rt, cluster));
+                out(&scontrol_show::config_text(
+                    &conf,
+                    wall_clock_s(),
+                    UTC_OFFSET_S,
+                    &ping,
+                ));
+                EXIT_OK
+            }
+        };
+    }
     match what {
         "job" => {
             let ids = match id {
@@ -450,7 +564,7 @@ fn show(
                 Ok(jobs) => {
                     let text: String = jobs
                         .iter()
-                        .map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner))
+                        .map(|j| format::scontrol_show_job(j, UTC_OFFSET_S, oneliner, opts.details))
                         .collect();
                     out(&text);
                     EXIT_OK
@@ -499,13 +613,17 @@ fn show_records<T>(
     name_of: impl Fn(&T) -> &String,
     render: impl Fn(&T) -> String,
 ) -> i32 {
+    // A host list names several (`scontrol show node n[1-2]`).
+    let wanted: Option<Vec<String>> =
+        name.map(|x| drover_scheduler::hostlist::expand(x).unwrap_or_else(|_| vec![x.to_string()]));
     let shown: Vec<&T> = records
         .iter()
-        .filter(|r| name.is_none_or(|x| x == name_of(r)))
+        .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(name_of(r))))
         .collect();
     match (shown.is_empty(), name) {
+        // Slurm prints this on stdout, and exits 1.
         (true, Some(x)) => {
-            eprintln!("{kind} {x} not found");
+            out(&format!("{kind} {x} not found\n"));
             EXIT_ERROR
         }
         (true, None) => {

@@ -10,11 +10,16 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod format;
+pub mod getopt;
 pub mod identity;
 pub mod procs;
 pub mod roles;
 pub mod sbatch_prep;
+pub mod scancel;
+pub mod scontrol_show;
 pub mod sim;
+pub mod sinfo;
+pub mod squeue;
 pub mod up;
 
 use std::path::PathBuf;

@@ -163,6 +163,23 @@ pub fn job_info(
             .unwrap_or_default(),
         held_by_admin: job.reason == sched::PendingReason::JobHeldAdmin,
         begin_time: secs(job.spec.begin_at),
+        nice: job.spec.nice,
+        exclusive: job.spec.exclusive,
+        constraint: job.spec.constraint.clone(),
+        req_nodes: job.spec.nodelist.clone(),
+        exc_nodes: job.spec.exclude.clone(),
+        gpus_per_node: job.spec.gpus_per_node,
+        gpu_type: job.spec.gpu_type.clone().unwrap_or_default(),
+        shares: job
+            .alloc
+            .iter()
+            .map(|s| pb::JobNodeShare {
+                node: s.node.clone(),
+                cpus: s.cpus,
+                mem_mb: s.mem_mb,
+                gpus: s.gpus.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -188,6 +205,10 @@ pub fn node_info(node: &Node, state: &ClusterState) -> pb::NodeInfo {
         os: node.reg.os.clone(),
         arch: node.reg.arch.clone(),
         not_responding: node.not_responding,
+        gpus: node.reg.gpus,
+        gpu_type: node.reg.gpu_type.clone(),
+        features: node.reg.features.clone(),
+        alloc_gpus: node.alloc_gpus.len() as u32,
     }
 }
 

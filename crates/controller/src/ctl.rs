@@ -6,7 +6,8 @@ use crate::write::{self, Peers};
 use drover_consensus::Replica;
 use drover_proto as pb;
 use drover_scheduler::priority::PriorityContext;
-use drover_scheduler::{Command, JobId, JobRef, Reply, Request};
+use drover_scheduler::state::{MIN_JOB_AGE_MS, USAGE_HALF_LIFE_MS};
+use drover_scheduler::{Command, JobId, JobRef, Reply, Request, SchedConfig};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Request as Rpc, Response, Status};
 
@@ -41,6 +42,17 @@ pub async fn catch_up(
 pub struct CtlService {
     pub replica: Replica,
     pub peers: Peers,
+    pub shown: ShownConfig,
+}
+
+/// Settings of this replica that `scontrol show config` reports beside the state's.
+#[derive(Clone, Debug, Default)]
+pub struct ShownConfig {
+    pub cluster_name: String,
+    pub slurmd_timeout_s: u64,
+    pub kill_wait_s: u64,
+    /// When this replica started (unix seconds).
+    pub boot_time: i64,
 }
 
 #[tonic::async_trait]
@@ -246,6 +258,40 @@ impl pb::ctl_server::Ctl for CtlService {
                 .into_iter()
                 .map(|(id, addr)| pb::Member { id, addr })
                 .collect(),
+        }))
+    }
+
+    async fn show_config(
+        &self,
+        request: Rpc<pb::ShowConfigRequest>,
+    ) -> Result<Response<pb::ShowConfigReply>, Status> {
+        let req = request.into_inner();
+        catch_up(&self.replica, req.consistency).await?;
+        let sched = SchedConfig::default();
+        let (next_job_id, applied_index) = self.replica.read(|s| s.next_job_id);
+        Ok(Response::new(pb::ShowConfigReply {
+            cluster_name: self.shown.cluster_name.clone(),
+            controllers: self.replica.members().into_values().collect(),
+            min_job_age_s: MIN_JOB_AGE_MS / 1000,
+            max_array_size: u64::from(drover_scheduler::depend::MAX_ARRAY_SIZE),
+            slurmd_timeout_s: self.shown.slurmd_timeout_s,
+            kill_wait_s: self.shown.kill_wait_s,
+            backfill: sched.backfill,
+            bf_window_s: sched.bf_window_s,
+            bf_resolution_s: sched.bf_resolution_s,
+            bf_max_job_test: sched.bf_max_job_test as u64,
+            bf_job_part_count_reserve: sched.bf_job_part_count_reserve as u64,
+            next_job_id,
+            boot_time: self.shown.boot_time,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            weight_age: u64::from(sched.weights.age),
+            weight_fairshare: u64::from(sched.weights.fairshare),
+            weight_job_size: u64::from(sched.weights.job_size),
+            weight_partition: u64::from(sched.weights.partition),
+            weight_qos: u64::from(sched.weights.qos),
+            priority_max_age_s: sched.weights.max_age_s,
+            priority_decay_half_life_s: USAGE_HALF_LIFE_MS / 1000,
+            applied_index,
         }))
     }
 }

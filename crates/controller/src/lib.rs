@@ -42,6 +42,9 @@ pub struct ControllerConfig {
     pub election_min_ms: u64,
     pub election_max_ms: u64,
     pub snapshot_logs_since_last: u64,
+    /// Shown by `scontrol show config` (ClusterName, KillWait; the nodes enforce KillWait).
+    pub cluster_name: String,
+    pub kill_wait_s: u64,
 }
 
 impl ControllerConfig {
@@ -57,6 +60,8 @@ impl ControllerConfig {
             election_min_ms: 300,
             election_max_ms: 600,
             snapshot_logs_since_last: 5000,
+            cluster_name: "drover".to_string(),
+            kill_wait_s: 30,
         }
     }
 }
@@ -113,6 +118,12 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     let ctl = pb::ctl_server::CtlServer::new(ctl::CtlService {
         replica: replica.clone(),
         peers: peers.clone(),
+        shown: ctl::ShownConfig {
+            cluster_name: cfg.cluster_name.clone(),
+            slurmd_timeout_s: cfg.node_timeout.as_secs(),
+            kill_wait_s: cfg.kill_wait_s,
+            boot_time: ctl::wall_clock_s(),
+        },
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

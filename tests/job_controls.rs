@@ -174,3 +174,46 @@ fn hold_release_cancel_of_one_task_and_begin_time() {
     );
     wait_listed(&c, &format!("{later} PENDING BeginTime"));
 }
+
+#[test]
+fn a_requeued_job_runs_again_with_its_restart_count() {
+    let c = TestCluster::start(3, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+
+    // The first run waits; the second one (SLURM_RESTART_COUNT=1) ends at once.
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-o", "/dev/null"],
+        "#!/bin/sh\necho \"run ${SLURM_RESTART_COUNT:-0}\" >> runs.txt\nif [ -z \"$SLURM_RESTART_COUNT\" ]; then sleep 600; fi\n",
+    );
+    c.wait_state(id, "RUNNING", Duration::from_secs(30));
+    wait_for(
+        &c,
+        "the first run to start",
+        Duration::from_secs(30),
+        || std::fs::read_to_string(work.join("runs.txt")).is_ok_and(|t| t == "run 0\n"),
+    );
+    let rq = c.cmd("scontrol", &["requeue", &id.to_string()]);
+    assert!(rq.status.success(), "{}", stderr(&rq));
+    c.wait_state(id, "COMPLETED", Duration::from_secs(60));
+    assert_eq!(
+        std::fs::read_to_string(work.join("runs.txt")).unwrap(),
+        "run 0\nrun 1\n"
+    );
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &id.to_string()]));
+    assert!(show.contains(" Restarts=1 "), "{show}");
+
+    // A finished job pends again at once; requeuehold leaves it held.
+    let rq = c.cmd("scontrol", &["requeuehold", &id.to_string()]);
+    assert!(rq.status.success(), "{}", stderr(&rq));
+    wait_listed(&c, &format!("{id} PENDING JobHeldUser"));
+    let rq = c.cmd("scontrol", &["requeue", &id.to_string()]);
+    assert_eq!(
+        stderr(&rq),
+        format!("scontrol: error: Job is pending execution for job {id}\n")
+    );
+}

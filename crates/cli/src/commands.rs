@@ -454,7 +454,7 @@ pub fn scontrol(args: &[String]) -> i32 {
                 EXIT_ERROR
             }
         }
-        [verb @ ("hold" | "uhold" | "release"), ..] => {
+        [verb @ ("hold" | "uhold" | "release" | "requeue" | "requeuehold"), ..] => {
             let jobs: Vec<&str> = opts.words[1..].iter().map(String::as_str).collect();
             control::scontrol_job_control(&rt, &mut cluster, verb, &jobs)
         }

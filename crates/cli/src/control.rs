@@ -103,7 +103,8 @@ pub async fn control(
         .collect())
 }
 
-/// `scontrol hold|uhold|release <job_list>`: exit 1 if any job was not changed.
+/// `scontrol hold|uhold|release|requeue|requeuehold <job_list>`: exit 1 if any job was not
+/// changed.
 pub fn scontrol_job_control(
     rt: &tokio::runtime::Runtime,
     cluster: &mut Cluster,
@@ -113,6 +114,8 @@ pub fn scontrol_job_control(
     let action = match verb {
         "hold" => Action::Hold,
         "uhold" => Action::UserHold,
+        "requeue" => Action::Requeue,
+        "requeuehold" => Action::RequeueHold,
         _ => Action::Release,
     };
     let targets = match parse_job_refs(jobs.iter().copied()) {

@@ -616,7 +616,8 @@ pub fn scontrol_show_job(
     ));
     r.end_line();
     r.push(&format!(
-        "Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode={}",
+        "Requeue=1 Restarts={} BatchFlag=1 Reboot=0 ExitCode={}",
+        job.restarts,
         exit_code_text(job)
     ));
     r.end_line();

@@ -163,6 +163,7 @@ pub fn job_info(
             .unwrap_or_default(),
         held_by_admin: job.reason == sched::PendingReason::JobHeldAdmin,
         begin_time: secs(job.spec.begin_at),
+        restarts: job.restarts,
         nice: job.spec.nice,
         exclusive: job.spec.exclusive,
         constraint: job.spec.constraint.clone(),
@@ -254,7 +255,9 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
     let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();
     pb::Assignment {
         job_id: job.id.0,
-        run: job.state == JobState::Running,
+        // A job being stopped (cancelled or requeued) is COMPLETING: not to run.
+        run: job.state == JobState::Running && !job.completing,
+        restarts: job.restarts,
         batch_host: job.batch_host() == Some(node),
         name: job.spec.name.clone(),
         script: job.spec.script.clone(),

@@ -215,6 +215,16 @@ impl pb::ctl_server::Ctl for CtlService {
                 uid,
             },
             Ok(Action::Release) => Command::Release { targets, uid },
+            Ok(Action::Requeue) => Command::Requeue {
+                targets,
+                hold: false,
+                uid,
+            },
+            Ok(Action::RequeueHold) => Command::Requeue {
+                targets,
+                hold: true,
+                uid,
+            },
             Err(_) => return Err(Status::invalid_argument("unknown control action")),
         };
         let (index, reply) =

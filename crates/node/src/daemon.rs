@@ -20,7 +20,7 @@ use crate::client::{CallError, Controllers, RequestIds};
 use crate::discovery::Discovered;
 use crate::launcher;
 use crate::reconcile::{reconcile, Action, Actual, StopReason};
-use crate::state::{FinishedJobs, PendingReport, ReportKind, Store};
+use crate::state::{Attempts, FinishedJobs, PendingReport, ReportKind, Store};
 use crate::supervisor::{self, Attach, EndCause, JobStatus, SuperviseSpec, SupervisorRecord};
 use crate::NodeConfig;
 
@@ -61,6 +61,8 @@ pub(crate) struct Daemon {
 struct Jobs {
     running: BTreeMap<u64, RunningJob>,
     finished: FinishedJobs,
+    /// The run (times requeued) of each running or finished job.
+    attempts: Attempts,
     /// Highest applied index seen in an assignments reply: older replies are ignored.
     highest_index: u64,
 }
@@ -82,8 +84,16 @@ impl Jobs {
                 .filter(|(_, j)| j.stopping)
                 .map(|(&id, _)| id)
                 .collect(),
-            finished: self.finished.keys().copied().collect(),
+            finished: self
+                .finished
+                .keys()
+                .map(|&id| (id, self.attempt(id)))
+                .collect(),
         }
+    }
+
+    fn attempt(&self, job_id: u64) -> u32 {
+        self.attempts.get(&job_id).copied().unwrap_or(0)
     }
 }
 
@@ -100,7 +110,7 @@ impl Daemon {
         shutdown: CancellationToken,
     ) -> Result<Daemon, crate::state::StateError> {
         let pending = store.load_pending()?;
-        let (finished, fence_index) = store.load_finished(&pending)?;
+        let (finished, attempts, fence_index) = store.load_finished(&pending)?;
         if !pending.is_empty() {
             tracing::info!(
                 count = pending.len(),
@@ -130,6 +140,7 @@ impl Daemon {
             client,
             jobs: Mutex::new(Jobs {
                 finished,
+                attempts,
                 highest_index: fence_index,
                 ..Jobs::default()
             }),
@@ -302,6 +313,13 @@ impl Daemon {
             jobs.finished.retain(|id, ack| {
                 listed.contains(id) || ack.is_none_or(|at| at > reply.applied_index)
             });
+            let Jobs {
+                running,
+                finished,
+                attempts,
+                ..
+            } = &mut *jobs;
+            attempts.retain(|id, _| running.contains_key(id) || finished.contains_key(id));
             if jobs.finished.len() != before {
                 self.save_finished(&jobs);
             }
@@ -351,6 +369,9 @@ impl Daemon {
                 Vec::new()
             };
             let spec = self.supervise_spec(&a, cpus.clone());
+            // A later run of a requeued job that ended here before: this run is new.
+            jobs.finished.remove(&job_id);
+            jobs.attempts.insert(job_id, a.restarts);
             jobs.running.insert(
                 job_id,
                 RunningJob {
@@ -408,6 +429,7 @@ impl Daemon {
             },
             gpus: a.gpus.clone(),
             gpus_constrained: constrained,
+            restarts: a.restarts,
         }
     }
 
@@ -527,7 +549,9 @@ impl Daemon {
     }
 
     fn report(&self, job_id: u64, kind: ReportKind) -> PendingReport {
+        let restarts = lock(&self.jobs).attempt(job_id);
         PendingReport {
+            restarts,
             request_id: self.ids.next_id(),
             job_id,
             kind,
@@ -570,10 +594,13 @@ impl Daemon {
             }
             let alive = supervisor_alive(&dir);
             let found = supervisor::attach(&dir, Duration::from_secs(5), &alive).await;
+            // The run this directory belongs to, for the reports and the finished set.
+            let spec = supervisor::read_spec(&dir);
+            if let Some(spec) = &spec {
+                lock(&self.jobs).attempts.insert(job_id, spec.restarts);
+            }
             if let Attach::Running { .. } = found {
-                let cpus = supervisor::read_spec(&dir)
-                    .map(|s| s.limits.cpus)
-                    .unwrap_or_default();
+                let cpus = spec.map(|s| s.limits.cpus).unwrap_or_default();
                 let stop = CancellationToken::new();
                 lock(&self.jobs).running.insert(
                     job_id,
@@ -606,7 +633,10 @@ impl Daemon {
 
     /// Saves the finished set with the current fence (see `state::FinishedFile`).
     fn save_finished(&self, jobs: &Jobs) {
-        if let Err(e) = self.store.save_finished(&jobs.finished, jobs.highest_index) {
+        if let Err(e) = self
+            .store
+            .save_finished(&jobs.finished, &jobs.attempts, jobs.highest_index)
+        {
             tracing::error!(error = %e, "cannot save the finished job set");
         }
     }

@@ -344,6 +344,9 @@ pub fn job_environment(a: &Assignment, node_name: &str) -> Vec<(OsString, OsStri
     let num_nodes = a.num_nodes.max(1);
     set("SLURM_JOB_ID", id.clone());
     set("SLURM_JOBID", id);
+    if a.restarts > 0 {
+        set("SLURM_RESTART_COUNT", a.restarts.to_string());
+    }
     if let Some(task) = a.array_task_id {
         set("SLURM_ARRAY_JOB_ID", a.array_job_id.to_string());
         set("SLURM_ARRAY_TASK_ID", task.to_string());

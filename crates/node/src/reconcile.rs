@@ -13,10 +13,11 @@
 //! - running here but not listed at all → [`Action::Stop`] (`NotAssigned`): the cluster no
 //!   longer knows the job on this node (Slurm kills such orphans too);
 //! - a job that finished here (or failed to launch) is never launched again, even when a
-//!   stale assignment still lists it;
+//!   stale assignment still lists it — unless the assignment is a later run of it (requeued:
+//!   `restarts` higher than the run that finished);
 //! - a job already being stopped is not stopped twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use drover_proto::Assignment;
 
@@ -27,8 +28,9 @@ pub struct Actual {
     pub running: BTreeSet<u64>,
     /// Running jobs already asked to stop.
     pub stopping: BTreeSet<u64>,
-    /// Jobs that ran here and ended, or failed to launch: never launched again.
-    pub finished: BTreeSet<u64>,
+    /// Jobs that ran here and ended, or failed to launch, with the run that did (times
+    /// requeued): never launched again for that run.
+    pub finished: BTreeMap<u64, u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +67,12 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
             continue;
         }
         let running = actual.running.contains(&a.job_id);
+        let done_here = actual
+            .finished
+            .get(&a.job_id)
+            .is_some_and(|&run| run >= a.restarts);
         if a.run {
-            if a.batch_host && !running && !actual.finished.contains(&a.job_id) {
+            if a.batch_host && !running && !done_here {
                 actions.push(Action::Launch(Box::new(a.clone())));
             }
         } else if running {
@@ -76,7 +82,7 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
                     reason: StopReason::Cancelled,
                 });
             }
-        } else if a.batch_host && !actual.finished.contains(&a.job_id) {
+        } else if a.batch_host && !done_here {
             actions.push(Action::Gone { job_id: a.job_id });
         }
     }
@@ -114,7 +120,7 @@ mod tests {
         Actual {
             running: running.iter().copied().collect(),
             stopping: stopping.iter().copied().collect(),
-            finished: finished.iter().copied().collect(),
+            finished: finished.iter().map(|&id| (id, 0)).collect(),
         }
     }
 
@@ -149,6 +155,20 @@ mod tests {
         let desired = [job(1, true, true), job(2, true, true)];
         let actions = reconcile(&desired, &actual(&[], &[], &[1, 2]));
         assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    /// A requeued job runs again here: an assignment with a higher run launches, a stale one
+    /// of the run that ended does not.
+    #[test]
+    fn a_later_run_of_a_finished_job_launches() {
+        let mut again = job(1, true, true);
+        again.restarts = 1;
+        let mut stale = job(2, true, true);
+        stale.restarts = 1;
+        let mut done = actual(&[], &[], &[1]);
+        done.finished.insert(2, 1);
+        let actions = reconcile(&[again, stale], &done);
+        assert_eq!(launched(&actions), vec![1]);
     }
 
     #[test]

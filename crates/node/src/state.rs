@@ -59,10 +59,17 @@ pub struct PendingReport {
     pub max_rss_kb: u64,
     #[serde(default)]
     pub total_cpu_ms: u64,
+    /// The run (times requeued) the report is about.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Job id → applied index of the answer to its final report (`None`: not answered yet).
 pub type FinishedJobs = BTreeMap<u64, Option<u64>>;
+
+/// Job id → the run (times requeued) of a job that runs or ended here; absent: 0. A run
+/// with a higher count is a new run of a requeued job, even of one that ended here.
+pub type Attempts = BTreeMap<u64, u32>;
 
 #[derive(Debug, Error)]
 pub enum StateError {
@@ -81,6 +88,9 @@ struct FinishedFile {
     /// cannot relaunch a job that was forgotten.
     #[serde(default)]
     fence_index: u64,
+    /// `[job_id, restarts]` of the finished jobs that were requeued (absent: 0).
+    #[serde(default)]
+    attempts: Vec<(u64, u32)>,
 }
 
 /// The daemon's files in `state_dir`.
@@ -118,23 +128,33 @@ impl Store {
     pub fn load_finished(
         &self,
         pending: &[PendingReport],
-    ) -> Result<(FinishedJobs, u64), StateError> {
+    ) -> Result<(FinishedJobs, Attempts, u64), StateError> {
         let file: FinishedFile = self.load_json(FINISHED_JOBS_FILE)?.unwrap_or_default();
         let mut finished: FinishedJobs = file.jobs.into_iter().collect();
+        let mut attempts: Attempts = file.attempts.into_iter().collect();
         for report in pending.iter().filter(|r| r.kind.is_final()) {
             finished.entry(report.job_id).or_insert(None);
+            if report.restarts > 0 {
+                attempts.insert(report.job_id, report.restarts);
+            }
         }
-        Ok((finished, file.fence_index))
+        Ok((finished, attempts, file.fence_index))
     }
 
     pub fn save_finished(
         &self,
         finished: &FinishedJobs,
+        attempts: &Attempts,
         fence_index: u64,
     ) -> Result<(), StateError> {
         let file = FinishedFile {
             jobs: finished.iter().map(|(&id, &ack)| (id, ack)).collect(),
             fence_index,
+            attempts: attempts
+                .iter()
+                .filter(|(id, &r)| r > 0 && finished.contains_key(id))
+                .map(|(&id, &r)| (id, r))
+                .collect(),
         };
         self.save_json(FINISHED_JOBS_FILE, &file)
     }
@@ -230,6 +250,7 @@ mod tests {
             cause: crate::supervisor::EndCause::Exited,
             max_rss_kb: 0,
             total_cpu_ms: 0,
+            restarts: 0,
         }
     }
 
@@ -258,17 +279,27 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         let mut finished = FinishedJobs::new();
         finished.insert(1, Some(17));
-        store.save_finished(&finished, 40).expect("save");
+        finished.insert(5, Some(18));
+        // The runs of requeued jobs are kept with them; those of jobs no longer here are not.
+        let attempts = Attempts::from([(5, 2), (6, 1)]);
+        store.save_finished(&finished, &attempts, 40).expect("save");
         let pending = [
             report(2, ReportKind::Started),
             report(3, ReportKind::LaunchFailed),
-            report(4, ReportKind::Finished),
+            PendingReport {
+                restarts: 3,
+                ..report(4, ReportKind::Finished)
+            },
         ];
-        let (loaded, fence_index) = store.load_finished(&pending).expect("load");
+        let (loaded, attempts, fence_index) = store.load_finished(&pending).expect("load");
         assert_eq!(fence_index, 40);
         assert_eq!(
             loaded.into_iter().collect::<Vec<_>>(),
-            vec![(1, Some(17)), (3, None), (4, None)]
+            vec![(1, Some(17)), (3, None), (4, None), (5, Some(18))]
+        );
+        assert_eq!(
+            attempts.into_iter().collect::<Vec<_>>(),
+            vec![(4, 3), (5, 2)]
         );
     }
 

@@ -59,6 +59,9 @@ pub struct SuperviseSpec {
     /// True when the GPUs are real devices, restricted by the devices cgroup: the job then
     /// sees them renumbered from 0, as in Slurm.
     pub gpus_constrained: bool,
+    /// The run (times requeued): read back when the daemon re-attaches.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// Why a job ended, beyond its exit status.

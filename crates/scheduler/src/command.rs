@@ -96,6 +96,14 @@ pub enum Command {
     /// `scontrol release`: users may release only their own user holds.
     #[serde(rename = "release")]
     Release { targets: Vec<JobRef>, uid: u32 },
+    /// `scontrol requeue` (`hold`: `requeuehold`): a running job is stopped and pends again
+    /// once its processes are gone; a finished one pends again at once. `Restarts` + 1.
+    #[serde(rename = "requeue")]
+    Requeue {
+        targets: Vec<JobRef>,
+        hold: bool,
+        uid: u32,
+    },
 }
 
 /// A job as scancel and scontrol name it: `12` or `12_3` (one task of array 12).
@@ -239,4 +247,6 @@ pub enum Rejection {
     NotPending,
     #[error("Access/permission denied")]
     AccessDenied,
+    #[error("Job is pending execution")]
+    JobPending,
 }

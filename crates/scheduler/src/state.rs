@@ -189,6 +189,7 @@ impl ClusterState {
                 uid,
             } => Ok(self.hold(targets, *admin, *uid)),
             Command::Release { targets, uid } => Ok(self.release(targets, *uid)),
+            Command::Requeue { targets, hold, uid } => Ok(self.requeue(targets, *hold, *uid)),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -299,6 +300,8 @@ impl ClusterState {
             expected_start_at: None,
             sched_nodes: Vec::new(),
             dependency: spec.dependency.clone(),
+            restarts: 0,
+            requeue: None,
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -437,6 +440,8 @@ impl ClusterState {
         }
         let was_running = job.state == JobState::Running;
         self.queued.remove(&id);
+        // A cancel wins over a requeue still waiting for the processes to end.
+        job.requeue = None;
         job.state = JobState::Cancelled;
         job.end_at = Some(now);
         if was_running {
@@ -505,8 +510,68 @@ impl ClusterState {
         Reply::Outcomes { outcomes }
     }
 
+    fn requeue(&mut self, targets: &[JobRef], hold: bool, uid: u32) -> Reply {
+        let outcomes = targets
+            .iter()
+            .map(|&r| (r, self.requeue_ref(r, hold, uid).err()))
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    fn requeue_ref(&mut self, r: JobRef, hold: bool, uid: u32) -> Result<(), Reject> {
+        for id in self.owned_records(r, uid, false)? {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if job.holds_resources() {
+                // Stopped first: it pends again when the batch host reports the end.
+                job.completing = true;
+                job.requeue = Some(hold);
+            } else {
+                let end = job.end_at.unwrap_or(self.now);
+                self.finished.remove(&(end, id));
+                self.back_to_pending(id, hold);
+            }
+        }
+        Ok(())
+    }
+
+    /// A requeued job pends again: a new run, with its counters of the last run cleared.
+    fn back_to_pending(&mut self, id: JobId, hold: bool) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.state = JobState::Pending;
+        job.restarts += 1;
+        job.requeue = None;
+        job.completing = false;
+        job.start_at = None;
+        job.end_at = None;
+        job.alloc.clear();
+        job.exit_code = 0;
+        job.exit_signal = 0;
+        job.batch_pid = None;
+        job.expected_start_at = None;
+        job.sched_nodes.clear();
+        if hold {
+            job.priority = 0;
+            job.reason = PendingReason::JobHeldUser;
+        } else {
+            job.priority = base_priority(id);
+            job.reason = PendingReason::None;
+            self.queued.insert(id);
+        }
+        self.refresh_dependency(id);
+    }
+
     /// The pending records a hold or release names, if `uid` may change them.
     fn pending_records(&mut self, r: JobRef, uid: u32) -> Result<Vec<JobId>, Reject> {
+        self.owned_records(r, uid, true)
+    }
+
+    /// The records `r` names that are pending (`pending`) or not, if `uid` (an operator, or
+    /// the owner) may change them; none: Slurm's "no longer pending" / "pending" error.
+    fn owned_records(&mut self, r: JobRef, uid: u32, pending: bool) -> Result<Vec<JobId>, Reject> {
         let owner = self
             .jobs
             .get(&r.job)
@@ -518,12 +583,13 @@ impl ClusterState {
         let ids: Vec<JobId> = self
             .resolve(r)?
             .into_iter()
-            .filter(|id| self.jobs[id].state == JobState::Pending)
+            .filter(|id| (self.jobs[id].state == JobState::Pending) == pending)
             .collect();
-        if ids.is_empty() {
-            return Err(Reject::NotPending);
+        match (ids.is_empty(), pending) {
+            (false, _) => Ok(ids),
+            (true, true) => Err(Reject::NotPending),
+            (true, false) => Err(Reject::JobPending),
         }
-        Ok(ids)
     }
 
     fn register_node(&mut self, reg: &NodeRegistration) -> Reply {
@@ -794,15 +860,17 @@ impl ClusterState {
         if !job.holds_resources() {
             return;
         }
-        if job.state == JobState::Running {
+        if job.state == JobState::Running && job.requeue.is_none() {
             job.state = state;
             job.end_at = Some(now);
             job.exit_code = exit_code;
             job.exit_signal = signal;
         }
         job.completing = false;
+        let requeue = job.requeue;
         let end = job.end_at.unwrap_or(now);
         let ran_s = end.saturating_sub(job.start_at.unwrap_or(end)) / 1000;
+        // (A requeued run is charged to fairshare like any other.)
         let cpu_s = ran_s.saturating_mul(u64::from(job.alloc_cpus()));
         let user = job.spec.user.clone();
         for share in &job.alloc {
@@ -815,12 +883,17 @@ impl ClusterState {
                 }
             }
         }
-        self.finished.insert((end, id));
         let usage = self.usage.entry(user).or_default();
         usage.cpu_s = usage.at(now).saturating_add(cpu_s);
         usage.at = now;
         self.array_running(id, false);
-        self.dependency_event(id);
+        match requeue {
+            Some(hold) => self.back_to_pending(id, hold),
+            None => {
+                self.finished.insert((end, id));
+                self.dependency_event(id);
+            }
+        }
     }
 
     /// Counts a record of an array starting (`true`) or releasing its resources on the

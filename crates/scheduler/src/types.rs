@@ -272,6 +272,11 @@ pub struct Job {
     pub dependency: Option<Dependency>,
     /// Set for records of a job array.
     pub array: Option<ArrayPart>,
+    /// Times the job was requeued (Slurm's `Restarts=`, `SLURM_RESTART_COUNT`).
+    pub restarts: u32,
+    /// Requeued while its processes still run: back to pending (held when `Some(true)`) once
+    /// the batch host reports them gone.
+    pub requeue: Option<bool>,
 }
 
 impl Job {

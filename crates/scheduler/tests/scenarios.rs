@@ -21,6 +21,7 @@
 //!                                                log (if any), then every pending job
 //! finish ID at=M [exit=N]    cancel REF at=M  -> nothing, or `rejected: …` (REF: 12 or 12_3)
 //! hold REF [admin] [uid=N]   uhold REF [uid=N]   release REF [uid=N]
+//! requeue REF   requeuehold REF
 //! jobs                                        -> every job that is not pending: id, display id,
 //!                                                state
 //! ```
@@ -289,6 +290,18 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     out.push('\n');
                 }
             }
+            "requeue" | "requeuehold" => {
+                let target = JobRef::parse(positional[0]).expect("a job reference");
+                let reply = s.apply(
+                    at,
+                    Command::Requeue {
+                        targets: vec![target],
+                        hold: words[0] == "requeuehold",
+                        uid: 0,
+                    },
+                );
+                reply_line(&mut out, reply);
+            }
             "hold" | "uhold" | "release" => {
                 let target = JobRef::parse(positional[0]).expect("a job reference");
                 let uid = get("uid").map_or(0, |v| num(v) as u32);
@@ -308,14 +321,21 @@ fn run_script(s: &mut Script, commands: &str) -> String {
             }
             "jobs" => {
                 for job in s.state.jobs.values() {
-                    if job.state != JobState::Pending {
-                        let _ = writeln!(
+                    if job.state != JobState::Pending || job.restarts > 0 {
+                        let _ = write!(
                             out,
                             "job {} {} {}",
                             job.id,
                             job.display_id(),
                             job.state.name()
                         );
+                        if job.completing {
+                            out.push_str(" completing");
+                        }
+                        if job.restarts > 0 {
+                            let _ = write!(out, " restarts={}", job.restarts);
+                        }
+                        out.push('\n');
                     }
                 }
             }

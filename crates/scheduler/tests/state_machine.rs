@@ -349,6 +349,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(id, task, admin, uid)| Command::Hold { targets: vec![JobRef { job: JobId(id), task }], admin, uid }),
         1 => (1u64..20, prop::option::of(0u32..5), prop::sample::select(vec![0u32, 1000]))
             .prop_map(|(id, task, uid)| Command::Release { targets: vec![JobRef { job: JobId(id), task }], uid }),
+        1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY)
+            .prop_map(|(id, task, hold)| Command::Requeue { targets: vec![JobRef { job: JobId(id), task }], hold, uid: 0 }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),

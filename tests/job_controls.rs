@@ -217,3 +217,59 @@ fn a_requeued_job_runs_again_with_its_restart_count() {
         format!("scontrol: error: Job is pending execution for job {id}\n")
     );
 }
+
+#[test]
+fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
+    let c = TestCluster::start(3, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    let script = |tag: &str| {
+        format!(
+            "#!/bin/bash\ntrap 'echo batch-usr1 >> {tag}.txt' USR1\nbash -c 'trap \"echo step-usr1 >> {tag}.txt; exit 0\" USR1; echo ready >> {tag}.txt; while :; do sleep 0.1; done' &\nchild=$!\nwhile kill -0 $child 2>/dev/null; do sleep 0.1; done\necho done >> {tag}.txt\n"
+        )
+    };
+    let read =
+        |tag: &str| std::fs::read_to_string(work.join(format!("{tag}.txt"))).unwrap_or_default();
+
+    // Default scope: the job's processes but not the batch shell.
+    let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], &script("steps"));
+    wait_for(&c, "the job to start", Duration::from_secs(30), || {
+        read("steps") == "ready\n"
+    });
+    let out = c.cmd("scancel", &[&id.to_string(), "--signal", "USR1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+    assert_eq!(read("steps"), "ready\nstep-usr1\ndone\n");
+
+    // --batch: the batch shell only (its child keeps running until cancelled).
+    let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], &script("batch"));
+    wait_for(&c, "the job to start", Duration::from_secs(30), || {
+        read("batch") == "ready\n"
+    });
+    let out = c.cmd("scancel", &["-b", "-s", "USR1", &id.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(
+        &c,
+        "the batch shell's trap",
+        Duration::from_secs(30),
+        || read("batch") == "ready\nbatch-usr1\n",
+    );
+    let out = c.cmd("scancel", &[&id.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    c.wait_state(id, "CANCELLED", Duration::from_secs(30));
+
+    // sbatch --signal=B:USR1@55 with a one-minute limit: the warning comes ~5 s in.
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-o", "/dev/null", "-t", "1", "--signal=B:USR1@55"],
+        "#!/bin/bash\ntrap 'echo warned >> warn.txt; exit 0' USR1\nwhile :; do sleep 0.1; done\n",
+    );
+    c.wait_state(id, "COMPLETED", Duration::from_secs(40));
+    assert_eq!(
+        std::fs::read_to_string(work.join("warn.txt")).unwrap(),
+        "warned\n"
+    );
+}

@@ -106,10 +106,6 @@ pub fn scancel(args: &[String]) -> i32 {
         out(scancel::USAGE);
         return EXIT_OK;
     }
-    if let Some(signal) = &opts.signal {
-        eprint!("{}", scancel::signal_unsupported(signal));
-        return EXIT_ERROR;
-    }
     if opts.job_ids.is_empty() && !opts.has_filters() {
         eprintln!("scancel: error: No job identification provided");
         return EXIT_ERROR;
@@ -177,12 +173,21 @@ pub fn scancel(args: &[String]) -> i32 {
             eprintln!("scancel: Terminating job {}", control::ref_name(t));
         }
     }
-    let result = rt.block_on(control::control(
-        &mut cluster,
-        pb::control_request::Action::Cancel,
-        targets,
-        identity::uid(),
-    ));
+    let result = match &opts.signal {
+        None => rt.block_on(control::control(
+            &mut cluster,
+            pb::control_request::Action::Cancel,
+            targets,
+            identity::uid(),
+        )),
+        Some(name) => rt.block_on(control::signal(
+            &mut cluster,
+            targets,
+            scancel::parse_signal(name).unwrap_or(9) as i32,
+            opts.signal_scope,
+            identity::uid(),
+        )),
+    };
     cluster.save();
     match result {
         Ok(errors) => {

@@ -81,12 +81,46 @@ pub async fn control(
     targets: Vec<pb::JobRef>,
     uid: u32,
 ) -> Result<Vec<(pb::JobRef, String)>, String> {
-    let request = pb::ControlRequest {
-        request_id: request_id(),
-        action: action as i32,
-        targets,
-        uid,
-    };
+    send(
+        cluster,
+        pb::ControlRequest {
+            request_id: request_id(),
+            action: action as i32,
+            targets,
+            uid,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// `scancel --signal`: `signal` to `scope` (0 the job's processes but not the batch shell,
+/// 1 the batch shell, 2 every process) of each target.
+pub async fn signal(
+    cluster: &mut Cluster,
+    targets: Vec<pb::JobRef>,
+    signal: i32,
+    scope: u32,
+    uid: u32,
+) -> Result<Vec<(pb::JobRef, String)>, String> {
+    send(
+        cluster,
+        pb::ControlRequest {
+            request_id: request_id(),
+            action: Action::Signal as i32,
+            targets,
+            uid,
+            signal,
+            signal_scope: scope,
+        },
+    )
+    .await
+}
+
+async fn send(
+    cluster: &mut Cluster,
+    request: pb::ControlRequest,
+) -> Result<Vec<(pb::JobRef, String)>, String> {
     let reply = cluster
         .call(|mut c| {
             let request = request.clone();

@@ -143,6 +143,7 @@ enum Key {
     Array,
     Begin,
     Dependency,
+    Signal,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -266,7 +267,7 @@ static OPTIONS: &[OptDef] = &[
     opt("resources", None, Required, Key::Ignored),
     opt("resv-ports", None, Optional, Key::Ignored),
     opt("segment", None, Required, Key::Ignored),
-    opt("signal", None, Required, Key::Ignored),
+    opt("signal", None, Required, Key::Signal),
     opt("sockets-per-node", None, Required, Key::Ignored),
     opt("spread-job", None, No, Key::Ignored),
     opt("spread-segments", None, No, Key::Ignored),
@@ -541,6 +542,8 @@ struct Opts {
     begin: Option<i64>,
     /// `--dependency`, validated, as given.
     dependency: Option<String>,
+    /// `--signal`: (signal, seconds before the time limit, batch shell only).
+    signal: Option<(i32, u32, bool)>,
 }
 
 impl Opts {
@@ -641,6 +644,15 @@ impl Opts {
                 }
                 self.dependency = Some(value);
             }
+            Key::Signal => match parse_signal_option(&value) {
+                Some(w) => self.signal = Some(w),
+                None => {
+                    return Err(SbatchError::error(
+                        &["Invalid --signal specification"],
+                        EXIT_OPTION,
+                    ))
+                }
+            },
             Key::Ignored => {}
             Key::Unsupported => {
                 return Err(SbatchError::error(
@@ -654,6 +666,26 @@ impl Opts {
         }
         Ok(())
     }
+}
+
+/// `--signal=[{R|B}:]SIG[@SECS]` (sbatch(1); `get_signal_opts`): SIG by name or number,
+/// SECS 0–65535, 60 when not given; `B:` sends it to the batch shell only.
+fn parse_signal_option(value: &str) -> Option<(i32, u32, bool)> {
+    let (flags, rest) = match value.split_once(':') {
+        Some((f, r)) if f.chars().all(|c| matches!(c, 'R' | 'B' | 'r' | 'b')) => (f, r),
+        Some(_) => return None,
+        None => ("", value),
+    };
+    let (sig, secs) = match rest.split_once('@') {
+        Some((s, t)) => (s, t.parse::<u32>().ok().filter(|&t| t <= 65_535)?),
+        None => (rest, 60),
+    };
+    let signal = crate::scancel::parse_signal(sig)?;
+    Some((
+        signal as i32,
+        secs,
+        flags.to_ascii_uppercase().contains('B'),
+    ))
 }
 
 /// `parse_int(name, arg, positive=true)` (src/common/proc_args.c): decimal, > 0, ≤ INT_MAX.
@@ -1145,6 +1177,9 @@ fn build_spec(
         begin_time: opts.begin.unwrap_or(0),
         dependency: opts.dependency.unwrap_or_default(),
         array: opts.array.unwrap_or_default(),
+        warn_signal: opts.signal.map_or(0, |w| w.0),
+        warn_secs: opts.signal.map_or(0, |w| w.1),
+        warn_batch: opts.signal.is_some_and(|w| w.2),
     };
     Ok(Prepared {
         spec,
@@ -1691,5 +1726,33 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// Reference: sbatch(1) `--signal=[{R|B}:]<sig_num>[@sig_time]`, 60 s by default.
+    #[test]
+    fn signal_warnings() {
+        let (p, _dir) = ok(&["--signal=USR2@90", "job.sh"], &[], PLAIN);
+        assert_eq!(
+            (p.spec.warn_signal, p.spec.warn_secs, p.spec.warn_batch),
+            (12, 90, false)
+        );
+        let (p, _dir) = ok(&["--signal=B:10", "job.sh"], &[], PLAIN);
+        assert_eq!(
+            (p.spec.warn_signal, p.spec.warn_secs, p.spec.warn_batch),
+            (10, 60, true)
+        );
+        for bad in [
+            "--signal=FOO",
+            "--signal=USR1@x",
+            "--signal=X:USR1",
+            "--signal=USR1@70000",
+        ] {
+            let e = err(&[bad, "job.sh"], &[("job.sh", PLAIN.as_bytes())]);
+            assert!(
+                e.message.contains("Invalid --signal specification"),
+                "{bad}: {}",
+                e.message
+            );
+        }
     }
 }

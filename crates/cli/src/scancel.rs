@@ -1,8 +1,8 @@
 //! scancel, pure: options (src/scancel/opt.c), job filters and the texts scancel prints.
 //! `commands::scancel` loads jobs when a filter is given, cancels, and reports.
 //!
-//! Sending a signal (`-s`, `-b`, `-f`) needs a signal command in the replicated state machine;
-//! until it exists these options are parsed and validated and then refused with an error.
+//! `-s/--signal` sends a signal instead of cancelling: by default to the job's processes but
+//! not its batch shell (Slurm's steps), with `-b` to the batch shell only, with `-f` to all.
 //! Job ids may name array tasks (`N_3`, `N_[1-3]`); `N` names every task of array N.
 
 use crate::getopt::{self, long, opt, Arg};
@@ -72,8 +72,11 @@ pub struct Opts {
     pub verbose: bool,
     pub quiet: bool,
     pub interactive: bool,
-    /// A validated signal, `-b` or `-f`: refused before anything is sent.
+    /// `-s/--signal` (a validated name or number), or `-b`/`-f` alone (KILL).
     pub signal: Option<String>,
+    /// Who gets it: 0 the job's processes but not the batch shell, 1 the batch shell (`-b`),
+    /// 2 every process (`-f`).
+    pub signal_scope: u32,
     pub version: bool,
     pub usage: bool,
     pub accounts: Vec<String>,
@@ -141,6 +144,11 @@ pub fn parse(args: &[String], my_uid: u32) -> Result<Opts, String> {
         o.signal = Some(s.to_string());
     } else if p.has("batch") || p.has("full") {
         o.signal = Some("KILL".to_string());
+    }
+    if p.has("full") {
+        o.signal_scope = 2;
+    } else if p.has("batch") {
+        o.signal_scope = 1;
     }
     for s in p.all("state").iter().flat_map(|v| list(v)) {
         match parse_state(&s) {
@@ -256,13 +264,6 @@ pub fn confirm_prompt(j: &JobInfo) -> String {
     )
 }
 
-/// Slurm's error when signalling is asked for: drover cannot send one yet.
-pub fn signal_unsupported(signal: &str) -> String {
-    format!(
-        "scancel: error: sending signal {signal} to jobs (--signal/--batch/--full) is not supported by drover yet; only cancelling is\n"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn signals_parse_but_are_refused() {
+    fn signals_parse_with_their_scope() {
         assert_eq!(parse_signal("SIGTERM"), Some(15));
         assert_eq!(parse_signal("usr2"), Some(12));
         assert_eq!(parse_signal("9"), Some(9));
@@ -351,8 +352,13 @@ mod tests {
             (&[12][..], Some("SIGTERM"))
         );
         let o = parse(&args(&["-b", "12"]), 0).unwrap();
-        assert!(o.signal.is_some(), "-b alone still asks for a signal");
-        assert!(signal_unsupported("SIGTERM").starts_with("scancel: error: "));
+        assert_eq!(
+            (o.signal.as_deref(), o.signal_scope),
+            (Some("KILL"), 1),
+            "-b alone kills the batch shell"
+        );
+        let o = parse(&args(&["-f", "-s", "USR1", "12"]), 0).unwrap();
+        assert_eq!((o.signal.as_deref(), o.signal_scope), (Some("USR1"), 2));
         // Array tasks are job references of their own.
         let o = parse(&args(&["12_[1-2],14"]), 0).unwrap();
         assert_eq!(o.job_ids, [12, 14]);

@@ -67,7 +67,33 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         begin_at: (spec.begin_time > 0).then(|| spec.begin_time as u64 * MS),
         dependency,
         array,
+        signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
+            signal: spec.warn_signal,
+            secs: spec.warn_secs,
+            scope: if spec.warn_batch {
+                sched::SignalScope::Batch
+            } else {
+                sched::SignalScope::Steps
+            },
+        }),
     })
+}
+
+/// The wire's signal scope (0 steps, 1 batch shell, 2 every process).
+pub fn signal_scope(scope: u32) -> sched::SignalScope {
+    match scope {
+        1 => sched::SignalScope::Batch,
+        2 => sched::SignalScope::Full,
+        _ => sched::SignalScope::Steps,
+    }
+}
+
+fn scope_number(scope: sched::SignalScope) -> u32 {
+    match scope {
+        sched::SignalScope::Steps => 0,
+        sched::SignalScope::Batch => 1,
+        sched::SignalScope::Full => 2,
+    }
 }
 
 /// The state squeue and scontrol show: a cancelled job whose processes are still being
@@ -258,6 +284,21 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
         // A job being stopped (cancelled or requeued) is COMPLETING: not to run.
         run: job.state == JobState::Running && !job.completing,
         restarts: job.restarts,
+        signals: job
+            .signals
+            .iter()
+            .map(|r| pb::JobSignal {
+                seq: r.seq,
+                signal: r.signal,
+                scope: scope_number(r.scope),
+            })
+            .collect(),
+        warn_signal: job.spec.signal_warning.map_or(0, |w| w.signal),
+        warn_secs: job.spec.signal_warning.map_or(0, |w| w.secs),
+        warn_batch: job
+            .spec
+            .signal_warning
+            .is_some_and(|w| w.scope == sched::SignalScope::Batch),
         batch_host: job.batch_host() == Some(node),
         name: job.spec.name.clone(),
         script: job.spec.script.clone(),

@@ -225,6 +225,12 @@ impl pb::ctl_server::Ctl for CtlService {
                 hold: true,
                 uid,
             },
+            Ok(Action::Signal) => Command::Signal {
+                targets,
+                signal: req.signal,
+                scope: convert::signal_scope(req.signal_scope),
+                uid,
+            },
             Err(_) => return Err(Status::invalid_argument("unknown control action")),
         };
         let (index, reply) =

@@ -9,7 +9,7 @@ use std::time::Duration;
 use drover_proto::{
     job_report, AssignmentsReply, AssignmentsRequest, HeartbeatRequest, JobReport, RegisterRequest,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,6 +69,9 @@ struct Jobs {
 
 struct RunningJob {
     stop: CancellationToken,
+    /// `scancel --signal` requests to its supervisor, and the last sequence number sent.
+    signals: mpsc::UnboundedSender<supervisor::Request>,
+    signaled: u32,
     stopping: bool,
     /// Host CPUs of its cpuset (to spread the next jobs over the others).
     cpus: Vec<u32>,
@@ -95,6 +98,16 @@ impl Jobs {
     fn attempt(&self, job_id: u64) -> u32 {
         self.attempts.get(&job_id).copied().unwrap_or(0)
     }
+}
+
+/// In a job's directory: the last `scancel --signal` sequence number sent to its supervisor.
+const SIGNALED_FILE: &str = "signaled";
+
+fn read_signaled(dir: &std::path::Path) -> u32 {
+    std::fs::read_to_string(dir.join(SIGNALED_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,6 +333,12 @@ impl Daemon {
                 ..
             } = &mut *jobs;
             attempts.retain(|id, _| running.contains_key(id) || finished.contains_key(id));
+            for a in reply.jobs.iter().filter(|a| a.run && a.batch_host) {
+                let this_run = attempts.get(&a.job_id).copied().unwrap_or(0) == a.restarts;
+                if let Some(job) = running.get_mut(&a.job_id).filter(|_| this_run) {
+                    self.deliver_signals(a, job);
+                }
+            }
             if jobs.finished.len() != before {
                 self.save_finished(&jobs);
             }
@@ -353,6 +372,7 @@ impl Daemon {
     async fn launch(self: &Arc<Self>, a: drover_proto::Assignment) {
         let job_id = a.job_id;
         let stop = CancellationToken::new();
+        let (signal_tx, signal_rx) = mpsc::unbounded_channel();
         let spec = {
             let mut jobs = lock(&self.jobs);
             let used = |cpu: u32| {
@@ -376,6 +396,8 @@ impl Daemon {
                 job_id,
                 RunningJob {
                     stop: stop.clone(),
+                    signals: signal_tx,
+                    signaled: 0,
                     stopping: false,
                     cpus,
                 },
@@ -389,7 +411,7 @@ impl Daemon {
                     let dir = launcher::job_dir(me.store.dir(), job_id);
                     let alive = supervisor_alive(&dir);
                     let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
-                    me.on_attach(job_id, found, stop, true).await;
+                    me.on_attach(job_id, found, stop, signal_rx, true).await;
                 }
                 Err(e) => {
                     tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
@@ -430,6 +452,7 @@ impl Daemon {
             gpus: a.gpus.clone(),
             gpus_constrained: constrained,
             restarts: a.restarts,
+            warning: (a.warn_signal > 0).then_some((a.warn_signal, a.warn_secs, a.warn_batch)),
         }
     }
 
@@ -459,12 +482,40 @@ impl Daemon {
         Ok(())
     }
 
+    /// Sends the `scancel --signal` requests of `a` that its supervisor has not had yet, and
+    /// remembers (on disk too, for a restarted daemon) the last one sent.
+    fn deliver_signals(&self, a: &drover_proto::Assignment, job: &mut RunningJob) {
+        let mut last = job.signaled;
+        for s in a.signals.iter().filter(|s| s.seq > job.signaled) {
+            tracing::info!(
+                job_id = a.job_id,
+                signal = s.signal,
+                seq = s.seq,
+                "signalling job"
+            );
+            let _ = job
+                .signals
+                .send(supervisor::Request::Signal(s.signal, s.scope));
+            last = last.max(s.seq);
+        }
+        if last != job.signaled {
+            job.signaled = last;
+            let dir = launcher::job_dir(self.store.dir(), a.job_id);
+            if let Err(e) =
+                crate::state::write_replace(&dir.join(SIGNALED_FILE), last.to_string().as_bytes())
+            {
+                tracing::warn!(job_id = a.job_id, error = %e, "cannot record signals sent");
+            }
+        }
+    }
+
     /// Acts on what [`supervisor::attach`] found: follow a running job, or record its end.
     async fn on_attach(
         self: &Arc<Self>,
         job_id: u64,
         found: Attach,
         stop: CancellationToken,
+        signals: mpsc::UnboundedReceiver<supervisor::Request>,
         new: bool,
     ) {
         let dir = launcher::job_dir(self.store.dir(), job_id);
@@ -479,7 +530,9 @@ impl Daemon {
                 } else {
                     tracing::info!(job_id, pid, "re-attached to a running job");
                 }
-                match supervisor::follow(dir.clone(), conn, stop, self.shutdown.clone()).await {
+                let followed =
+                    supervisor::follow(dir.clone(), conn, stop, signals, self.shutdown.clone());
+                match followed.await {
                     Some(status) => self.end_job(job_id, &status),
                     None if self.shutdown.is_cancelled() => {}
                     None => self.lost_job(job_id),
@@ -599,6 +652,7 @@ impl Daemon {
             if let Some(spec) = &spec {
                 lock(&self.jobs).attempts.insert(job_id, spec.restarts);
             }
+            let (signal_tx, signal_rx) = mpsc::unbounded_channel();
             if let Attach::Running { .. } = found {
                 let cpus = spec.map(|s| s.limits.cpus).unwrap_or_default();
                 let stop = CancellationToken::new();
@@ -606,19 +660,22 @@ impl Daemon {
                     job_id,
                     RunningJob {
                         stop: stop.clone(),
+                        signals: signal_tx,
+                        signaled: read_signaled(&dir),
                         stopping: false,
                         cpus,
                     },
                 );
                 let me = self.clone();
-                self.tasks
-                    .spawn(async move { me.on_attach(job_id, found, stop, false).await });
+                self.tasks.spawn(async move {
+                    me.on_attach(job_id, found, stop, signal_rx, false).await
+                });
             } else {
                 tracing::warn!(
                     job_id,
                     "job of an earlier run ended while the daemon was away"
                 );
-                self.on_attach(job_id, found, CancellationToken::new(), false)
+                self.on_attach(job_id, found, CancellationToken::new(), signal_rx, false)
                     .await;
             }
         }

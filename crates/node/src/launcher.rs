@@ -304,6 +304,64 @@ pub fn same_process(pid: u32, start_ticks: Option<u64>) -> bool {
     start_ticks.is_some() && process_start_ticks(pid) == start_ticks
 }
 
+/// Sends `sig` to `scope` of a job whose script runs as `pid` (its process group leader):
+/// the script alone (`Batch`), everything (`Full`), or everything but the script (`Steps`:
+/// Slurm signals a job's steps, not its batch shell, unless asked to).
+pub fn signal_scope(pid: u32, cgroup_pids: &[u32], sig: i32, scope: Scope) {
+    match scope {
+        Scope::Batch => signal_pid(pid, sig),
+        Scope::Full => signal_job(pid, cgroup_pids, sig),
+        Scope::Steps => {
+            let mut pids: std::collections::BTreeSet<u32> = group_members(pid);
+            pids.extend(cgroup_pids.iter().copied());
+            pids.remove(&pid);
+            for p in pids {
+                signal_pid(p, sig);
+            }
+        }
+    }
+}
+
+/// Which processes of a job a signal reaches (see [`signal_scope`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Steps,
+    Batch,
+    Full,
+}
+
+impl Scope {
+    /// The wire's number (0 steps, 1 batch shell, 2 every process).
+    pub fn from_wire(n: u32) -> Scope {
+        match n {
+            1 => Scope::Batch,
+            2 => Scope::Full,
+            _ => Scope::Steps,
+        }
+    }
+}
+
+/// Processes whose process group is `pgid` (from /proc).
+fn group_members(pgid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Field 5 (pgrp), counted after the command name's closing `)`.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
+}
+
 /// Exit code and signal as Slurm reports them (`0:15` for a job killed by SIGTERM).
 pub fn exit_outcome(status: ExitStatus) -> ExitOutcome {
     match (status.code(), status.signal()) {

@@ -62,6 +62,40 @@ pub struct SuperviseSpec {
     /// The run (times requeued): read back when the daemon re-attaches.
     #[serde(default)]
     pub restarts: u32,
+    /// `sbatch --signal`: (signal, seconds before the time limit, to the batch shell only).
+    #[serde(default)]
+    pub warning: Option<(i32, u32, bool)>,
+}
+
+/// What a daemon may ask of a supervisor, one line each on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `stop`: SIGTERM, KillWait, SIGKILL.
+    Stop,
+    /// `signal SIG SCOPE` (scope 0 steps, 1 batch shell, 2 every process).
+    Signal(i32, u32),
+}
+
+impl Request {
+    pub fn line(self) -> String {
+        match self {
+            Request::Stop => "stop\n".to_string(),
+            Request::Signal(sig, scope) => format!("signal {sig} {scope}\n"),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Request> {
+        let mut words = line.split_whitespace();
+        match words.next()? {
+            "stop" => Some(Request::Stop),
+            "signal" => {
+                let sig = words.next()?.parse().ok()?;
+                let scope = words.next()?.parse().ok()?;
+                Some(Request::Signal(sig, scope))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why a job ended, beyond its exit status.
@@ -202,13 +236,22 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let pid = job.pid;
     tracing::info!(job_id, pid, "job started");
 
-    let (stop_tx, mut stop_rx) = mpsc::channel::<()>(4);
+    let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
     let mut daemons: Vec<OwnedWriteHalf> = Vec::new();
     let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
     let deadline = spec.deadline_unix_s.map(|d| {
         let left = d.saturating_sub(unix_now());
         Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     });
+    // `sbatch --signal`: the warning goes out this long before the time limit.
+    let warn_at = match (spec.warning, deadline) {
+        (Some((_, secs, _)), Some(d)) => Some(
+            d.checked_sub(Duration::from_secs(u64::from(secs)))
+                .unwrap_or_else(Instant::now),
+        ),
+        _ => None,
+    };
+    let mut warned = false;
     let kill_wait = Duration::from_millis(spec.kill_wait_ms);
     let mut cause = EndCause::Exited;
     let mut kill_at: Option<Instant> = None;
@@ -226,11 +269,26 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                     }
                 }
             }
-            Some(()) = stop_rx.recv(), if kill_at.is_none() => {
-                tracing::info!(job_id, "stop requested: SIGTERM");
-                cause = EndCause::Cancelled;
-                launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
-                kill_at = Some(Instant::now() + kill_wait);
+            Some(request) = stop_rx.recv() => match request {
+                Request::Stop if kill_at.is_none() => {
+                    tracing::info!(job_id, "stop requested: SIGTERM");
+                    cause = EndCause::Cancelled;
+                    launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
+                    kill_at = Some(Instant::now() + kill_wait);
+                }
+                Request::Stop => {}
+                Request::Signal(sig, scope) => {
+                    tracing::info!(job_id, sig, scope, "signal requested");
+                    launcher::signal_scope(pid, &pids(&cg), sig, launcher::Scope::from_wire(scope));
+                }
+            },
+            _ = tokio::time::sleep_until(warn_at.unwrap_or(far)), if warn_at.is_some() && !warned && kill_at.is_none() => {
+                warned = true;
+                if let Some((sig, secs, batch)) = spec.warning {
+                    tracing::info!(job_id, sig, secs, "time limit near: --signal");
+                    let scope = if batch { launcher::Scope::Batch } else { launcher::Scope::Steps };
+                    launcher::signal_scope(pid, &pids(&cg), sig, scope);
+                }
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
                 tracing::info!(job_id, "time limit reached: SIGTERM");
@@ -298,11 +356,11 @@ async fn finish(
     Ok(())
 }
 
-async fn read_commands(read: tokio::net::unix::OwnedReadHalf, stop: mpsc::Sender<()>) {
+async fn read_commands(read: tokio::net::unix::OwnedReadHalf, requests: mpsc::Sender<Request>) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.trim() == "stop" {
-            let _ = stop.send(()).await;
+        if let Some(request) = Request::parse(&line) {
+            let _ = requests.send(request).await;
         }
     }
 }
@@ -433,6 +491,7 @@ pub async fn follow(
     dir: PathBuf,
     conn: UnixStream,
     stop: tokio_util::sync::CancellationToken,
+    mut signals: mpsc::UnboundedReceiver<Request>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Option<JobStatus> {
     let (read, mut write) = conn.into_split();
@@ -440,6 +499,11 @@ pub async fn follow(
     let mut asked = false;
     loop {
         tokio::select! {
+            Some(request) = signals.recv() => {
+                if write.write_all(request.line().as_bytes()).await.is_err() {
+                    return read_status(&dir);
+                }
+            }
             line = lines.next_line() => {
                 match line {
                     Ok(Some(l)) if l.trim() != "ended" => continue,

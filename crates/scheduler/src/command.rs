@@ -5,7 +5,7 @@
 //! encoding of one entry per variant.
 
 use crate::types::{
-    JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, TimestampMs,
+    JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, SignalScope, TimestampMs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +102,15 @@ pub enum Command {
     Requeue {
         targets: Vec<JobRef>,
         hold: bool,
+        uid: u32,
+    },
+    /// `scancel --signal`: delivered once by the batch host of a running job; SIGKILL to a
+    /// pending job cancels it, any other signal to one is refused (Slurm's `job_signal`).
+    #[serde(rename = "signal")]
+    Signal {
+        targets: Vec<JobRef>,
+        signal: i32,
+        scope: SignalScope,
         uid: u32,
     },
 }

@@ -11,7 +11,7 @@ use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
 use crate::types::{
     ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
-    PendingReason, TimestampMs,
+    PendingReason, SignalRequest, SignalScope, TimestampMs, SIGNALS_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -190,6 +190,12 @@ impl ClusterState {
             } => Ok(self.hold(targets, *admin, *uid)),
             Command::Release { targets, uid } => Ok(self.release(targets, *uid)),
             Command::Requeue { targets, hold, uid } => Ok(self.requeue(targets, *hold, *uid)),
+            Command::Signal {
+                targets,
+                signal,
+                scope,
+                uid,
+            } => Ok(self.signal(targets, *signal, *scope, *uid)),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -302,6 +308,7 @@ impl ClusterState {
             dependency: spec.dependency.clone(),
             restarts: 0,
             requeue: None,
+            signals: Vec::new(),
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -536,6 +543,51 @@ impl ClusterState {
         Ok(())
     }
 
+    fn signal(&mut self, targets: &[JobRef], signal: i32, scope: SignalScope, uid: u32) -> Reply {
+        let outcomes = targets
+            .iter()
+            .map(|&r| (r, self.signal_ref(r, signal, scope, uid).err()))
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    fn signal_ref(
+        &mut self,
+        r: JobRef,
+        signal: i32,
+        scope: SignalScope,
+        uid: u32,
+    ) -> Result<(), Reject> {
+        const SIGKILL: i32 = 9;
+        self.may_change(r, uid)?;
+        let records = self.resolve(r)?;
+        let mut done = false;
+        let mut pending = false;
+        for id in records {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            match job.state {
+                JobState::Running if !job.completing => {
+                    let seq = job.signals.last().map_or(1, |s| s.seq + 1);
+                    job.signals.push(SignalRequest { seq, signal, scope });
+                    if job.signals.len() > SIGNALS_KEPT {
+                        job.signals.remove(0);
+                    }
+                    done = true;
+                }
+                JobState::Pending if signal == SIGKILL => done |= self.cancel_record(id),
+                JobState::Pending => pending = true,
+                _ => {}
+            }
+        }
+        match (done, pending) {
+            (true, _) => Ok(()),
+            (false, true) => Err(Reject::JobPending),
+            (false, false) => Err(Reject::AlreadyDone),
+        }
+    }
+
     /// A requeued job pends again: a new run, with its counters of the last run cleared.
     fn back_to_pending(&mut self, id: JobId, hold: bool) {
         let Some(job) = self.jobs.get_mut(&id) else {
@@ -553,6 +605,7 @@ impl ClusterState {
         job.batch_pid = None;
         job.expected_start_at = None;
         job.sched_nodes.clear();
+        job.signals.clear();
         if hold {
             job.priority = 0;
             job.reason = PendingReason::JobHeldUser;
@@ -564,14 +617,8 @@ impl ClusterState {
         self.refresh_dependency(id);
     }
 
-    /// The pending records a hold or release names, if `uid` may change them.
-    fn pending_records(&mut self, r: JobRef, uid: u32) -> Result<Vec<JobId>, Reject> {
-        self.owned_records(r, uid, true)
-    }
-
-    /// The records `r` names that are pending (`pending`) or not, if `uid` (an operator, or
-    /// the owner) may change them; none: Slurm's "no longer pending" / "pending" error.
-    fn owned_records(&mut self, r: JobRef, uid: u32, pending: bool) -> Result<Vec<JobId>, Reject> {
+    /// Users change only their own jobs; uid 0 (an operator) any.
+    fn may_change(&self, r: JobRef, uid: u32) -> Result<(), Reject> {
         let owner = self
             .jobs
             .get(&r.job)
@@ -580,6 +627,18 @@ impl ClusterState {
         if uid != 0 && uid != owner {
             return Err(Reject::AccessDenied);
         }
+        Ok(())
+    }
+
+    /// The pending records a hold or release names, if `uid` may change them.
+    fn pending_records(&mut self, r: JobRef, uid: u32) -> Result<Vec<JobId>, Reject> {
+        self.owned_records(r, uid, true)
+    }
+
+    /// The records `r` names that are pending (`pending`) or not, if `uid` (an operator, or
+    /// the owner) may change them; none: Slurm's "no longer pending" / "pending" error.
+    fn owned_records(&mut self, r: JobRef, uid: u32, pending: bool) -> Result<Vec<JobId>, Reject> {
+        self.may_change(r, uid)?;
         let ids: Vec<JobId> = self
             .resolve(r)?
             .into_iter()

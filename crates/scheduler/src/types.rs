@@ -71,6 +71,40 @@ pub struct JobSpec {
     pub dependency: Option<Dependency>,
     /// `--array`: the task indices and the `%` throttle.
     pub array: Option<ArraySpec>,
+    /// `--signal=[{R|B}:]SIG[@SECS]`: sent SECS before the time limit.
+    pub signal_warning: Option<SignalWarning>,
+}
+
+/// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignalScope {
+    /// The job's processes but not the batch shell (Slurm: its steps).
+    #[default]
+    #[serde(rename = "steps")]
+    Steps,
+    /// The batch shell only (`-b`, `--signal=B:…`).
+    #[serde(rename = "batch")]
+    Batch,
+    /// Every process of the job (`-f`).
+    #[serde(rename = "full")]
+    Full,
+}
+
+/// `sbatch --signal`: a signal sent `secs` before the job's time limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalWarning {
+    pub signal: i32,
+    pub secs: u32,
+    pub scope: SignalScope,
+}
+
+/// A signal asked for with `scancel --signal`, numbered so that the batch host delivers each
+/// once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    pub seq: u32,
+    pub signal: i32,
+    pub scope: SignalScope,
 }
 
 /// `--array` as submitted.
@@ -277,7 +311,12 @@ pub struct Job {
     /// Requeued while its processes still run: back to pending (held when `Some(true)`) once
     /// the batch host reports them gone.
     pub requeue: Option<bool>,
+    /// The latest signals asked for this run (at most `SIGNALS_KEPT`), oldest first.
+    pub signals: Vec<SignalRequest>,
 }
+
+/// How many signal requests a job remembers for its batch host.
+pub const SIGNALS_KEPT: usize = 16;
 
 impl Job {
     pub fn batch_host(&self) -> Option<&str> {

@@ -314,6 +314,64 @@ fn time_never_moves_back() {
     );
 }
 
+/// Reference: Slurm's `job_signal`: a running job's batch host gets each request once
+/// (numbered); SIGKILL cancels a pending job; any other signal to one is refused.
+#[test]
+fn signals_are_numbered_for_running_jobs_and_kill_a_pending_one() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 1, 4000));
+    let running = c.submit(job(1));
+    let pending = c.submit(job(1));
+    c.schedule();
+    assert_eq!(c.job(running).state, JobState::Running);
+    let signal = |c: &mut Cluster, id: JobId, signal: i32| {
+        c.run(Command::Signal {
+            targets: vec![JobRef {
+                job: id,
+                task: None,
+            }],
+            signal,
+            scope: SignalScope::Steps,
+            uid: 0,
+        })
+    };
+    for sig in [10, 12] {
+        assert_eq!(
+            signal(&mut c, running, sig),
+            Reply::Outcomes {
+                outcomes: vec![(
+                    JobRef {
+                        job: running,
+                        task: None
+                    },
+                    None
+                )]
+            }
+        );
+    }
+    let seqs: Vec<(u32, i32)> = c
+        .job(running)
+        .signals
+        .iter()
+        .map(|s| (s.seq, s.signal))
+        .collect();
+    assert_eq!(seqs, vec![(1, 10), (2, 12)]);
+    assert_eq!(
+        signal(&mut c, pending, 10),
+        Reply::Outcomes {
+            outcomes: vec![(
+                JobRef {
+                    job: pending,
+                    task: None
+                },
+                Some(Rejection::JobPending)
+            )]
+        }
+    );
+    signal(&mut c, pending, 9);
+    assert_eq!(c.job(pending).state, JobState::Cancelled);
+}
+
 /// Random commands, some valid, some not, against a small cluster.
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["n1", "n2", "n3"]);
@@ -351,6 +409,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(id, task, uid)| Command::Release { targets: vec![JobRef { job: JobId(id), task }], uid }),
         1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY)
             .prop_map(|(id, task, hold)| Command::Requeue { targets: vec![JobRef { job: JobId(id), task }], hold, uid: 0 }),
+        1 => (1u64..20, prop::sample::select(vec![9, 10, 15]))
+            .prop_map(|(id, signal)| Command::Signal { targets: vec![JobRef { job: JobId(id), task: None }], signal, scope: SignalScope::Full, uid: 0 }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),

@@ -15,6 +15,16 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// A 3-replica, 1-node cluster with a leader, a work directory, and every replica's address.
+fn cluster() -> (TestCluster, std::path::PathBuf, String) {
+    let c = TestCluster::start(3, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    (c, work, addrs)
+}
+
 /// `squeue -h -o "%i %T %r"` lines.
 fn queue(c: &TestCluster) -> Vec<String> {
     let out = c.cmd("squeue", &["-h", "-o", "%i %T %r"]);
@@ -51,11 +61,7 @@ fn wait_for(c: &TestCluster, what: &str, timeout: Duration, mut f: impl FnMut() 
 
 #[test]
 fn an_array_runs_every_task_and_a_dependency_waits_for_all_of_them() {
-    let c = TestCluster::start(3, 1);
-    c.leader(Duration::from_secs(10));
-    let work = c.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let addrs = c.all_addrs();
+    let (c, work, addrs) = cluster();
 
     // Held first, so that the dependent job is submitted before any task can end.
     let array = c.sbatch(
@@ -102,11 +108,7 @@ fn an_array_runs_every_task_and_a_dependency_waits_for_all_of_them() {
 
 #[test]
 fn hold_release_cancel_of_one_task_and_begin_time() {
-    let c = TestCluster::start(3, 1);
-    c.leader(Duration::from_secs(10));
-    let work = c.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let addrs = c.all_addrs();
+    let (c, work, addrs) = cluster();
 
     // --begin in the future: pending with reason BeginTime.
     let later = c.sbatch(
@@ -177,11 +179,7 @@ fn hold_release_cancel_of_one_task_and_begin_time() {
 
 #[test]
 fn a_requeued_job_runs_again_with_its_restart_count() {
-    let c = TestCluster::start(3, 1);
-    c.leader(Duration::from_secs(10));
-    let work = c.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let addrs = c.all_addrs();
+    let (c, work, addrs) = cluster();
 
     // The first run waits; the second one (SLURM_RESTART_COUNT=1) ends at once.
     let id = c.sbatch(
@@ -220,11 +218,7 @@ fn a_requeued_job_runs_again_with_its_restart_count() {
 
 #[test]
 fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
-    let c = TestCluster::start(3, 1);
-    c.leader(Duration::from_secs(10));
-    let work = c.dir.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let addrs = c.all_addrs();
+    let (c, work, addrs) = cluster();
     let script = |tag: &str| {
         format!(
             "#!/bin/bash\ntrap 'echo batch-usr1 >> {tag}.txt' USR1\nbash -c 'trap \"echo step-usr1 >> {tag}.txt; exit 0\" USR1; echo ready >> {tag}.txt; while :; do sleep 0.1; done' &\nchild=$!\nwhile kill -0 $child 2>/dev/null; do sleep 0.1; done\necho done >> {tag}.txt\n"
@@ -272,4 +266,60 @@ fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
         std::fs::read_to_string(work.join("warn.txt")).unwrap(),
         "warned\n"
     );
+}
+
+#[test]
+fn scontrol_update_changes_jobs_and_drains_nodes() {
+    let (c, work, addrs) = cluster();
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-H", "-t", "30", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let up = c.cmd(
+        "scontrol",
+        &[
+            "update",
+            &format!("JobId={id}"),
+            "TimeLimit=5",
+            "Name=renamed",
+        ],
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &id.to_string()]));
+    assert!(show.contains("JobName=renamed "), "{show}");
+    assert!(show.contains(" TimeLimit=00:05:00 "), "{show}");
+    let bad = c.cmd("scontrol", &["update", "JobId=999999", "TimeLimit=5"]);
+    assert_eq!(
+        (bad.status.code(), stderr(&bad)),
+        (
+            Some(1),
+            "slurm_update error: Invalid job id specified\n".to_string()
+        )
+    );
+
+    // A drain needs a reason; a drained node takes no new work until resumed.
+    let no_reason = c.cmd("scontrol", &["update", "NodeName=n1", "State=DRAIN"]);
+    assert_eq!(no_reason.status.code(), Some(1));
+    assert!(
+        stderr(&no_reason).contains("You must specify a reason"),
+        "{}",
+        stderr(&no_reason)
+    );
+    let drain = c.cmd(
+        "scontrol",
+        &["update", "NodeName=n1", "State=DRAIN", "Reason=maintenance"],
+    );
+    assert!(drain.status.success(), "{}", stderr(&drain));
+    let node = stdout(&c.cmd("scontrol", &["-o", "show", "node", "n1"]));
+    assert!(node.contains("State=IDLE+DRAIN "), "{node}");
+    assert!(node.contains("Reason=maintenance"), "{node}");
+    let rel = c.cmd("scontrol", &["release", &id.to_string()]);
+    assert!(rel.status.success(), "{}", stderr(&rel));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.job_state(id).as_deref(), Some("PENDING"));
+    let resume = c.cmd("scontrol", &["update", "NodeName=n1", "State=RESUME"]);
+    assert!(resume.status.success(), "{}", stderr(&resume));
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 }

@@ -459,6 +459,12 @@ pub fn scontrol(args: &[String]) -> i32 {
                 EXIT_ERROR
             }
         }
+        ["update", ..] => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            control::scontrol_update(&rt, &mut cluster, &opts.words[1..], now)
+        }
         [verb @ ("hold" | "uhold" | "release" | "requeue" | "requeuehold"), ..] => {
             let jobs: Vec<&str> = opts.words[1..].iter().map(String::as_str).collect();
             control::scontrol_job_control(&rt, &mut cluster, verb, &jobs)

@@ -112,6 +112,7 @@ pub async fn signal(
             uid,
             signal,
             signal_scope: scope,
+            ..Default::default()
         },
     )
     .await
@@ -177,6 +178,167 @@ pub fn scontrol_job_control(
     }
 }
 
+/// `scontrol update JobId=… Key=Value…` or `scontrol update NodeName=… State=… Reason=…`.
+pub fn scontrol_update(
+    rt: &tokio::runtime::Runtime,
+    cluster: &mut Cluster,
+    words: &[String],
+    now_unix: i64,
+) -> i32 {
+    let request = match parse_update(words, now_unix) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let uid = crate::identity::uid();
+    let result = match request {
+        Update::Job { targets, update } => rt
+            .block_on(send(
+                cluster,
+                pb::ControlRequest {
+                    request_id: request_id(),
+                    action: Action::Update as i32,
+                    targets,
+                    uid,
+                    update: Some(update),
+                    ..Default::default()
+                },
+            ))
+            .map(|errors| errors.into_iter().map(|(_, e)| e).collect::<Vec<_>>()),
+        Update::Node {
+            names,
+            state,
+            reason,
+        } => {
+            let request = pb::UpdateNodeRequest {
+                request_id: request_id(),
+                names,
+                state,
+                reason,
+            };
+            rt.block_on(cluster.call(|mut c| {
+                let request = request.clone();
+                async move { c.update_node(request).await.map(|r| r.into_inner()) }
+            }))
+            .map(|reply| {
+                cluster.saw(reply.applied_index);
+                Vec::new()
+            })
+            .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(errors) if errors.is_empty() => 0,
+        Ok(errors) => {
+            for e in errors {
+                eprintln!("slurm_update error: {e}");
+            }
+            1
+        }
+        Err(e) => {
+            eprintln!("slurm_update error: {e}");
+            1
+        }
+    }
+}
+
+/// What `scontrol update` asks for.
+#[derive(Debug, PartialEq)]
+pub enum Update {
+    Job {
+        targets: Vec<pb::JobRef>,
+        update: pb::JobUpdate,
+    },
+    Node {
+        names: Vec<String>,
+        state: String,
+        reason: String,
+    },
+}
+
+/// Parses `Key=Value` words (keys in any case) into one job or node update.
+pub fn parse_update(words: &[String], now_unix: i64) -> Result<Update, String> {
+    let mut pairs = Vec::new();
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) => pairs.push((k.to_ascii_lowercase(), v.to_string())),
+            None => {
+                return Err(format!(
+                    "scontrol: error: Invalid input: {w}\nRequest aborted"
+                ))
+            }
+        }
+    }
+    let unsupported = |k: &str, v: &str| {
+        format!(
+            "scontrol: error: Update of this parameter is not supported: {k}={v}\nRequest aborted"
+        )
+    };
+    let entity = pairs.first().map(|(k, _)| k.as_str());
+    match entity {
+        Some("jobid" | "job") => {
+            let targets = parse_job_refs([pairs[0].1.as_str()]).map_err(|e| format!("scontrol: error: {e}"))?;
+            let mut u = pb::JobUpdate::default();
+            for (k, v) in &pairs[1..] {
+                match k.as_str() {
+                    "timelimit" => match drover_scheduler::time::parse_time_limit(v) {
+                        Ok(Some(m)) => u.time_limit_min = Some(m),
+                        Ok(None) => u.time_limit_unlimited = true,
+                        Err(_) => return Err(format!("scontrol: error: Invalid TimeLimit value: {v}\nRequest aborted")),
+                    },
+                    "priority" => {
+                        u.priority = Some(v.parse().map_err(|_| format!("scontrol: error: Invalid Priority value: {v}\nRequest aborted"))?)
+                    }
+                    "nice" => {
+                        u.nice = Some(v.parse().map_err(|_| format!("scontrol: error: Invalid nice value: {v}\nRequest aborted"))?)
+                    }
+                    "name" | "jobname" => u.name = Some(v.clone()),
+                    "arraytaskthrottle" => {
+                        u.array_throttle = Some(v.parse().map_err(|_| format!("scontrol: error: Invalid ArrayTaskThrottle value: {v}\nRequest aborted"))?)
+                    }
+                    "starttime" | "begintime" => {
+                        u.begin_time = Some(
+                            drover_scheduler::time::parse_begin(v, now_unix, 0)
+                                .map_err(|e| format!("scontrol: error: {e}\nRequest aborted"))?,
+                        )
+                    }
+                    "dependency" => {
+                        if !v.trim().is_empty() {
+                            drover_scheduler::depend::Dependency::parse(v)
+                                .map_err(|e| format!("scontrol: error: Job dependency problem: {e}\nRequest aborted"))?;
+                        }
+                        u.dependency = Some(v.clone());
+                    }
+                    _ => return Err(unsupported(k, v)),
+                }
+            }
+            Ok(Update::Job { targets, update: u })
+        }
+        Some("nodename" | "node") => {
+            let names = drover_scheduler::hostlist::expand(&pairs[0].1)
+                .map_err(|_| format!("scontrol: error: Invalid node name specified: {}", pairs[0].1))?;
+            let mut state = None;
+            let mut reason = String::new();
+            for (k, v) in &pairs[1..] {
+                match k.as_str() {
+                    "state" => state = Some(v.to_ascii_uppercase()),
+                    "reason" => reason = v.clone(),
+                    _ => return Err(unsupported(k, v)),
+                }
+            }
+            let state = state.ok_or_else(|| "scontrol: error: No changes specified\nRequest aborted".to_string())?;
+            Ok(Update::Node { names, state, reason })
+        }
+        Some("partitionname") => Err(
+            "scontrol: error: partitions are defined in drover.toml; edit it and restart the controllers (`drover restart`)".to_string(),
+        ),
+        Some(other) => Err(format!("scontrol: error: Invalid input: {other}\nRequest aborted")),
+        None => Err("scontrol: error: too few arguments for keyword:update".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +363,59 @@ mod tests {
         for bad in ["x", "12_", "12_[a]", "0", "-3", "12_[1-"] {
             let e = parse_job_refs([bad]).unwrap_err();
             assert!(e.starts_with("Invalid job id"), "{bad}: {e}");
+        }
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn update_words() {
+        let now = 1_795_689_000;
+        match parse_update(
+            &words(&[
+                "JobId=12_3",
+                "TimeLimit=1:00:00",
+                "nice=5",
+                "Dependency=afterok:4",
+            ]),
+            now,
+        )
+        .unwrap()
+        {
+            Update::Job { targets, update } => {
+                assert_eq!(ref_name(&targets[0]), "12_3");
+                assert_eq!(update.time_limit_min, Some(60));
+                assert_eq!(update.nice, Some(5));
+                assert_eq!(update.dependency.as_deref(), Some("afterok:4"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_update(
+                &words(&["NodeName=n[1-2]", "State=drain", "Reason=disk bad"]),
+                now
+            )
+            .unwrap(),
+            Update::Node {
+                names: vec!["n1".into(), "n2".into()],
+                state: "DRAIN".into(),
+                reason: "disk bad".into()
+            }
+        );
+        for (bad, needle) in [
+            (&["JobId=1", "Foo=bar"][..], "not supported: foo=bar"),
+            (&["JobId=1", "TimeLimit=x"][..], "Invalid TimeLimit"),
+            (
+                &["JobId=1", "Dependency=afterok:x"][..],
+                "Job dependency problem",
+            ),
+            (&["NodeName=n1"][..], "No changes"),
+            (&["PartitionName=p", "State=DOWN"][..], "drover.toml"),
+        ] {
+            let e = parse_update(&words(bad), now).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
         }
     }
 }

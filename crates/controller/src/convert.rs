@@ -79,6 +79,30 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
     })
 }
 
+/// `scontrol update job` fields in the domain's terms.
+pub fn job_update(u: pb::JobUpdate) -> Result<sched::JobUpdate, String> {
+    let dependency = match u.dependency {
+        None => None,
+        Some(d) if d.trim().is_empty() => Some(None),
+        Some(d) => Some(Some(
+            Dependency::parse(&d).map_err(|e| format!("Job dependency problem: {e}"))?,
+        )),
+    };
+    Ok(sched::JobUpdate {
+        time_limit_min: if u.time_limit_unlimited {
+            Some(None)
+        } else {
+            u.time_limit_min.map(Some)
+        },
+        priority: u.priority,
+        nice: u.nice,
+        name: u.name,
+        array_throttle: u.array_throttle,
+        begin_at: u.begin_time.map(|t| (t > 0).then(|| t as u64 * MS)),
+        dependency,
+    })
+}
+
 /// The wire's signal scope (0 steps, 1 batch shell, 2 every process).
 pub fn signal_scope(scope: u32) -> sched::SignalScope {
     match scope {

@@ -7,7 +7,7 @@ use drover_consensus::Replica;
 use drover_proto as pb;
 use drover_scheduler::priority::PriorityContext;
 use drover_scheduler::state::{MIN_JOB_AGE_MS, USAGE_HALF_LIFE_MS};
-use drover_scheduler::{Command, JobId, JobRef, Reply, Request, SchedConfig};
+use drover_scheduler::{Command, JobId, JobRef, NodeStateChange, Reply, Request, SchedConfig};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Request as Rpc, Response, Status};
 
@@ -225,6 +225,12 @@ impl pb::ctl_server::Ctl for CtlService {
                 hold: true,
                 uid,
             },
+            Ok(Action::Update) => Command::UpdateJob {
+                targets,
+                update: convert::job_update(req.update.unwrap_or_default())
+                    .map_err(Status::invalid_argument)?,
+                uid,
+            },
             Ok(Action::Signal) => Command::Signal {
                 targets,
                 signal: req.signal,
@@ -254,6 +260,48 @@ impl pb::ctl_server::Ctl for CtlService {
                 "unexpected reply to a control request: {other:?}"
             ))),
         }
+    }
+
+    async fn update_node(
+        &self,
+        request: Rpc<pb::UpdateNodeRequest>,
+    ) -> Result<Response<pb::UpdateNodeReply>, Status> {
+        let req = request.into_inner();
+        let reason = req.reason.trim().to_string();
+        let change = match req.state.to_ascii_uppercase().as_str() {
+            "DOWN" | "DRAIN" | "FAIL" if reason.is_empty() => {
+                return Err(Status::invalid_argument(
+                    "You must specify a reason when DOWNING or DRAINING a node. Request denied",
+                ))
+            }
+            "DOWN" => NodeStateChange::Down { reason },
+            "DRAIN" | "FAIL" => NodeStateChange::Drain { reason },
+            "RESUME" | "UNDRAIN" | "IDLE" => NodeStateChange::Resume,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "Invalid node state specified: {other}"
+                )))
+            }
+        };
+        let requests = req
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, node)| Request {
+                request_id: format!("{}-{i}", req.request_id),
+                command: Command::SetNodeState {
+                    node: node.clone(),
+                    change: change.clone(),
+                },
+            })
+            .collect();
+        let (applied_index, replies) = write::write(&self.replica, &self.peers, requests).await?;
+        for (name, reply) in req.names.iter().zip(replies) {
+            if let Reply::Rejected(r) = reply {
+                return Err(Status::invalid_argument(format!("{r}: {name}")));
+            }
+        }
+        Ok(Response::new(pb::UpdateNodeReply { applied_index }))
     }
 
     async fn ping(

@@ -113,6 +113,32 @@ pub enum Command {
         scope: SignalScope,
         uid: u32,
     },
+    /// `scontrol update JobId=… Key=Value…`.
+    #[serde(rename = "update_job")]
+    UpdateJob {
+        targets: Vec<JobRef>,
+        update: JobUpdate,
+        uid: u32,
+    },
+}
+
+/// What `scontrol update job` may change; `None`: left as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobUpdate {
+    /// `TimeLimit=` (`Some(None)`: UNLIMITED); users may only lower it.
+    pub time_limit_min: Option<Option<u64>>,
+    /// `Priority=` (operators only; 0 holds the job).
+    pub priority: Option<u32>,
+    /// `Nice=` (users may not lower it below 0).
+    pub nice: Option<i32>,
+    /// `JobName=`.
+    pub name: Option<String>,
+    /// `ArrayTaskThrottle=` (0: no limit).
+    pub array_throttle: Option<u32>,
+    /// `StartTime=` (`--begin`; `Some(None)`: at once).
+    pub begin_at: Option<Option<TimestampMs>>,
+    /// `Dependency=` (`Some(None)`: none).
+    pub dependency: Option<Option<crate::depend::Dependency>>,
 }
 
 /// A job as scancel and scontrol name it: `12` or `12_3` (one task of array 12).

@@ -22,8 +22,8 @@ pub mod types;
 pub mod units;
 
 pub use command::{
-    Command, EndCause, JobRef, NodeStateChange, Plan, PlannedAllocation, PlannedStart, Proposal,
-    Rejection, Reply, Request,
+    Command, EndCause, JobRef, JobUpdate, NodeStateChange, Plan, PlannedAllocation, PlannedStart,
+    Proposal, Rejection, Reply, Request,
 };
 pub use plan::SchedConfig;
 pub use state::ClusterState;

@@ -129,7 +129,10 @@ impl PriorityContext {
             + f64::from(weights.partition) * partition
             + f64::from(weights.qos) * qos
             - nice as f64;
-        let priority = sum.floor().clamp(1.0, f64::from(u32::MAX - 1)) as u32;
+        let priority = match job.admin_priority {
+            Some(p) => p,
+            None => sum.floor().clamp(1.0, f64::from(u32::MAX - 1)) as u32,
+        };
         PriorityFactors {
             age,
             fairshare,

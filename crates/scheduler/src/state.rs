@@ -5,7 +5,8 @@
 //! byte-identical state.
 
 use crate::command::{
-    Command, EndCause, JobRef, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
+    Command, EndCause, JobRef, JobUpdate, NodeStateChange, Plan, Proposal, Rejection as Reject,
+    Reply, Request,
 };
 use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
@@ -196,6 +197,11 @@ impl ClusterState {
                 scope,
                 uid,
             } => Ok(self.signal(targets, *signal, *scope, *uid)),
+            Command::UpdateJob {
+                targets,
+                update,
+                uid,
+            } => Ok(self.update_jobs(targets, update, *uid)),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -309,6 +315,7 @@ impl ClusterState {
             restarts: 0,
             requeue: None,
             signals: Vec::new(),
+            admin_priority: None,
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -586,6 +593,116 @@ impl ClusterState {
             (false, true) => Err(Reject::JobPending),
             (false, false) => Err(Reject::AlreadyDone),
         }
+    }
+
+    fn update_jobs(&mut self, targets: &[JobRef], update: &JobUpdate, uid: u32) -> Reply {
+        let outcomes = targets
+            .iter()
+            .map(|&r| (r, self.update_ref(r, update, uid).err()))
+            .collect();
+        Reply::Outcomes { outcomes }
+    }
+
+    /// Slurm's rules (`update_job` in job_mgr.c, reference/slurm.md §6): users may only lower
+    /// a time limit and raise their nice; only operators set priorities; what shapes a start
+    /// (priority, nice, begin, dependency) changes only while the job pends.
+    fn update_ref(&mut self, r: JobRef, u: &JobUpdate, uid: u32) -> Result<(), Reject> {
+        self.may_change(r, uid)?;
+        let admin = uid == 0;
+        let ids = self.resolve(r)?;
+        // Check every record first: an update is applied whole or not at all.
+        for id in &ids {
+            let job = &self.jobs[id];
+            let pending = job.state == JobState::Pending;
+            if job.state.is_terminal() {
+                return Err(Reject::AlreadyDone);
+            }
+            let start_fields = u.priority.is_some()
+                || u.nice.is_some()
+                || u.begin_at.is_some()
+                || u.dependency.is_some();
+            if start_fields && !pending {
+                return Err(Reject::NotPending);
+            }
+            if let Some(limit) = u.time_limit_min {
+                if !pending {
+                    return Err(Reject::Invalid(
+                        "changing the time limit of a running job is not supported by drover yet"
+                            .to_string(),
+                    ));
+                }
+                let lower = match (limit, job.time_limit_min) {
+                    (_, None) => true,
+                    (None, Some(_)) => false,
+                    (Some(new), Some(old)) => new <= old,
+                };
+                if !admin && !lower {
+                    return Err(Reject::AccessDenied);
+                }
+            }
+            if !admin && (u.priority.is_some() || u.nice.is_some_and(|n| n < 0)) {
+                return Err(Reject::AccessDenied);
+            }
+            if u.array_throttle.is_some() && job.array.is_none() {
+                return Err(Reject::InvalidArray);
+            }
+        }
+        if let Some(Some(dep)) = &u.dependency {
+            let known = dep.conditions.iter().all(|c| {
+                c.kind == DepKind::Singleton
+                    || (c.kind != DepKind::AfterCorr
+                        && !ids.contains(&c.job)
+                        && self.dep_records(c.job, c.task).is_some())
+            });
+            if !known {
+                return Err(Reject::DependencyProblem);
+            }
+        }
+        for id in ids {
+            if u.dependency.is_some() {
+                self.forget_dependent(id);
+            }
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if let Some(limit) = u.time_limit_min {
+                job.time_limit_min = limit;
+            }
+            if let Some(name) = &u.name {
+                job.spec.name = name.clone();
+            }
+            if let Some(nice) = u.nice {
+                job.spec.nice = nice;
+            }
+            if let Some(begin) = u.begin_at {
+                job.spec.begin_at = begin;
+            }
+            if let Some(dep) = &u.dependency {
+                job.dependency = dep.clone();
+            }
+            if let (Some(t), Some(part)) = (u.array_throttle, job.array.as_mut()) {
+                part.max_running = t;
+            }
+            match u.priority {
+                Some(0) => {
+                    job.priority = 0;
+                    job.reason = PendingReason::JobHeldAdmin;
+                    job.admin_priority = None;
+                    self.queued.remove(&id);
+                }
+                Some(p) => {
+                    job.admin_priority = Some(p);
+                    if job.is_held() {
+                        job.reason = PendingReason::None;
+                    }
+                    job.priority = p;
+                    self.queued.insert(id);
+                }
+                None => {}
+            }
+            self.refresh_dependency(id);
+        }
+        Ok(())
     }
 
     /// A requeued job pends again: a new run, with its counters of the last run cleared.

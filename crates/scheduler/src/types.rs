@@ -313,6 +313,8 @@ pub struct Job {
     pub requeue: Option<bool>,
     /// The latest signals asked for this run (at most `SIGNALS_KEPT`), oldest first.
     pub signals: Vec<SignalRequest>,
+    /// Set by an operator (`scontrol update job Priority=`): used instead of multifactor.
+    pub admin_priority: Option<u32>,
 }
 
 /// How many signal requests a job remembers for its batch host.

@@ -372,6 +372,88 @@ fn signals_are_numbered_for_running_jobs_and_kill_a_pending_one() {
     assert_eq!(c.job(pending).state, JobState::Cancelled);
 }
 
+/// Reference: `scontrol update job` (job_mgr.c `update_job`): users may only lower a time limit
+/// and raise their nice; priorities are the operators'; start-shaping fields need a pending
+/// job; a new dependency is indexed like a submitted one.
+#[test]
+fn job_updates_follow_slurms_permissions() {
+    let mut c = Cluster::new();
+    let mut spec = job(1);
+    spec.uid = 1000;
+    spec.time_limit_min = Some(30);
+    let id = c.submit(spec.clone());
+    let other = c.submit(spec);
+    let update = |c: &mut Cluster, update: JobUpdate, uid: u32| match c.run(Command::UpdateJob {
+        targets: vec![JobRef {
+            job: id,
+            task: None,
+        }],
+        update,
+        uid,
+    }) {
+        Reply::Outcomes { outcomes } => outcomes[0].1.clone(),
+        other => panic!("{other:?}"),
+    };
+    let limit = |m| JobUpdate {
+        time_limit_min: Some(Some(m)),
+        ..JobUpdate::default()
+    };
+    assert_eq!(
+        update(&mut c, limit(60), 1000),
+        Some(Rejection::AccessDenied)
+    );
+    assert_eq!(update(&mut c, limit(10), 1000), None);
+    assert_eq!(update(&mut c, limit(60), 0), None);
+    assert_eq!(c.job(id).time_limit_min, Some(60));
+    assert_eq!(
+        update(&mut c, limit(5), 1001),
+        Some(Rejection::AccessDenied)
+    );
+    let nice = |n| JobUpdate {
+        nice: Some(n),
+        ..JobUpdate::default()
+    };
+    assert_eq!(
+        update(&mut c, nice(-5), 1000),
+        Some(Rejection::AccessDenied)
+    );
+    assert_eq!(update(&mut c, nice(5), 1000), None);
+    let prio = |p| JobUpdate {
+        priority: Some(p),
+        ..JobUpdate::default()
+    };
+    assert_eq!(update(&mut c, prio(7), 1000), Some(Rejection::AccessDenied));
+    assert_eq!(update(&mut c, prio(0), 0), None);
+    assert_eq!(c.job(id).reason, PendingReason::JobHeldAdmin);
+    assert_eq!(update(&mut c, prio(7), 0), None);
+    assert_eq!((c.job(id).priority, c.job(id).admin_priority), (7, Some(7)));
+    let dep = |d: &str| JobUpdate {
+        dependency: Some(Some(depend::Dependency::parse(d).unwrap())),
+        ..JobUpdate::default()
+    };
+    assert_eq!(
+        update(&mut c, dep("afterok:999"), 0),
+        Some(Rejection::DependencyProblem)
+    );
+    assert_eq!(
+        update(&mut c, dep(&format!("afterok:{id}")), 0),
+        Some(Rejection::DependencyProblem)
+    );
+    assert_eq!(update(&mut c, dep(&format!("afterok:{other}")), 0), None);
+    c.run(Command::Cancel {
+        job_ids: vec![other],
+        uid: 0,
+    });
+    assert_eq!(
+        c.job(id)
+            .dependency
+            .as_ref()
+            .unwrap()
+            .readiness(c.state.now),
+        depend::Readiness::Never
+    );
+}
+
 /// Random commands, some valid, some not, against a small cluster.
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["n1", "n2", "n3"]);

@@ -23,7 +23,8 @@
 //! max_time = "UNLIMITED"                # Slurm time syntax
 //! ```
 
-use drover_scheduler::{hostlist, time, NodeSet, Partition, PartitionState};
+use drover_scheduler::priority::PriorityWeights;
+use drover_scheduler::{hostlist, time, NodeSet, Partition, PartitionState, SchedConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,80 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeEntry>,
     #[serde(default, rename = "partition")]
     pub partitions: Vec<PartitionEntry>,
+    /// Slurm's SchedulerType/SchedulerParameters and PriorityWeight* (`[scheduler]`).
+    #[serde(default)]
+    pub scheduler: SchedulerEntry,
+}
+
+/// `[scheduler]`: the planner's settings, in slurm.conf's terms (reference/slurm.md §4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerEntry {
+    /// `sched/backfill` (true) or `sched/builtin` (false).
+    pub backfill: bool,
+    /// `bf_window`, minutes.
+    pub bf_window_min: u64,
+    /// `bf_resolution`, seconds.
+    pub bf_resolution_s: u64,
+    /// `bf_max_job_test`; 0: the whole queue.
+    pub bf_max_job_test: usize,
+    /// `bf_job_part_count_reserve`; 0: every job gets a reservation.
+    pub bf_job_part_count_reserve: usize,
+    pub priority_weight_age: u32,
+    pub priority_weight_fairshare: u32,
+    pub priority_weight_job_size: u32,
+    pub priority_weight_partition: u32,
+    pub priority_weight_qos: u32,
+    /// `PriorityMaxAge`, Slurm's time syntax (`7-0`).
+    pub priority_max_age: String,
+}
+
+impl Default for SchedulerEntry {
+    fn default() -> SchedulerEntry {
+        let d = SchedConfig::default();
+        SchedulerEntry {
+            backfill: d.backfill,
+            bf_window_min: d.bf_window_s / 60,
+            bf_resolution_s: d.bf_resolution_s,
+            bf_max_job_test: d.bf_max_job_test,
+            bf_job_part_count_reserve: d.bf_job_part_count_reserve,
+            priority_weight_age: d.weights.age,
+            priority_weight_fairshare: d.weights.fairshare,
+            priority_weight_job_size: d.weights.job_size,
+            priority_weight_partition: d.weights.partition,
+            priority_weight_qos: d.weights.qos,
+            priority_max_age: "7-0".to_string(),
+        }
+    }
+}
+
+impl SchedulerEntry {
+    /// The planner's configuration; a bad `priority_max_age` names itself.
+    pub fn sched_config(&self) -> Result<SchedConfig, String> {
+        let max_age_min = time::parse_time_limit(&self.priority_max_age)
+            .map_err(|e| format!("[scheduler] priority_max_age: {e}"))?
+            .ok_or("[scheduler] priority_max_age: a limit is needed, not UNLIMITED")?;
+        if self.bf_resolution_s == 0 || self.bf_window_min == 0 {
+            return Err("[scheduler] bf_window_min and bf_resolution_s must be at least 1".into());
+        }
+        let d = SchedConfig::default();
+        Ok(SchedConfig {
+            backfill: self.backfill,
+            bf_window_s: self.bf_window_min * 60,
+            bf_resolution_s: self.bf_resolution_s,
+            bf_max_job_test: self.bf_max_job_test,
+            bf_job_part_count_reserve: self.bf_job_part_count_reserve,
+            weights: PriorityWeights {
+                age: self.priority_weight_age,
+                fairshare: self.priority_weight_fairshare,
+                job_size: self.priority_weight_job_size,
+                partition: self.priority_weight_partition,
+                qos: self.priority_weight_qos,
+                max_age_s: max_age_min * 60,
+                ..d.weights
+            },
+        })
+    }
 }
 
 fn default_cluster_name() -> String {
@@ -234,5 +309,40 @@ impl ClusterConfig {
             out[0].is_default = true;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[scheduler]` in slurm.conf's terms: defaults are Slurm's, values reach the planner.
+    #[test]
+    fn scheduler_section() {
+        let cfg: ClusterConfig = toml::from_str("").unwrap();
+        assert_eq!(
+            cfg.scheduler.sched_config().unwrap(),
+            SchedConfig::default()
+        );
+        let cfg: ClusterConfig = toml::from_str(
+            "[scheduler]\nbackfill = false\nbf_window_min = 60\npriority_weight_age = 5\npriority_max_age = \"1-0\"\n",
+        )
+        .unwrap();
+        let s = cfg.scheduler.sched_config().unwrap();
+        assert!(!s.backfill);
+        assert_eq!(s.bf_window_s, 3600);
+        assert_eq!((s.weights.age, s.weights.max_age_s), (5, 86_400));
+        assert_eq!(
+            s.weights.fairshare,
+            SchedConfig::default().weights.fairshare
+        );
+        let bad: ClusterConfig =
+            toml::from_str("[scheduler]\npriority_max_age = \"soon\"\n").unwrap();
+        assert!(bad
+            .scheduler
+            .sched_config()
+            .unwrap_err()
+            .contains("priority_max_age"));
+        assert!(toml::from_str::<ClusterConfig>("[scheduler]\nbf_windw = 1\n").is_err());
     }
 }

@@ -4,7 +4,7 @@ use drover_proto as pb;
 use drover_scheduler as sched;
 use drover_scheduler::depend::{format_indices, parse_array, Dependency, MAX_ARRAY_SIZE};
 use drover_scheduler::priority::PriorityContext;
-use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition, SchedConfig};
+use drover_scheduler::{ClusterState, Job, JobState, Node, NodeSet, Partition};
 
 const MS: u64 = 1000;
 
@@ -136,9 +136,10 @@ pub fn job_info(
     state: &ClusterState,
     now_s: i64,
     prio: &PriorityContext,
+    weights: &sched::priority::PriorityWeights,
 ) -> pb::JobInfo {
     let factors = (job.state == JobState::Pending && job.priority > 0)
-        .then(|| prio.factors(state, job, &SchedConfig::default().weights));
+        .then(|| prio.factors(state, job, weights));
     let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();
     let reason = match job.state {
         JobState::Pending => job.reason.name().to_string(),

@@ -42,6 +42,8 @@ pub async fn catch_up(
 pub struct CtlService {
     pub replica: Replica,
     pub peers: Peers,
+    /// The planner's settings (priority weights for `scontrol show job`, `show config`).
+    pub sched: SchedConfig,
     pub shown: ShownConfig,
 }
 
@@ -124,7 +126,7 @@ impl pb::ctl_server::Ctl for CtlService {
             if req.job_ids.is_empty() {
                 s.jobs
                     .values()
-                    .map(|j| convert::job_info(j, s, now, &prio))
+                    .map(|j| convert::job_info(j, s, now, &prio, &self.sched.weights))
                     .collect::<Vec<_>>()
             } else {
                 // An array's id names every record of the array.
@@ -140,7 +142,7 @@ impl pb::ctl_server::Ctl for CtlService {
                 ids.dedup();
                 ids.iter()
                     .filter_map(|id| s.jobs.get(id))
-                    .map(|j| convert::job_info(j, s, now, &prio))
+                    .map(|j| convert::job_info(j, s, now, &prio, &self.sched.weights))
                     .collect()
             }
         });
@@ -331,7 +333,7 @@ impl pb::ctl_server::Ctl for CtlService {
     ) -> Result<Response<pb::ShowConfigReply>, Status> {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
-        let sched = SchedConfig::default();
+        let sched = &self.sched;
         let (next_job_id, applied_index) = self.replica.read(|s| s.next_job_id);
         Ok(Response::new(pb::ShowConfigReply {
             cluster_name: self.shown.cluster_name.clone(),

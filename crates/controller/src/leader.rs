@@ -30,6 +30,7 @@ pub struct LeaderConfig {
     pub node_timeout: Duration,
     /// After an election, no node is marked down before this much time has passed.
     pub election_grace: Duration,
+    pub sched: SchedConfig,
 }
 
 pub async fn supervise(
@@ -58,7 +59,7 @@ pub async fn supervise(
                     cfg.partitions.clone(),
                     token.clone(),
                 ));
-                tokio::spawn(schedule(replica.clone(), token.clone()));
+                tokio::spawn(schedule(replica.clone(), cfg.sched.clone(), token.clone()));
                 tokio::spawn(watch_liveness(
                     replica.clone(),
                     liveness.clone(),
@@ -105,7 +106,7 @@ async fn sync_partitions(
 }
 
 /// The scheduling pass: after every change (and at least once a second), plan and propose.
-async fn schedule(replica: Replica, token: CancellationToken) {
+async fn schedule(replica: Replica, sched: SchedConfig, token: CancellationToken) {
     let mut applied = replica.applied_watch();
     let mut last_pass = Instant::now();
     loop {
@@ -125,7 +126,16 @@ async fn schedule(replica: Replica, token: CancellationToken) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let (plan, _) = replica.read(|s| plan::plan(s, now, &SchedConfig::default()));
+        // Plan from a copy: the read lock is held for the copy (~18 ms at 10,000 pending),
+        // not for the whole pass (~90 ms), so applies are not held up; the pass itself runs
+        // off the async workers.
+        let (state, _) = replica.read(|s| s.clone());
+        let cfg = sched.clone();
+        let Ok(plan) = tokio::task::spawn_blocking(move || plan::plan(&state, now, &cfg)).await
+        else {
+            tracing::error!("the scheduling pass panicked");
+            continue;
+        };
         if plan.is_empty() || token.is_cancelled() {
             continue;
         }

@@ -20,7 +20,7 @@ pub mod write;
 use anyhow::Context;
 use drover_consensus::{Replica, ReplicaConfig};
 use drover_proto as pb;
-use drover_scheduler::Partition;
+use drover_scheduler::{Partition, SchedConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +45,8 @@ pub struct ControllerConfig {
     /// Shown by `scontrol show config` (ClusterName, KillWait; the nodes enforce KillWait).
     pub cluster_name: String,
     pub kill_wait_s: u64,
+    /// The planner's settings and priority weights (`[scheduler]` in drover.toml).
+    pub sched: SchedConfig,
 }
 
 impl ControllerConfig {
@@ -62,6 +64,7 @@ impl ControllerConfig {
             snapshot_logs_since_last: 5000,
             cluster_name: "drover".to_string(),
             kill_wait_s: 30,
+            sched: SchedConfig::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         partitions: cfg.partitions.clone(),
         node_timeout: cfg.node_timeout,
         election_grace: cfg.election_grace,
+        sched: cfg.sched.clone(),
     };
     tokio::spawn(leader::supervise(
         replica.clone(),
@@ -118,6 +122,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     let ctl = pb::ctl_server::CtlServer::new(ctl::CtlService {
         replica: replica.clone(),
         peers: peers.clone(),
+        sched: cfg.sched.clone(),
         shown: ctl::ShownConfig {
             cluster_name: cfg.cluster_name.clone(),
             slurmd_timeout_s: cfg.node_timeout.as_secs(),

@@ -2,7 +2,7 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{control, format, identity, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
+use crate::{control, format, identity, sacct, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -332,6 +332,77 @@ fn wall_clock_s() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+async fn load_records(
+    cluster: &mut Cluster,
+    job_ids: Vec<u64>,
+) -> Result<pb::ListRecordsReply, ClientError> {
+    let consistency = cluster.consistency();
+    let reply = cluster
+        .call(|mut c| {
+            let req = pb::ListRecordsRequest {
+                consistency,
+                job_ids: job_ids.clone(),
+            };
+            async move { c.list_records(req).await.map(|r| r.into_inner()) }
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply)
+}
+
+pub fn sacct(args: &[String]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match sacct::parse(args, &env, identity::uid(), wall_clock_s(), UTC_OFFSET_S) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
+        }
+    };
+    match opts.special {
+        Some(sacct::Special::Help) => {
+            out(sacct::HELP);
+            return EXIT_OK;
+        }
+        Some(sacct::Special::Usage) => {
+            out(sacct::USAGE);
+            return EXIT_OK;
+        }
+        Some(sacct::Special::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Some(sacct::Special::HelpFields) => {
+            out(&sacct::help_fields());
+            return EXIT_OK;
+        }
+        None => {}
+    }
+    let Ok(mut cluster) = cluster("sacct") else {
+        return EXIT_ERROR;
+    };
+    let mut ids: Vec<u64> = opts.jobs.iter().map(|j| j.job).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let reply = match runtime().block_on(load_records(&mut cluster, ids)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sacct: error: Problem talking to the database: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    cluster.save();
+    let now = reply.now.max(wall_clock_s());
+    let shown = sacct::select(reply.records, &opts, &reply.cluster_name);
+    let text = if opts.json {
+        sacct::json(&shown, &opts, now, &reply.cluster_name, args)
+    } else {
+        sacct::table(&shown, &opts, now, &reply.cluster_name, UTC_OFFSET_S)
+    };
+    out(&text);
+    EXIT_OK
 }
 
 /// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.

@@ -14,6 +14,7 @@ pub mod getopt;
 pub mod identity;
 pub mod procs;
 pub mod roles;
+pub mod sacct;
 pub mod sbatch_prep;
 pub mod scancel;
 pub mod scontrol_show;
@@ -76,7 +77,8 @@ fn command(name: &str, args: &[String]) -> i32 {
         "scancel" => commands::scancel(args),
         "sinfo" => commands::sinfo(args),
         "scontrol" => commands::scontrol(args),
-        "srun" | "sacct" | "sacctmgr" => {
+        "sacct" => commands::sacct(args),
+        "srun" | "sacctmgr" => {
             eprintln!("{name}: error: {name} is not available in this version of drover yet");
             1
         }

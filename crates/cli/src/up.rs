@@ -74,6 +74,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         cluster_name: "drover".to_string(),
         node_timeout_s: 30,
         kill_wait_s: crate::config::default_kill_wait(),
+        job_record_retention_s: crate::config::default_record_retention(),
         raft_heartbeat_ms: crate::config::ClusterConfig::default_timing().0,
         raft_election_min_ms: crate::config::ClusterConfig::default_timing().1,
         raft_election_max_ms: crate::config::ClusterConfig::default_timing().2,

@@ -45,6 +45,9 @@ pub struct ControllerConfig {
     /// Shown by `scontrol show config` (ClusterName, KillWait; the nodes enforce KillWait).
     pub cluster_name: String,
     pub kill_wait_s: u64,
+    /// Accounting records older than this are purged (slurmdbd's PurgeJobAfter); zero keeps
+    /// them for ever.
+    pub record_retention: Duration,
 }
 
 impl ControllerConfig {
@@ -62,9 +65,13 @@ impl ControllerConfig {
             snapshot_logs_since_last: 5000,
             cluster_name: "drover".to_string(),
             kill_wait_s: 30,
+            record_retention: Duration::from_secs(DEFAULT_RECORD_RETENTION_S),
         }
     }
 }
+
+/// How long accounting records are kept by default: 30 days.
+pub const DEFAULT_RECORD_RETENTION_S: u64 = 30 * 24 * 3600;
 
 /// Runs a replica until `shutdown` is cancelled.
 pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -106,6 +113,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         partitions: cfg.partitions.clone(),
         node_timeout: cfg.node_timeout,
         election_grace: cfg.election_grace,
+        record_retention: cfg.record_retention,
     };
     tokio::spawn(leader::supervise(
         replica.clone(),

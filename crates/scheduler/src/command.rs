@@ -96,6 +96,10 @@ pub enum Command {
     /// `scontrol release`: users may release only their own user holds.
     #[serde(rename = "release")]
     Release { targets: Vec<JobRef>, uid: u32 },
+    /// Drops the accounting records of jobs that ended before this time (proposed by the
+    /// leader from the configured retention, slurmdbd's `PurgeJobAfter`).
+    #[serde(rename = "purge_records")]
+    PurgeRecords { ended_before: TimestampMs },
 }
 
 /// A job as scancel and scontrol name it: `12` or `12_3` (one task of array 12).

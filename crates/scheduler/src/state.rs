@@ -4,6 +4,7 @@
 //! hash-map iteration. Every replica applies the same entries in the same order and reaches
 //! byte-identical state.
 
+use crate::accounting::Accounting;
 use crate::command::{
     Command, EndCause, JobRef, NodeStateChange, Plan, Proposal, Rejection as Reject, Reply, Request,
 };
@@ -54,6 +55,8 @@ pub struct ClusterState {
     dependents: BTreeMap<JobId, BTreeSet<JobId>>,
     /// Every record of a job array (its first record and the tasks split off), by array id.
     array_records: BTreeMap<JobId, BTreeSet<JobId>>,
+    /// sacct's records (`accounting.rs`).
+    pub accounting: Accounting,
 }
 
 /// What one job (or array task) named by a dependency is doing.
@@ -152,7 +155,7 @@ impl ClusterState {
     fn apply_command(&mut self, command: &Command) -> Reply {
         let result = match command {
             Command::Submit(spec) => self.submit(spec),
-            Command::Cancel { job_ids, uid: _ } => Ok(self.cancel(job_ids)),
+            Command::Cancel { job_ids, uid } => Ok(self.cancel(job_ids, *uid)),
             Command::RegisterNode(reg) => Ok(self.register_node(reg)),
             Command::SetNodeState { node, change } => self.set_node_state(node, change),
             Command::Allocate(plan) => Ok(self.allocate(plan)),
@@ -172,16 +175,17 @@ impl ClusterState {
                 self.partitions = parts.clone();
                 Ok(Reply::Ok)
             }
-            // Usage (max_rss_kb, total_cpu_ms) is not kept yet: accounting (sacct) will.
             Command::JobEnded {
                 job_id,
                 node,
                 exit_code,
                 signal,
                 cause,
-                max_rss_kb: _,
-                total_cpu_ms: _,
-            } => self.job_ended(*job_id, node, *exit_code, *signal, *cause),
+                max_rss_kb,
+                total_cpu_ms,
+            } => self
+                .job_ended(*job_id, node, *exit_code, *signal, *cause)
+                .inspect(|_| self.accounting.usage(*job_id, *max_rss_kb, *total_cpu_ms)),
             Command::CancelRefs { targets, uid } => Ok(self.cancel_refs(targets, *uid)),
             Command::Hold {
                 targets,
@@ -189,6 +193,10 @@ impl ClusterState {
                 uid,
             } => Ok(self.hold(targets, *admin, *uid)),
             Command::Release { targets, uid } => Ok(self.release(targets, *uid)),
+            Command::PurgeRecords { ended_before } => {
+                self.accounting.purge(*ended_before);
+                Ok(Reply::Ok)
+            }
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -318,32 +326,32 @@ impl ClusterState {
         Ok(Reply::Submitted { job_id: id })
     }
 
-    fn cancel(&mut self, job_ids: &[JobId]) -> Reply {
+    fn cancel(&mut self, job_ids: &[JobId], uid: u32) -> Reply {
         let outcomes = job_ids
             .iter()
             .map(|&job| {
                 let r = JobRef { job, task: None };
-                (job, self.cancel_ref(r).err())
+                (job, self.cancel_ref(r, uid).err())
             })
             .collect();
         Reply::Cancelled { outcomes }
     }
 
-    fn cancel_refs(&mut self, targets: &[JobRef], _uid: u32) -> Reply {
+    fn cancel_refs(&mut self, targets: &[JobRef], uid: u32) -> Reply {
         let outcomes = targets
             .iter()
-            .map(|&r| (r, self.cancel_ref(r).err()))
+            .map(|&r| (r, self.cancel_ref(r, uid).err()))
             .collect();
         Reply::Outcomes { outcomes }
     }
 
     /// Cancels a job, every record of an array (`12`), or one task (`12_3`; a task that has
     /// not started is split off into its own CANCELLED record, as Slurm does).
-    fn cancel_ref(&mut self, r: JobRef) -> Result<(), Reject> {
+    fn cancel_ref(&mut self, r: JobRef, uid: u32) -> Result<(), Reject> {
         let records = self.resolve(r)?;
         let mut any = false;
         for id in records {
-            any |= self.cancel_record(id);
+            any |= self.cancel_record(id, uid);
         }
         if any {
             Ok(())
@@ -427,7 +435,7 @@ impl ClusterState {
     }
 
     /// Cancels one record; false when it had already ended.
-    fn cancel_record(&mut self, id: JobId) -> bool {
+    fn cancel_record(&mut self, id: JobId, uid: u32) -> bool {
         let now = self.now;
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
@@ -439,11 +447,13 @@ impl ClusterState {
         self.queued.remove(&id);
         job.state = JobState::Cancelled;
         job.end_at = Some(now);
+        self.accounting.cancelled(id, uid);
         if was_running {
             // Resources stay held until the batch host confirms the processes ended.
             job.completing = true;
         } else {
             self.finished.insert((now, id));
+            self.record_end(id, None);
             self.forget_dependent(id);
             self.dependency_event(id);
         }
@@ -816,6 +826,7 @@ impl ClusterState {
             }
         }
         self.finished.insert((end, id));
+        self.record_end(id, Some((exit_code, signal)));
         let usage = self.usage.entry(user).or_default();
         usage.cpu_s = usage.at(now).saturating_add(cpu_s);
         usage.at = now;

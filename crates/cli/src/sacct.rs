@@ -443,7 +443,9 @@ pub fn parse(
     now: i64,
     utc_offset_s: i32,
 ) -> Result<Opts, String> {
-    let p = getopt::parse("sacct", args, OPTIONS)?;
+    // sacct exits on getopt's own message, without a `Try --help` line.
+    let p = getopt::parse("sacct", args, OPTIONS)
+        .map_err(|e| e.replace("Try \"sacct --help\" for more information\n", ""))?;
     let mut o = Opts::default();
     let mut brief = false;
     let mut long_list = false;
@@ -621,19 +623,20 @@ pub fn help_fields() -> String {
     out
 }
 
-/// Did this record's job match `-s` in the window (as_mysql_jobacct_process.c
-/// `_state_time_string`)?
+/// Did this record's job match `-s` in the window? (as_mysql_jobacct_process.c
+/// `_state_time_string`; the window's end is taken inclusively, see `select`.)
 fn state_in_window(r: &JobRecord, state: &str, start: i64, end: i64) -> bool {
+    let (s, e) = (r.start_time, r.end_time);
     match state {
         "PENDING" => {
             r.eligible_time > 0
+                && ((s > 0 && start < s)
+                    || (s == 0 && e > 0 && start < e)
+                    || (s == 0 && e == 0 && r.state == "PENDING"))
                 && r.eligible_time <= end
-                && (r.start_time == 0 || r.start_time >= start)
         }
-        "RUNNING" => {
-            r.start_time > 0 && r.start_time <= end && (r.end_time == 0 || r.end_time >= start)
-        }
-        s => r.state == s && r.end_time > 0 && (start..=end).contains(&r.end_time),
+        "RUNNING" => s > 0 && (start < e || (e == 0 && r.state == "RUNNING")) && s <= end,
+        other => r.state == other && e > 0 && (start..=end).contains(&e),
     }
 }
 
@@ -670,9 +673,9 @@ pub fn select(records: Vec<JobRecord>, o: &Opts, cluster: &str) -> Vec<JobRecord
                 o.states
                     .iter()
                     .any(|s| state_in_window(r, s, o.start, o.end))
-            } else if o.start == 0 && !o.jobs.is_empty() {
-                // Named jobs without -S: no window (held jobs included).
-                true
+            } else if !o.jobs.is_empty() {
+                // Named jobs: held ones (never eligible) too.
+                r.submit_time <= o.end && (r.end_time == 0 || r.end_time >= o.start)
             } else {
                 r.eligible_time > 0
                     && r.eligible_time <= o.end
@@ -680,17 +683,15 @@ pub fn select(records: Vec<JobRecord>, o: &Opts, cluster: &str) -> Vec<JobRecord
             }
         })
         .collect();
-    // By job, an array's tasks together in task order, the tasks that never started last.
+    // options.c `_sort_desc_submit_time` (ascending, despite the name): submit time, then
+    // array id (0 for plain jobs), task (unset last), job id. Slurm's window excludes its end
+    // second; drover includes it (`<=` above), so that a job submitted in the second sacct
+    // runs is listed: its times are whole seconds cut from milliseconds.
     out.sort_by_key(|r| {
-        let group = if r.array_job_id != 0 {
-            r.array_job_id
-        } else {
-            r.job_id
-        };
         (
-            group,
-            !r.array_pending.is_empty(),
-            r.array_task_id,
+            r.submit_time,
+            r.array_job_id,
+            r.array_task_id.unwrap_or(u32::MAX),
             r.job_id,
         )
     });
@@ -796,12 +797,9 @@ fn group_name(gid: u32) -> Option<String> {
     })
 }
 
-fn tres(cpus: u32, mem_mb: u64, nodes: u32, billing: bool) -> String {
-    let mut parts = Vec::new();
-    if billing {
-        parts.push(format!("billing={cpus}"));
-    }
-    parts.push(format!("cpu={cpus}"));
+/// A job's TRES string (`billing=2,cpu=2,mem=500M,node=1`).
+fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
+    let mut parts = vec![format!("billing={cpus}"), format!("cpu={cpus}")];
     if mem_mb > 0 {
         parts.push(format!("mem={}", format_mem_mb(mem_mb)));
     }
@@ -829,7 +827,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                     r.num_nodes.to_string()
                 }),
                 "AllocTRES" if !r.node_list.is_empty() => {
-                    Val::Str(tres(r.alloc_cpus, r.req_mem_mb, r.num_nodes, true))
+                    Val::Str(tres(r.alloc_cpus, r.req_mem_mb, r.num_nodes))
                 }
                 "Cluster" => s(cluster),
                 "CPUTime" => Val::Secs(el * u64::from(cpus)),
@@ -859,7 +857,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                 "ReqCPUS" => Val::Num(r.req_cpus.into()),
                 "ReqMem" => Val::Str(format_mem_mb(r.req_mem_mb)),
                 "ReqNodes" => Val::Str(r.req_nodes.to_string()),
-                "ReqTRES" => Val::Str(tres(r.req_cpus, r.req_mem_mb, r.req_nodes, true)),
+                "ReqTRES" => Val::Str(tres(r.req_cpus, r.req_mem_mb, r.req_nodes)),
                 "Restarts" => Val::Num(0),
                 "Start" => Val::Date(r.start_time),
                 "State" => Val::Str(match r.cancelled_by {
@@ -888,7 +886,11 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                 "Account" => s(&r.account),
                 "AllocCPUS" | "NCPUS" | "ReqCPUS" => Val::Num(st.cpus.into()),
                 "AllocNodes" | "ReqNodes" => s("1"),
-                "AllocTRES" => Val::Str(tres(st.cpus, 0, 1, false)),
+                "AllocTRES" => Val::Str(format!(
+                    "cpu={},mem={},node=1",
+                    st.cpus,
+                    format_mem_mb(r.req_mem_mb / u64::from(r.num_nodes.max(1)))
+                )),
                 "AveCPU" | "MinCPU" => cpu.map_or(Val::None, Val::Str),
                 "MinCPUNode" | "MaxRSSNode" if st.max_rss_kb.is_some() => s(&st.node),
                 "MinCPUTask" | "MaxRSSTask" if st.max_rss_kb.is_some() => Val::Num(0),
@@ -1229,7 +1231,7 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
         let text = table(&select(vec![c, rest, t0], &o, "c"), &o, NOW, "c", 0);
         assert_eq!(
             text,
-            "JobID|State|NodeList\n20_0|COMPLETED|n1\n20_0.batch|COMPLETED|n1\n20_[1-3%2]|PENDING|None assigned\n22|CANCELLED by 1000|n1\n22.batch|CANCELLED|n1\n"
+            "JobID|State|NodeList\n22|CANCELLED by 1000|n1\n22.batch|CANCELLED|n1\n20_0|COMPLETED|n1\n20_0.batch|COMPLETED|n1\n20_[1-3%2]|PENDING|None assigned\n"
         );
     }
 
@@ -1313,10 +1315,7 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
             err(&["-l", "-o", "jobid"]),
             "sacct: fatal: Options -o(--format) and -l(--long) are mutually exclusive. Please remove one and retry.\n"
         );
-        assert_eq!(
-            err(&["--bogus"]),
-            "sacct: unrecognized option '--bogus'\nTry \"sacct --help\" for more information\n"
-        );
+        assert_eq!(err(&["--bogus"]), "sacct: unrecognized option '--bogus'\n");
         assert!(err(&["-S", "notatime"]).starts_with("Invalid time specification"));
         assert!(err(&["-S", "2023-11-14", "-E", "2023-11-13"]).contains("is after end time"));
     }
@@ -1433,6 +1432,104 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
         assert_eq!(cpu_text(3_600_000), "01:00:00");
         assert_eq!(secs_text(90_061), "1-01:01:01");
         assert_eq!(exit_text(130, 0), "2:0");
+    }
+
+    /// The jobs of crates/cli/tests/golden/slurm-22.05.8/sacct.txt (see its README): all
+    /// submitted in one second, as root, to partition `bench` of cluster `bench`; node
+    /// memory 64000 MB (Slurm's ReqMem without `--mem`).
+    fn captured() -> Vec<JobRecord> {
+        let t = NOW - 60;
+        let job = |id: u64, name: &str, state: &str, node: &str| {
+            let mut r = rec(id, name, state);
+            r.account = "root".into();
+            r.user = "root".into();
+            r.uid = 0;
+            r.gid = 0;
+            r.partition = "bench".into();
+            r.submit_time = t;
+            r.eligible_time = t;
+            r.start_time = t;
+            r.end_time = t + 1;
+            r.time_limit_min = None;
+            r.alloc_cpus = 1;
+            r.req_cpus = 1;
+            r.req_mem_mb = 64_000;
+            r.priority = 4_294_901_760 - id as u32;
+            r.node_list = node.into();
+            let step = r.batch.as_mut().unwrap();
+            step.node = node.into();
+            step.cpus = 1;
+            step.max_rss_kb = None;
+            step.total_cpu_ms = None;
+            r
+        };
+        let mut bad = job(2, "bad", "FAILED", "n1");
+        bad.exit_code = 3;
+        let step = bad.batch.as_mut().unwrap();
+        step.exit_code = 3;
+        let mut long = job(3, "long", "CANCELLED", "n1");
+        long.cancelled_by = Some(0);
+        long.batch.as_mut().unwrap().exit_signal = 15;
+        let mut big = job(6, "longjobname", "COMPLETED", "n2");
+        big.req_mem_mb = 500;
+        let task = |id: u64, t: u32, node: &str| {
+            let mut r = job(id, "arr", "COMPLETED", node);
+            r.array_job_id = 4;
+            r.array_task_id = Some(t);
+            r
+        };
+        let mut held = job(5, "held", "PENDING", "");
+        held.eligible_time = 0;
+        held.start_time = 0;
+        held.end_time = 0;
+        held.batch = None;
+        held.priority = 0;
+        vec![
+            task(4, 2, "n2"),
+            job(1, "ok", "COMPLETED", "n1"),
+            bad,
+            long,
+            held,
+            big,
+            task(7, 0, "n1"),
+            task(8, 1, "n1"),
+        ]
+    }
+
+    fn run(cmd: &str) -> String {
+        let args: Vec<String> = cmd.split(' ').skip(1).map(str::to_string).collect();
+        match parse(&args, &|_| None, 0, NOW, 0) {
+            Ok(o) => table(&select(captured(), &o, "bench"), &o, NOW, "bench", 0),
+            Err(e) => e,
+        }
+    }
+
+    /// Byte for byte against Slurm 22.05.8 with slurmdbd (golden file).
+    #[test]
+    fn golden_outputs_from_slurm_22_05() {
+        use crate::format::testdata::golden;
+        for cmd in [
+            "sacct -a",
+            "sacct -o JobID,State,NodeList --parsable2 -j 1 -j 3",
+            "sacct -j 3 -o jobid%-20,state%20,jobname%3,exitcode%-4",
+            "sacct -j 5 -b",
+            "sacct -X -b -n -p -j 1,3",
+            "sacct -j 4 -X -P --delimiter=, -o jobid,jobidraw,state",
+            "sacct -o bogus",
+            "sacct -l -o jobid",
+            "sacct --bogus",
+        ] {
+            assert_eq!(run(cmd), golden("sacct", cmd), "{cmd}");
+        }
+        // Every field of this section but AllocTRES, which is `billing=1,cpu=1,node=1` there
+        // (that Slurm did not track memory) and carries the allocated memory in drover.
+        let cmd = "sacct -j 2,3,6,4_1 -P -o jobid,jobidraw,jobname,partition,account,user,uid,alloccpus,state,exitcode,timelimit,nodelist,nnodes,ncpus,reqmem,maxrss,totalcpu,reason,reqcpus,reqnodes,qos,cluster,derivedexitcode,gid,group,alloctres";
+        let want: String = golden("sacct", cmd)
+            .lines()
+            .map(|l| format!("{}\n", &l[..l.rfind('|').unwrap()]))
+            .collect();
+        let ours = run(cmd.trim_end_matches(",alloctres"));
+        assert_eq!(ours, want);
     }
 
     #[test]

@@ -199,6 +199,22 @@ fn sacct_shows_finished_failed_cancelled_and_array_jobs_from_any_replica() {
     assert_eq!(v["jobs"][0]["job_id"], bad);
     assert_eq!(v["jobs"][0]["state"]["current"][0], "FAILED");
 
+    // sacctmgr shows the default entities of the cluster.
+    let out = c.cmd("sacctmgr", &["-nP", "show", "cluster", "format=cluster"]);
+    assert_eq!(stdout(&out), "drover\n", "{}", stderr(&out));
+    let out = c.cmd(
+        "sacctmgr",
+        &["-nP", "show", "assoc", "format=cluster,account,user"],
+    );
+    assert_eq!(stdout(&out), "drover|root|\ndrover|root|root\n");
+    let out = c.cmd("sacctmgr", &["-i", "add", "account", "physics"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("sacctmgr: error: "),
+        "{}",
+        stderr(&out)
+    );
+
     // Errors are Slurm's.
     let out = c.cmd("sacct", &["-o", "nosuchfield"]);
     assert_eq!(out.status.code(), Some(1));

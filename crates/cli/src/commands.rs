@@ -2,7 +2,9 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{control, format, identity, sacct, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
+use crate::{
+    control, format, identity, sacct, sacctmgr, sbatch_prep, scancel, scontrol_show, sinfo, squeue,
+};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -403,6 +405,67 @@ pub fn sacct(args: &[String]) -> i32 {
     };
     out(&text);
     EXIT_OK
+}
+
+pub fn sacctmgr(args: &[String]) -> i32 {
+    let show = match sacctmgr::parse(args) {
+        Ok(sacctmgr::Parsed::Help) => {
+            out(sacctmgr::HELP);
+            return EXIT_OK;
+        }
+        Ok(sacctmgr::Parsed::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Ok(sacctmgr::Parsed::Show(s)) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
+        }
+    };
+    let Ok(mut cluster) = cluster("sacctmgr") else {
+        return EXIT_ERROR;
+    };
+    let rt = runtime();
+    let loaded = rt.block_on(async {
+        let config = load_config(&mut cluster).await?;
+        let users = if show.entity == sacctmgr::Entity::User
+            || show.entity == sacctmgr::Entity::Association
+        {
+            load_records(&mut cluster, Vec::new()).await?.records
+        } else {
+            Vec::new()
+        };
+        Ok::<_, ClientError>((config, users))
+    });
+    let (config, records) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("sacctmgr: error: Problem talking to the database: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    cluster.save();
+    let mut users: Vec<String> = records.into_iter().map(|r| r.user).collect();
+    users.push("root".to_string());
+    users.retain(|u| !u.is_empty());
+    users.sort();
+    users.dedup();
+    let facts = sacctmgr::Facts {
+        cluster: config.cluster_name,
+        control: config.controllers.first().cloned().unwrap_or_default(),
+        users,
+    };
+    match sacctmgr::render(&show, &facts) {
+        Ok(text) => {
+            out(&text);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprint!("{e}");
+            EXIT_ERROR
+        }
+    }
 }
 
 /// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.

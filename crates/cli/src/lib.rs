@@ -15,6 +15,7 @@ pub mod identity;
 pub mod procs;
 pub mod roles;
 pub mod sacct;
+pub mod sacctmgr;
 pub mod sbatch_prep;
 pub mod scancel;
 pub mod scontrol_show;
@@ -41,7 +42,7 @@ usage:
   drover bench sbatch --dir DIR [--jobs 500]
   drover sim --trace FILE.swf[.gz] [--policy fcfs|easy|drover|all] [--nodes N --cpus-per-node C]
              [--max-jobs N] [--json] [--plot FILE.svg]
-  drover sbatch|squeue|scancel|sinfo|scontrol ARGS...   (or call them through links of those names)
+  drover sbatch|squeue|scancel|sinfo|scontrol|sacct|sacctmgr ARGS...   (or through links of those names)
 ";
 
 /// Runs the binary; returns the process exit code.
@@ -78,7 +79,8 @@ fn command(name: &str, args: &[String]) -> i32 {
         "sinfo" => commands::sinfo(args),
         "scontrol" => commands::scontrol(args),
         "sacct" => commands::sacct(args),
-        "srun" | "sacctmgr" => {
+        "sacctmgr" => commands::sacctmgr(args),
+        "srun" => {
             eprintln!("{name}: error: {name} is not available in this version of drover yet");
             1
         }

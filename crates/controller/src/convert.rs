@@ -319,15 +319,10 @@ fn compress(names: &[String]) -> String {
     drover_scheduler::hostlist::compress_sorted(names)
 }
 
-/// The account a job is charged to: drover has no account database yet, so root's jobs go to
-/// the `root` account (a default Slurm cluster's only association) and others have none
-/// (blank in sacct, as for a user without an association when limits are not enforced).
-pub fn account_of(uid: u32) -> &'static str {
-    if uid == 0 {
-        "root"
-    } else {
-        ""
-    }
+/// The account a job is charged to: drover has no account database yet, so every user is
+/// taken to be associated with the `root` account, as `sacctmgr show assoc` says.
+pub fn account_of(_uid: u32) -> &'static str {
+    "root"
 }
 
 /// An accounting row (sacct) on the wire.

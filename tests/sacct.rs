@@ -199,6 +199,35 @@ fn sacct_shows_finished_failed_cancelled_and_array_jobs_from_any_replica() {
     assert_eq!(v["jobs"][0]["job_id"], bad);
     assert_eq!(v["jobs"][0]["state"]["current"][0], "FAILED");
 
+    // srun inside the job: one task on the batch host, patterns expanded, its status the
+    // step's; several tasks are refused (and so fail the job).
+    // The job inherits the submitter's PATH; put the command links on it, as `.drover/env`
+    // does for a user.
+    let path = format!("export PATH={}:$PATH", c.root().join("bin").display());
+    let step = c.sbatch(
+        &addrs,
+        &work,
+        &["-J", "step", "-o", "step.log"],
+        &sh(&format!(
+            "{path}\nsrun -o step-%j_%t.out sh -c 'echo $SLURM_PROCID/$SLURM_STEP_ID/$SLURM_NTASKS'"
+        )),
+    );
+    wait_acct(&c, step, "State", "COMPLETED\n");
+    let text = std::fs::read_to_string(work.join(format!("step-{step}_0.out"))).unwrap();
+    assert_eq!(text, "0/0/1\n");
+    let many = c.sbatch(
+        &addrs,
+        &work,
+        &["-J", "many", "-o", "many.out"],
+        &sh(&format!("{path}\nsrun -n 2 true")),
+    );
+    wait_acct(&c, many, "State,ExitCode", "FAILED|1:0\n");
+    let text = std::fs::read_to_string(work.join("many.out")).unwrap();
+    assert!(
+        text.starts_with("srun: error: drover's srun runs one task"),
+        "{text}"
+    );
+
     // sacctmgr shows the default entities of the cluster.
     let out = c.cmd("sacctmgr", &["-nP", "show", "cluster", "format=cluster"]);
     assert_eq!(stdout(&out), "drover\n", "{}", stderr(&out));

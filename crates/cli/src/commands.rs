@@ -468,6 +468,26 @@ pub fn sacctmgr(args: &[String]) -> i32 {
     }
 }
 
+/// srun inside a batch job: one task on the batch host (`srun.rs`); returns only on failure.
+pub fn srun(args: &[String]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    match crate::srun::plan(args, &env) {
+        Ok(crate::srun::Plan::Help) => {
+            out(crate::srun::USAGE);
+            EXIT_OK
+        }
+        Ok(crate::srun::Plan::Version) => {
+            out(&version_line());
+            EXIT_OK
+        }
+        Ok(crate::srun::Plan::Run(launch)) => crate::srun::exec(&launch),
+        Err(e) => {
+            eprint!("{e}");
+            EXIT_ERROR
+        }
+    }
+}
+
 /// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.
 fn version_line() -> String {
     format!("slurm {}\n", env!("CARGO_PKG_VERSION"))

@@ -22,6 +22,7 @@ pub mod scontrol_show;
 pub mod sim;
 pub mod sinfo;
 pub mod squeue;
+pub mod srun;
 pub mod up;
 
 use std::path::PathBuf;
@@ -80,10 +81,7 @@ fn command(name: &str, args: &[String]) -> i32 {
         "scontrol" => commands::scontrol(args),
         "sacct" => commands::sacct(args),
         "sacctmgr" => commands::sacctmgr(args),
-        "srun" => {
-            eprintln!("{name}: error: {name} is not available in this version of drover yet");
-            1
-        }
+        "srun" => commands::srun(args),
         other => {
             eprintln!("drover: unknown command `{other}`\n\n{USAGE}");
             2

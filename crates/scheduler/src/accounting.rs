@@ -129,13 +129,19 @@ impl JobRecord {
             ),
             None => (None, None, String::new(), 0),
         };
-        let held = job.state == JobState::Pending && job.is_held();
-        let eligible_at = if held || (job.state != JobState::Pending && job.start_at.is_none()) {
-            // Held, or ended before it could start: Slurm never set an eligible time.
-            job.start_at
-        } else {
-            let e = job.submit_at.max(spec.begin_at.unwrap_or(0));
-            Some(job.start_at.map_or(e, |s| s.min(e)))
+        // Slurm's EligibleTime: unset while held (a job cancelled while held never had one),
+        // and for a job that ended before its --begin; drover counts a dependency's wait as
+        // eligible time.
+        let held = matches!(
+            job.reason,
+            PendingReason::JobHeldUser | PendingReason::JobHeldAdmin
+        ) && job.start_at.is_none();
+        let eligible = job.submit_at.max(spec.begin_at.unwrap_or(0));
+        let eligible_at = match (job.start_at, job.end_at) {
+            (Some(start), _) => Some(start.min(eligible)),
+            _ if held => None,
+            (None, Some(end)) if job.state.is_terminal() && end < eligible => None,
+            _ => Some(eligible),
         };
         JobRecord {
             job_id: job.id,

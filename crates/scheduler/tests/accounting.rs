@@ -157,6 +157,21 @@ fn cancelled_jobs_remember_who_cancelled_them() {
     assert_eq!((r.state, r.cancelled_by), (JobState::Cancelled, Some(1000)));
     assert!(r.batch.is_none(), "a job that never started has no step");
     assert_eq!(r.eligible_at, None, "a held job never became eligible");
+    let queued = c.submit(JobSpec {
+        nodes_min: 1,
+        cpus_per_task: 4,
+        ..spec("queued")
+    });
+    let submitted = c.at;
+    c.run(Command::Cancel {
+        job_ids: vec![queued],
+        uid: 1000,
+    });
+    assert_eq!(
+        c.record(queued).eligible_at,
+        Some(submitted),
+        "cancelled while waiting for resources: it was eligible"
+    );
 
     c.run(Command::CancelRefs {
         targets: vec![JobRef {

@@ -252,3 +252,31 @@ fn sacct_shows_finished_failed_cancelled_and_array_jobs_from_any_replica() {
         "sacct: error: Invalid field requested: \"nosuchfield\"\n"
     );
 }
+
+/// Records leave through the log once older than the retention (`job_record_retention_s`,
+/// slurmdbd's PurgeJobAfter): on every replica alike, while the job itself is still shown by
+/// squeue (MinJobAge is another clock).
+#[test]
+fn records_are_purged_after_the_retention_on_every_replica() {
+    let c = TestCluster::start_with(3, 1, &["--job-record-retention-s", "3"]);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-J", "short", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    wait_acct(&c, id, "State", "COMPLETED\n");
+    wait_acct(&c, id, "State", "");
+    for (_, addr) in &c.controllers {
+        assert_eq!(
+            acct(&c, addr, id, "State"),
+            "",
+            "replica {addr} still has it"
+        );
+    }
+    let out = c.cmd("squeue", &["-h", "-t", "all", "-o", "%i %T"]);
+    assert_eq!(stdout(&out), format!("{id} COMPLETED\n"));
+}

@@ -34,6 +34,7 @@ const USAGE: &str = "drover — a Slurm-compatible workload manager with replica
 
 usage:
   drover up [--dir DIR] [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
+            [--job-record-retention-s S]
   drover restart --dir DIR ctld-<id>|noded-<name>
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
@@ -222,7 +223,14 @@ fn admin(sub: &str, args: &[String]) -> i32 {
 fn run_up(args: &[String]) -> anyhow::Result<()> {
     let f = Flags::parse(
         args,
-        &["dir", "replicas", "nodes", "cpus-per-node", "mem-per-node"],
+        &[
+            "dir",
+            "replicas",
+            "nodes",
+            "cpus-per-node",
+            "mem-per-node",
+            "job-record-retention-s",
+        ],
     )
     .map_err(anyhow::Error::msg)?;
     let n = |k: &str| f.num::<u64>(k).map_err(anyhow::Error::msg);
@@ -232,6 +240,8 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
         nodes: n("nodes")?.unwrap_or(2) as u32,
         cpus_per_node: n("cpus-per-node")?.map(|c| c as u32),
         mem_per_node_mb: n("mem-per-node")?,
+        job_record_retention_s: n("job-record-retention-s")?
+            .unwrap_or_else(config::default_record_retention),
     })
 }
 

@@ -339,6 +339,7 @@ fn wall_clock_s() -> i64 {
 async fn load_records(
     cluster: &mut Cluster,
     job_ids: Vec<u64>,
+    ended_since: i64,
 ) -> Result<pb::ListRecordsReply, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
@@ -346,6 +347,7 @@ async fn load_records(
             let req = pb::ListRecordsRequest {
                 consistency,
                 job_ids: job_ids.clone(),
+                ended_since,
             };
             async move { c.list_records(req).await.map(|r| r.into_inner()) }
         })
@@ -388,7 +390,8 @@ pub fn sacct(args: &[String]) -> i32 {
     let mut ids: Vec<u64> = opts.jobs.iter().map(|j| j.job).collect();
     ids.sort_unstable();
     ids.dedup();
-    let reply = match runtime().block_on(load_records(&mut cluster, ids)) {
+    // Whole seconds on both sides: a record that ended in the window's first second stays.
+    let reply = match runtime().block_on(load_records(&mut cluster, ids, opts.start)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sacct: error: Problem talking to the database: {e}");
@@ -432,7 +435,7 @@ pub fn sacctmgr(args: &[String]) -> i32 {
         let users = if show.entity == sacctmgr::Entity::User
             || show.entity == sacctmgr::Entity::Association
         {
-            load_records(&mut cluster, Vec::new()).await?.records
+            load_records(&mut cluster, Vec::new(), 0).await?.records
         } else {
             Vec::new()
         };

@@ -269,9 +269,13 @@ impl pb::ctl_server::Ctl for CtlService {
         catch_up(&self.replica, req.consistency).await?;
         let ids: Vec<JobId> = req.job_ids.iter().map(|&i| JobId(i)).collect();
         let ((records, now_ms), applied_index) = self.replica.read(|s| {
+            let since_ms = u64::try_from(req.ended_since).unwrap_or(0) * 1000;
             let rows = s.accounting_rows(&ids);
             (
-                rows.iter().map(convert::job_record).collect::<Vec<_>>(),
+                rows.iter()
+                    .filter(|r| r.end_at.is_none_or(|e| e >= since_ms))
+                    .map(convert::job_record)
+                    .collect::<Vec<_>>(),
                 s.now,
             )
         });

@@ -531,10 +531,10 @@ pub fn parse(
                 }
             }
             "allclusters" => o.clusters = None,
-            // Accepted, with nothing to change in drover: one cluster, no federation, every
-            // record kept once, sizes printed as Slurm converts them.
-            "local" | "federation" | "duplicates" | "truncate" | "verbose" | "use-local-uid"
-            | "array" | "whole-hetjob" | "noconvert" => {}
+            // Accepted, with nothing to change in drover: one cluster, no federation, no
+            // requeue duplicates, arrays never collapsed, no het jobs.
+            "local" | "federation" | "duplicates" | "verbose" | "use-local-uid" | "array"
+            | "whole-hetjob" => {}
             other => {
                 return Err(format!(
                     "sacct: error: --{other} is not supported by drover yet\n"

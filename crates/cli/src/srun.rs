@@ -41,7 +41,7 @@ const OPTIONS: &[Opt] = &[
     opt('Q', "quiet", Arg::No, "ignore"),
     opt('r', "relative", Arg::Required, "relative"),
     opt('s', "oversubscribe", Arg::No, "ignore"),
-    opt('t', "time", Arg::Required, "ignore"),
+    opt('t', "time", Arg::Required, "refuse"),
     opt('T', "threads", Arg::Required, "ignore"),
     opt('u', "unbuffered", Arg::No, "ignore"),
     opt('v', "verbose", Arg::No, "ignore"),
@@ -70,7 +70,7 @@ const OPTIONS: &[Opt] = &[
     long("overlap", Arg::No, "ignore"),
     long("pty", Arg::No, "refuse"),
     long("quit-on-interrupt", Arg::No, "ignore"),
-    long("signal", Arg::Required, "ignore"),
+    long("signal", Arg::Required, "refuse"),
     long("usage", Arg::No, "help"),
     long("het-group", Arg::Required, "refuse"),
 ];

@@ -24,6 +24,11 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(replicas: u32, nodes: u32) -> TestCluster {
+        TestCluster::start_with(replicas, nodes, &[])
+    }
+
+    /// `start`, with more `drover up` options.
+    pub fn start_with(replicas: u32, nodes: u32, extra: &[&str]) -> TestCluster {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("a temp dir");
         let log = std::fs::File::create(dir.path().join("up.log")).expect("up.log");
@@ -37,6 +42,7 @@ impl TestCluster {
                 &nodes.to_string(),
             ])
             .args(["--cpus-per-node", "2", "--mem-per-node", "2000"])
+            .args(extra)
             .env("DROVER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

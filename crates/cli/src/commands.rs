@@ -2,7 +2,9 @@
 //! sbatch's parsing in `sbatch_prep`; this module only wires them to the client.
 
 use crate::client::{request_id, ClientError, Cluster};
-use crate::{control, format, identity, sbatch_prep, scancel, scontrol_show, sinfo, squeue};
+use crate::{
+    control, format, identity, sacct, sacctmgr, sbatch_prep, scancel, scontrol_show, sinfo, squeue,
+};
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -337,6 +339,161 @@ fn wall_clock_s() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+async fn load_records(
+    cluster: &mut Cluster,
+    job_ids: Vec<u64>,
+    ended_since: i64,
+) -> Result<pb::ListRecordsReply, ClientError> {
+    let consistency = cluster.consistency();
+    let reply = cluster
+        .call(|mut c| {
+            let req = pb::ListRecordsRequest {
+                consistency,
+                job_ids: job_ids.clone(),
+                ended_since,
+            };
+            async move { c.list_records(req).await.map(|r| r.into_inner()) }
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply)
+}
+
+pub fn sacct(args: &[String]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    let opts = match sacct::parse(args, &env, identity::uid(), wall_clock_s(), UTC_OFFSET_S) {
+        Ok(o) => o,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
+        }
+    };
+    match opts.special {
+        Some(sacct::Special::Help) => {
+            out(sacct::HELP);
+            return EXIT_OK;
+        }
+        Some(sacct::Special::Usage) => {
+            out(sacct::USAGE);
+            return EXIT_OK;
+        }
+        Some(sacct::Special::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Some(sacct::Special::HelpFields) => {
+            out(&sacct::help_fields());
+            return EXIT_OK;
+        }
+        None => {}
+    }
+    let Ok(mut cluster) = cluster("sacct") else {
+        return EXIT_ERROR;
+    };
+    let mut ids: Vec<u64> = opts.jobs.iter().map(|j| j.job).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Whole seconds on both sides: a record that ended in the window's first second stays.
+    let reply = match runtime().block_on(load_records(&mut cluster, ids, opts.start)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sacct: error: Problem talking to the database: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    cluster.save();
+    let now = reply.now.max(wall_clock_s());
+    let shown = sacct::select(reply.records, &opts, &reply.cluster_name);
+    let text = if opts.json {
+        sacct::json(&shown, &opts, now, &reply.cluster_name, args)
+    } else {
+        sacct::table(&shown, &opts, now, &reply.cluster_name, UTC_OFFSET_S)
+    };
+    out(&text);
+    EXIT_OK
+}
+
+pub fn sacctmgr(args: &[String]) -> i32 {
+    let show = match sacctmgr::parse(args) {
+        Ok(sacctmgr::Parsed::Help) => {
+            out(sacctmgr::HELP);
+            return EXIT_OK;
+        }
+        Ok(sacctmgr::Parsed::Version) => {
+            out(&version_line());
+            return EXIT_OK;
+        }
+        Ok(sacctmgr::Parsed::Show(s)) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_ERROR;
+        }
+    };
+    let Ok(mut cluster) = cluster("sacctmgr") else {
+        return EXIT_ERROR;
+    };
+    let rt = runtime();
+    let loaded = rt.block_on(async {
+        let config = load_config(&mut cluster).await?;
+        let users = if show.entity == sacctmgr::Entity::User
+            || show.entity == sacctmgr::Entity::Association
+        {
+            load_records(&mut cluster, Vec::new(), 0).await?.records
+        } else {
+            Vec::new()
+        };
+        Ok::<_, ClientError>((config, users))
+    });
+    let (config, records) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("sacctmgr: error: Problem talking to the database: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    cluster.save();
+    let mut users: Vec<String> = records.into_iter().map(|r| r.user).collect();
+    users.push("root".to_string());
+    users.retain(|u| !u.is_empty());
+    users.sort();
+    users.dedup();
+    let facts = sacctmgr::Facts {
+        cluster: config.cluster_name,
+        control: config.controllers.first().cloned().unwrap_or_default(),
+        users,
+    };
+    match sacctmgr::render(&show, &facts) {
+        Ok(text) => {
+            out(&text);
+            EXIT_OK
+        }
+        Err(e) => {
+            eprint!("{e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// srun inside a batch job: one task on the batch host (`srun.rs`); returns only on failure.
+pub fn srun(args: &[String]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    match crate::srun::plan(args, &env) {
+        Ok(crate::srun::Plan::Help) => {
+            out(crate::srun::USAGE);
+            EXIT_OK
+        }
+        Ok(crate::srun::Plan::Version) => {
+            out(&version_line());
+            EXIT_OK
+        }
+        Ok(crate::srun::Plan::Run(launch)) => crate::srun::exec(&launch),
+        Err(e) => {
+            eprint!("{e}");
+            EXIT_ERROR
+        }
+    }
 }
 
 /// `<command> --version` / `scontrol version`: Slurm prints `slurm <version>`.

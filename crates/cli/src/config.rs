@@ -4,6 +4,7 @@
 //! cluster_name = "drover"
 //! node_timeout_s = 300          # Slurm's SlurmdTimeout
 //! kill_wait_s = 30              # Slurm's KillWait: SIGTERM, then SIGKILL this much later
+//! job_record_retention_s = 2592000   # sacct's records are purged this long after a job ends
 //!
 //! [[controller]]
 //! id = 1
@@ -39,6 +40,10 @@ pub struct ClusterConfig {
     /// Slurm's KillWait: between SIGTERM and SIGKILL of a job that is stopped or timed out.
     #[serde(default = "default_kill_wait")]
     pub kill_wait_s: u64,
+    /// How long sacct's records are kept after a job ends (slurmdbd's PurgeJobAfter); 0 keeps
+    /// them for ever.
+    #[serde(default = "default_record_retention")]
+    pub job_record_retention_s: u64,
     /// Raft timing: the leader's heartbeat, and the election timeout range. Failover takes
     /// about 1.5-2x the maximum; keep the minimum well above the heartbeat.
     #[serde(default = "default_heartbeat")]
@@ -139,6 +144,10 @@ fn default_node_timeout() -> u64 {
 
 pub fn default_kill_wait() -> u64 {
     30
+}
+
+pub fn default_record_retention() -> u64 {
+    drover_controller::DEFAULT_RECORD_RETENTION_S
 }
 
 fn default_heartbeat() -> u64 {

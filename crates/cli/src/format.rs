@@ -1019,6 +1019,8 @@ pub(crate) mod testdata {
             "squeue" => include_str!("../tests/golden/slurm-22.05.8/squeue.txt"),
             "sinfo" => include_str!("../tests/golden/slurm-22.05.8/sinfo.txt"),
             "scancel" => include_str!("../tests/golden/slurm-22.05.8/scancel.txt"),
+            "sacct" => include_str!("../tests/golden/slurm-22.05.8/sacct.txt"),
+            "sacctmgr" => include_str!("../tests/golden/slurm-22.05.8/sacctmgr.txt"),
             _ => include_str!("../tests/golden/slurm-22.05.8/scontrol.txt"),
         };
         let start = text

@@ -14,12 +14,15 @@ pub mod getopt;
 pub mod identity;
 pub mod procs;
 pub mod roles;
+pub mod sacct;
+pub mod sacctmgr;
 pub mod sbatch_prep;
 pub mod scancel;
 pub mod scontrol_show;
 pub mod sim;
 pub mod sinfo;
 pub mod squeue;
+pub mod srun;
 pub mod up;
 
 use std::path::PathBuf;
@@ -31,6 +34,7 @@ const USAGE: &str = "drover — a Slurm-compatible workload manager with replica
 
 usage:
   drover up [--dir DIR] [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
+            [--job-record-retention-s S]
   drover restart --dir DIR ctld-<id>|noded-<name>
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
@@ -40,7 +44,7 @@ usage:
   drover bench sbatch --dir DIR [--jobs 500]
   drover sim --trace FILE.swf[.gz] [--policy fcfs|easy|drover|all] [--nodes N --cpus-per-node C]
              [--max-jobs N] [--json] [--plot FILE.svg]
-  drover sbatch|squeue|scancel|sinfo|scontrol ARGS...   (or call them through links of those names)
+  drover sbatch|squeue|scancel|sinfo|scontrol|sacct|sacctmgr ARGS...   (or through links of those names)
 ";
 
 /// Runs the binary; returns the process exit code.
@@ -76,10 +80,9 @@ fn command(name: &str, args: &[String]) -> i32 {
         "scancel" => commands::scancel(args),
         "sinfo" => commands::sinfo(args),
         "scontrol" => commands::scontrol(args),
-        "srun" | "sacct" | "sacctmgr" => {
-            eprintln!("{name}: error: {name} is not available in this version of drover yet");
-            1
-        }
+        "sacct" => commands::sacct(args),
+        "sacctmgr" => commands::sacctmgr(args),
+        "srun" => commands::srun(args),
         other => {
             eprintln!("drover: unknown command `{other}`\n\n{USAGE}");
             2
@@ -220,7 +223,14 @@ fn admin(sub: &str, args: &[String]) -> i32 {
 fn run_up(args: &[String]) -> anyhow::Result<()> {
     let f = Flags::parse(
         args,
-        &["dir", "replicas", "nodes", "cpus-per-node", "mem-per-node"],
+        &[
+            "dir",
+            "replicas",
+            "nodes",
+            "cpus-per-node",
+            "mem-per-node",
+            "job-record-retention-s",
+        ],
     )
     .map_err(anyhow::Error::msg)?;
     let n = |k: &str| f.num::<u64>(k).map_err(anyhow::Error::msg);
@@ -230,6 +240,8 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
         nodes: n("nodes")?.unwrap_or(2) as u32,
         cpus_per_node: n("cpus-per-node")?.map(|c| c as u32),
         mem_per_node_mb: n("mem-per-node")?,
+        job_record_retention_s: n("job-record-retention-s")?
+            .unwrap_or_else(config::default_record_retention),
     })
 }
 

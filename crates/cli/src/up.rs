@@ -22,6 +22,8 @@ pub struct UpArgs {
     pub nodes: u32,
     pub cpus_per_node: Option<u32>,
     pub mem_per_node_mb: Option<u64>,
+    /// sacct's records are purged this long after a job ends (a new cluster's config).
+    pub job_record_retention_s: u64,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -74,6 +76,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         cluster_name: "drover".to_string(),
         node_timeout_s: 30,
         kill_wait_s: crate::config::default_kill_wait(),
+        job_record_retention_s: args.job_record_retention_s,
         raft_heartbeat_ms: crate::config::ClusterConfig::default_timing().0,
         raft_election_min_ms: crate::config::ClusterConfig::default_timing().1,
         raft_election_max_ms: crate::config::ClusterConfig::default_timing().2,

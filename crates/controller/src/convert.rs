@@ -387,3 +387,60 @@ fn array_fields(job: &Job) -> pb::Assignment {
 fn compress(names: &[String]) -> String {
     drover_scheduler::hostlist::compress_sorted(names)
 }
+
+/// The account a job is charged to: drover has no account database yet, so every user is
+/// taken to be associated with the `root` account, as `sacctmgr show assoc` says.
+pub fn account_of(_uid: u32) -> &'static str {
+    "root"
+}
+
+/// An accounting row (sacct) on the wire.
+pub fn job_record(r: &sched::accounting::JobRecord) -> pb::JobRecord {
+    pb::JobRecord {
+        job_id: r.job_id.0,
+        array_job_id: r.array_job_id.map_or(0, |a| a.0),
+        array_task_id: r.array_task_id,
+        array_pending: r.array_pending.clone(),
+        array_max_running: r.array_max_running,
+        name: r.name.clone(),
+        partition: r.partition.clone(),
+        account: account_of(r.uid).to_string(),
+        user: r.user.clone(),
+        uid: r.uid,
+        gid: r.gid,
+        state: r.state.name().to_string(),
+        cancelled_by: r.cancelled_by,
+        exit_code: r.exit_code,
+        exit_signal: r.exit_signal,
+        submit_time: secs(Some(r.submit_at)),
+        eligible_time: secs(r.eligible_at),
+        start_time: secs(r.start_at),
+        end_time: secs(r.end_at),
+        time_limit_min: r.time_limit_min,
+        node_list: compress(&r.nodes),
+        num_nodes: if r.nodes.is_empty() {
+            r.req_nodes
+        } else {
+            r.nodes.len() as u32
+        },
+        alloc_cpus: r.alloc_cpus,
+        req_cpus: r.req_cpus,
+        req_nodes: r.req_nodes,
+        req_mem_mb: r.req_mem_mb,
+        reason: r.reason.name().to_string(),
+        work_dir: r.work_dir.clone(),
+        priority: r.priority,
+        qos: "normal".to_string(),
+        batch: r.batch.as_ref().map(|s| pb::StepRecord {
+            node: s.node.clone(),
+            cpus: s.cpus,
+            start_time: secs(Some(s.start_at)),
+            end_time: secs(s.end_at),
+            state: s.state.name().to_string(),
+            exit_code: s.exit_code,
+            exit_signal: s.exit_signal,
+            max_rss_kb: s.max_rss_kb,
+            total_cpu_ms: s.total_cpu_ms,
+        }),
+    }
+}

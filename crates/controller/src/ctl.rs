@@ -327,6 +327,38 @@ impl pb::ctl_server::Ctl for CtlService {
         }))
     }
 
+    async fn list_records(
+        &self,
+        request: Rpc<pb::ListRecordsRequest>,
+    ) -> Result<Response<pb::ListRecordsReply>, Status> {
+        let req = request.into_inner();
+        catch_up(&self.replica, req.consistency).await?;
+        let ids: Vec<JobId> = req.job_ids.iter().map(|&i| JobId(i)).collect();
+        let ((records, now_ms), applied_index) = self.replica.read(|s| {
+            let since_ms = u64::try_from(req.ended_since).unwrap_or(0) * 1000;
+            let rows = s.accounting_rows(&ids);
+            (
+                rows.iter()
+                    .filter(|r| r.end_at.is_none_or(|e| e >= since_ms))
+                    .map(convert::job_record)
+                    .collect::<Vec<_>>(),
+                s.now,
+            )
+        });
+        // The cluster's clock, or this replica's when nothing was applied yet.
+        let now = if now_ms == 0 {
+            wall_clock_s()
+        } else {
+            (now_ms / 1000) as i64
+        };
+        Ok(Response::new(pb::ListRecordsReply {
+            records,
+            applied_index,
+            now: now.max(wall_clock_s()),
+            cluster_name: self.shown.cluster_name.clone(),
+        }))
+    }
+
     async fn show_config(
         &self,
         request: Rpc<pb::ShowConfigRequest>,

@@ -31,6 +31,8 @@ pub struct LeaderConfig {
     /// After an election, no node is marked down before this much time has passed.
     pub election_grace: Duration,
     pub sched: SchedConfig,
+    /// Accounting records older than this are purged through the log; zero keeps them.
+    pub record_retention: Duration,
 }
 
 pub async fn supervise(
@@ -60,6 +62,11 @@ pub async fn supervise(
                     token.clone(),
                 ));
                 tokio::spawn(schedule(replica.clone(), cfg.sched.clone(), token.clone()));
+                tokio::spawn(purge_records(
+                    replica.clone(),
+                    cfg.record_retention,
+                    token.clone(),
+                ));
                 tokio::spawn(watch_liveness(
                     replica.clone(),
                     liveness.clone(),
@@ -151,6 +158,38 @@ async fn schedule(replica: Replica, sched: SchedConfig, token: CancellationToken
                 tracing::debug!(index, count, ?replies, "scheduling pass applied")
             }
             Err(e) => tracing::debug!("scheduling pass not applied: {e}"),
+        }
+    }
+}
+
+/// Proposes `PurgeRecords` once the oldest accounting record is older than the retention;
+/// apply removes the same records on every replica (`accounting::purge_due`).
+async fn purge_records(replica: Replica, retention: Duration, token: CancellationToken) {
+    if retention.is_zero() {
+        return;
+    }
+    // Often enough that a record outlives the retention by little (a short one in tests).
+    let every = (retention / 4).clamp(Duration::from_millis(500), Duration::from_secs(60));
+    let retention_ms = retention.as_millis() as u64;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = sleep(every) => {},
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (due, _) =
+            replica.read(|s| drover_scheduler::accounting::purge_due(s, now, retention_ms));
+        let Some(ended_before) = due else { continue };
+        let request = Request {
+            request_id: String::new(),
+            command: Command::PurgeRecords { ended_before },
+        };
+        if let Err(e) =
+            write::propose_bounded(&replica, vec![request], Instant::now() + PROPOSE_TIMEOUT).await
+        {
+            tracing::debug!("record purge not applied: {e}");
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct ControllerConfig {
     pub kill_wait_s: u64,
     /// The planner's settings and priority weights (`[scheduler]` in drover.toml).
     pub sched: SchedConfig,
+    /// Accounting records older than this are purged (slurmdbd's PurgeJobAfter); zero keeps
+    /// them for ever.
+    pub record_retention: Duration,
 }
 
 impl ControllerConfig {
@@ -65,9 +68,13 @@ impl ControllerConfig {
             cluster_name: "drover".to_string(),
             kill_wait_s: 30,
             sched: SchedConfig::default(),
+            record_retention: Duration::from_secs(DEFAULT_RECORD_RETENTION_S),
         }
     }
 }
+
+/// How long accounting records are kept by default: 30 days.
+pub const DEFAULT_RECORD_RETENTION_S: u64 = 30 * 24 * 3600;
 
 /// Runs a replica until `shutdown` is cancelled.
 pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -110,6 +117,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         node_timeout: cfg.node_timeout,
         election_grace: cfg.election_grace,
         sched: cfg.sched.clone(),
+        record_retention: cfg.record_retention,
     };
     tokio::spawn(leader::supervise(
         replica.clone(),

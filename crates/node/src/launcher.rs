@@ -142,6 +142,7 @@ pub async fn launch(
         node_index: 0,
         task_id: 0,
         array: a.array_task_id.map(|t| (a.array_job_id, t)),
+        step: "batch",
     };
     let stdout_pattern = if a.stdout.is_empty() {
         if a.array_task_id.is_some() {

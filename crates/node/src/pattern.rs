@@ -22,6 +22,8 @@ pub struct PatternContext<'a> {
     pub task_id: u32,
     /// Job arrays: the array's id (`%A`) and this task's index (`%a`); `None` outside arrays.
     pub array: Option<(u64, u32)>,
+    /// The step (`%s`, and `%J` = `<job>.<step>`): `batch` for the batch script, `0` for srun.
+    pub step: &'a str,
 }
 
 /// Expands `pattern` for `ctx`. Unknown `%` sequences are kept as written.
@@ -83,7 +85,7 @@ fn expand_field(out: &mut String, field: char, width: usize, ctx: &PatternContex
     let _ = match field {
         'A' => write!(out, "{:0width$}", ctx.array.map_or(ctx.job_id, |a| a.0)),
         'j' => write!(out, "{:0width$}", ctx.job_id),
-        'J' => write!(out, "{:0width$}.batch", ctx.job_id),
+        'J' => write!(out, "{:0width$}.{}", ctx.job_id, ctx.step),
         'a' => write!(
             out,
             "{:0width$}",
@@ -97,7 +99,7 @@ fn expand_field(out: &mut String, field: char, width: usize, ctx: &PatternContex
         'n' => write!(out, "{:0width$}", ctx.node_index),
         't' => write!(out, "{:0width$}", ctx.task_id),
         'N' => write!(out, "{}", ctx.node_name),
-        's' => write!(out, "batch"),
+        's' => write!(out, "{}", ctx.step),
         'u' => write!(out, "{}", ctx.user),
         'x' => write!(out, "{}", ctx.job_name),
         _ => Ok(()),
@@ -134,6 +136,7 @@ mod tests {
             node_index: 0,
             task_id: 0,
             array: None,
+            step: "batch",
         }
     }
 
@@ -174,6 +177,7 @@ mod tests {
         let c = PatternContext {
             job_id: 131,
             array: Some((128, 7)),
+            step: "batch",
             ..ctx()
         };
         assert_eq!(expand("slurm-%A_%a.out", &c), "slurm-128_7.out");

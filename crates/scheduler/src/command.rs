@@ -120,6 +120,10 @@ pub enum Command {
         update: JobUpdate,
         uid: u32,
     },
+    /// Drops the accounting records of jobs that ended before this time (proposed by the
+    /// leader from the configured retention, slurmdbd's `PurgeJobAfter`).
+    #[serde(rename = "purge_records")]
+    PurgeRecords { ended_before: TimestampMs },
 }
 
 /// What `scontrol update job` may change; `None`: left as it is.

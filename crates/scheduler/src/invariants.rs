@@ -16,6 +16,52 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     gpus_not_double_booked(state)?;
     dependency_index_exact(state)?;
     array_records_exact(state)?;
+    accounting_consistent(state)?;
+    Ok(())
+}
+
+/// Accounting records (`accounting.rs`): one per job id, each of a job that ended, indexed
+/// under its end time exactly once (the purge order); a pending cancellation (`CANCELLED by`)
+/// is kept only for a cancelled job still completing. Reference: slurm.md §1.7, §5.1.
+fn accounting_consistent(state: &ClusterState) -> Result<(), String> {
+    let acct = &state.accounting;
+    let expected: BTreeSet<(u64, JobId)> = acct
+        .records()
+        .map(|r| (r.end_at.unwrap_or(0), r.job_id))
+        .collect();
+    if &expected != acct.by_end() {
+        return Err(format!(
+            "accounting end index {:?} differs from the records {:?}",
+            acct.by_end(),
+            expected
+        ));
+    }
+    if let Some(r) = acct
+        .records()
+        .find(|r| !r.state.is_terminal() || r.end_at.is_none())
+    {
+        return Err(format!("accounting record {} has not ended", r.job_id));
+    }
+    if let Some(r) = acct
+        .records()
+        .find(|r| r.job_id.0 >= state.next_job_id.max(1))
+    {
+        return Err(format!(
+            "accounting record {} has an id never assigned",
+            r.job_id
+        ));
+    }
+    for id in acct.cancellations().keys() {
+        let ok = state
+            .jobs
+            .get(id)
+            .is_some_and(|j| j.state == JobState::Cancelled && j.completing);
+        if !ok {
+            return Err(format!(
+                "a cancellation is remembered for job {id}, which is not completing"
+            ));
+        }
+    }
     Ok(())
 }
 

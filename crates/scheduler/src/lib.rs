@@ -9,6 +9,7 @@
 //! Nothing here does I/O, reads a clock, draws a random number or iterates a hash map
 //! (enforced by `clippy.toml`): every replica that applies the same log reaches the same state.
 
+pub mod accounting;
 pub mod command;
 pub mod depend;
 pub mod hostlist;

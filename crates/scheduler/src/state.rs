@@ -4,6 +4,7 @@
 //! hash-map iteration. Every replica applies the same entries in the same order and reaches
 //! byte-identical state.
 
+use crate::accounting::Accounting;
 use crate::command::{
     Command, EndCause, JobRef, JobUpdate, NodeStateChange, Plan, Proposal, Rejection as Reject,
     Reply, Request,
@@ -55,6 +56,8 @@ pub struct ClusterState {
     dependents: BTreeMap<JobId, BTreeSet<JobId>>,
     /// Every record of a job array (its first record and the tasks split off), by array id.
     array_records: BTreeMap<JobId, BTreeSet<JobId>>,
+    /// sacct's records (`accounting.rs`).
+    pub accounting: Accounting,
 }
 
 /// What one job (or array task) named by a dependency is doing.
@@ -153,7 +156,7 @@ impl ClusterState {
     fn apply_command(&mut self, command: &Command) -> Reply {
         let result = match command {
             Command::Submit(spec) => self.submit(spec),
-            Command::Cancel { job_ids, uid: _ } => Ok(self.cancel(job_ids)),
+            Command::Cancel { job_ids, uid } => Ok(self.cancel(job_ids, *uid)),
             Command::RegisterNode(reg) => Ok(self.register_node(reg)),
             Command::SetNodeState { node, change } => self.set_node_state(node, change),
             Command::Allocate(plan) => Ok(self.allocate(plan)),
@@ -173,16 +176,17 @@ impl ClusterState {
                 self.partitions = parts.clone();
                 Ok(Reply::Ok)
             }
-            // Usage (max_rss_kb, total_cpu_ms) is not kept yet: accounting (sacct) will.
             Command::JobEnded {
                 job_id,
                 node,
                 exit_code,
                 signal,
                 cause,
-                max_rss_kb: _,
-                total_cpu_ms: _,
-            } => self.job_ended(*job_id, node, *exit_code, *signal, *cause),
+                max_rss_kb,
+                total_cpu_ms,
+            } => self
+                .job_ended(*job_id, node, *exit_code, *signal, *cause)
+                .inspect(|_| self.accounting.usage(*job_id, *max_rss_kb, *total_cpu_ms)),
             Command::CancelRefs { targets, uid } => Ok(self.cancel_refs(targets, *uid)),
             Command::Hold {
                 targets,
@@ -202,6 +206,10 @@ impl ClusterState {
                 update,
                 uid,
             } => Ok(self.update_jobs(targets, update, *uid)),
+            Command::PurgeRecords { ended_before } => {
+                self.accounting.purge(*ended_before);
+                Ok(Reply::Ok)
+            }
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -335,32 +343,32 @@ impl ClusterState {
         Ok(Reply::Submitted { job_id: id })
     }
 
-    fn cancel(&mut self, job_ids: &[JobId]) -> Reply {
+    fn cancel(&mut self, job_ids: &[JobId], uid: u32) -> Reply {
         let outcomes = job_ids
             .iter()
             .map(|&job| {
                 let r = JobRef { job, task: None };
-                (job, self.cancel_ref(r).err())
+                (job, self.cancel_ref(r, uid).err())
             })
             .collect();
         Reply::Cancelled { outcomes }
     }
 
-    fn cancel_refs(&mut self, targets: &[JobRef], _uid: u32) -> Reply {
+    fn cancel_refs(&mut self, targets: &[JobRef], uid: u32) -> Reply {
         let outcomes = targets
             .iter()
-            .map(|&r| (r, self.cancel_ref(r).err()))
+            .map(|&r| (r, self.cancel_ref(r, uid).err()))
             .collect();
         Reply::Outcomes { outcomes }
     }
 
     /// Cancels a job, every record of an array (`12`), or one task (`12_3`; a task that has
     /// not started is split off into its own CANCELLED record, as Slurm does).
-    fn cancel_ref(&mut self, r: JobRef) -> Result<(), Reject> {
+    fn cancel_ref(&mut self, r: JobRef, uid: u32) -> Result<(), Reject> {
         let records = self.resolve(r)?;
         let mut any = false;
         for id in records {
-            any |= self.cancel_record(id);
+            any |= self.cancel_record(id, uid);
         }
         if any {
             Ok(())
@@ -444,7 +452,7 @@ impl ClusterState {
     }
 
     /// Cancels one record; false when it had already ended.
-    fn cancel_record(&mut self, id: JobId) -> bool {
+    fn cancel_record(&mut self, id: JobId, uid: u32) -> bool {
         let now = self.now;
         let Some(job) = self.jobs.get_mut(&id) else {
             return false;
@@ -458,11 +466,13 @@ impl ClusterState {
         job.requeue = None;
         job.state = JobState::Cancelled;
         job.end_at = Some(now);
+        self.accounting.cancelled(id, uid);
         if was_running {
             // Resources stay held until the batch host confirms the processes ended.
             job.completing = true;
         } else {
             self.finished.insert((now, id));
+            self.record_end(id, None);
             self.forget_dependent(id);
             self.dependency_event(id);
         }
@@ -583,7 +593,7 @@ impl ClusterState {
                     }
                     done = true;
                 }
-                JobState::Pending if signal == SIGKILL => done |= self.cancel_record(id),
+                JobState::Pending if signal == SIGKILL => done |= self.cancel_record(id, uid),
                 JobState::Pending => pending = true,
                 _ => {}
             }
@@ -723,6 +733,7 @@ impl ClusterState {
         job.expected_start_at = None;
         job.sched_nodes.clear();
         job.signals.clear();
+        self.accounting.requeued(id);
         if hold {
             job.priority = 0;
             job.reason = PendingReason::JobHeldUser;
@@ -1064,9 +1075,11 @@ impl ClusterState {
         usage.at = now;
         self.array_running(id, false);
         match requeue {
+            // A requeued run leaves no record: sacct shows the job's last run.
             Some(hold) => self.back_to_pending(id, hold),
             None => {
                 self.finished.insert((end, id));
+                self.record_end(id, Some((exit_code, signal)));
                 self.dependency_event(id);
             }
         }

@@ -111,13 +111,19 @@ fn unit_of(suffix: &str) -> Option<Unit> {
 /// then print an integer, or two decimals if a fraction is left. Like Slurm, this works in
 /// `f64`, and units past `P` print as `?`.
 pub fn format_mem_mb(mb: u64) -> String {
-    const UNITS: [char; 5] = ['M', 'G', 'T', 'P', '?'];
-    if mb == 0 {
+    format_size_exact(mb, 2)
+}
+
+/// [`format_mem_mb`] for a count in any unit: `unit` 0 is none (bytes), 1 `K`, 2 `M`, …
+/// (sacct's MaxRSS is bytes: `1234K`, `2M`).
+pub fn format_size_exact(count: u64, unit: usize) -> String {
+    const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "?"];
+    if count == 0 {
         return "0".to_string();
     }
     // Slurm converts the count to `double` too; the rounding is part of the behaviour.
-    let mut num = mb as f64;
-    let mut unit = 0usize;
+    let mut num = count as f64;
+    let mut unit = unit.min(UNITS.len() - 1);
     // `u64::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
     #[allow(clippy::manual_is_multiple_of)]
     while num >= 1024.0 && whole_part(num) % 512 == 0 {

@@ -483,7 +483,8 @@ fn arb_command() -> impl Strategy<Value = Command> {
                 s.dependency = Some(depend::Dependency::parse(&text).expect("generated dependencies parse"));
                 Command::Submit(s)
             }),
-        1 => (1u64..20).prop_map(|id| Command::Cancel { job_ids: vec![JobId(id)], uid: 0 }),
+        1 => (1u64..20, prop::sample::select(vec![0u32, 1000])).prop_map(|(id, uid)| Command::Cancel { job_ids: vec![JobId(id)], uid }),
+        1 => (0u64..600_000).prop_map(|t| Command::PurgeRecords { ended_before: t }),
         1 => (1u64..20, prop::option::of(0u32..5)).prop_map(|(id, task)| Command::CancelRefs { targets: vec![JobRef { job: JobId(id), task }], uid: 0 }),
         1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY, prop::sample::select(vec![0u32, 1000, 1001]))
             .prop_map(|(id, task, admin, uid)| Command::Hold { targets: vec![JobRef { job: JobId(id), task }], admin, uid }),

@@ -186,3 +186,18 @@ fn squeue_sinfo_scontrol_and_scancel_on_a_cluster() {
     let all = text(&q.stdout);
     assert!(all.contains(&format!("{held} CANCELLED\n")), "{all}");
 }
+
+/// A command's cached read index from another cluster (same addresses, a new cluster) is
+/// forgotten: the leader says no index that high exists here, and the read goes through.
+#[test]
+fn a_cached_index_from_another_cluster_is_forgotten() {
+    let c = TestCluster::start(3, 1);
+    let (_, leader) = c.leader(Duration::from_secs(10));
+    let cache = c.dir.path().join("client-state");
+    std::fs::write(&cache, format!("999999999 {leader}\n")).unwrap();
+    let q = c.cmd("squeue", &["-h"]);
+    assert!(q.status.success(), "{}", text(&q.stderr));
+    let saved = std::fs::read_to_string(&cache).unwrap();
+    let index: u64 = saved.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(index < 999_999_999, "the foreign index was kept: {saved}");
+}

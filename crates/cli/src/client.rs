@@ -11,9 +11,15 @@ use crate::config::ClusterConfig;
 use drover_proto as pb;
 use drover_proto::ctl_client::CtlClient;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+/// The controllers' error for a read index no replica of the cluster can reach
+/// (`drover_controller::ctl::FOREIGN_INDEX`; the commands do not link the controller).
+const FOREIGN_INDEX: &str = "index from another cluster";
 
 /// How long one command keeps trying before it reports the cluster unreachable.
 const OVERALL_DEADLINE: Duration = Duration::from_secs(20);
@@ -37,8 +43,25 @@ pub struct Cluster {
     channels: Vec<Option<Channel>>,
     /// Index into `addrs` to try first.
     preferred: usize,
-    seen_index: u64,
+    /// Shared with the read requests a call builds ([`Consistency`]), so that a reset is seen
+    /// by the next try.
+    seen_index: Arc<AtomicU64>,
+    /// The cached index was from another cluster: `save` must not keep it.
+    reset: bool,
     cache: Option<PathBuf>,
+}
+
+/// What a read carries: the highest index this client has seen, read when the request is
+/// built (each try of a call builds it again).
+#[derive(Clone, Debug)]
+pub struct Consistency(Arc<AtomicU64>);
+
+impl Consistency {
+    pub fn get(&self) -> Option<pb::ReadConsistency> {
+        Some(pb::ReadConsistency {
+            min_index: self.0.load(Ordering::Relaxed),
+        })
+    }
 }
 
 fn cache_path() -> Option<PathBuf> {
@@ -85,7 +108,8 @@ impl Cluster {
             channels: vec![None; addrs.len()],
             addrs,
             preferred,
-            seen_index,
+            seen_index: Arc::new(AtomicU64::new(seen_index)),
+            reset: false,
             cache,
         }
     }
@@ -133,7 +157,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + OVERALL_DEADLINE;
         let mut errors: Vec<String> = vec![String::new(); self.addrs.len()];
         let mut pause = Duration::from_millis(50);
-        loop {
+        'round: loop {
             for k in 0..self.addrs.len() {
                 let i = (self.preferred + k) % self.addrs.len();
                 let channel = match self.channel(i) {
@@ -150,6 +174,18 @@ impl Cluster {
                     Ok(v) => {
                         self.preferred = i;
                         return Ok(v);
+                    }
+                    Err(s)
+                        if s.code() == Code::FailedPrecondition
+                            && s.message().starts_with(FOREIGN_INDEX)
+                            && self.seen_index.load(Ordering::Relaxed) > 0 =>
+                    {
+                        // The cached index is from another cluster (the same addresses, a
+                        // new cluster): forget it and ask again at once.
+                        self.seen_index.store(0, Ordering::Relaxed);
+                        self.reset = true;
+                        errors[i] = describe(&s);
+                        continue 'round;
                     }
                     Err(s) if is_retryable(&s) => {
                         errors[i] = describe(&s);
@@ -176,15 +212,14 @@ impl Cluster {
         }
     }
 
-    pub fn consistency(&self) -> Option<pb::ReadConsistency> {
-        Some(pb::ReadConsistency {
-            min_index: self.seen_index,
-        })
+    /// The read consistency of this client; `.get()` it where the request is built.
+    pub fn consistency(&self) -> Consistency {
+        Consistency(self.seen_index.clone())
     }
 
     /// Remembers an index this client has seen (and where the leader was), for the next command.
     pub fn saw(&mut self, index: u64) {
-        self.seen_index = self.seen_index.max(index);
+        self.seen_index.fetch_max(index, Ordering::Relaxed);
     }
 
     /// Writes the cache file (best effort: a command never fails because of it).
@@ -192,7 +227,13 @@ impl Cluster {
         let Some(path) = &self.cache else { return };
         let leader = self.addrs.get(self.preferred).cloned().unwrap_or_default();
         let (old_index, _) = read_cache(path);
-        let text = format!("{} {}\n", self.seen_index.max(old_index), leader);
+        let seen = self.seen_index.load(Ordering::Relaxed);
+        let index = if self.reset {
+            seen
+        } else {
+            seen.max(old_index)
+        };
+        let text = format!("{index} {leader}\n");
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }

@@ -225,7 +225,7 @@ async fn load_jobs(
     let reply = cluster
         .call(|mut c| {
             let req = pb::ListJobsRequest {
-                consistency,
+                consistency: consistency.get(),
                 job_ids: job_ids.clone(),
             };
             async move { c.list_jobs(req).await.map(|r| r.into_inner()) }
@@ -238,13 +238,16 @@ async fn load_jobs(
 async fn load_nodes(cluster: &mut Cluster) -> Result<Vec<pb::NodeInfo>, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
-        .call(|mut c| async move {
-            c.list_nodes(pb::ListNodesRequest {
-                consistency,
-                names: vec![],
-            })
-            .await
-            .map(|r| r.into_inner())
+        .call(|mut c| {
+            let consistency = consistency.get();
+            async move {
+                c.list_nodes(pb::ListNodesRequest {
+                    consistency,
+                    names: vec![],
+                })
+                .await
+                .map(|r| r.into_inner())
+            }
         })
         .await?;
     cluster.saw(reply.applied_index);
@@ -254,10 +257,13 @@ async fn load_nodes(cluster: &mut Cluster) -> Result<Vec<pb::NodeInfo>, ClientEr
 async fn load_partitions(cluster: &mut Cluster) -> Result<Vec<pb::PartitionInfo>, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
-        .call(|mut c| async move {
-            c.list_partitions(pb::ListPartitionsRequest { consistency })
-                .await
-                .map(|r| r.into_inner())
+        .call(|mut c| {
+            let consistency = consistency.get();
+            async move {
+                c.list_partitions(pb::ListPartitionsRequest { consistency })
+                    .await
+                    .map(|r| r.into_inner())
+            }
         })
         .await?;
     cluster.saw(reply.applied_index);
@@ -350,7 +356,7 @@ async fn load_records(
     let reply = cluster
         .call(|mut c| {
             let req = pb::ListRecordsRequest {
-                consistency,
+                consistency: consistency.get(),
                 job_ids: job_ids.clone(),
                 ended_since,
             };
@@ -658,10 +664,13 @@ fn ping_all(
 async fn load_config(cluster: &mut Cluster) -> Result<pb::ShowConfigReply, ClientError> {
     let consistency = cluster.consistency();
     let reply = cluster
-        .call(|mut c| async move {
-            c.show_config(pb::ShowConfigRequest { consistency })
-                .await
-                .map(|r| r.into_inner())
+        .call(|mut c| {
+            let consistency = consistency.get();
+            async move {
+                c.show_config(pb::ShowConfigRequest { consistency })
+                    .await
+                    .map(|r| r.into_inner())
+            }
         })
         .await?;
     cluster.saw(reply.applied_index);

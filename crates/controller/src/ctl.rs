@@ -21,6 +21,10 @@ pub fn wall_clock_s() -> i64 {
         .unwrap_or(0)
 }
 
+/// Starts the error of a read whose `min_index` no replica of this cluster can reach; the
+/// commands forget their cached index when they see it.
+pub const FOREIGN_INDEX: &str = "index from another cluster";
+
 /// Waits until this replica has applied `min_index`; a replica that stays behind says so and
 /// the client tries another one.
 pub async fn catch_up(
@@ -28,8 +32,19 @@ pub async fn catch_up(
     consistency: Option<pb::ReadConsistency>,
 ) -> Result<(), Status> {
     let min_index = consistency.map(|c| c.min_index).unwrap_or(0);
-    if replica.applied_index() >= min_index || replica.wait_applied(min_index, READ_CATCH_UP).await
-    {
+    if replica.applied_index() >= min_index {
+        return Ok(());
+    }
+    // Every index of this cluster is in its leader's log: one past it was seen elsewhere (a
+    // client's cache from another cluster), and waiting would never end.
+    let status = replica.status();
+    let last = status.last_log_index.unwrap_or(0);
+    if status.leader_id == Some(status.id) && min_index > last {
+        return Err(Status::failed_precondition(format!(
+            "{FOREIGN_INDEX}: the client has seen index {min_index}, this cluster's log ends at {last}"
+        )));
+    }
+    if replica.wait_applied(min_index, READ_CATCH_UP).await {
         return Ok(());
     }
     Err(Status::unavailable(format!(

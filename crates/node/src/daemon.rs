@@ -781,7 +781,11 @@ impl Daemon {
                 for (report, ack_index) in &delivered {
                     rejections.remove(&report.request_id);
                     tracing::debug!(job_id = report.job_id, kind = ?report.kind, ack_index, "report delivered");
-                    if report.kind.is_final() {
+                    // The answer to a run's final report; a requeued job may already run
+                    // again here, and that run has not finished.
+                    let later_run = jobs.running.contains_key(&report.job_id)
+                        || jobs.attempt(report.job_id) != report.restarts;
+                    if report.kind.is_final() && !later_run {
                         jobs.finished.insert(report.job_id, Some(*ack_index));
                         any_final = true;
                     }

@@ -323,3 +323,54 @@ fn scontrol_update_changes_jobs_and_drains_nodes() {
     assert!(resume.status.success(), "{}", stderr(&resume));
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 }
+
+#[test]
+fn sbatch_wait_returns_the_jobs_exit_code_and_open_mode_append_keeps_output() {
+    let (c, work, addrs) = cluster();
+    let out = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["--wait", "-o", "/dev/null", "--wrap", "exit 3"],
+        &work,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("Submitted batch job "));
+    let out = c.cmd_at(&addrs, "sbatch", &["-W", "--wrap", "true"], &work, None);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Two runs into one file: appended with --open-mode=append, emptied first without.
+    for mode in ["append", "a"] {
+        let out = c.cmd_at(
+            &addrs,
+            "sbatch",
+            &[
+                "-W",
+                "-o",
+                "kept.txt",
+                &format!("--open-mode={mode}"),
+                "--wrap",
+                "echo run",
+            ],
+            &work,
+            None,
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.join("kept.txt")).unwrap(),
+        "run\nrun\n"
+    );
+    let out = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["-W", "-o", "kept.txt", "--wrap", "echo new"],
+        &work,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(work.join("kept.txt")).unwrap(),
+        "new\n"
+    );
+}

@@ -8,6 +8,7 @@ use crate::{
 use drover_proto as pb;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 /// Exit codes (Slurm's): 0 success, 1 error.
 pub const EXIT_OK: i32 = 0;
@@ -82,6 +83,9 @@ pub fn sbatch(args: &[String]) -> i32 {
                 out(&format!("{}\n", reply.job_id));
             } else if !prepared.quiet {
                 out(&format!("Submitted batch job {}\n", reply.job_id));
+            }
+            if prepared.wait {
+                return wait_for_job(&mut cluster, reply.job_id);
             }
             EXIT_OK
         }
@@ -233,6 +237,44 @@ async fn load_jobs(
         .await?;
     cluster.saw(reply.applied_index);
     Ok(reply.jobs)
+}
+
+/// `sbatch --wait`: polls until every record of the job (every task of an array) has ended;
+/// the exit code is the job's (the highest of an array's tasks), 1 for one killed by a
+/// signal (sbatch.c `_job_wait`).
+fn wait_for_job(cluster: &mut Cluster, job_id: u64) -> i32 {
+    let rt = runtime();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(2));
+        let jobs = match rt.block_on(load_jobs(cluster, vec![job_id])) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                eprintln!("sbatch: error: while waiting for job {job_id}: {e}");
+                continue;
+            }
+        };
+        cluster.save();
+        let done = |j: &pb::JobInfo| {
+            !matches!(
+                j.state.as_str(),
+                "PENDING" | "RUNNING" | "COMPLETING" | "SUSPENDED"
+            )
+        };
+        if jobs.is_empty() || !jobs.iter().all(done) {
+            if jobs.is_empty() {
+                eprintln!("sbatch: error: job {job_id} is no longer known to the cluster");
+                return EXIT_ERROR;
+            }
+            continue;
+        }
+        return jobs
+            .iter()
+            .map(|j| if j.exit_signal != 0 { 1 } else { j.exit_code })
+            .max()
+            .unwrap_or(0);
+    }
 }
 
 async fn load_nodes(cluster: &mut Cluster) -> Result<Vec<pb::NodeInfo>, ClientError> {

@@ -54,6 +54,8 @@ pub struct UserIdentity {
 /// A job ready to submit, plus the output flags that change what sbatch prints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
+    /// `-W/--wait`: wait for the job to end, and exit with its exit code.
+    pub wait: bool,
     pub spec: JobSpec,
     /// `--parsable`: print `<id>` instead of `Submitted batch job <id>`.
     pub parsable: bool,
@@ -144,6 +146,13 @@ enum Key {
     Begin,
     Dependency,
     Signal,
+    Gpus,
+    GpusPerTask,
+    CpusPerGpu,
+    MemPerGpu,
+    Export,
+    OpenMode,
+    Wait,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -212,23 +221,23 @@ static OPTIONS: &[OptDef] = &[
     opt("core-spec", Some('S'), Required, Key::Ignored),
     opt("cores-per-socket", None, Required, Key::Ignored),
     opt("cpu-freq", None, Required, Key::Ignored),
-    opt("cpus-per-gpu", None, Required, Key::Ignored),
+    opt("cpus-per-gpu", None, Required, Key::CpusPerGpu),
     opt("deadline", None, Required, Key::Ignored),
     opt("delay-boot", None, Required, Key::Ignored),
     opt("dependency", Some('d'), Required, Key::Dependency),
     opt("distribution", Some('m'), Required, Key::Ignored),
     opt("exclude", Some('x'), Required, Key::Exclude),
     opt("exclusive", None, Optional, Key::Exclusive),
-    opt("export", None, Required, Key::Ignored),
+    opt("export", None, Required, Key::Export),
     opt("extra", None, Required, Key::Ignored),
     opt("extra-node-info", Some('B'), Required, Key::Ignored),
     opt("get-user-env", None, Optional, Key::Ignored),
     opt("gpu-bind", None, Required, Key::Ignored),
     opt("gpu-freq", None, Required, Key::Ignored),
-    opt("gpus", Some('G'), Required, Key::Ignored),
+    opt("gpus", Some('G'), Required, Key::Gpus),
     opt("gpus-per-node", None, Required, Key::GpusPerNode),
     opt("gpus-per-socket", None, Required, Key::Ignored),
-    opt("gpus-per-task", None, Required, Key::Ignored),
+    opt("gpus-per-task", None, Required, Key::GpusPerTask),
     opt("gres", None, Required, Key::Gres),
     opt("gres-flags", None, Required, Key::Ignored),
     opt("hint", None, Required, Key::Ignored),
@@ -240,7 +249,7 @@ static OPTIONS: &[OptDef] = &[
     opt("mail-user", None, Required, Key::Ignored),
     opt("mcs-label", None, Required, Key::Ignored),
     opt("mem-bind", None, Required, Key::Ignored),
-    opt("mem-per-gpu", None, Required, Key::Ignored),
+    opt("mem-per-gpu", None, Required, Key::MemPerGpu),
     opt("mincpus", None, Required, Key::Ignored),
     opt("network", None, Required, Key::Ignored),
     opt("nice", None, Optional, Key::Nice),
@@ -253,7 +262,7 @@ static OPTIONS: &[OptDef] = &[
     opt("ntasks-per-tres", None, Required, Key::Ignored),
     opt("ntasks-per-gpu", None, Required, Key::Ignored),
     opt("oom-kill-step", None, Optional, Key::Ignored),
-    opt("open-mode", None, Required, Key::Ignored),
+    opt("open-mode", None, Required, Key::OpenMode),
     opt("overcommit", Some('O'), No, Key::Ignored),
     opt("oversubscribe", Some('s'), No, Key::Ignored),
     opt("prefer", None, Required, Key::Ignored),
@@ -294,7 +303,7 @@ static OPTIONS: &[OptDef] = &[
     opt("uid", None, Required, Key::Unsupported),
     opt("usage", None, No, Key::Unsupported),
     opt("version", Some('V'), No, Key::Unsupported),
-    opt("wait", Some('W'), No, Key::Unsupported),
+    opt("wait", Some('W'), No, Key::Wait),
 ];
 
 /// Environment variables that set options (src/sbatch/opt.c `env_vars`), restricted to the ones
@@ -544,6 +553,17 @@ struct Opts {
     dependency: Option<String>,
     /// `--signal`: (signal, seconds before the time limit, batch shell only).
     signal: Option<(i32, u32, bool)>,
+    /// `-G/--gpus=[type:]N` (for the whole job) and `--gpus-per-task=[type:]N`.
+    gpus_total: Option<(u32, Option<String>)>,
+    gpus_per_task: Option<(u32, Option<String>)>,
+    cpus_per_gpu: Option<u32>,
+    mem_per_gpu_mb: Option<u64>,
+    /// `--export` as given.
+    export: Option<String>,
+    /// `--open-mode=append`.
+    open_append: bool,
+    /// `-W/--wait`.
+    wait: bool,
 }
 
 impl Opts {
@@ -644,6 +664,30 @@ impl Opts {
                 }
                 self.dependency = Some(value);
             }
+            Key::Gpus => self.gpus_total = Some(parse_gpus(&value, "--gpus")?),
+            Key::GpusPerTask => self.gpus_per_task = Some(parse_gpus(&value, "--gpus-per-task")?),
+            Key::CpusPerGpu => self.cpus_per_gpu = Some(parse_positive(&value, "--cpus-per-gpu")?),
+            Key::MemPerGpu => match parse_mem_mb(&value) {
+                Some(mb) => self.mem_per_gpu_mb = Some(mb),
+                None => {
+                    return Err(SbatchError::error(
+                        &["Invalid --mem-per-gpu specification"],
+                        EXIT_OPTION,
+                    ))
+                }
+            },
+            Key::Export => self.export = Some(value),
+            Key::OpenMode => match value.to_ascii_lowercase().as_str() {
+                "a" | "append" => self.open_append = true,
+                "t" | "truncate" => self.open_append = false,
+                _ => {
+                    return Err(SbatchError::error(
+                        &["Invalid --open-mode argument: must be \"append\" or \"truncate\""],
+                        EXIT_OPTION,
+                    ))
+                }
+            },
+            Key::Wait => self.wait = true,
             Key::Signal => match parse_signal_option(&value) {
                 Some(w) => self.signal = Some(w),
                 None => {
@@ -1076,6 +1120,55 @@ pub fn prepare(
     build_spec(opts, source, script, env, cwd, user)
 }
 
+/// The submit environment as `--export` passes it on (sbatch(1)): `ALL` (the default) or
+/// `ALL,VAR=val,...` (everything, plus or overriding the listed ones), `NONE` (nothing), or a
+/// list `VAR[=val],...` (only those, and the `SLURM_*` variables).
+fn exported(
+    env: &BTreeMap<String, String>,
+    export: Option<&str>,
+) -> Result<BTreeMap<String, String>, SbatchError> {
+    let Some(export) = export.map(str::trim).filter(|e| !e.is_empty()) else {
+        return Ok(env.clone());
+    };
+    let items: Vec<&str> = export.split(',').filter(|s| !s.is_empty()).collect();
+    let all = items.iter().any(|i| i.eq_ignore_ascii_case("ALL"));
+    let none = items.iter().any(|i| i.eq_ignore_ascii_case("NONE"));
+    let mut out: BTreeMap<String, String> = if all {
+        env.clone()
+    } else if none {
+        BTreeMap::new()
+    } else {
+        env.iter()
+            .filter(|(k, _)| k.starts_with("SLURM_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    for item in items {
+        if item.eq_ignore_ascii_case("ALL") || item.eq_ignore_ascii_case("NONE") {
+            continue;
+        }
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => {
+                return Err(SbatchError::error(
+                    &[&format!(
+                        "Invalid --export specification `{export}`: `{item}` names no variable"
+                    )],
+                    EXIT_OPTION,
+                ))
+            }
+            None => {
+                if let Some(v) = env.get(item) {
+                    out.insert(item.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn flag_env_on(value: &str) -> bool {
     value.is_empty()
         || value.eq_ignore_ascii_case("yes")
@@ -1121,6 +1214,47 @@ fn build_spec(
         (None, Some(per_node)) => (nodes_min.saturating_mul(per_node), true),
         (None, None) => (1, false),
     };
+
+    // GPUs per node from whichever form was given (`--gres`/`--gpus-per-node` first, then
+    // per task, then for the whole job spread over its nodes); CPUs and memory per GPU then
+    // size the node's share.
+    let tasks_per_node = ntasks.div_ceil(nodes_min.max(1)).max(1);
+    if opts.gpus.is_none() {
+        opts.gpus = match (&opts.gpus_per_task, &opts.gpus_total) {
+            (Some((g, t)), _) => Some((g.saturating_mul(tasks_per_node), t.clone())),
+            (None, Some((n, t))) => Some((n.div_ceil(nodes_min.max(1)), t.clone())),
+            (None, None) => None,
+        };
+    }
+    let gpus_per_node = opts.gpus.as_ref().map_or(0, |g| g.0);
+    if (opts.cpus_per_gpu.is_some() || opts.mem_per_gpu_mb.is_some()) && gpus_per_node == 0 {
+        return Err(SbatchError::error(
+            &["--cpus-per-gpu and --mem-per-gpu need GPUs: add --gpus, --gpus-per-node, --gpus-per-task or --gres=gpu:N"],
+            EXIT_ERROR,
+        ));
+    }
+    if let Some(per_gpu) = opts.cpus_per_gpu {
+        if opts.cpus_per_task.is_some() {
+            return Err(SbatchError::fatal(
+                "--cpus-per-gpu is mutually exclusive with --cpus-per-task",
+            ));
+        }
+        let cpus = per_gpu.saturating_mul(gpus_per_node);
+        opts.cpus_per_task = Some(cpus.div_ceil(tasks_per_node).max(1));
+    }
+    if let Some(per_gpu) = opts.mem_per_gpu_mb {
+        if opts.mem_mb.is_some() || opts.mem_per_cpu_mb.is_some() {
+            return Err(SbatchError::fatal(
+                "--mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive.",
+            ));
+        }
+        opts.mem_mb = Some((
+            per_gpu.saturating_mul(u64::from(gpus_per_node)),
+            Source::Cli,
+        ));
+    }
+    let env = exported(env, opts.export.as_deref())?;
+    let env = &env;
 
     let work_dir = match &opts.chdir {
         Some(dir) => absolute(cwd, Path::new(dir)),
@@ -1177,11 +1311,13 @@ fn build_spec(
         begin_time: opts.begin.unwrap_or(0),
         dependency: opts.dependency.unwrap_or_default(),
         array: opts.array.unwrap_or_default(),
+        open_append: opts.open_append,
         warn_signal: opts.signal.map_or(0, |w| w.0),
         warn_secs: opts.signal.map_or(0, |w| w.1),
         warn_batch: opts.signal.is_some_and(|w| w.2),
     };
     Ok(Prepared {
+        wait: opts.wait,
         spec,
         parsable: opts.parsable,
         quiet: opts.quiet,
@@ -1754,5 +1890,77 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    /// Reference: sbatch(1) `--gpus`, `--gpus-per-task`, `--cpus-per-gpu`, `--mem-per-gpu`:
+    /// each becomes the node's share of GPUs, CPUs and memory.
+    #[test]
+    fn gpu_forms_size_the_node_share() {
+        let (p, _dir) = ok(&["-G", "a100:4", "-N", "2", "job.sh"], &[], PLAIN);
+        assert_eq!(
+            (p.spec.gpus_per_node, p.spec.gpu_type.as_str()),
+            (2, "a100")
+        );
+        let (p, _dir) = ok(
+            &[
+                "--gpus-per-task=2",
+                "-n",
+                "3",
+                "--cpus-per-gpu=4",
+                "--mem-per-gpu=8G",
+                "job.sh",
+            ],
+            &[],
+            PLAIN,
+        );
+        assert_eq!(p.spec.gpus_per_node, 6);
+        assert_eq!(
+            p.spec.cpus_per_task, 8,
+            "4 CPUs for each of 6 GPUs over 3 tasks"
+        );
+        assert_eq!(p.spec.mem_per_node_mb, 6 * 8 * 1024);
+        let e = err(
+            &["--cpus-per-gpu=2", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(e.message.contains("need GPUs"), "{}", e.message);
+        let e = err(
+            &["--gpus=2", "--mem-per-gpu=1G", "--mem=4G", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(e.message.contains("mutually exclusive"), "{}", e.message);
+    }
+
+    /// Reference: sbatch(1) `--export`: ALL (default), NONE, a list (with SLURM_*), ALL plus
+    /// assignments; `--open-mode`; `--wait`.
+    #[test]
+    fn export_open_mode_and_wait() {
+        let env = [("HOME", "/home/alice"), ("SLURM_CONF", "/x"), ("FOO", "1")];
+        let keys = |p: &Prepared| -> Vec<String> {
+            p.spec
+                .env
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, kv.value))
+                .collect()
+        };
+        let (p, _dir) = ok(&["job.sh"], &env, PLAIN);
+        assert!(keys(&p).contains(&"FOO=1".to_string()));
+        let (p, _dir) = ok(&["--export=NONE", "job.sh"], &env, PLAIN);
+        assert!(keys(&p).is_empty(), "{:?}", keys(&p));
+        let (p, _dir) = ok(&["--export=FOO,BAR=2", "job.sh"], &env, PLAIN);
+        assert_eq!(keys(&p), vec!["BAR=2", "FOO=1", "SLURM_CONF=/x"]);
+        let (p, _dir) = ok(
+            &["--export=ALL,FOO=3", "--open-mode=append", "-W", "job.sh"],
+            &env,
+            PLAIN,
+        );
+        assert!(keys(&p).contains(&"FOO=3".to_string()));
+        assert!(keys(&p).contains(&"HOME=/home/alice".to_string()));
+        assert!(p.spec.open_append && p.wait);
+        let e = err(
+            &["--open-mode=sideways", "job.sh"],
+            &[("job.sh", PLAIN.as_bytes())],
+        );
+        assert!(e.message.contains("--open-mode"), "{}", e.message);
     }
 }

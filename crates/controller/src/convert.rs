@@ -67,6 +67,7 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         begin_at: (spec.begin_time > 0).then(|| spec.begin_time as u64 * MS),
         dependency,
         array,
+        open_append: spec.open_append,
         signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
             signal: spec.warn_signal,
             secs: spec.warn_secs,
@@ -318,6 +319,7 @@ pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
                 scope: scope_number(r.scope),
             })
             .collect(),
+        open_append: job.spec.open_append,
         warn_signal: job.spec.signal_warning.map_or(0, |w| w.signal),
         warn_secs: job.spec.signal_warning.map_or(0, |w| w.secs),
         warn_batch: job

@@ -155,10 +155,11 @@ pub async fn launch(
     };
     let stdout_path = work_dir.join(pattern::expand(stdout_pattern, &patterns));
     let owner = switch_user.then_some((a.uid, a.gid));
-    let stdout = open_output(&stdout_path, owner).map_err(|source| LaunchError::Output {
-        path: stdout_path.clone(),
-        source,
-    })?;
+    let stdout =
+        open_output(&stdout_path, owner, a.open_append).map_err(|source| LaunchError::Output {
+            path: stdout_path.clone(),
+            source,
+        })?;
     let (stderr, stderr_path) = if a.stderr.is_empty() {
         let f = stdout.try_clone().map_err(|source| LaunchError::Output {
             path: stdout_path.clone(),
@@ -167,7 +168,7 @@ pub async fn launch(
         (f, stdout_path.clone())
     } else {
         let path = work_dir.join(pattern::expand(&a.stderr, &patterns));
-        let f = open_output(&path, owner).map_err(|source| LaunchError::Output {
+        let f = open_output(&path, owner, a.open_append).map_err(|source| LaunchError::Output {
             path: path.clone(),
             source,
         })?;
@@ -502,8 +503,9 @@ fn write_script(
 }
 
 /// Opens an output file for appending (O_APPEND, so stdout and stderr sharing it interleave
-/// without overwriting), emptied first as Slurm's default `--open-mode=truncate` does.
-fn open_output(path: &Path, owner: Option<(u32, u32)>) -> io::Result<File> {
+/// without overwriting), emptied first as Slurm's default `--open-mode=truncate` does unless
+/// `keep` (`--open-mode=append`).
+fn open_output(path: &Path, owner: Option<(u32, u32)>, keep: bool) -> io::Result<File> {
     let f = OpenOptions::new()
         .append(true)
         .create(true)
@@ -511,7 +513,9 @@ fn open_output(path: &Path, owner: Option<(u32, u32)>) -> io::Result<File> {
         .open(path)?;
     let meta = f.metadata()?;
     if meta.is_file() {
-        f.set_len(0)?;
+        if !keep {
+            f.set_len(0)?;
+        }
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
         }

@@ -73,6 +73,8 @@ pub struct JobSpec {
     pub array: Option<ArraySpec>,
     /// `--signal=[{R|B}:]SIG[@SECS]`: sent SECS before the time limit.
     pub signal_warning: Option<SignalWarning>,
+    /// `--open-mode=append`: output files are appended to rather than emptied.
+    pub open_append: bool,
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).

@@ -122,9 +122,7 @@ async fn schedule(replica: Replica, token: CancellationToken) {
         }
         last_pass = Instant::now();
         // The controller is not pure: the pass's `now` is the leader's clock, as in Proposal::at.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = replica.now_ms();
         let (plan, _) = replica.read(|s| plan::plan(s, now, &SchedConfig::default()));
         if plan.is_empty() || token.is_cancelled() {
             continue;

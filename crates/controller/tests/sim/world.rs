@@ -84,8 +84,8 @@ struct Shared {
     leaders: BTreeMap<u64, NodeId>,
     /// applied index → hash of the state at it (first replica seen there).
     states: BTreeMap<u64, (NodeId, u64)>,
-    /// (replica, incarnation) → the applied index last checked.
-    last_checked: BTreeMap<(NodeId, u64), u64>,
+    /// (replica, incarnation) → the applied index last checked and the state's hash there.
+    last_checked: BTreeMap<(NodeId, u64), (u64, u64)>,
 }
 
 struct World {
@@ -150,11 +150,21 @@ impl World {
     }
 }
 
+/// A hash of the state's encoding (the snapshot's postcard), streamed into the hasher.
 fn state_hash(state: &ClusterState) -> u64 {
-    let bytes = postcard::to_allocvec(state).expect("a state encodes");
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    postcard::to_io(state, &mut w).expect("a state encodes");
+    w.0.finish()
 }
 
 fn rank(state: JobState) -> u8 {
@@ -197,7 +207,7 @@ fn check(world: &World) {
         }
         let key = (id, proc.incarnation);
         let index = proc.replica.applied_index();
-        if world.lock().last_checked.get(&key) == Some(&index) {
+        if world.lock().last_checked.get(&key).map(|c| c.0) == Some(index) {
             continue;
         }
         moved = true;
@@ -235,7 +245,7 @@ fn check(world: &World) {
             world.violation(format!("r{id} at index {index}: {p}"));
         }
         let mut s = world.lock();
-        s.last_checked.insert(key, index);
+        s.last_checked.insert(key, (index, hash));
         // Applied state identical at equal applied index.
         match s.states.get(&index) {
             Some(&(other, h)) if h != hash => {
@@ -303,10 +313,14 @@ fn check(world: &World) {
         return;
     }
     let mut line = String::from("sample");
-    for proc in &procs {
-        let id = proc.replica.id();
-        let (hash, index) = proc.replica.read(state_hash);
-        let _ = write!(line, " r{id}@{index}:{:04x}", hash & 0xffff);
+    {
+        let s = world.lock();
+        for proc in &procs {
+            let id = proc.replica.id();
+            if let Some((index, hash)) = s.last_checked.get(&(id, proc.incarnation)) {
+                let _ = write!(line, " r{id}@{index}:{:04x}", hash & 0xffff);
+            }
+        }
     }
     world.trace(line);
 }
@@ -737,11 +751,11 @@ async fn heal(world: &Arc<World>) -> Result<(), String> {
             .iter()
             .map(|p| {
                 let ((hash, open, held), index) = p.replica.read(|s| {
-                    (
-                        state_hash(s),
-                        s.jobs.values().filter(|j| !j.state.is_terminal()).count(),
-                        s.jobs.values().filter(|j| j.holds_resources()).count(),
-                    )
+                    let open = s.jobs.values().filter(|j| !j.state.is_terminal()).count();
+                    let held = s.jobs.values().filter(|j| j.holds_resources()).count();
+                    // Hashing the state is the costly part: only once the work is done.
+                    let hash = if open + held == 0 { state_hash(s) } else { 0 };
+                    (hash, open, held)
                 });
                 (p.replica.id(), index, hash, open, held)
             })

@@ -65,6 +65,16 @@ impl MemDisk {
         }
     }
 
+    /// The vote on this disk as (term, candidate id), for the simulation's election check.
+    /// Candidates of one term are ordered by id (openraft's default leader id, without the
+    /// `single-term-leader` feature), so the pair compares as openraft compares votes.
+    pub fn vote(&self) -> Option<(u64, u64)> {
+        self.lock()
+            .live
+            .vote
+            .map(|v| (v.leader_id.term, v.leader_id.node_id))
+    }
+
     /// The number of entries in the log (for the simulation's reports).
     pub fn log_len(&self) -> usize {
         self.lock().live.log.len()

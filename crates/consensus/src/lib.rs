@@ -35,7 +35,7 @@ mod typ;
 pub use mem_store::MemDisk;
 pub use network::{RaftRpcKind, RaftService, RaftTransport, MAX_MESSAGE_BYTES};
 pub use replica::{
-    system_clock_ms, ConsensusError, Leadership, ProposeError, RaftStatus, Replica, ReplicaConfig,
+    Clock, ConsensusError, Leadership, ProposeError, RaftStatus, Replica, ReplicaConfig,
     MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, MAX_IN_FLIGHT, MAX_PROPOSE_BYTES,
 };
 pub use sm_store::SNAPSHOT_VERSION;

@@ -65,9 +65,35 @@ pub struct ReplicaConfig {
     /// Entries kept in the log behind the latest snapshot (openraft's
     /// `max_in_snapshot_log_to_keep`); older ones are purged.
     pub max_logs_kept_after_snapshot: u64,
-    /// The leader's clock, in ms since the epoch: it stamps `Proposal::at`. The system clock,
-    /// except in the simulation, whose clock is its virtual time.
-    pub clock_ms: fn() -> u64,
+    /// The leader's clock: it stamps `Proposal::at`. The system clock, except in the
+    /// simulation, whose clocks are its virtual time (skewed per replica).
+    pub clock: Clock,
+}
+
+/// A replica's clock, in ms since the epoch.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(system_clock_ms))
+    }
+
+    /// Any other source of time (the simulation's).
+    pub fn from_fn(f: impl Fn() -> u64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl ReplicaConfig {
@@ -85,7 +111,7 @@ impl ReplicaConfig {
             election_max_ms: 600,
             snapshot_logs_since_last: 5000,
             max_logs_kept_after_snapshot: 1000,
-            clock_ms: system_clock_ms,
+            clock: Clock::system(),
         }
     }
 
@@ -179,7 +205,7 @@ struct Pending {
 
 struct Inner {
     id: NodeId,
-    clock_ms: fn() -> u64,
+    clock: Clock,
     members: BTreeMap<NodeId, String>,
     raft: Raft,
     shared: Arc<Shared>,
@@ -219,8 +245,8 @@ async fn open_db_retrying(path: PathBuf) -> Result<sled::Db, ConsensusError> {
     }
 }
 
-/// The system clock in ms since the epoch (`ReplicaConfig::clock_ms` outside simulations).
-pub fn system_clock_ms() -> u64 {
+/// The system clock in ms since the epoch.
+fn system_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -344,7 +370,7 @@ impl Replica {
         let (proposals, proposals_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             id: cfg.id,
-            clock_ms: cfg.clock_ms,
+            clock: cfg.clock.clone(),
             members: cfg.members.clone(),
             raft: raft.clone(),
             shared,
@@ -359,13 +385,8 @@ impl Replica {
             inner.leadership.clone(),
             cancel.clone(),
         ));
-        let batcher_task = tokio::spawn(batcher(
-            raft,
-            cfg.members,
-            cfg.clock_ms,
-            proposals_rx,
-            cancel,
-        ));
+        let batcher_task =
+            tokio::spawn(batcher(raft, cfg.members, cfg.clock, proposals_rx, cancel));
         inner
             .tasks
             .lock()
@@ -376,7 +397,7 @@ impl Replica {
 
     /// This replica's clock (ms since the epoch), the one that stamps its proposals.
     pub fn now_ms(&self) -> u64 {
-        (self.inner.clock_ms)()
+        self.inner.clock.now_ms()
     }
 
     /// Answers one openraft RPC that arrived through a [`RaftTransport`] (simulation): the same
@@ -598,7 +619,7 @@ async fn watch_leadership(
 async fn batcher(
     raft: Raft,
     members: BTreeMap<NodeId, String>,
-    clock_ms: fn() -> u64,
+    clock: Clock,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     cancel: CancellationToken,
 ) {
@@ -643,7 +664,7 @@ async fn batcher(
             requests.extend(p.requests);
         }
         let proposal = Proposal {
-            at: clock_ms(),
+            at: clock.now_ms(),
             requests,
         };
         // Leadership as openraft sees it when the entry is proposed: losing it (a step-down or a

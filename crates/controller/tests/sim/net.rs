@@ -10,7 +10,9 @@
 //! is cut (at send or at reply time) or its target is down, and then runs the target's real code:
 //! `Replica::handle_raft_rpc`, or the controller's tonic services called in process.
 
-use drover_consensus::{MemDisk, NodeId, RaftRpcKind, RaftTransport, Replica, ReplicaConfig};
+use drover_consensus::{
+    Clock, MemDisk, NodeId, RaftRpcKind, RaftTransport, Replica, ReplicaConfig,
+};
 use drover_controller::ctl::CtlService;
 use drover_controller::leader::{self, LeaderConfig};
 use drover_controller::liveness::Liveness;
@@ -25,6 +27,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::{sleep, timeout};
@@ -81,6 +84,8 @@ pub struct Net {
     state: Mutex<NetState>,
     pub members: BTreeMap<NodeId, String>,
     pub disks: BTreeMap<NodeId, MemDisk>,
+    /// Each replica's clock offset from virtual time, in ms (the nemesis skews them).
+    skews: BTreeMap<NodeId, Arc<AtomicI64>>,
     me: Weak<Net>,
 }
 
@@ -110,6 +115,7 @@ impl Net {
             .map(|id| (id, format!("r{id}:7000")))
             .collect();
         let disks = members.keys().map(|id| (*id, MemDisk::new())).collect();
+        let skews = members.keys().map(|id| (*id, Arc::default())).collect();
         Arc::new_cyclic(|me| Net {
             state: Mutex::new(NetState {
                 procs: BTreeMap::new(),
@@ -121,6 +127,7 @@ impl Net {
             }),
             members,
             disks,
+            skews,
             me: me.clone(),
         })
     }
@@ -178,10 +185,19 @@ impl Net {
         }
     }
 
+    /// Sets replica `id`'s clock to virtual time + `offset_ms` (a jump, forward or back).
+    pub fn skew(&self, id: NodeId, offset_ms: i64) {
+        self.skews[&id].store(offset_ms, Ordering::Relaxed);
+    }
+
     pub fn heal(&self) {
         let mut st = self.lock();
         st.cut.clear();
         st.weather = Weather::calm();
+        drop(st);
+        for skew in self.skews.values() {
+            skew.store(0, Ordering::Relaxed);
+        }
     }
 
     pub fn counts(&self) -> (u64, u64) {
@@ -249,7 +265,10 @@ impl Net {
         // Small, so that snapshots, purges and snapshot installs happen in every run.
         cfg.snapshot_logs_since_last = 40;
         cfg.max_logs_kept_after_snapshot = 10;
-        cfg.clock_ms = sim_clock_ms;
+        let skew = self.skews[&id].clone();
+        cfg.clock = Clock::from_fn(move || {
+            sim_clock_ms().saturating_add_signed(skew.load(Ordering::Relaxed))
+        });
         let transport: Arc<dyn RaftTransport> = Arc::new(SimTransport {
             net: Arc::downgrade(&me),
         });

@@ -34,6 +34,8 @@ const WORKLOAD: Duration = Duration::from_secs(12);
 /// The liveness bound of the healing phase.
 const HEALING: Duration = Duration::from_secs(90);
 const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// The largest clock skew the nemesis gives a replica.
+const MAX_SKEW_MS: i64 = 30_000;
 /// Clients stop submitting while this many jobs are unfinished.
 const MAX_BACKLOG: usize = 30;
 /// A client gives a write up (outcome unknown) after this long.
@@ -89,6 +91,8 @@ struct Shared {
     leaders: BTreeMap<u64, BTreeSet<NodeId>>,
     /// applied index → hash of the state at it (first replica seen there).
     states: BTreeMap<u64, (NodeId, u64)>,
+    /// (replica, incarnation) → `ClusterState::now` at the last look.
+    cluster_time: BTreeMap<(NodeId, u64), u64>,
     /// job → the node daemon that launched it.
     launches: BTreeMap<u64, String>,
     /// (replica, incarnation) → the applied index last checked and the state's hash there.
@@ -278,8 +282,17 @@ fn check(world: &World) {
         for p in problems {
             world.violation(format!("r{id} at index {index}: {p}"));
         }
+        let mut missing = Vec::new();
         let mut s = world.lock();
         s.last_checked.insert(key, (index, hash));
+        // The cluster's clock never goes back, whatever the leaders' clocks do.
+        if let Some(before) = s.cluster_time.insert(key, now) {
+            if now < before {
+                missing.push(format!(
+                    "r{id}: the cluster's time went back from {before} to {now} at index {index}"
+                ));
+            }
+        }
         // Applied state identical at equal applied index.
         match s.states.get(&index) {
             Some(&(other, h)) if h != hash => {
@@ -295,12 +308,12 @@ fn check(world: &World) {
             }
         }
         // Every acknowledged submit is present, under its name, once the replica has applied it.
-        let mut missing = Vec::new();
         for sub in s.submits.iter().filter(|x| x.outcome == Outcome::Ok) {
             let job_id = sub.job_id.unwrap_or(JobId(0));
             let listed = jobs.get(&job_id).map(|(_, n)| n);
             // A finished job is purged MIN_JOB_AGE_MS after it ends, never sooner.
-            let may_be_purged = listed.is_none() && now >= sub.sent_ms + MIN_JOB_AGE_MS;
+            let may_be_purged = listed.is_none()
+                && now + MAX_SKEW_MS.unsigned_abs() >= sub.sent_ms + MIN_JOB_AGE_MS;
             if index >= sub.index && listed != Some(&sub.name) && !may_be_purged {
                 missing.push(format!(
                     "r{id} at index {index}: acknowledged submit {} (job {job_id}, index {}) is missing or another job",
@@ -674,7 +687,7 @@ async fn nemesis(world: Arc<World>, mut rng: StdRng) {
             break;
         }
         let hold = Duration::from_millis(rng.gen_range(200..5000));
-        match rng.gen_range(0..9) {
+        match rng.gen_range(0..10) {
             kind @ 0..=2 => {
                 let victims: Vec<NodeId> = match kind {
                     0 => world.leader().into_iter().collect(),
@@ -750,6 +763,17 @@ async fn nemesis(world: Arc<World>, mut rng: StdRng) {
                 world.net.set_weather(weather);
                 sleep(hold).await;
                 world.net.set_weather(Weather::calm());
+            }
+            9 => {
+                // A replica's clock jumps (back or forward): time enters apply only as the
+                // leader's stamp, and `now = max(now, at)` keeps the cluster's time monotonic.
+                let r = ids[rng.gen_range(0..ids.len())];
+                let offset = rng.gen_range(-MAX_SKEW_MS..=MAX_SKEW_MS);
+                world.trace(format!("nemesis skew r{r} by {offset} ms for {hold:?}"));
+                world.count("fault clock-skew");
+                world.net.skew(r, offset);
+                sleep(hold).await;
+                world.net.skew(r, 0);
             }
             _ => {
                 let n = rng.gen_range(0..NODES);

@@ -17,20 +17,26 @@
 //! - [`replica`]: open/restart, group commit, reads, leadership (the public API);
 //! - `log_store`: the Raft log on sled (vote, committed, entries; flush before ack);
 //! - `sm_store`: the in-memory `ClusterState`, versioned binary snapshots persisted in sled;
-//! - `network`: openraft's RPCs as `RaftBlob`s over tonic, one cached channel per peer;
+//! - `network`: openraft's RPCs as `RaftBlob`s over tonic, one cached channel per peer (or over a
+//!   [`RaftTransport`], for the deterministic simulation);
+//! - `mem_store`: [`MemDisk`], a simulated disk (log, vote, snapshot) for the simulation;
+//! - [`runtime`]: openraft on tokio, with a random source a simulation can seed;
 //! - `typ`: openraft's type configuration.
 
 mod codec;
 mod log_store;
+mod mem_store;
 mod network;
 pub mod replica;
+pub mod runtime;
 mod sm_store;
 mod typ;
 
-pub use network::{RaftService, MAX_MESSAGE_BYTES};
+pub use mem_store::MemDisk;
+pub use network::{RaftRpcKind, RaftService, RaftTransport, MAX_MESSAGE_BYTES};
 pub use replica::{
-    ConsensusError, Leadership, ProposeError, RaftStatus, Replica, ReplicaConfig, MAX_BATCH_BYTES,
-    MAX_BATCH_REQUESTS, MAX_IN_FLIGHT, MAX_PROPOSE_BYTES,
+    Clock, ConsensusError, Leadership, ProposeError, RaftStatus, Replica, ReplicaConfig,
+    MAX_BATCH_BYTES, MAX_BATCH_REQUESTS, MAX_IN_FLIGHT, MAX_PROPOSE_BYTES,
 };
 pub use sm_store::SNAPSHOT_VERSION;
 

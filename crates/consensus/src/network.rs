@@ -30,6 +30,8 @@ use openraft::{AnyError, BasicNode, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -42,11 +44,35 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 type RpcResult<T, E = openraft::error::Infallible> =
     Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
-/// Creates peer clients for openraft, reusing one lazily connected `Channel` per peer address.
+/// Which openraft RPC a message carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RaftRpcKind {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// A message carrier other than gRPC, for the deterministic simulation: it takes one encoded
+/// request from `from` to `to` and brings back the encoded reply, which the target produces with
+/// [`crate::Replica::handle_raft_rpc`] (the same code path as the gRPC service). `Err` reads as
+/// an unreachable peer.
+pub trait RaftTransport: Send + Sync + 'static {
+    fn send(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        kind: RaftRpcKind,
+        data: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
+}
+
+/// Creates peer clients for openraft, reusing one lazily connected `Channel` per peer address
+/// (or handing every message to a [`RaftTransport`]).
 #[derive(Clone)]
 pub struct NetworkFactory {
     my_id: NodeId,
     channels: Arc<Mutex<BTreeMap<(NodeId, String), Channel>>>,
+    transport: Option<Arc<dyn RaftTransport>>,
 }
 
 impl NetworkFactory {
@@ -54,6 +80,15 @@ impl NetworkFactory {
         NetworkFactory {
             my_id,
             channels: Arc::default(),
+            transport: None,
+        }
+    }
+
+    /// Peers reached through `transport` instead of gRPC (simulation).
+    pub fn with_transport(my_id: NodeId, transport: Arc<dyn RaftTransport>) -> NetworkFactory {
+        NetworkFactory {
+            transport: Some(transport),
+            ..NetworkFactory::new(my_id)
         }
     }
 
@@ -76,6 +111,14 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        if let Some(transport) = &self.transport {
+            return PeerClient {
+                my_id: self.my_id,
+                target,
+                client: Err(String::new()),
+                transport: Some(transport.clone()),
+            };
+        }
         let client = self.channel(target, &node.addr).map(|c| {
             RaftClient::new(c)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -88,6 +131,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             my_id: self.my_id,
             target,
             client,
+            transport: None,
         }
     }
 }
@@ -97,6 +141,7 @@ pub struct PeerClient {
     my_id: NodeId,
     target: NodeId,
     client: Result<RaftClient<Channel>, String>,
+    transport: Option<Arc<dyn RaftTransport>>,
 }
 
 fn status_to_rpc_error<E: std::error::Error>(
@@ -124,14 +169,49 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &self.client {
-            Ok(c) => c.clone(),
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e)))),
-        };
-        let mut client = client;
         let data =
             crate::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let ttl = option.hard_ttl();
+        let timeout = || {
+            RPCError::Timeout(Timeout {
+                action: kind,
+                id: self.my_id,
+                target: self.target,
+                timeout: ttl,
+            })
+        };
+        let reply = match &self.transport {
+            Some(transport) => {
+                let call = transport.send(self.my_id, self.target, rpc_kind(kind), data);
+                match tokio::time::timeout(ttl, call).await {
+                    Err(_) => return Err(timeout()),
+                    Ok(Err(e)) => {
+                        return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(e))))
+                    }
+                    Ok(Ok(reply)) => reply,
+                }
+            }
+            None => self.call_grpc(kind, data, ttl).await.map_err(|e| match e {
+                None => timeout(),
+                Some(status) => status_to_rpc_error(status),
+            })?,
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            serde_json::from_slice(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// One blob over gRPC; `Err(None)` when `ttl` passes first.
+    async fn call_grpc(
+        &self,
+        kind: RPCTypes,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, Option<tonic::Status>> {
+        let mut client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(Some(tonic::Status::unavailable(e.clone()))),
+        };
         let mut request = tonic::Request::new(RaftBlob {
             data,
             target: self.target,
@@ -144,21 +224,19 @@ impl PeerClient {
                 _ => client.append_entries(request).await,
             }
         };
-        let reply = match tokio::time::timeout(ttl, call).await {
-            Err(_) => {
-                return Err(RPCError::Timeout(Timeout {
-                    action: kind,
-                    id: self.my_id,
-                    target: self.target,
-                    timeout: ttl,
-                }))
-            }
-            Ok(Err(status)) => return Err(status_to_rpc_error(status)),
-            Ok(Ok(reply)) => reply.into_inner(),
-        };
-        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&reply.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        match tokio::time::timeout(ttl, call).await {
+            Err(_) => Err(None),
+            Ok(Err(status)) => Err(Some(status)),
+            Ok(Ok(reply)) => Ok(reply.into_inner().data),
+        }
+    }
+}
+
+fn rpc_kind(kind: RPCTypes) -> RaftRpcKind {
+    match kind {
+        RPCTypes::Vote => RaftRpcKind::Vote,
+        RPCTypes::InstallSnapshot => RaftRpcKind::InstallSnapshot,
+        _ => RaftRpcKind::AppendEntries,
     }
 }
 
@@ -212,10 +290,11 @@ impl RaftService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    fn decode<T: DeserializeOwned>(
+    async fn handle_blob(
         &self,
         request: tonic::Request<RaftBlob>,
-    ) -> Result<T, tonic::Status> {
+        kind: RaftRpcKind,
+    ) -> Result<tonic::Response<RaftBlob>, tonic::Status> {
         let blob = request.into_inner();
         if blob.target != self.id {
             return Err(tonic::Status::failed_precondition(format!(
@@ -223,17 +302,42 @@ impl RaftService {
                 self.id, blob.target
             )));
         }
-        crate::codec::decode(&blob.data)
-            .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft message: {e}")))
-    }
-
-    fn encode<T: Serialize>(&self, result: &T) -> Result<tonic::Response<RaftBlob>, tonic::Status> {
-        let data = serde_json::to_vec(result)
-            .map_err(|e| tonic::Status::internal(format!("encoding a raft reply: {e}")))?;
+        let data = handle_rpc(&self.raft, kind, &blob.data).await?;
         Ok(tonic::Response::new(RaftBlob {
             data,
             target: self.id,
         }))
+    }
+}
+
+/// The receiving side of one openraft RPC, for gRPC and [`RaftTransport`] alike: decode the
+/// request, hand it to openraft, encode its result.
+pub(crate) async fn handle_rpc(
+    raft: &Raft,
+    kind: RaftRpcKind,
+    data: &[u8],
+) -> Result<Vec<u8>, tonic::Status> {
+    fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, tonic::Status> {
+        crate::codec::decode(data)
+            .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft message: {e}")))
+    }
+    fn encode<T: Serialize>(result: &T) -> Result<Vec<u8>, tonic::Status> {
+        serde_json::to_vec(result)
+            .map_err(|e| tonic::Status::internal(format!("encoding a raft reply: {e}")))
+    }
+    match kind {
+        RaftRpcKind::AppendEntries => {
+            let req: AppendEntriesRequest<TypeConfig> = decode(data)?;
+            encode(&raft.append_entries(req).await)
+        }
+        RaftRpcKind::Vote => {
+            let req: VoteRequest<NodeId> = decode(data)?;
+            encode(&raft.vote(req).await)
+        }
+        RaftRpcKind::InstallSnapshot => {
+            let req: InstallSnapshotRequest<TypeConfig> = decode(data)?;
+            encode(&raft.install_snapshot(req).await)
+        }
     }
 }
 
@@ -243,26 +347,21 @@ impl RaftRpc for RaftService {
         &self,
         request: tonic::Request<RaftBlob>,
     ) -> Result<tonic::Response<RaftBlob>, tonic::Status> {
-        let req: AppendEntriesRequest<TypeConfig> = self.decode(request)?;
-        let result = self.raft.append_entries(req).await;
-        self.encode(&result)
+        self.handle_blob(request, RaftRpcKind::AppendEntries).await
     }
 
     async fn vote(
         &self,
         request: tonic::Request<RaftBlob>,
     ) -> Result<tonic::Response<RaftBlob>, tonic::Status> {
-        let req: VoteRequest<NodeId> = self.decode(request)?;
-        let result = self.raft.vote(req).await;
-        self.encode(&result)
+        self.handle_blob(request, RaftRpcKind::Vote).await
     }
 
     async fn install_snapshot(
         &self,
         request: tonic::Request<RaftBlob>,
     ) -> Result<tonic::Response<RaftBlob>, tonic::Status> {
-        let req: InstallSnapshotRequest<TypeConfig> = self.decode(request)?;
-        let result = self.raft.install_snapshot(req).await;
-        self.encode(&result)
+        self.handle_blob(request, RaftRpcKind::InstallSnapshot)
+            .await
     }
 }

@@ -14,7 +14,8 @@
 //! ```
 
 use crate::log_store::{open_db, LogStore};
-use crate::network::{NetworkFactory, RaftService};
+use crate::mem_store::MemDisk;
+use crate::network::{handle_rpc, NetworkFactory, RaftRpcKind, RaftService, RaftTransport};
 use crate::sm_store::{Shared, StateMachineStore};
 use crate::typ::{NodeId, Raft};
 use drover_proto::raft_server::RaftServer;
@@ -64,6 +65,35 @@ pub struct ReplicaConfig {
     /// Entries kept in the log behind the latest snapshot (openraft's
     /// `max_in_snapshot_log_to_keep`); older ones are purged.
     pub max_logs_kept_after_snapshot: u64,
+    /// The leader's clock: it stamps `Proposal::at`. The system clock, except in the
+    /// simulation, whose clocks are its virtual time (skewed per replica).
+    pub clock: Clock,
+}
+
+/// A replica's clock, in ms since the epoch.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(system_clock_ms))
+    }
+
+    /// Any other source of time (the simulation's).
+    pub fn from_fn(f: impl Fn() -> u64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(f))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl ReplicaConfig {
@@ -81,7 +111,19 @@ impl ReplicaConfig {
             election_max_ms: 600,
             snapshot_logs_since_last: 5000,
             max_logs_kept_after_snapshot: 1000,
+            clock: Clock::system(),
         }
+    }
+
+    /// openraft's configuration, once this replica is known to be a member.
+    fn validate(&self) -> Result<Config, ConsensusError> {
+        if !self.members.contains_key(&self.id) {
+            return Err(ConsensusError::Config(format!(
+                "replica {} is not among the members {:?}",
+                self.id, self.members
+            )));
+        }
+        self.raft_config()
     }
 
     fn raft_config(&self) -> Result<Config, ConsensusError> {
@@ -163,6 +205,7 @@ struct Pending {
 
 struct Inner {
     id: NodeId,
+    clock: Clock,
     members: BTreeMap<NodeId, String>,
     raft: Raft,
     shared: Arc<Shared>,
@@ -202,7 +245,8 @@ async fn open_db_retrying(path: PathBuf) -> Result<sled::Db, ConsensusError> {
     }
 }
 
-fn now_ms() -> u64 {
+/// The system clock in ms since the epoch.
+fn system_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -249,13 +293,7 @@ impl Replica {
     /// and starts openraft. On a fresh cluster the member with the smallest id initializes the
     /// membership; the others wait to be contacted. A restart from disk needs nothing special.
     pub async fn open(cfg: ReplicaConfig) -> Result<Replica, ConsensusError> {
-        if !cfg.members.contains_key(&cfg.id) {
-            return Err(ConsensusError::Config(format!(
-                "replica {} is not among the members {:?}",
-                cfg.id, cfg.members
-            )));
-        }
-        let config = Arc::new(cfg.raft_config()?);
+        cfg.validate()?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
             ConsensusError::Storage(format!("creating {}: {e}", cfg.data_dir.display()))
         })?;
@@ -263,9 +301,35 @@ impl Replica {
         let log_store = LogStore::new(&db).map_err(|e| ConsensusError::Storage(e.to_string()))?;
         let sm = StateMachineStore::open(&db).map_err(ConsensusError::Storage)?;
         drop(db);
-        let shared = sm.shared();
+        let network = NetworkFactory::new(cfg.id);
+        Replica::start(cfg, log_store, sm, network).await
+    }
 
-        let raft = Raft::new(cfg.id, config, NetworkFactory::new(cfg.id), log_store, sm)
+    /// Opens a replica on a simulated disk, reaching its peers through `transport`: the
+    /// deterministic simulation's replica (`crates/controller/tests/sim.rs`). Everything above
+    /// storage and transport is the same code as [`Replica::open`].
+    pub async fn open_simulated(
+        cfg: ReplicaConfig,
+        disk: &MemDisk,
+        transport: Arc<dyn RaftTransport>,
+    ) -> Result<Replica, ConsensusError> {
+        let sm = StateMachineStore::open_memory(disk).map_err(ConsensusError::Storage)?;
+        let network = NetworkFactory::with_transport(cfg.id, transport);
+        Replica::start(cfg, disk.log_store(), sm, network).await
+    }
+
+    async fn start<LS>(
+        cfg: ReplicaConfig,
+        log_store: LS,
+        sm: StateMachineStore,
+        network: NetworkFactory,
+    ) -> Result<Replica, ConsensusError>
+    where
+        LS: openraft::storage::RaftLogStorage<crate::typ::TypeConfig>,
+    {
+        let config = Arc::new(cfg.validate()?);
+        let shared = sm.shared();
+        let raft = Raft::new(cfg.id, config, network, log_store, sm)
             .await
             .map_err(|e| ConsensusError::Raft(e.to_string()))?;
 
@@ -306,6 +370,7 @@ impl Replica {
         let (proposals, proposals_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             id: cfg.id,
+            clock: cfg.clock.clone(),
             members: cfg.members.clone(),
             raft: raft.clone(),
             shared,
@@ -320,13 +385,27 @@ impl Replica {
             inner.leadership.clone(),
             cancel.clone(),
         ));
-        let batcher_task = tokio::spawn(batcher(raft, cfg.members, proposals_rx, cancel));
+        let batcher_task =
+            tokio::spawn(batcher(raft, cfg.members, cfg.clock, proposals_rx, cancel));
         inner
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend([leadership_task, batcher_task]);
         Ok(Replica { inner })
+    }
+
+    /// This replica's clock (ms since the epoch), the one that stamps its proposals.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Answers one openraft RPC that arrived through a [`RaftTransport`] (simulation): the same
+    /// decode → openraft → encode path as the gRPC service.
+    pub async fn handle_raft_rpc(&self, kind: RaftRpcKind, data: &[u8]) -> Result<Vec<u8>, String> {
+        handle_rpc(&self.inner.raft, kind, data)
+            .await
+            .map_err(|s| s.message().to_string())
     }
 
     /// The tonic service carrying openraft's RPCs for this replica.
@@ -540,6 +619,7 @@ async fn watch_leadership(
 async fn batcher(
     raft: Raft,
     members: BTreeMap<NodeId, String>,
+    clock: Clock,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     cancel: CancellationToken,
 ) {
@@ -584,7 +664,7 @@ async fn batcher(
             requests.extend(p.requests);
         }
         let proposal = Proposal {
-            at: now_ms(),
+            at: clock.now_ms(),
             requests,
         };
         // Leadership as openraft sees it when the entry is proposed: losing it (a step-down or a

@@ -22,6 +22,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::log_store::{any_err, fatal};
+use crate::mem_store::MemDisk;
 use crate::typ::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
     TypeConfig,
@@ -152,12 +153,18 @@ impl Shared {
     }
 }
 
-/// The snapshot tree plus a guard that keeps an older snapshot from overwriting a newer one
+/// Where snapshots are kept: the sled "snapshot" tree, or (simulation) a [`MemDisk`].
+#[derive(Clone)]
+enum SnapshotBackend {
+    Sled { db: sled::Db, tree: sled::Tree },
+    Memory(MemDisk),
+}
+
+/// The snapshot store plus a guard that keeps an older snapshot from overwriting a newer one
 /// (a build finishing after an install).
 #[derive(Clone)]
 struct SnapshotStore {
-    db: sled::Db,
-    tree: sled::Tree,
+    backend: SnapshotBackend,
     write_guard: Arc<Mutex<()>>,
 }
 
@@ -169,8 +176,13 @@ impl SnapshotStore {
                 StorageIOError::read_snapshot(None, any_err(e)),
             )
         };
-        let meta = self.tree.get(KEY_SNAPSHOT_META).map_err(|e| read_err(&e))?;
-        let data = self.tree.get(KEY_SNAPSHOT_DATA).map_err(|e| read_err(&e))?;
+        let (meta, data) = match &self.backend {
+            SnapshotBackend::Memory(disk) => return Ok(disk.snapshot()),
+            SnapshotBackend::Sled { tree, .. } => (
+                tree.get(KEY_SNAPSHOT_META).map_err(|e| read_err(&e))?,
+                tree.get(KEY_SNAPSHOT_DATA).map_err(|e| read_err(&e))?,
+            ),
+        };
         match (meta, data) {
             (Some(meta), Some(data)) => {
                 let meta: SnapshotMeta = serde_json::from_slice(&meta).map_err(|e| read_err(&e))?;
@@ -178,6 +190,32 @@ impl SnapshotStore {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The last log id of the stored snapshot, if any.
+    fn stored_last_log_id(&self) -> Result<Option<Option<LogId>>, StorageError> {
+        match &self.backend {
+            SnapshotBackend::Memory(disk) => Ok(disk.snapshot().map(|(m, _)| m.last_log_id)),
+            SnapshotBackend::Sled { tree, .. } => {
+                let old = tree.get(KEY_SNAPSHOT_META).map_err(|e| {
+                    fatal(
+                        "reading the snapshot",
+                        StorageIOError::read_snapshot(None, any_err(&e)),
+                    )
+                })?;
+                Ok(old.and_then(|old| {
+                    serde_json::from_slice::<SnapshotMeta>(&old)
+                        .ok()
+                        .map(|m| m.last_log_id)
+                }))
+            }
+        }
+    }
+
+    /// True when snapshots live in memory (simulation): encoding then stays on the runtime's
+    /// thread, so that a simulated run does not depend on a blocking pool's timing.
+    fn in_memory(&self) -> bool {
+        matches!(self.backend, SnapshotBackend::Memory(_))
     }
 
     /// Persists `meta` + `data` unless a newer snapshot is already stored; flushes.
@@ -191,24 +229,28 @@ impl SnapshotStore {
         let meta_bytes = serde_json::to_vec(meta).map_err(|e| write_err(&e))?;
         {
             let _guard = self.write_guard.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(old) = self
-                .tree
-                .get(KEY_SNAPSHOT_META)
-                .map_err(|e| write_err(&e))?
-            {
-                if let Ok(old) = serde_json::from_slice::<SnapshotMeta>(&old) {
-                    if old.last_log_id > meta.last_log_id {
-                        tracing::debug!(old = %old.snapshot_id, new = %meta.snapshot_id, "keeping the newer stored snapshot");
-                        return Ok(());
-                    }
+            if let Some(old) = self.stored_last_log_id()? {
+                if old > meta.last_log_id {
+                    tracing::debug!(new = %meta.snapshot_id, "keeping the newer stored snapshot");
+                    return Ok(());
                 }
             }
-            let mut batch = sled::Batch::default();
-            batch.insert(KEY_SNAPSHOT_META, meta_bytes);
-            batch.insert(KEY_SNAPSHOT_DATA, data);
-            self.tree.apply_batch(batch).map_err(|e| write_err(&e))?;
+            match &self.backend {
+                SnapshotBackend::Memory(disk) => {
+                    disk.set_snapshot(meta.clone(), data.to_vec());
+                    return Ok(());
+                }
+                SnapshotBackend::Sled { tree, .. } => {
+                    let mut batch = sled::Batch::default();
+                    batch.insert(KEY_SNAPSHOT_META, meta_bytes);
+                    batch.insert(KEY_SNAPSHOT_DATA, data);
+                    tree.apply_batch(batch).map_err(|e| write_err(&e))?;
+                }
+            }
         }
-        self.db.flush_async().await.map_err(|e| write_err(&e))?;
+        if let SnapshotBackend::Sled { db, .. } = &self.backend {
+            db.flush_async().await.map_err(|e| write_err(&e))?;
+        }
         Ok(())
     }
 }
@@ -223,9 +265,20 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// Opens the store on `db`, restoring the last persisted snapshot (if any).
     pub fn open(db: &sled::Db) -> Result<StateMachineStore, String> {
-        let snapshots = SnapshotStore {
+        StateMachineStore::with_backend(SnapshotBackend::Sled {
             db: db.clone(),
             tree: db.open_tree(TREE_SNAPSHOT).map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// Opens the store on a simulated disk, restoring its snapshot (if any).
+    pub fn open_memory(disk: &MemDisk) -> Result<StateMachineStore, String> {
+        StateMachineStore::with_backend(SnapshotBackend::Memory(disk.clone()))
+    }
+
+    fn with_backend(backend: SnapshotBackend) -> Result<StateMachineStore, String> {
+        let snapshots = SnapshotStore {
+            backend,
             write_guard: Arc::new(Mutex::new(())),
         };
         let applied = match snapshots.load().map_err(|e| e.to_string())? {
@@ -278,12 +331,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let last_membership = self.last_membership.clone();
         let membership = last_membership.clone();
         // Serializing a large state must not stall a tokio worker (stack.md §1.10).
-        let encoded = tokio::task::spawn_blocking(move || {
+        let encoded = if self.snapshots.in_memory() {
             encode_snapshot(&last_applied, &membership, &state)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        } else {
+            tokio::task::spawn_blocking(move || encode_snapshot(&last_applied, &membership, &state))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+        };
         let data = encoded.map_err(|e| {
             fatal(
                 "encoding a snapshot",

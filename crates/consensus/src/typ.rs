@@ -16,6 +16,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = crate::runtime::DroverRuntime,
 );
 
 pub type NodeId = u64;

@@ -130,19 +130,13 @@ async fn schedule(replica: Replica, sched: SchedConfig, token: CancellationToken
         }
         last_pass = Instant::now();
         // The controller is not pure: the pass's `now` is the leader's clock, as in Proposal::at.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = replica.now_ms();
         // Plan from a copy: the read lock is held for the copy (~18 ms at 10,000 pending),
-        // not for the whole pass (~90 ms), so applies are not held up; the pass itself runs
-        // off the async workers.
+        // not for the whole pass (~90 ms), so applies are not held up. (The pass runs on this
+        // task, not a blocking thread, so that the simulation's paused clock stays exact.)
         let (state, _) = replica.read(|s| s.clone());
-        let cfg = sched.clone();
-        let Ok(plan) = tokio::task::spawn_blocking(move || plan::plan(&state, now, &cfg)).await
-        else {
-            tracing::error!("the scheduling pass panicked");
-            continue;
-        };
+        let plan = plan::plan(&state, now, &sched);
+        drop(state);
         if plan.is_empty() || token.is_cancelled() {
             continue;
         }
@@ -176,9 +170,7 @@ async fn purge_records(replica: Replica, retention: Duration, token: Cancellatio
             _ = token.cancelled() => return,
             _ = sleep(every) => {},
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = replica.now_ms();
         let (due, _) =
             replica.read(|s| drover_scheduler::accounting::purge_due(s, now, retention_ms));
         let Some(ended_before) = due else { continue };

@@ -58,7 +58,11 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
             if let (Some(id), Some(addr)) = (leadership.leader_id, leadership.leader_addr) {
                 if id != self.replica.id() {
                     // Best effort: the leader also learns of the node from its next heartbeat.
-                    if let Ok(channel) = self.peers.channel(&addr) {
+                    if let Some(link) = self.peers.link() {
+                        if let Ok(reply) = link.heartbeat(&addr, req.clone()).await {
+                            return Ok(Response::new(reply));
+                        }
+                    } else if let Ok(channel) = self.peers.channel(&addr) {
                         let mut client = pb::node_ctl_client::NodeCtlClient::new(channel);
                         let mut fwd = Rpc::new(req.clone());
                         fwd.metadata_mut().insert(

@@ -6,9 +6,11 @@
 
 use drover_consensus::{ProposeError, Replica};
 use drover_proto::peer_client::PeerClient;
-use drover_proto::RaftBlob;
+use drover_proto::{HeartbeatReply, HeartbeatRequest, RaftBlob};
 use drover_scheduler::{Reply, Request};
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,13 +20,44 @@ use tonic::Status;
 /// How long a write may wait for a leader before the client is told to try again.
 pub const WRITE_DEADLINE: Duration = Duration::from_secs(8);
 
+/// A future a [`PeerLink`] returns.
+pub type LinkFuture<T> = Pin<Box<dyn Future<Output = Result<T, Status>> + Send>>;
+
+/// How a replica reaches another one for forwarded calls when not over gRPC: the deterministic
+/// simulation (`tests/sim.rs`) carries them in process, through its simulated network.
+pub trait PeerLink: Send + Sync + 'static {
+    /// `Peer.Propose` on the replica at `addr`.
+    fn propose(
+        &self,
+        addr: &str,
+        requests: Vec<Request>,
+        timeout: Duration,
+    ) -> LinkFuture<(u64, Vec<Reply>)>;
+    /// `NodeCtl.Heartbeat` on the replica at `addr`, marked as forwarded.
+    fn heartbeat(&self, addr: &str, request: HeartbeatRequest) -> LinkFuture<HeartbeatReply>;
+}
+
 /// One lazily connected channel per peer address, shared by every forwarded call.
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<BTreeMap<String, Channel>>>,
+    link: Option<Arc<dyn PeerLink>>,
 }
 
 impl Peers {
+    /// Peers reached through `link` instead of gRPC (simulation).
+    pub fn linked(link: Arc<dyn PeerLink>) -> Peers {
+        Peers {
+            channels: Arc::default(),
+            link: Some(link),
+        }
+    }
+
+    /// The in-process link, if this replica has one instead of gRPC.
+    pub fn link(&self) -> Option<&Arc<dyn PeerLink>> {
+        self.link.as_ref()
+    }
+
     pub fn channel(&self, addr: &str) -> Result<Channel, Status> {
         let mut map = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get(addr) {
@@ -106,14 +139,16 @@ async fn forward(
     requests: &[Request],
     deadline: Instant,
 ) -> Result<(u64, Vec<Reply>), Status> {
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(50));
+    if let Some(link) = peers.link() {
+        return link.propose(addr, requests.to_vec(), timeout).await;
+    }
     let data = serde_json::to_vec(requests).map_err(|e| Status::internal(e.to_string()))?;
     let mut client = PeerClient::new(peers.channel(addr)?);
     let mut req = tonic::Request::new(RaftBlob { data, target: 0 });
-    req.set_timeout(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(50)),
-    );
+    req.set_timeout(timeout);
     let reply = client.propose(req).await?.into_inner();
     serde_json::from_slice(&reply.data)
         .map_err(|e| Status::internal(format!("bad reply from leader: {e}")))

@@ -374,3 +374,27 @@ fn sbatch_wait_returns_the_jobs_exit_code_and_open_mode_append_keeps_output() {
         "new\n"
     );
 }
+
+#[test]
+fn squeue_r_lists_array_tasks_and_scontrol_wait_job_waits_for_the_start() {
+    let (c, work, addrs) = cluster();
+    let array = c.sbatch(
+        &addrs,
+        &work,
+        &["-H", "-a", "1-3", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let q = stdout(&c.cmd("squeue", &["-h", "-r", "-o", "%i"]));
+    assert_eq!(
+        q,
+        format!("{array}_1\n{array}_2\n{array}_3\n"),
+        "one line per task"
+    );
+    let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], "#!/bin/sh\nsleep 1\n");
+    let w = c.cmd("scontrol", &["wait_job", &id.to_string()]);
+    assert_eq!(w.status.code(), Some(0), "{}", stderr(&w));
+    assert!(matches!(
+        c.job_state(id).as_deref(),
+        Some("RUNNING" | "COMPLETED")
+    ));
+}

@@ -239,6 +239,36 @@ async fn load_jobs(
     Ok(reply.jobs)
 }
 
+/// `scontrol wait_job <id>`: returns once the job has started (0), or has ended without
+/// starting (1); an unknown id is Slurm's error.
+fn wait_job(rt: &tokio::runtime::Runtime, cluster: &mut Cluster, id: &str) -> i32 {
+    let Ok(job_id) = id.parse::<u64>() else {
+        eprintln!("scontrol: error: Invalid job id specified");
+        return EXIT_ERROR;
+    };
+    loop {
+        let jobs = match rt.block_on(load_jobs(cluster, vec![job_id])) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                eprintln!("scontrol: error: {e}");
+                return EXIT_ERROR;
+            }
+        };
+        let Some(job) = jobs.iter().find(|j| j.job_id == job_id) else {
+            eprintln!("scontrol: error: Invalid job id specified");
+            return EXIT_ERROR;
+        };
+        match job.state.as_str() {
+            "PENDING" => std::thread::sleep(Duration::from_millis(500)),
+            _ if !job.batch_host.is_empty() => return EXIT_OK,
+            _ => {
+                eprintln!("scontrol: error: Job {job_id} ended without starting");
+                return EXIT_ERROR;
+            }
+        }
+    }
+}
+
 /// `sbatch --wait`: polls until every record of the job (every task of an array) has ended;
 /// the exit code is the job's (the highest of an array's tasks), 1 for one killed by a
 /// signal (sbatch.c `_job_wait`).
@@ -670,6 +700,7 @@ pub fn scontrol(args: &[String]) -> i32 {
                 .map_or(0, |d| d.as_secs() as i64);
             control::scontrol_update(&rt, &mut cluster, &opts.words[1..], now)
         }
+        ["wait_job", id] => wait_job(&rt, &mut cluster, id),
         [verb @ ("hold" | "uhold" | "release" | "requeue" | "requeuehold"), ..] => {
             let jobs: Vec<&str> = opts.words[1..].iter().map(String::as_str).collect();
             control::scontrol_job_control(&rt, &mut cluster, verb, &jobs)

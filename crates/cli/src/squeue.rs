@@ -2,8 +2,8 @@
 //! its output (`-o` letters and `-O` names, src/squeue/print.c; `--json`). `commands::squeue`
 //! only loads the jobs and prints what `run` returns.
 //!
-//! Job arrays (`-r`, `N_[a-b%t]` collapsing) belong to the array work: every job prints on its
-//! own line here, which is what `-r` asks for; `Field::ArrayJobId`/`ArrayTaskId` are the hooks.
+//! Job arrays: tasks not yet started print collapsed on their array's record (`N_[a-b%t]`);
+//! `-r/--array` prints one line per task (`expand_arrays`).
 
 use crate::format::{
     elapsed, exit_code_text, format_specs, is_pending, job_mem_total, job_state_compact,
@@ -595,6 +595,8 @@ pub struct Opts {
     pub noheader: bool,
     pub long: bool,
     pub start: bool,
+    /// `-r/--array` (or `SQUEUE_ARRAY`): one line per array task.
+    pub array: bool,
     pub iterate_s: Option<u64>,
     /// `-j`: ids; `Some(empty)` is impossible (squeue refuses an empty list).
     pub job_ids: Vec<u64>,
@@ -712,6 +714,7 @@ pub fn parse(
     o.noheader = p.has("noheader");
     o.long = p.has("long");
     o.start = p.has("start");
+    o.array = p.has("array") || std::env::var_os("SQUEUE_ARRAY").is_some();
     if let Some(v) = p.last("iterate") {
         match v.parse::<u64>() {
             Ok(n) if n > 0 => o.iterate_s = Some(n),
@@ -834,6 +837,7 @@ pub fn default_visible(job: &JobInfo) -> bool {
 /// `--start` shows only pending jobs.
 pub fn select(jobs: Vec<JobInfo>, o: &Opts) -> Vec<JobInfo> {
     let node_set: BTreeSet<&str> = o.nodes.iter().map(String::as_str).collect();
+    let jobs = if o.array { expand_arrays(jobs) } else { jobs };
     jobs.into_iter()
         .filter(|j| {
             o.job_ids.is_empty()
@@ -866,6 +870,29 @@ pub fn select(jobs: Vec<JobInfo>, o: &Opts) -> Vec<JobInfo> {
             }
         })
         .collect()
+}
+
+/// `-r/--array`: the tasks an array's record stands for, one row each (`N_i`), in index order
+/// (src/squeue/print.c with `--array`).
+pub fn expand_arrays(jobs: Vec<JobInfo>) -> Vec<JobInfo> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        if j.array_job_id == 0 || j.array_task_id.is_some() || j.array_tasks_pending.is_empty() {
+            out.push(j);
+            continue;
+        }
+        let tasks = drover_scheduler::depend::parse_array(&j.array_tasks_pending, u32::MAX)
+            .map(|a| a.tasks)
+            .unwrap_or_default();
+        for t in tasks {
+            let mut row = j.clone();
+            row.array_task_id = Some(t);
+            row.array_tasks_pending.clear();
+            row.display_id = format!("{}_{t}", j.array_job_id);
+            out.push(row);
+        }
+    }
+    out
 }
 
 /// `slurm_ctime2`: `%a %b %d %T %Y` (squeue -l/-i, sinfo -l date line).
@@ -1485,5 +1512,34 @@ mod tests {
         assert_eq!(job["nodes"], "n1");
         assert_eq!(v["meta"]["command"][1], "--json");
         assert!(v["errors"].as_array().is_some_and(|e| e.is_empty()));
+    }
+
+    /// Reference: squeue(1) `-r/--array`: one line per task of a pending array record.
+    #[test]
+    fn array_records_expand_one_line_per_task() {
+        let meta = JobInfo {
+            job_id: 7,
+            array_job_id: 7,
+            array_tasks_pending: "1-3,5".into(),
+            array_max_running: 2,
+            display_id: "7_[1-3,5%2]".into(),
+            ..JobInfo::default()
+        };
+        let task = JobInfo {
+            job_id: 9,
+            array_job_id: 7,
+            array_task_id: Some(0),
+            display_id: "7_0".into(),
+            ..JobInfo::default()
+        };
+        let plain = JobInfo {
+            job_id: 8,
+            display_id: "8".into(),
+            ..JobInfo::default()
+        };
+        let rows = expand_arrays(vec![meta, task, plain]);
+        let ids: Vec<&str> = rows.iter().map(|j| j.display_id.as_str()).collect();
+        assert_eq!(ids, ["7_1", "7_2", "7_3", "7_5", "7_0", "8"]);
+        assert_eq!(array_task_text(&rows[3]), "5");
     }
 }

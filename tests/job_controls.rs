@@ -398,3 +398,36 @@ fn squeue_r_lists_array_tasks_and_scontrol_wait_job_waits_for_the_start() {
         Some("RUNNING" | "COMPLETED")
     ));
 }
+
+#[test]
+fn sbatch_test_only_says_when_and_submits_nothing() {
+    let (c, work, addrs) = cluster();
+    let out = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["--test-only", "--wrap", "true"],
+        &work,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("sbatch: Job 1 to start at ")
+            && err.ends_with(" using 1 processors on nodes n1 in partition debug\n"),
+        "{err}"
+    );
+    assert!(queue(&c).is_empty(), "nothing was submitted");
+    let bad = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["--test-only", "-c", "999", "--wrap", "true"],
+        &work,
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad),
+        "sbatch: error: Batch job submission failed: Requested node configuration is not available\n"
+    );
+}

@@ -71,6 +71,9 @@ pub fn sbatch(args: &[String]) -> i32 {
         request_id: request_id(),
         spec: Some(prepared.spec),
     };
+    if prepared.test_only {
+        return test_only(&mut cluster, request);
+    }
     let result = runtime().block_on(cluster.call(|mut c| {
         let request = request.clone();
         async move { c.submit(request).await.map(|r| r.into_inner()) }
@@ -237,6 +240,40 @@ async fn load_jobs(
         .await?;
     cluster.saw(reply.applied_index);
     Ok(reply.jobs)
+}
+
+/// `sbatch --test-only`: the planner's answer for the job on a copy of the state, on stderr
+/// as Slurm prints it (`sbatch: Job N to start at T using C processors on nodes L in partition
+/// P`); nothing is submitted.
+fn test_only(cluster: &mut Cluster, request: pb::SubmitRequest) -> i32 {
+    let result = runtime().block_on(cluster.call(|mut c| {
+        let request = request.clone();
+        async move { c.test_only(request).await.map(|r| r.into_inner()) }
+    }));
+    match result {
+        Ok(r) if r.start_time > 0 => {
+            eprintln!(
+                "sbatch: Job {} to start at {} using {} processors on nodes {} in partition {}",
+                r.job_id,
+                drover_scheduler::time::format_timestamp(r.start_time, UTC_OFFSET_S),
+                r.cpus,
+                drover_scheduler::hostlist::compress_sorted(&r.nodes),
+                r.partition
+            );
+            EXIT_OK
+        }
+        Ok(r) => {
+            eprintln!(
+                "sbatch: Job {} cannot start within the planning window (bf_window) in partition {}",
+                r.job_id, r.partition
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("sbatch: error: Batch job submission failed: {e}");
+            EXIT_ERROR
+        }
+    }
 }
 
 /// `scontrol wait_job <id>`: returns once the job has started (0), or has ended without

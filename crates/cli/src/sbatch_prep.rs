@@ -56,6 +56,8 @@ pub struct UserIdentity {
 pub struct Prepared {
     /// `-W/--wait`: wait for the job to end, and exit with its exit code.
     pub wait: bool,
+    /// `--test-only`: say when the job would start; submit nothing.
+    pub test_only: bool,
     pub spec: JobSpec,
     /// `--parsable`: print `<id>` instead of `Submitted batch job <id>`.
     pub parsable: bool,
@@ -153,6 +155,7 @@ enum Key {
     Export,
     OpenMode,
     Wait,
+    TestOnly,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -299,7 +302,7 @@ static OPTIONS: &[OptDef] = &[
     opt("external", None, No, Key::Unsupported),
     opt("gid", None, Required, Key::Unsupported),
     opt("help", Some('h'), No, Key::Unsupported),
-    opt("test-only", None, No, Key::Unsupported),
+    opt("test-only", None, No, Key::TestOnly),
     opt("uid", None, Required, Key::Unsupported),
     opt("usage", None, No, Key::Unsupported),
     opt("version", Some('V'), No, Key::Unsupported),
@@ -564,6 +567,8 @@ struct Opts {
     open_append: bool,
     /// `-W/--wait`.
     wait: bool,
+    /// `--test-only`.
+    test_only: bool,
 }
 
 impl Opts {
@@ -688,6 +693,7 @@ impl Opts {
                 }
             },
             Key::Wait => self.wait = true,
+            Key::TestOnly => self.test_only = true,
             Key::Signal => match parse_signal_option(&value) {
                 Some(w) => self.signal = Some(w),
                 None => {
@@ -1318,6 +1324,7 @@ fn build_spec(
     };
     Ok(Prepared {
         wait: opts.wait,
+        test_only: opts.test_only,
         spec,
         parsable: opts.parsable,
         quiet: opts.quiet,

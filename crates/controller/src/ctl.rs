@@ -279,6 +279,28 @@ impl pb::ctl_server::Ctl for CtlService {
         }
     }
 
+    async fn test_only(
+        &self,
+        request: Rpc<pb::SubmitRequest>,
+    ) -> Result<Response<pb::TestOnlyReply>, Status> {
+        let req = request.into_inner();
+        let spec = req
+            .spec
+            .ok_or_else(|| Status::invalid_argument("submit without a job spec"))?;
+        let spec = convert::job_spec(spec).map_err(Status::invalid_argument)?;
+        let now = self.replica.now_ms();
+        let (state, _) = self.replica.read(|s| s.clone());
+        let reply = drover_scheduler::plan::test_only(state, spec, now, &self.sched)
+            .map_err(|r| Status::invalid_argument(r.to_string()))?;
+        Ok(Response::new(pb::TestOnlyReply {
+            job_id: reply.job_id.0,
+            start_time: reply.start_at.map_or(0, |t| (t / 1000) as i64),
+            nodes: reply.nodes,
+            cpus: reply.cpus,
+            partition: reply.partition,
+        }))
+    }
+
     async fn update_node(
         &self,
         request: Rpc<pb::UpdateNodeRequest>,

@@ -977,6 +977,66 @@ struct Scratch {
     seen: Vec<u32>,
 }
 
+/// Where and when a job would start (`sbatch --test-only`): nothing is submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestOnly {
+    pub job_id: JobId,
+    /// `None`: not within `bf_window`.
+    pub start_at: Option<TimestampMs>,
+    pub nodes: Vec<String>,
+    pub cpus: u32,
+    pub partition: String,
+}
+
+/// Submits `spec` to a copy of the state and plans one pass: the job's start now or its
+/// reservation. The same checks as a submit apply (Slurm's errors).
+pub fn test_only(
+    mut state: ClusterState,
+    spec: crate::types::JobSpec,
+    now: TimestampMs,
+    cfg: &SchedConfig,
+) -> Result<TestOnly, crate::command::Rejection> {
+    use crate::command::{Command, Proposal, Reply, Request};
+    let reply = state
+        .apply(&Proposal {
+            at: now,
+            requests: vec![Request {
+                request_id: String::new(),
+                command: Command::Submit(spec),
+            }],
+        })
+        .remove(0);
+    let job_id = match reply {
+        Reply::Submitted { job_id } => job_id,
+        Reply::Rejected(r) => return Err(r),
+        other => {
+            return Err(crate::command::Rejection::Invalid(format!(
+                "unexpected answer to a submit: {other:?}"
+            )))
+        }
+    };
+    let (plan, starts) = plan_with_starts(&state, now, cfg);
+    let job = &state.jobs[&job_id];
+    let partition = job.partition.clone();
+    if let Some(a) = plan.allocations.iter().find(|a| a.job_id == job_id) {
+        return Ok(TestOnly {
+            job_id,
+            start_at: Some(now.max(state.now)),
+            nodes: a.nodes.iter().map(|s| s.node.clone()).collect(),
+            cpus: a.nodes.iter().map(|s| s.cpus).sum(),
+            partition,
+        });
+    }
+    let start = starts.into_iter().rev().find(|s| s.job_id == job_id);
+    Ok(TestOnly {
+        job_id,
+        start_at: start.as_ref().and_then(|s| s.start_at),
+        nodes: start.map(|s| s.nodes).unwrap_or_default(),
+        cpus: job.spec.cpus_per_node() * job.spec.nodes_needed(),
+        partition,
+    })
+}
+
 /// The jobs a plan would start, for tests and logs.
 pub fn started(plan: &Plan) -> Vec<JobId> {
     plan.allocations.iter().map(|a| a.job_id).collect()

@@ -454,6 +454,33 @@ fn job_updates_follow_slurms_permissions() {
     );
 }
 
+/// Reference: sbatch(1) `--test-only`: the planner's start for the job, on a copy — the
+/// cluster itself is not changed.
+#[test]
+fn test_only_plans_on_a_copy() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 2, 4000));
+    let mut long = job(2);
+    long.time_limit_min = Some(10);
+    let running = c.submit(long);
+    c.schedule();
+    let before = c.state.clone();
+    let mut spec = job(1);
+    spec.time_limit_min = Some(5);
+    let t = drover_scheduler::plan::test_only(c.state.clone(), spec.clone(), c.state.now, &c.cfg)
+        .expect("plannable");
+    assert_eq!(t.job_id.0, running.0 + 1);
+    let ends = c.job(running).start_at.unwrap() + 10 * 60_000;
+    assert_eq!(t.start_at, Some(ends));
+    assert_eq!((t.nodes.as_slice(), t.cpus), (&["n1".to_string()][..], 1));
+    assert_eq!(c.state, before, "nothing was submitted");
+    spec.cpus_per_task = 64;
+    assert_eq!(
+        drover_scheduler::plan::test_only(c.state.clone(), spec, c.state.now, &c.cfg),
+        Err(Rejection::NodeConfigUnavailable)
+    );
+}
+
 /// Random commands, some valid, some not, against a small cluster.
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["n1", "n2", "n3"]);

@@ -15,6 +15,7 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     queue_index_exact(state)?;
     gpus_not_double_booked(state)?;
     dependency_index_exact(state)?;
+    held_jobs_say_so(state)?;
     array_records_exact(state)?;
     accounting_consistent(state)?;
     Ok(())
@@ -59,6 +60,21 @@ fn accounting_consistent(state: &ClusterState) -> Result<(), String> {
         if !ok {
             return Err(format!(
                 "a cancellation is remembered for job {id}, which is not completing"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A pending job with priority 0 is held and says so (JobHeldUser/JobHeldAdmin): a release
+/// only matches a held job, so any other reason would leave it pending for ever.
+fn held_jobs_say_so(state: &ClusterState) -> Result<(), String> {
+    for job in state.jobs.values() {
+        if job.state == JobState::Pending && job.priority == 0 && !job.is_held() {
+            return Err(format!(
+                "job {} has priority 0 but reason {}",
+                job.id,
+                job.reason.name()
             ));
         }
     }

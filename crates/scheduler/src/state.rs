@@ -904,16 +904,19 @@ impl ClusterState {
                 refused += 1;
             }
         }
+        // A plan is made from an earlier state: a job held since then keeps its hold reason
+        // (overwriting it would leave a priority-0 job that no release matches; jepsen
+        // finding 2).
         for (id, reason) in &plan.reasons {
             if let Some(job) = self.jobs.get_mut(id) {
-                if job.state == JobState::Pending {
+                if job.state == JobState::Pending && job.priority > 0 {
                     job.reason = reason.clone();
                 }
             }
         }
         for start in &plan.starts {
             if let Some(job) = self.jobs.get_mut(&start.job_id) {
-                if job.state == JobState::Pending {
+                if job.state == JobState::Pending && job.priority > 0 {
                     job.expected_start_at = start.start_at;
                     job.sched_nodes = start.nodes.clone();
                 }

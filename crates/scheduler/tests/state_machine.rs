@@ -454,6 +454,44 @@ fn job_updates_follow_slurms_permissions() {
     );
 }
 
+/// jepsen finding 2: a plan made before a hold, applied after it, must not replace the hold
+/// reason — the job would keep priority 0 with a reason no release matches, pending forever.
+#[test]
+fn a_stale_plan_does_not_unhold_a_held_job() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 1, 4000));
+    let busy = c.submit(job(1));
+    c.schedule();
+    let waiting = c.submit(job(1));
+    let stale = plan(&c.state, c.state.now, &c.cfg);
+    assert!(stale.reasons.iter().any(|(id, _)| *id == waiting));
+    let target = vec![JobRef {
+        job: waiting,
+        task: None,
+    }];
+    c.run(Command::Hold {
+        targets: target.clone(),
+        admin: false,
+        uid: 0,
+    });
+    c.run(Command::Allocate(stale));
+    assert_eq!(c.job(waiting).reason, PendingReason::JobHeldUser);
+    assert!(c.job(waiting).is_held());
+    c.run(Command::Release {
+        targets: target,
+        uid: 0,
+    });
+    let node = c.job(busy).batch_host().unwrap().to_string();
+    c.run(Command::JobFinished {
+        job_id: busy,
+        node,
+        exit_code: 0,
+        signal: 0,
+    });
+    c.schedule();
+    assert_eq!(c.job(waiting).state, JobState::Running);
+}
+
 /// Reference: sbatch(1) `--test-only`: the planner's start for the job, on a copy — the
 /// cluster itself is not changed.
 #[test]

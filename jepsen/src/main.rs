@@ -3,7 +3,7 @@
 //! ```text
 //! setup (drover ctld ×R, drover noded ×N on 127.0.0.1)
 //!   → workload (C clients: submit / cancel / read, recorded invoke → ok|fail|info)
-//!     ∥ nemesis (kill, pause, restart, kill-node; recorded as faults)
+//!     ∥ nemesis (kill, pause, restart, kill-node, partitions; recorded as faults)
 //!     ∥ monitors (replica roles every 200 ms; job markers every 50 ms)
 //!   → heal everything → liveness (every job terminal; a new job runs) → final reads
 //!   → checker (pure: history + markers + final reads → anomalies) → report + timeline
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use workload::{channels, client, find_leader, job_obs, Known, Workload};
 
 const USAGE: &str = "usage:
-  drover-jepsen test [--time-limit S] [--nemesis kill,pause,restart,kill-node|all|none]
+  drover-jepsen test [--time-limit S] [--nemesis kill,pause,restart,kill-node,partition,partition-ring|all|none]
                      [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
                      [--clients K] [--seed N] [--interval-ms MS] [--hold-ms MS]
                      [--recovery-s S] [--drover PATH] [--dir DIR]
@@ -209,7 +209,7 @@ fn run_test(args: Args) -> i32 {
         cpus_per_node: args.cpus_per_node,
         mem_per_node_mb: args.mem_per_node_mb,
     };
-    let netns = args.nemeses.iter().any(|n| n == "partition");
+    let netns = args.nemeses.iter().any(|n| nemesis::is_partition(n));
     let cluster = match Cluster::create(&dir.join("cluster"), &args.drover, shape, netns) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -384,6 +384,30 @@ async fn drive(
     });
     run.healed_ns = rec.now();
     wait_ready(&cluster, &chans, Duration::from_secs(60)).await?;
+
+    // Jobs the workload held (and did not release for certain) would pend forever: release
+    // them, as an operator would, before the liveness bound starts.
+    let held: Vec<u64> = {
+        let k = known.lock().unwrap_or_else(|p| p.into_inner());
+        k.held.iter().copied().collect()
+    };
+    if !held.is_empty() {
+        let request = drover_proto::ControlRequest {
+            request_id: format!("jepsen-{}-final-release", rec.start_epoch_ns),
+            action: drover_proto::control_request::Action::Release as i32,
+            targets: held
+                .iter()
+                .map(|&job_id| drover_proto::JobRef {
+                    job_id,
+                    task_id: None,
+                })
+                .collect(),
+            uid: 0,
+            ..Default::default()
+        };
+        let (kind, _, _, err) = workload::control_retrying(&chans, 0, &request).await;
+        println!("released {} held jobs: {kind:?} {err}", held.len());
+    }
 
     // Liveness: every job we know of reaches a terminal state within the bound.
     let healed_at = Instant::now();

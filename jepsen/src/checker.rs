@@ -598,6 +598,61 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
         }
     }
 
+    // ---- Dependencies: `afterany:D` — no run starts while a run of D is running; `afterok:D` —
+    // also, no run starts unless a run of D finished its script (exit 0, the "ok" end marker)
+    // before it. Jobs whose D may have been requeued are left out (a requeue reopens D). ----
+    let requeued: BTreeSet<u64> = requeues.iter().map(|(j, _, _)| *j).collect();
+    for e in run
+        .events
+        .iter()
+        .filter(|e| e.f == Some(F::Submit) && e.kind == Some(Kind::Invoke))
+    {
+        let Some((how, dep)) = e.info.as_deref().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let Ok(dep) = dep.parse::<u64>() else {
+            continue;
+        };
+        let Some(s) = e.name.as_deref().and_then(|n| by_name.get(n)) else {
+            continue;
+        };
+        let Some(id) = s.job_id else { continue };
+        if requeued.contains(&dep) {
+            continue;
+        }
+        let dep_runs = by_job.get(&dep).cloned().unwrap_or_default();
+        for a in by_job.get(&id).into_iter().flatten() {
+            if let Some(d) = dep_runs
+                .iter()
+                .find(|d| d.start_ns < a.start_ns && a.start_ns < d.end_lower_bound())
+            {
+                add(
+                    "ran-before-dependency",
+                    format!(
+                        "job {id} ({how}:{dep}) started on {} at t={:.3}s while job {dep} still ran on {} (until at least t={:.3}s)",
+                        a.node,
+                        a.start_ns as f64 / 1e9,
+                        d.node,
+                        d.end_lower_bound() as f64 / 1e9
+                    ),
+                );
+            }
+            let dep_ok = dep_runs.iter().any(|d| {
+                d.end_reason.as_deref() == Some("ok") && d.end_ns.is_some_and(|t| t <= a.start_ns)
+            });
+            if how == "afterok" && !dep_ok {
+                add(
+                    "ran-despite-dependency",
+                    format!(
+                        "job {id} (afterok:{dep}) started on {} at t={:.3}s, but no run of job {dep} had finished successfully by then",
+                        a.node,
+                        a.start_ns as f64 / 1e9
+                    ),
+                );
+            }
+        }
+    }
+
     // ---- Leadership. ----
     // Not "one leader per term": openraft's default build names a leader by (term, node id),
     // so two replicas may lead one term (the later one, with the higher id, supersedes the
@@ -902,5 +957,44 @@ mod tests {
             ..ev(50, "c1", Kind::Invoke, F::Release, 2)
         });
         assert_eq!(kinds(&run), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_dependency_that_was_not_met_is_caught() {
+        let mut run = base();
+        run.healed_ns = 1_000;
+        run.events.push(Event {
+            name: Some("c0-2".into()),
+            info: Some("afterok:1".into()),
+            ..ev(11, "c0", Kind::Invoke, F::Submit, 2)
+        });
+        run.events.push(Event {
+            name: Some("c0-2".into()),
+            job_id: Some(2),
+            applied_index: Some(6),
+            ..ev(12, "c0", Kind::Ok, F::Submit, 2)
+        });
+        run.final_reads.push(read(
+            2_000,
+            9,
+            vec![job(1, "c0-1", "COMPLETED"), job(2, "c0-2", "COMPLETED")],
+        ));
+        let second = Attempt {
+            name: "c0-2".into(),
+            job_id: 2,
+            ..attempt(2, 0, 300, 400)
+        };
+        run.attempts = vec![attempt(1, 0, 100, 200), second.clone()];
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        // Started while its dependency still ran.
+        run.attempts = vec![attempt(1, 0, 100, 350), second.clone()];
+        let k = kinds(&run);
+        assert!(k.contains(&"ran-before-dependency".to_string()), "{k:?}");
+        assert!(k.contains(&"ran-despite-dependency".to_string()), "{k:?}");
+        // The dependency was killed (SIGTERM), yet the job ran.
+        let mut killed = attempt(1, 0, 100, 200);
+        killed.end_reason = Some("term".into());
+        run.attempts = vec![killed, second];
+        assert_eq!(kinds(&run), vec!["ran-despite-dependency"]);
     }
 }

@@ -81,8 +81,14 @@ pub fn text(run: &RunData, s: &Summary) -> String {
     }
     let _ = writeln!(
         t,
-        "faults: {}   job attempts (markers): {} ({} of them runs after a requeue)",
+        "faults: {}   submits with a dependency: {}   job attempts (markers): {} ({} of them runs after a requeue)",
         s.faults,
+        run.events
+            .iter()
+            .filter(|e| e.f == Some(F::Submit)
+                && e.kind == Some(Kind::Invoke)
+                && e.info.as_deref().is_some_and(|d| d.starts_with("after")))
+            .count(),
         s.attempts,
         run.attempts
             .iter()

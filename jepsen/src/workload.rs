@@ -87,6 +87,8 @@ pub struct Workload {
     pub known: Arc<Mutex<Known>>,
     pub stop: Arc<AtomicBool>,
     pub cpus_per_node: u32,
+    /// Whether clients hold and release jobs (`--no-hold` turns it off).
+    pub hold: bool,
 }
 
 /// The batch script: a start marker, a sleep, an end marker (also on SIGTERM).
@@ -222,6 +224,8 @@ impl Workload {
                 }
             } else if roll < 39 {
                 self.cancel(&process, op, &mut rng, &mut seen_index).await;
+            } else if roll < 43 && !self.hold {
+                self.read(&process, op, &mut rng, &mut seen_index).await;
             } else if roll < 41 {
                 self.control(&process, op, F::Hold, &mut rng, &mut seen_index)
                     .await;
@@ -244,13 +248,28 @@ impl Workload {
         let cpus = 1 + rng.below(u64::from(self.cpus_per_node.clamp(1, 3))) as u32;
         let mem = 64 * u64::from(cpus);
         let sleep_ms = 300 + rng.below(2700);
-        let spec = spec(
+        let mut spec = spec(
             &name,
             cpus,
             mem,
             script(&name, &self.markers, sleep_ms),
             &self.out,
         );
+        // One submit in five depends on a recent job: `--dependency=afterok:<id>` or `afterany`.
+        let dependency = match rng.below(10) {
+            0 | 1 => self.recent_job(rng).map(|d| {
+                format!(
+                    "{}:{d}",
+                    if rng.below(2) == 0 {
+                        "afterok"
+                    } else {
+                        "afterany"
+                    }
+                )
+            }),
+            _ => None,
+        };
+        spec.dependency = dependency.clone().unwrap_or_default();
         let first = rng.below(self.channels.len() as u64) as usize;
         self.record(Event {
             process: process.into(),
@@ -260,6 +279,7 @@ impl Workload {
             name: Some(name.clone()),
             cpus: Some(cpus),
             mem_mb: Some(mem),
+            info: dependency,
             ..Default::default()
         });
         let request_id = format!("jepsen-{}-{name}", self.rec.start_epoch_ns);

@@ -291,10 +291,17 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
         let mut reported = false;
         for w in os.windows(2) {
             let (a, b) = (&w[0], &w[1]);
+            // A requeue starts a new run (Restarts= + 1, PENDING again): states are ordered
+            // by (run, state), and a terminal state is final only within its run.
+            let (ra, rb) = (
+                (a.job.restarts, rank(&a.job.state)),
+                (b.job.restarts, rank(&b.job.state)),
+            );
             let bad = if a.index == b.index {
-                (a.job.state != b.job.state).then_some("divergent-read")
-            } else if rank(&b.job.state) < rank(&a.job.state)
-                || (rank(&a.job.state) == 3 && a.job.state != b.job.state)
+                (a.job.state != b.job.state || a.job.restarts != b.job.restarts)
+                    .then_some("divergent-read")
+            } else if rb < ra
+                || (ra.1 == 3 && a.job.restarts == b.job.restarts && a.job.state != b.job.state)
             {
                 Some("illegal-transition")
             } else {
@@ -305,9 +312,9 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                     add(
                         kind,
                         format!(
-                            "job {id}: {} at index {} (replica {}, {}, t={:.3}s) then {} at index {} (replica {}, {}, t={:.3}s)",
-                            a.job.state, a.index, a.replica, a.process, a.t_ns as f64 / 1e9,
-                            b.job.state, b.index, b.replica, b.process, b.t_ns as f64 / 1e9
+                            "job {id}: {} (run {}) at index {} (replica {}, {}, t={:.3}s) then {} (run {}) at index {} (replica {}, {}, t={:.3}s)",
+                            a.job.state, a.job.restarts, a.index, a.replica, a.process, a.t_ns as f64 / 1e9,
+                            b.job.state, b.job.restarts, b.index, b.replica, b.process, b.t_ns as f64 / 1e9
                         ),
                     );
                 }
@@ -374,7 +381,8 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
             }
         }
         if let Some(j) = final_view.get(&a.job_id) {
-            if !j.nodes.is_empty() && j.nodes != a.node {
+            // Only the last run's allocation is listed; a requeued run may have had another.
+            if !j.nodes.is_empty() && j.nodes != a.node && a.restarts.unwrap_or(0) == j.restarts {
                 add(
                     "ran-on-unallocated-node",
                     format!(
@@ -397,11 +405,23 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                 }
             }
         }
+        // Each run (job, SLURM_RESTART_COUNT) is one attempt: runs of a requeued job may follow
+        // each other, but never overlap, and one run never starts twice.
+        let mut per_run: BTreeMap<Option<u32>, usize> = BTreeMap::new();
+        for a in atts {
+            *per_run.entry(a.restarts).or_default() += 1;
+        }
+        let twice: Vec<Option<u32>> = per_run
+            .iter()
+            .filter(|(r, n)| **n > 1 || r.is_none())
+            .map(|(r, _)| *r)
+            .collect();
         let detail: Vec<String> = atts
             .iter()
             .map(|a| {
                 format!(
-                    "{} pid {} {:.3}s..{:.3}s",
+                    "run {:?} {} pid {} {:.3}s..{:.3}s",
+                    a.restarts,
                     a.node,
                     a.pid,
                     a.start_ns as f64 / 1e9,
@@ -414,11 +434,11 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                 "ran-concurrently",
                 format!("job {id} ran twice at the same time: {detail:?}"),
             );
-        } else {
+        } else if !twice.is_empty() {
             add(
                 "ran-more-than-once",
                 format!(
-                    "job {id} ran {} times (drover has no requeue): {detail:?}",
+                    "job {id} ran {} times, run(s) {twice:?} more than once: {detail:?}",
                     atts.len()
                 ),
             );
@@ -477,12 +497,35 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                     || info.contains("every replica and node daemon"))
         })
     };
+    // Invocation times, and the requeues that may have taken effect (ok without error, or info).
+    let mut invoked: BTreeMap<(&str, u64), i64> = BTreeMap::new();
+    for e in run.events.iter().filter(|e| e.kind == Some(Kind::Invoke)) {
+        invoked.insert((e.process.as_str(), e.op), e.t_ns);
+    }
+    let invoked_at = |e: &Event| invoked.get(&(e.process.as_str(), e.op)).copied();
+    let requeues: Vec<(u64, i64, i64)> = run
+        .events
+        .iter()
+        .filter(|e| {
+            e.f == Some(F::Requeue)
+                && (e.kind == Some(Kind::Info) || (e.kind == Some(Kind::Ok) && e.error.is_none()))
+        })
+        .filter_map(|e| Some((e.job_id?, invoked_at(e).unwrap_or(0), e.t_ns)))
+        .collect();
     for e in run
         .events
         .iter()
         .filter(|e| e.f == Some(F::Cancel) && e.kind == Some(Kind::Ok) && e.error.is_none())
     {
         let Some(id) = e.job_id else { continue };
+        // A requeue that may have been applied after this cancel runs the job again, legally.
+        let from = invoked_at(e).unwrap_or(e.t_ns);
+        if requeues
+            .iter()
+            .any(|(j, _, done)| *j == id && *done >= from)
+        {
+            continue;
+        }
         for a in by_job.get(&id).into_iter().flatten() {
             let end = a.end_lower_bound();
             if end > e.t_ns + CANCEL_GRACE_NS && !daemon_down(&a.node, e.t_ns, end) {
@@ -504,6 +547,106 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                     format!(
                         "job {id} was acknowledged cancelled at t={:.3}s but ended COMPLETED",
                         e.t_ns as f64 / 1e9
+                    ),
+                );
+            }
+        }
+    }
+
+    // ---- Hold: a job held (acknowledged, no error: it was pending) starts no run until a
+    // release or requeue of it may have been applied: the earliest invocation of one that was
+    // still in flight when the hold was invoked (or the harness's final release, after
+    // healing). ----
+    for e in run
+        .events
+        .iter()
+        .filter(|e| e.f == Some(F::Hold) && e.kind == Some(Kind::Ok) && e.error.is_none())
+    {
+        let Some(id) = e.job_id else { continue };
+        let held_from = invoked_at(e).unwrap_or(e.t_ns);
+        let until = run
+            .events
+            .iter()
+            .filter(|x| {
+                matches!(x.f, Some(F::Release) | Some(F::Requeue))
+                    && x.job_id == Some(id)
+                    && x.t_ns > held_from
+            })
+            .map(|x| {
+                if x.kind == Some(Kind::Invoke) {
+                    x.t_ns
+                } else {
+                    invoked_at(x).unwrap_or(i64::MIN)
+                }
+            })
+            .min()
+            .unwrap_or(run.healed_ns);
+        for a in by_job.get(&id).into_iter().flatten() {
+            if a.start_ns > e.t_ns && a.start_ns < until {
+                add(
+                    "ran-while-held",
+                    format!(
+                        "job {id} was acknowledged held at t={:.3}s but run {:?} started on {} at t={:.3}s, before any release (t={:.3}s)",
+                        e.t_ns as f64 / 1e9,
+                        a.restarts,
+                        a.node,
+                        a.start_ns as f64 / 1e9,
+                        until as f64 / 1e9
+                    ),
+                );
+            }
+        }
+    }
+
+    // ---- Dependencies: `afterany:D` — no run starts while a run of D is running; `afterok:D` —
+    // also, no run starts unless a run of D finished its script (exit 0, the "ok" end marker)
+    // before it. Jobs whose D may have been requeued are left out (a requeue reopens D). ----
+    let requeued: BTreeSet<u64> = requeues.iter().map(|(j, _, _)| *j).collect();
+    for e in run
+        .events
+        .iter()
+        .filter(|e| e.f == Some(F::Submit) && e.kind == Some(Kind::Invoke))
+    {
+        let Some((how, dep)) = e.info.as_deref().and_then(|d| d.split_once(':')) else {
+            continue;
+        };
+        let Ok(dep) = dep.parse::<u64>() else {
+            continue;
+        };
+        let Some(s) = e.name.as_deref().and_then(|n| by_name.get(n)) else {
+            continue;
+        };
+        let Some(id) = s.job_id else { continue };
+        if requeued.contains(&dep) {
+            continue;
+        }
+        let dep_runs = by_job.get(&dep).cloned().unwrap_or_default();
+        for a in by_job.get(&id).into_iter().flatten() {
+            if let Some(d) = dep_runs
+                .iter()
+                .find(|d| d.start_ns < a.start_ns && a.start_ns < d.end_lower_bound())
+            {
+                add(
+                    "ran-before-dependency",
+                    format!(
+                        "job {id} ({how}:{dep}) started on {} at t={:.3}s while job {dep} still ran on {} (until at least t={:.3}s)",
+                        a.node,
+                        a.start_ns as f64 / 1e9,
+                        d.node,
+                        d.end_lower_bound() as f64 / 1e9
+                    ),
+                );
+            }
+            let dep_ok = dep_runs.iter().any(|d| {
+                d.end_reason.as_deref() == Some("ok") && d.end_ns.is_some_and(|t| t <= a.start_ns)
+            });
+            if how == "afterok" && !dep_ok {
+                add(
+                    "ran-despite-dependency",
+                    format!(
+                        "job {id} (afterok:{dep}) started on {} at t={:.3}s, but no run of job {dep} had finished successfully by then",
+                        a.node,
+                        a.start_ns as f64 / 1e9
                     ),
                 );
             }
@@ -586,6 +729,7 @@ mod tests {
             mem_mb: 64,
             end_time: 0,
             now: 0,
+            restarts: 0,
         }
     }
 
@@ -671,6 +815,7 @@ mod tests {
             node: "n1".into(),
             cpus: 2,
             pid: 1,
+            restarts: Some(0),
             start_ns: 100,
             end_ns: Some(200),
             end_reason: Some("ok".into()),
@@ -700,5 +845,156 @@ mod tests {
         run.final_reads
             .push(read(30, 9, vec![job(1, "c0-1", "COMPLETED")]));
         assert_eq!(kinds(&run), vec!["stale-read"]);
+    }
+
+    fn attempt(pid: i32, restarts: u32, start_ns: i64, end_ns: i64) -> Attempt {
+        Attempt {
+            name: "c0-1".into(),
+            job_id: 1,
+            node: "n1".into(),
+            cpus: 1,
+            pid,
+            restarts: Some(restarts),
+            start_ns,
+            end_ns: Some(end_ns),
+            end_reason: Some("ok".into()),
+            last_alive_ns: end_ns,
+            gone_ns: Some(end_ns + 10),
+        }
+    }
+
+    #[test]
+    fn a_requeued_job_runs_again_but_its_runs_never_overlap() {
+        let mut run = base();
+        let requeued = JobObs {
+            restarts: 1,
+            ..job(1, "c0-1", "PENDING")
+        };
+        run.events
+            .push(read(20, 6, vec![job(1, "c0-1", "RUNNING")]));
+        run.events
+            .push(read(25, 7, vec![job(1, "c0-1", "COMPLETED")]));
+        run.events.push(Event {
+            job_id: Some(1),
+            ..ev(26, "c1", Kind::Invoke, F::Requeue, 1)
+        });
+        run.events.push(Event {
+            job_id: Some(1),
+            applied_index: Some(8),
+            ..ev(27, "c1", Kind::Ok, F::Requeue, 1)
+        });
+        run.events.push(read(28, 8, vec![requeued]));
+        run.final_reads.push(read(
+            300,
+            9,
+            vec![JobObs {
+                restarts: 1,
+                nodes: "n2".into(),
+                ..job(1, "c0-1", "COMPLETED")
+            }],
+        ));
+        let mut first = attempt(1, 0, 100, 200);
+        first.node = "n2".into();
+        run.attempts = vec![first.clone(), attempt(2, 1, 250, 290)];
+        // Two runs, one after the other; the first on another node than the last run's.
+        assert_eq!(
+            kinds(&run),
+            vec!["ran-on-unallocated-node"],
+            "only the last run is checked against the final allocation"
+        );
+        run.attempts[0].node = "n2".into();
+        run.attempts[1].node = "n2".into();
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        // The same run twice (one after the other), or two runs at once: caught.
+        run.attempts = vec![attempt(1, 1, 100, 200), attempt(2, 1, 250, 290)];
+        for a in &mut run.attempts {
+            a.node = "n2".into();
+        }
+        assert_eq!(kinds(&run), vec!["ran-more-than-once"]);
+        run.attempts = vec![attempt(1, 0, 100, 260), attempt(2, 1, 250, 290)];
+        for a in &mut run.attempts {
+            a.node = "n2".into();
+        }
+        assert_eq!(kinds(&run), vec!["ran-concurrently"]);
+        // Back to PENDING without a new run is still illegal.
+        run.attempts.clear();
+        run.events
+            .push(read(29, 9, vec![job(1, "c0-1", "PENDING")]));
+        assert!(kinds(&run).contains(&"illegal-transition".to_string()));
+    }
+
+    #[test]
+    fn a_held_job_that_starts_is_caught() {
+        let mut run = base();
+        run.healed_ns = 1_000;
+        run.final_reads
+            .push(read(2_000, 9, vec![job(1, "c0-1", "COMPLETED")]));
+        run.events.push(Event {
+            job_id: Some(1),
+            ..ev(20, "c1", Kind::Invoke, F::Hold, 1)
+        });
+        run.events.push(Event {
+            job_id: Some(1),
+            ..ev(30, "c1", Kind::Ok, F::Hold, 1)
+        });
+        run.attempts = vec![attempt(1, 0, 100, 200)];
+        assert_eq!(kinds(&run), vec!["ran-while-held"]);
+        // A release invoked just before the hold was acknowledged (so possibly applied after
+        // it): legal.
+        let mut racing = run.clone();
+        racing.events.push(Event {
+            job_id: Some(1),
+            ..ev(25, "c2", Kind::Invoke, F::Release, 1)
+        });
+        racing.events.push(Event {
+            job_id: Some(1),
+            ..ev(35, "c2", Kind::Ok, F::Release, 1)
+        });
+        assert_eq!(kinds(&racing), Vec::<String>::new());
+        // Released first: legal.
+        run.events.push(Event {
+            job_id: Some(1),
+            ..ev(50, "c1", Kind::Invoke, F::Release, 2)
+        });
+        assert_eq!(kinds(&run), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_dependency_that_was_not_met_is_caught() {
+        let mut run = base();
+        run.healed_ns = 1_000;
+        run.events.push(Event {
+            name: Some("c0-2".into()),
+            info: Some("afterok:1".into()),
+            ..ev(11, "c0", Kind::Invoke, F::Submit, 2)
+        });
+        run.events.push(Event {
+            name: Some("c0-2".into()),
+            job_id: Some(2),
+            applied_index: Some(6),
+            ..ev(12, "c0", Kind::Ok, F::Submit, 2)
+        });
+        run.final_reads.push(read(
+            2_000,
+            9,
+            vec![job(1, "c0-1", "COMPLETED"), job(2, "c0-2", "COMPLETED")],
+        ));
+        let second = Attempt {
+            name: "c0-2".into(),
+            job_id: 2,
+            ..attempt(2, 0, 300, 400)
+        };
+        run.attempts = vec![attempt(1, 0, 100, 200), second.clone()];
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        // Started while its dependency still ran.
+        run.attempts = vec![attempt(1, 0, 100, 350), second.clone()];
+        let k = kinds(&run);
+        assert!(k.contains(&"ran-before-dependency".to_string()), "{k:?}");
+        assert!(k.contains(&"ran-despite-dependency".to_string()), "{k:?}");
+        // The dependency was killed (SIGTERM), yet the job ran.
+        let mut killed = attempt(1, 0, 100, 200);
+        killed.end_reason = Some("term".into());
+        run.attempts = vec![killed, second];
+        assert_eq!(kinds(&run), vec!["ran-despite-dependency"]);
     }
 }

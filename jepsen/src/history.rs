@@ -23,6 +23,10 @@ pub enum Kind {
 pub enum F {
     Submit,
     Cancel,
+    /// `scontrol hold` / `release` / `requeue` (`Ctl.Control`), one job each.
+    Hold,
+    Release,
+    Requeue,
     Read,
     /// A fault starts (`invoke`) or is healed (`ok`); `process` is "nemesis".
     Fault,
@@ -50,6 +54,9 @@ pub struct JobObs {
     /// The cluster's clock when read (unix seconds).
     #[serde(default)]
     pub now: i64,
+    /// Times requeued (`Restarts=`): each requeue starts a new run of the job.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

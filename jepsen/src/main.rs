@@ -3,7 +3,7 @@
 //! ```text
 //! setup (drover ctld ×R, drover noded ×N on 127.0.0.1)
 //!   → workload (C clients: submit / cancel / read, recorded invoke → ok|fail|info)
-//!     ∥ nemesis (kill, pause, restart, kill-node; recorded as faults)
+//!     ∥ nemesis (kill, pause, restart, kill-node, partitions; recorded as faults)
 //!     ∥ monitors (replica roles every 200 ms; job markers every 50 ms)
 //!   → heal everything → liveness (every job terminal; a new job runs) → final reads
 //!   → checker (pure: history + markers + final reads → anomalies) → report + timeline
@@ -31,10 +31,10 @@ use std::time::{Duration, Instant};
 use workload::{channels, client, find_leader, job_obs, Known, Workload};
 
 const USAGE: &str = "usage:
-  drover-jepsen test [--time-limit S] [--nemesis kill,pause,restart,kill-node|all|none]
+  drover-jepsen test [--time-limit S] [--nemesis kill,pause,restart,kill-node,partition,partition-ring|all|none]
                      [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
                      [--clients K] [--seed N] [--interval-ms MS] [--hold-ms MS]
-                     [--recovery-s S] [--drover PATH] [--dir DIR]
+                     [--recovery-s S] [--drover PATH] [--dir DIR] [--no-hold]
   drover-jepsen check --dir RUN_DIR
 
 exit status: 0 valid, 1 invalid, 2 harness error";
@@ -53,6 +53,8 @@ struct Args {
     recovery_s: u64,
     drover: PathBuf,
     dir: Option<PathBuf>,
+    /// Leave `scontrol hold` / `release` out of the workload (jepsen/README.md, finding 2).
+    no_hold: bool,
 }
 
 fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
@@ -71,6 +73,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
         recovery_s: 90,
         drover: root.join("target/release/drover"),
         dir: None,
+        no_hold: false,
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -93,6 +96,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
             "--recovery-s" => a.recovery_s = val()?.parse()?,
             "--drover" => a.drover = PathBuf::from(val()?),
             "--dir" => a.dir = Some(PathBuf::from(val()?)),
+            "--no-hold" => a.no_hold = true,
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
     }
@@ -209,7 +213,7 @@ fn run_test(args: Args) -> i32 {
         cpus_per_node: args.cpus_per_node,
         mem_per_node_mb: args.mem_per_node_mb,
     };
-    let netns = args.nemeses.iter().any(|n| n == "partition");
+    let netns = args.nemeses.iter().any(|n| nemesis::is_partition(n));
     let cluster = match Cluster::create(&dir.join("cluster"), &args.drover, shape, netns) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -350,6 +354,7 @@ async fn drive(
         known: known.clone(),
         stop: stop_clients.clone(),
         cpus_per_node: args.cpus_per_node,
+        hold: !args.no_hold,
     });
     let clients: Vec<_> = (0..args.clients)
         .map(|c| tokio::spawn(wl.clone().run_client(c, args.seed)))
@@ -385,6 +390,30 @@ async fn drive(
     run.healed_ns = rec.now();
     wait_ready(&cluster, &chans, Duration::from_secs(60)).await?;
 
+    // Jobs the workload held (and did not release for certain) would pend forever: release
+    // them, as an operator would, before the liveness bound starts.
+    let held: Vec<u64> = {
+        let k = known.lock().unwrap_or_else(|p| p.into_inner());
+        k.held.iter().copied().collect()
+    };
+    if !held.is_empty() {
+        let request = drover_proto::ControlRequest {
+            request_id: format!("jepsen-{}-final-release", rec.start_epoch_ns),
+            action: drover_proto::control_request::Action::Release as i32,
+            targets: held
+                .iter()
+                .map(|&job_id| drover_proto::JobRef {
+                    job_id,
+                    task_id: None,
+                })
+                .collect(),
+            uid: 0,
+            ..Default::default()
+        };
+        let (kind, _, _, err) = workload::control_retrying(&chans, 0, &request).await;
+        println!("released {} held jobs: {kind:?} {err}", held.len());
+    }
+
     // Liveness: every job we know of reaches a terminal state within the bound.
     let healed_at = Instant::now();
     let bound = Duration::from_secs(args.recovery_s);
@@ -401,6 +430,28 @@ async fn drive(
                 .filter(|j| !workload::is_terminal(&j.state))
                 .map(|j| (j.job_id, j.name.clone(), j.state.clone()))
                 .collect();
+            // A job whose dependency can never be met pends forever (as in Slurm without
+            // kill_invalid_depend): cancel it, as an operator would.
+            let never: Vec<u64> = reply
+                .jobs
+                .iter()
+                .filter(|j| j.state == "PENDING" && j.reason == "DependencyNeverSatisfied")
+                .map(|j| j.job_id)
+                .collect();
+            if !never.is_empty() {
+                let request = drover_proto::CancelRequest {
+                    request_id: format!("jepsen-{}-never-{}", rec.start_epoch_ns, rec.now()),
+                    job_ids: never.clone(),
+                    uid: 0,
+                };
+                // Any replica that answers (a follower that refuses is tried again next round).
+                let k = (rec.now() / 500_000_000) as usize % chans.len();
+                let r = client(&chans[k]).cancel(request).await;
+                println!(
+                    "cancelled jobs whose dependency can never be met: {never:?} ({:?})",
+                    r.err().map(|e| e.code())
+                );
+            }
             if stuck.is_empty() {
                 liveness.settled_after_s = Some(healed_at.elapsed().as_secs_f64());
                 liveness.stuck.clear();

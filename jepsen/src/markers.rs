@@ -1,6 +1,6 @@
 //! Execution evidence: each job attempt's script writes `<job>.<pid>.start` (name, job id, node,
-//! CPUs, pid, start time) and, when it ends or gets SIGTERM, `<job>.<pid>.end`. A SIGKILLed
-//! script writes no end marker, so a watcher polls every open attempt's pid: the last time it
+//! CPUs, pid, start time, `SLURM_RESTART_COUNT`: which run of the job) and, when it ends or gets
+//! SIGTERM, `<job>.<pid>.end`. A SIGKILLed script writes no end marker, so a watcher polls every open attempt's pid: the last time it
 //! was seen alive is a lower bound of its end, which is all the checks need (they only report
 //! overlaps that certainly happened).
 
@@ -19,6 +19,9 @@ pub struct Attempt {
     pub node: String,
     pub cpus: u32,
     pub pid: i32,
+    /// `SLURM_RESTART_COUNT`: which run of the job this attempt is (None: an old marker).
+    #[serde(default)]
+    pub restarts: Option<u32>,
     /// Nanoseconds since the test started (converted from the script's wall clock).
     pub start_ns: i64,
     /// From the end marker, when there is one.
@@ -50,6 +53,7 @@ fn parse_start(text: &str, start_epoch_ns: i64) -> Option<Attempt> {
         node: w[2].to_string(),
         cpus: w[3].parse().ok()?,
         pid: w[4].parse().ok()?,
+        restarts: w.get(6).and_then(|r| r.parse().ok()),
         start_ns,
         end_ns: None,
         end_reason: None,
@@ -155,6 +159,9 @@ mod tests {
             parse_end("1000000900 term\n", 1_000_000_000),
             Some((900, "term".into()))
         );
+        assert_eq!(a.restarts, None);
+        let a = parse_start("c1-3 17 n2 2 4242 1000000500 2\n", 1_000_000_000).unwrap();
+        assert_eq!(a.restarts, Some(2));
         assert!(parse_start("c1-3 17", 0).is_none());
     }
 }

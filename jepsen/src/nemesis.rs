@@ -9,6 +9,9 @@
 //! - `partition`: replicas run in network namespaces; cut replica-to-replica links: the leader
 //!   isolated, random minority/majority halves, or a bridge (two sides that each still reach one
 //!   middle replica). Clients and node daemons still reach every replica. Healed after the hold.
+//! - `partition-ring`: the replicas in a random ring; each reaches only its two neighbours (with
+//!   5 replicas every replica still sees a majority, but no two majorities are the same, as in
+//!   Jepsen's `majorities-ring`; with 3 replicas a ring cuts nothing).
 
 use crate::cluster::{ctld_label, noded_label, Cluster};
 use crate::history::{Event, Kind, Recorder, F};
@@ -19,7 +22,34 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-pub const ALL: [&str; 5] = ["kill", "pause", "restart", "kill-node", "partition"];
+pub const ALL: [&str; 6] = [
+    "kill",
+    "pause",
+    "restart",
+    "kill-node",
+    "partition",
+    "partition-ring",
+];
+
+/// Whether a nemesis needs the replicas in network namespaces.
+pub fn is_partition(n: &str) -> bool {
+    n.starts_with("partition")
+}
+
+/// The links a ring partition cuts: `ring` in order, each replica keeps its two neighbours.
+pub fn ring_cuts(ring: &[u64]) -> Vec<(u64, u64)> {
+    let n = ring.len();
+    let mut cuts = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = j - i;
+            if d != 1 && d != n - 1 {
+                cuts.push((ring[i], ring[j]));
+            }
+        }
+    }
+    cuts
+}
 
 pub fn parse(list: &str) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -140,13 +170,18 @@ impl Nemesis {
                     let r = c.start(&l);
                     self.fault_event(Kind::Ok, op, format!("restart {l} {r:?}"));
                 }
-                "partition" => {
+                "partition" | "partition-ring" => {
                     let Some(net) = &c.net else { continue };
                     let mut ids: Vec<u64> = c.ctlds.iter().map(|(id, _)| *id).collect();
                     for i in (1..ids.len()).rev() {
                         ids.swap(i, rng.below(i as u64 + 1) as usize);
                     }
-                    let (a, b, what): (Vec<u64>, Vec<u64>, String) = match rng.below(3) {
+                    let kind = if fault == "partition-ring" {
+                        3
+                    } else {
+                        rng.below(3)
+                    };
+                    let (a, b, what): (Vec<u64>, Vec<u64>, String) = match kind {
                         0 => {
                             let l = find_leader(&self.channels).await.unwrap_or(ids[0]);
                             let rest: Vec<u64> = ids.iter().copied().filter(|&x| x != l).collect();
@@ -157,6 +192,7 @@ impl Nemesis {
                             let (x, y) = ids.split_at(k);
                             (x.to_vec(), y.to_vec(), format!("halves {x:?} | {y:?}"))
                         }
+                        3 => (Vec::new(), Vec::new(), format!("ring {ids:?}")),
                         _ => {
                             // ids[0] is the bridge; the others split in two sides.
                             let sides = &ids[1..];
@@ -170,12 +206,17 @@ impl Nemesis {
                         }
                     };
                     self.fault_event(Kind::Invoke, op, format!("partition: {what}"));
+                    let mut pairs: Vec<(u64, u64)> = a
+                        .iter()
+                        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+                        .collect();
+                    if kind == 3 {
+                        pairs = ring_cuts(&ids);
+                    }
                     let mut errors = Vec::new();
-                    for &x in &a {
-                        for &y in &b {
-                            if let Err(e) = net.cut(x, y) {
-                                errors.push(e.to_string());
-                            }
+                    for (x, y) in pairs {
+                        if let Err(e) = net.cut(x, y) {
+                            errors.push(e.to_string());
                         }
                     }
                     tokio::time::sleep(hold).await;
@@ -185,5 +226,23 @@ impl Nemesis {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_keeps_only_neighbours() {
+        assert_eq!(ring_cuts(&[1, 2, 3]), vec![]);
+        assert_eq!(
+            ring_cuts(&[3, 1, 4, 5, 2]),
+            vec![(3, 4), (3, 5), (1, 5), (1, 2), (4, 2)]
+        );
+        assert!(parse("all")
+            .unwrap()
+            .contains(&"partition-ring".to_string()));
+        assert!(is_partition("partition-ring") && !is_partition("kill"));
     }
 }

@@ -28,8 +28,11 @@ pub fn summarize(run: &RunData, anomalies: &[Anomaly]) -> Summary {
         if matches!(f, F::Role | F::Fault) || k == Kind::Invoke {
             continue;
         }
+        // An answer that refused the change (Slurm's error text: a hold of a running job, a
+        // cancel of a finished one) is an `ok` that changed nothing: counted apart.
+        let refused = k == Kind::Ok && e.error.is_some() && f != F::Read;
         let name = format!(
-            "{} {}",
+            "{} {}{}",
             serde_json::to_value(f)
                 .unwrap_or_default()
                 .as_str()
@@ -37,7 +40,8 @@ pub fn summarize(run: &RunData, anomalies: &[Anomaly]) -> Summary {
             serde_json::to_value(k)
                 .unwrap_or_default()
                 .as_str()
-                .unwrap_or("?")
+                .unwrap_or("?"),
+            if refused { " (refused)" } else { "" }
         );
         *ops.entry(name).or_insert(0) += 1;
     }
@@ -77,8 +81,19 @@ pub fn text(run: &RunData, s: &Summary) -> String {
     }
     let _ = writeln!(
         t,
-        "faults: {}   job attempts (markers): {}",
-        s.faults, s.attempts
+        "faults: {}   submits with a dependency: {}   job attempts (markers): {} ({} of them runs after a requeue)",
+        s.faults,
+        run.events
+            .iter()
+            .filter(|e| e.f == Some(F::Submit)
+                && e.kind == Some(Kind::Invoke)
+                && e.info.as_deref().is_some_and(|d| d.starts_with("after")))
+            .count(),
+        s.attempts,
+        run.attempts
+            .iter()
+            .filter(|a| a.restarts.unwrap_or(0) > 0)
+            .count()
     );
     let l = &run.liveness;
     let _ = writeln!(

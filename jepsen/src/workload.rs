@@ -60,6 +60,7 @@ pub fn job_obs(j: &pb::JobInfo) -> JobObs {
         mem_mb: j.mem_per_node_mb,
         end_time: j.end_time,
         now: j.now,
+        restarts: j.restarts,
     }
 }
 
@@ -72,6 +73,8 @@ pub fn is_terminal(state: &str) -> bool {
 pub struct Known {
     pub acked: Vec<u64>,
     pub finished: BTreeSet<u64>,
+    /// Jobs a hold may have held (not yet released for certain): released before liveness.
+    pub held: BTreeSet<u64>,
 }
 
 pub struct Workload {
@@ -84,6 +87,8 @@ pub struct Workload {
     pub known: Arc<Mutex<Known>>,
     pub stop: Arc<AtomicBool>,
     pub cpus_per_node: u32,
+    /// Whether clients hold and release jobs (`--no-hold` turns it off).
+    pub hold: bool,
 }
 
 /// The batch script: a start marker, a sleep, an end marker (also on SIGTERM).
@@ -92,7 +97,7 @@ pub fn script(name: &str, markers: &std::path::Path, sleep_ms: u64) -> String {
     format!(
         "#!/bin/sh\n\
          M={m}/$SLURM_JOB_ID.$$\n\
-         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N)\" > $M.tmp && mv $M.tmp $M.start\n\
+         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N) ${{SLURM_RESTART_COUNT:-0}}\" > $M.tmp && mv $M.tmp $M.start\n\
          trap 'echo \"$(date +%s%N) term\" > $M.etmp; mv $M.etmp $M.end; exit 143' TERM\n\
          sleep {}.{:03} &\n\
          wait $!\n\
@@ -127,46 +132,70 @@ pub fn spec(
     }
 }
 
-/// Submits with one request id, retried across replicas until an answer or the deadline.
-/// Returns the completion kind, the reply, the replica that answered, and the last error.
-pub async fn submit_retrying(
+/// One write (one request id), retried across replicas until an answer or the deadline.
+/// Returns the completion kind, the reply, the replica last asked, and the last error. A definite
+/// rejection is `fail`: with request ids, a retry of an applied write is answered with the first
+/// answer, so a rejected one never took effect.
+async fn write_retrying<T, Fut>(
     channels: &[Channel],
     first: usize,
-    request_id: &str,
-    spec: &pb::JobSpec,
-) -> (Kind, Option<pb::SubmitReply>, usize, String) {
+    call: impl Fn(CtlClient<Channel>) -> Fut,
+) -> (Kind, Option<T>, usize, String)
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
     let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
     let mut i = first;
     let mut last = String::new();
-    let mut attempts = 0;
     while tokio::time::Instant::now() < deadline {
-        attempts += 1;
-        let mut req = tonic::Request::new(pb::SubmitRequest {
-            request_id: request_id.to_string(),
-            spec: Some(spec.clone()),
-        });
-        req.set_timeout(WRITE_RPC_TIMEOUT);
-        match client(&channels[i]).submit(req).await {
+        match call(client(&channels[i])).await {
             Ok(r) => return (Kind::Ok, Some(r.into_inner()), i, last),
-            Err(s) if retryable(&s) => {
-                last = format!("{:?}: {}", s.code(), s.message());
-            }
+            Err(s) if retryable(&s) => last = format!("{:?}: {}", s.code(), s.message()),
             Err(s) => {
-                // A definite rejection; with request ids, a retry of an applied submit would
-                // have been answered with the first answer, so this one never took effect.
-                let _ = attempts;
                 return (
                     Kind::Fail,
                     None,
                     i,
                     format!("{:?}: {}", s.code(), s.message()),
-                );
+                )
             }
         }
         i = (i + 1) % channels.len();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (Kind::Info, None, i, last)
+}
+
+/// Submits with one request id, retried across replicas (`write_retrying`).
+pub async fn submit_retrying(
+    channels: &[Channel],
+    first: usize,
+    request_id: &str,
+    spec: &pb::JobSpec,
+) -> (Kind, Option<pb::SubmitReply>, usize, String) {
+    write_retrying(channels, first, |mut c| {
+        let mut req = tonic::Request::new(pb::SubmitRequest {
+            request_id: request_id.to_string(),
+            spec: Some(spec.clone()),
+        });
+        req.set_timeout(WRITE_RPC_TIMEOUT);
+        async move { c.submit(req).await }
+    })
+    .await
+}
+
+/// Sends one `ControlRequest` (one request id), retried across replicas (`write_retrying`).
+pub async fn control_retrying(
+    channels: &[Channel],
+    first: usize,
+    request: &pb::ControlRequest,
+) -> (Kind, Option<pb::ControlReply>, usize, String) {
+    write_retrying(channels, first, |mut c| {
+        let mut req = tonic::Request::new(request.clone());
+        req.set_timeout(WRITE_RPC_TIMEOUT);
+        async move { c.control(req).await }
+    })
+    .await
 }
 
 impl Workload {
@@ -193,8 +222,19 @@ impl Workload {
                 } else {
                     self.read(&process, op, &mut rng, &mut seen_index).await;
                 }
-            } else if roll < 41 {
+            } else if roll < 39 {
                 self.cancel(&process, op, &mut rng, &mut seen_index).await;
+            } else if roll < 43 && !self.hold {
+                self.read(&process, op, &mut rng, &mut seen_index).await;
+            } else if roll < 41 {
+                self.control(&process, op, F::Hold, &mut rng, &mut seen_index)
+                    .await;
+            } else if roll < 43 {
+                self.control(&process, op, F::Release, &mut rng, &mut seen_index)
+                    .await;
+            } else if roll < 45 {
+                self.control(&process, op, F::Requeue, &mut rng, &mut seen_index)
+                    .await;
             } else {
                 self.read(&process, op, &mut rng, &mut seen_index).await;
             }
@@ -208,13 +248,28 @@ impl Workload {
         let cpus = 1 + rng.below(u64::from(self.cpus_per_node.clamp(1, 3))) as u32;
         let mem = 64 * u64::from(cpus);
         let sleep_ms = 300 + rng.below(2700);
-        let spec = spec(
+        let mut spec = spec(
             &name,
             cpus,
             mem,
             script(&name, &self.markers, sleep_ms),
             &self.out,
         );
+        // One submit in five depends on a recent job: `--dependency=afterok:<id>` or `afterany`.
+        let dependency = match rng.below(10) {
+            0 | 1 => self.recent_job(rng).map(|d| {
+                format!(
+                    "{}:{d}",
+                    if rng.below(2) == 0 {
+                        "afterok"
+                    } else {
+                        "afterany"
+                    }
+                )
+            }),
+            _ => None,
+        };
+        spec.dependency = dependency.clone().unwrap_or_default();
         let first = rng.below(self.channels.len() as u64) as usize;
         self.record(Event {
             process: process.into(),
@@ -224,6 +279,7 @@ impl Workload {
             name: Some(name.clone()),
             cpus: Some(cpus),
             mem_mb: Some(mem),
+            info: dependency,
             ..Default::default()
         });
         let request_id = format!("jepsen-{}-{name}", self.rec.start_epoch_ns);
@@ -247,6 +303,92 @@ impl Workload {
             applied_index: reply.as_ref().map(|r| r.applied_index),
             replica: Some(self.ids[via]),
             error: (!err.is_empty() && kind != Kind::Ok).then_some(err),
+            ..Default::default()
+        });
+    }
+
+    /// A recent acknowledged job, mostly one still pending or running.
+    fn recent_job(&self, rng: &mut Rng) -> Option<u64> {
+        let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if k.acked.is_empty() {
+            return None;
+        }
+        let n = k.acked.len() as u64;
+        let back = rng.below(n.min(15));
+        Some(k.acked[(n - 1 - back) as usize])
+    }
+
+    /// `scontrol hold|release|requeue <job>` through `Ctl.Control`, as the CLI sends it: one
+    /// request id, retried across replicas until an answer or the deadline (then `info`). An
+    /// answer whose outcome carries Slurm's error text (a hold of a running job, say) is an `ok`
+    /// with `error` set: the cluster changed nothing.
+    async fn control(&self, process: &str, op: u64, f: F, rng: &mut Rng, seen: &mut u64) {
+        let action = match f {
+            F::Hold => pb::control_request::Action::Hold,
+            F::Release => pb::control_request::Action::Release,
+            _ => pb::control_request::Action::Requeue,
+        };
+        let target = if f == F::Release {
+            // Mostly a job this run held, so that releases take effect.
+            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let held: Vec<u64> = k.held.iter().copied().collect();
+            drop(k);
+            if held.is_empty() || rng.below(4) == 0 {
+                self.recent_job(rng)
+            } else {
+                Some(held[rng.below(held.len() as u64) as usize])
+            }
+        } else {
+            self.recent_job(rng)
+        };
+        let Some(job_id) = target else { return };
+        self.record(Event {
+            process: process.into(),
+            kind: Some(Kind::Invoke),
+            f: Some(f),
+            op,
+            job_id: Some(job_id),
+            ..Default::default()
+        });
+        let request = pb::ControlRequest {
+            request_id: format!("jepsen-{}-{process}-{op}", self.rec.start_epoch_ns),
+            action: action as i32,
+            targets: vec![pb::JobRef {
+                job_id,
+                task_id: None,
+            }],
+            uid: 0,
+            ..Default::default()
+        };
+        let first = rng.below(self.channels.len() as u64) as usize;
+        let (kind, reply, via, last) = control_retrying(&self.channels, first, &request).await;
+        let error = match &reply {
+            Some(r) => {
+                *seen = (*seen).max(r.applied_index);
+                r.outcomes
+                    .iter()
+                    .map(|o| o.error.clone())
+                    .find(|e| !e.is_empty())
+            }
+            None => Some(last),
+        };
+        if f == F::Hold && kind != Kind::Fail {
+            // Held (or maybe held): released again before the liveness phase.
+            let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            k.held.insert(job_id);
+        } else if f == F::Release && kind == Kind::Ok && error.is_none() {
+            let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            k.held.remove(&job_id);
+        }
+        self.record(Event {
+            process: process.into(),
+            kind: Some(kind),
+            f: Some(f),
+            op,
+            job_id: Some(job_id),
+            replica: Some(self.ids[via]),
+            applied_index: reply.as_ref().map(|r| r.applied_index),
+            error,
             ..Default::default()
         });
     }

@@ -3,8 +3,7 @@
 # build of drover (debug builds check the state machine's invariants after every apply).
 # Exit 0 only on `valid: true`.
 # Partitions need root and iproute2; without them the run leaves partitions out.
-# --no-hold: hold/release stay out until jepsen/README.md's finding 2 (a released job can pend
-# forever with Priority=0) is fixed; requeue and dependencies are in.
+# The workload includes hold/release, requeue and dependencies (finding 2 is fixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -p drover --bin drover
@@ -17,7 +16,7 @@ fi
 dir="$(mktemp -d -t drover-jepsen-ci.XXXXXX)"
 status=0
 "$target/debug/drover-jepsen" test --time-limit "${JEPSEN_TIME_LIMIT:-140}" --nemesis "$nemeses" \
-  --replicas 3 --nodes 3 --clients 8 --interval-ms 4000 --hold-ms 3000 --no-hold \
+  --replicas 3 --nodes 3 --clients 8 --interval-ms 4000 --hold-ms 3000 \
   --drover "$target/debug/drover" --dir "$dir" || status=$?
 if [ "$status" = 0 ]; then
   rm -rf "$dir"

@@ -17,9 +17,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-/// The controllers' error for a read index no replica of the cluster can reach
-/// (`drover_controller::ctl::FOREIGN_INDEX`; the commands do not link the controller).
-const FOREIGN_INDEX: &str = "index from another cluster";
+use drover_proto::FOREIGN_INDEX;
 
 /// How long one command keeps trying before it reports the cluster unreachable.
 const OVERALL_DEADLINE: Duration = Duration::from_secs(20);

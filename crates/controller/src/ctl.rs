@@ -21,9 +21,7 @@ pub fn wall_clock_s() -> i64 {
         .unwrap_or(0)
 }
 
-/// Starts the error of a read whose `min_index` no replica of this cluster can reach; the
-/// commands forget their cached index when they see it.
-pub const FOREIGN_INDEX: &str = "index from another cluster";
+use drover_proto::FOREIGN_INDEX;
 
 /// Waits until this replica has applied `min_index`; a replica that stays behind says so and
 /// the client tries another one.

@@ -996,16 +996,8 @@ pub fn test_only(
     now: TimestampMs,
     cfg: &SchedConfig,
 ) -> Result<TestOnly, crate::command::Rejection> {
-    use crate::command::{Command, Proposal, Reply, Request};
-    let reply = state
-        .apply(&Proposal {
-            at: now,
-            requests: vec![Request {
-                request_id: String::new(),
-                command: Command::Submit(spec),
-            }],
-        })
-        .remove(0);
+    use crate::command::{Command, Reply};
+    let reply = state.apply_one(now, Command::Submit(spec));
     let job_id = match reply {
         Reply::Submitted { job_id } => job_id,
         Reply::Rejected(r) => return Err(r),

@@ -130,6 +130,18 @@ impl ClusterState {
         replies
     }
 
+    /// Applies one command as a log entry of its own, stamped `at`, without a request id.
+    pub fn apply_one(&mut self, at: TimestampMs, command: Command) -> Reply {
+        let mut replies = self.apply(&Proposal {
+            at,
+            requests: vec![Request {
+                request_id: String::new(),
+                command,
+            }],
+        });
+        replies.pop().unwrap_or(Reply::Ok)
+    }
+
     fn apply_request(&mut self, request: &Request) -> Reply {
         if !request.request_id.is_empty() {
             if let Some(first) = self.recent.get(&request.request_id) {

@@ -32,16 +32,7 @@ impl Cluster {
 
     fn run_at(&mut self, at: u64, command: Command) -> Reply {
         self.at = at;
-        let reply = self
-            .state
-            .apply(&Proposal {
-                at,
-                requests: vec![Request {
-                    request_id: String::new(),
-                    command,
-                }],
-            })
-            .remove(0);
+        let reply = self.state.apply_one(at, command);
         invariants::check(&self.state).expect("invariants hold after every apply");
         reply
     }

@@ -65,16 +65,7 @@ struct Sim {
 
 impl Sim {
     fn apply(&mut self, at: u64, command: Command) -> Reply {
-        let reply = self
-            .state
-            .apply(&Proposal {
-                at,
-                requests: vec![Request {
-                    request_id: String::new(),
-                    command,
-                }],
-            })
-            .remove(0);
+        let reply = self.state.apply_one(at, command);
         invariants::check(&self.state).expect("invariants hold after every apply");
         reply
     }

@@ -40,14 +40,7 @@ struct Script {
 
 impl Script {
     fn apply(&mut self, at: u64, command: Command) -> Reply {
-        let p = Proposal {
-            at,
-            requests: vec![Request {
-                request_id: String::new(),
-                command,
-            }],
-        };
-        let reply = self.state.apply(&p).remove(0);
+        let reply = self.state.apply_one(at, command);
         invariants::check(&self.state).expect("invariants hold after every apply");
         reply
     }

@@ -216,6 +216,41 @@ fn a_requeued_job_runs_again_with_its_restart_count() {
     );
 }
 
+/// Jepsen CI found a requeued job's second run launched twice: the node daemon, killed while
+/// the second run went on, found the first run's end in its files when it came back and took
+/// the second run's directory for a leftover. Each run must start once.
+#[test]
+fn a_node_daemon_killed_during_a_requeued_run_does_not_start_it_again() {
+    let (c, work, addrs) = cluster();
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-o", "/dev/null"],
+        "#!/bin/sh\necho \"run ${SLURM_RESTART_COUNT:-0}\" >> runs.txt\nif [ -z \"$SLURM_RESTART_COUNT\" ]; then sleep 600; else sleep 4; fi\n",
+    );
+    let runs = || std::fs::read_to_string(work.join("runs.txt")).unwrap_or_default();
+    wait_for(
+        &c,
+        "the first run to start",
+        Duration::from_secs(30),
+        || runs() == "run 0\n",
+    );
+    let rq = c.cmd("scontrol", &["requeue", &id.to_string()]);
+    assert!(rq.status.success(), "{}", stderr(&rq));
+    wait_for(
+        &c,
+        "the second run to start",
+        Duration::from_secs(30),
+        || runs() == "run 0\nrun 1\n",
+    );
+    c.kill9("noded-n1");
+    c.restart("noded-n1");
+    c.wait_state(id, "COMPLETED", Duration::from_secs(60));
+    // Long enough for a wrongly relaunched run to have written its line.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(), "run 0\nrun 1\n");
+}
+
 #[test]
 fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
     let (c, work, addrs) = cluster();

@@ -348,11 +348,20 @@ impl Daemon {
             match action {
                 Action::Launch(a) => self.launch(*a).await,
                 Action::Stop { job_id, reason } => self.stop(job_id, reason),
-                Action::Gone { job_id } => {
+                Action::Gone { job_id, restarts } => {
                     tracing::info!(
                         job_id,
+                        restarts,
                         "cancelled before it started here: reporting it ended"
                     );
+                    {
+                        // A later run than one that ended here: its end is a new report.
+                        let mut jobs = lock(&self.jobs);
+                        if jobs.attempt(job_id) < restarts {
+                            jobs.finished.remove(&job_id);
+                            jobs.attempts.insert(job_id, restarts);
+                        }
+                    }
                     self.end_job(
                         job_id,
                         &JobStatus::unobserved(
@@ -402,6 +411,10 @@ impl Daemon {
                     cpus,
                 },
             );
+            // On disk before the supervisor starts: a daemon killed while this run goes on
+            // must not find the earlier run's end in its files and take this run for it
+            // (jepsen: a requeued job's second run was launched twice).
+            self.save_finished(&jobs);
             spec
         };
         let me = self.clone();
@@ -576,7 +589,10 @@ impl Daemon {
     /// Records a job's end once: the final report (persisted) first, then the finished set,
     /// then the job directory goes.
     fn end_job(&self, job_id: u64, status: &JobStatus) {
-        let already = lock(&self.jobs).finished.contains_key(&job_id);
+        let (already, status_run) = {
+            let jobs = lock(&self.jobs);
+            (jobs.finished.contains_key(&job_id), jobs.attempt(job_id))
+        };
         if !already {
             let kind = if status.launched {
                 ReportKind::Finished
@@ -594,10 +610,19 @@ impl Daemon {
                 cause: status.cause,
                 max_rss_kb: status.max_rss_kb,
                 total_cpu_ms: status.total_cpu_ms,
+                restarts: status_run,
                 ..self.report(job_id, kind)
             });
         }
-        self.mark_finished(job_id);
+        let mut jobs = lock(&self.jobs);
+        if jobs.attempt(job_id) != status_run && jobs.running.contains_key(&job_id) {
+            // The report was answered, the job requeued and its next run launched here
+            // before this end was recorded: that run's entry and directory are not ours.
+            return;
+        }
+        jobs.running.remove(&job_id);
+        jobs.finished.entry(job_id).or_insert(None);
+        self.save_finished(&jobs);
         launcher::remove_job_dir(self.store.dir(), job_id);
     }
 
@@ -641,17 +666,36 @@ impl Daemon {
         ids.sort_unstable();
         for job_id in ids {
             let dir = launcher::job_dir(self.store.dir(), job_id);
-            if lock(&self.jobs).finished.contains_key(&job_id) {
-                launcher::remove_job_dir(self.store.dir(), job_id);
-                continue;
+            // The run this directory belongs to, for the reports and the finished set.
+            let spec = supervisor::read_spec(&dir);
+            {
+                let mut jobs = lock(&self.jobs);
+                let ended_run = jobs
+                    .finished
+                    .contains_key(&job_id)
+                    .then(|| jobs.attempt(job_id));
+                let dir_run = spec.as_ref().map(|s| s.restarts);
+                match (ended_run, dir_run) {
+                    // The end of this very run is already recorded.
+                    (Some(ended), run) if run.is_none_or(|r| r <= ended) => {
+                        drop(jobs);
+                        launcher::remove_job_dir(self.store.dir(), job_id);
+                        continue;
+                    }
+                    // A later run than the one that ended here (requeued): follow it.
+                    (Some(_), run) => {
+                        let run = run.unwrap_or_default();
+                        jobs.finished.remove(&job_id);
+                        jobs.attempts.insert(job_id, run);
+                    }
+                    (None, Some(run)) => {
+                        jobs.attempts.insert(job_id, run);
+                    }
+                    (None, None) => {}
+                }
             }
             let alive = supervisor_alive(&dir);
             let found = supervisor::attach(&dir, Duration::from_secs(5), &alive).await;
-            // The run this directory belongs to, for the reports and the finished set.
-            let spec = supervisor::read_spec(&dir);
-            if let Some(spec) = &spec {
-                lock(&self.jobs).attempts.insert(job_id, spec.restarts);
-            }
             let (signal_tx, signal_rx) = mpsc::unbounded_channel();
             if let Attach::Running { .. } = found {
                 let cpus = spec.map(|s| s.limits.cpus).unwrap_or_default();
@@ -679,13 +723,6 @@ impl Daemon {
                     .await;
             }
         }
-    }
-
-    fn mark_finished(&self, job_id: u64) {
-        let mut jobs = lock(&self.jobs);
-        jobs.running.remove(&job_id);
-        jobs.finished.entry(job_id).or_insert(None);
-        self.save_finished(&jobs);
     }
 
     /// Saves the finished set with the current fence (see `state::FinishedFile`).

@@ -47,8 +47,10 @@ pub enum Action {
     Launch(Box<Assignment>),
     /// Terminate the job's process group (SIGTERM, then SIGKILL after a grace).
     Stop { job_id: u64, reason: StopReason },
-    /// Report a job that never started here and must not start any more as ended.
-    Gone { job_id: u64 },
+    /// Report a job that never started here and must not start any more as ended; `restarts`
+    /// is the run that never started (a requeued job's next run may be cancelled before it
+    /// starts on the node where an earlier run ended).
+    Gone { job_id: u64, restarts: u32 },
 }
 
 /// Compares the assignments of one applied state with what runs here. Actions come out in job
@@ -83,7 +85,10 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
                 });
             }
         } else if a.batch_host && !done_here {
-            actions.push(Action::Gone { job_id: a.job_id });
+            actions.push(Action::Gone {
+                job_id: a.job_id,
+                restarts: a.restarts,
+            });
         }
     }
     for &job_id in &actual.running {
@@ -96,7 +101,7 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
     }
     actions.sort_by_key(|a| match a {
         Action::Launch(a) => a.job_id,
-        Action::Stop { job_id, .. } | Action::Gone { job_id } => *job_id,
+        Action::Stop { job_id, .. } | Action::Gone { job_id, .. } => *job_id,
     });
     actions
 }
@@ -199,8 +204,32 @@ mod tests {
         ];
         assert_eq!(
             reconcile(&desired, &actual(&[], &[], &[3])),
-            vec![Action::Gone { job_id: 1 }]
+            vec![Action::Gone {
+                job_id: 1,
+                restarts: 0
+            }]
         );
+    }
+
+    /// A requeued job whose first run ended here, assigned here again and cancelled before its
+    /// second run started: the second run is reported gone (the first run's end does not
+    /// stand for it; jepsen CI found such a job stuck in COMPLETING).
+    #[test]
+    fn a_later_run_cancelled_before_it_started_is_reported_gone() {
+        let mut second = job(1, false, true);
+        second.restarts = 1;
+        let mut ended_first = actual(&[], &[], &[]);
+        ended_first.finished.insert(1, 0);
+        assert_eq!(
+            reconcile(&[second.clone()], &ended_first),
+            vec![Action::Gone {
+                job_id: 1,
+                restarts: 1
+            }]
+        );
+        let mut ended_second = actual(&[], &[], &[]);
+        ended_second.finished.insert(1, 1);
+        assert_eq!(reconcile(&[second], &ended_second), vec![]);
     }
 
     #[test]
@@ -236,7 +265,7 @@ mod tests {
             .map(|a| match a {
                 Action::Launch(a) => format!("launch {}", a.job_id),
                 Action::Stop { job_id, reason } => format!("stop {job_id} {reason:?}"),
-                Action::Gone { job_id } => format!("gone {job_id}"),
+                Action::Gone { job_id, .. } => format!("gone {job_id}"),
             })
             .collect();
         assert_eq!(

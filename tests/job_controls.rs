@@ -359,6 +359,45 @@ fn scontrol_update_changes_jobs_and_drains_nodes() {
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 }
 
+/// `scontrol update PartitionName=`: an operator takes a partition DOWN, jobs pend with
+/// `PartitionDown`, the change outlives the leader (a new leader with the same configuration
+/// does not define the partitions again), and `State=UP` lets the job run.
+#[test]
+fn scontrol_update_partition_outlives_a_leader_change() {
+    let (c, work, addrs) = cluster();
+    let up = c.cmd(
+        "scontrol",
+        &["update", "PartitionName=debug", "State=DOWN", "MaxTime=30"],
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "partition", "debug"]));
+    assert!(show.contains(" State=DOWN "), "{show}");
+    assert!(show.contains(" MaxTime=00:30:00 "), "{show}");
+    let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], "#!/bin/sh\ntrue\n");
+    wait_listed(&c, &format!("{id} PENDING PartitionDown"));
+
+    let (leader, _) = c.leader(Duration::from_secs(10));
+    c.kill9(&format!("ctld-{leader}"));
+    let (new_leader, _) = c.leader(Duration::from_secs(10));
+    assert_ne!(new_leader, leader);
+    // The new leader's loops have started; its partition sync must leave the change alone.
+    std::thread::sleep(Duration::from_secs(2));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "partition", "debug"]));
+    assert!(show.contains(" State=DOWN "), "{show}");
+    wait_listed(&c, &format!("{id} PENDING PartitionDown"));
+
+    let bad = c.cmd("scontrol", &["update", "PartitionName=nope", "State=UP"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("Invalid partition name specified"),
+        "{}",
+        stderr(&bad)
+    );
+    let up = c.cmd("scontrol", &["update", "PartitionName=debug", "State=UP"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+}
+
 #[test]
 fn sbatch_wait_returns_the_jobs_exit_code_and_open_mode_append_keeps_output() {
     let (c, work, addrs) = cluster();

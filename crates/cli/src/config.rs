@@ -314,7 +314,26 @@ impl ClusterConfig {
                 priority_job_factor: 1,
             });
         }
-        if !out.iter().any(|p| p.is_default) {
+        for (i, p) in out.iter().enumerate() {
+            if out[..i].iter().any(|q| q.name == p.name) {
+                return Err(format!(
+                    "partition {} is defined twice: give each [[partitions]] its own name",
+                    p.name
+                ));
+            }
+        }
+        let defaults: Vec<&str> = out
+            .iter()
+            .filter(|p| p.is_default)
+            .map(|p| p.name.as_str())
+            .collect();
+        if defaults.len() > 1 {
+            return Err(format!(
+                "partitions {} are all default = true: one partition at most may be the default",
+                defaults.join(", ")
+            ));
+        }
+        if defaults.is_empty() {
             out[0].is_default = true;
         }
         Ok(out)

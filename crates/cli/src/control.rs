@@ -228,6 +228,22 @@ pub fn scontrol_update(
             })
             .map_err(|e| e.to_string())
         }
+        Update::Partition(request) => {
+            let request = pb::UpdatePartitionRequest {
+                request_id: request_id(),
+                uid,
+                ..request
+            };
+            rt.block_on(cluster.call(|mut c| {
+                let request = request.clone();
+                async move { c.update_partition(request).await.map(|r| r.into_inner()) }
+            }))
+            .map(|reply| {
+                cluster.saw(reply.applied_index);
+                Vec::new()
+            })
+            .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(errors) if errors.is_empty() => 0,
@@ -256,6 +272,7 @@ pub enum Update {
         state: String,
         reason: String,
     },
+    Partition(pb::UpdatePartitionRequest),
 }
 
 /// Parses `Key=Value` words (keys in any case) into one job or node update.
@@ -279,7 +296,8 @@ pub fn parse_update(words: &[String], now_unix: i64) -> Result<Update, String> {
     let entity = pairs.first().map(|(k, _)| k.as_str());
     match entity {
         Some("jobid" | "job") => {
-            let targets = parse_job_refs([pairs[0].1.as_str()]).map_err(|e| format!("scontrol: error: {e}"))?;
+            let targets = parse_job_refs([pairs[0].1.as_str()])
+                .map_err(|e| format!("scontrol: error: {e}"))?;
             let mut u = pb::JobUpdate::default();
             for (k, v) in &pairs[1..] {
                 match k.as_str() {
@@ -317,8 +335,12 @@ pub fn parse_update(words: &[String], now_unix: i64) -> Result<Update, String> {
             Ok(Update::Job { targets, update: u })
         }
         Some("nodename" | "node") => {
-            let names = drover_scheduler::hostlist::expand(&pairs[0].1)
-                .map_err(|_| format!("scontrol: error: Invalid node name specified: {}", pairs[0].1))?;
+            let names = drover_scheduler::hostlist::expand(&pairs[0].1).map_err(|_| {
+                format!(
+                    "scontrol: error: Invalid node name specified: {}",
+                    pairs[0].1
+                )
+            })?;
             let mut state = None;
             let mut reason = String::new();
             for (k, v) in &pairs[1..] {
@@ -328,15 +350,134 @@ pub fn parse_update(words: &[String], now_unix: i64) -> Result<Update, String> {
                     _ => return Err(unsupported(k, v)),
                 }
             }
-            let state = state.ok_or_else(|| "scontrol: error: No changes specified\nRequest aborted".to_string())?;
-            Ok(Update::Node { names, state, reason })
+            let state = state.ok_or_else(|| {
+                "scontrol: error: No changes specified\nRequest aborted".to_string()
+            })?;
+            Ok(Update::Node {
+                names,
+                state,
+                reason,
+            })
         }
-        Some("partitionname") => Err(
-            "scontrol: error: partitions are defined in drover.toml; edit it and restart the controllers (`drover restart`)".to_string(),
-        ),
-        Some(other) => Err(format!("scontrol: error: Invalid input: {other}\nRequest aborted")),
+        Some(k) if abbreviates(k, "partitionname", 2) => parse_partition_update(words),
+        Some(other) => Err(format!(
+            "scontrol: error: Invalid input: {other}\nRequest aborted"
+        )),
         None => Err("scontrol: error: too few arguments for keyword:update".to_string()),
     }
+}
+
+/// Does `key` (lowercase) name `name` (lowercase)? Slurm's scontrol accepts any prefix of at
+/// least `min` characters (`strncasecmp(tag, name, MAX(taglen, min))`).
+fn abbreviates(key: &str, name: &str, min: usize) -> bool {
+    key.len() >= min.min(name.len()) && name.starts_with(key)
+}
+
+/// `scontrol update PartitionName=P Key=Value…` (src/scontrol/update_part.c): keys and the
+/// State/Default values may be abbreviated as Slurm allows.
+fn parse_partition_update(words: &[String]) -> Result<Update, String> {
+    let mut u = pb::UpdatePartitionRequest::default();
+    let mut changes = 0;
+    for w in words {
+        let (tag, val) = w.split_once('=').unwrap_or((w.as_str(), ""));
+        let key = tag.to_ascii_lowercase();
+        let value = val.to_ascii_lowercase();
+        let invalid = || format!("scontrol: error: Invalid input: {w}");
+        let time = |what: &str| -> Result<(Option<u64>, bool), String> {
+            match drover_scheduler::time::parse_time_limit(val) {
+                Ok(Some(m)) => Ok((Some(m), false)),
+                Ok(None) => Ok((None, true)),
+                Err(_) => Err(format!("scontrol: error: Invalid input {what}={val}")),
+            }
+        };
+        let number = |what: &str| -> Result<u32, String> {
+            val.parse::<u16>()
+                .map(u32::from)
+                .map_err(|_| format!("scontrol: error: Invalid {what} value: {val}"))
+        };
+        if abbreviates(&key, "partitionname", 2) {
+            u.name = val.to_string();
+            continue;
+        }
+        changes += 1;
+        if abbreviates(&key, "maxtime", 4) {
+            (u.max_time_min, u.max_time_unlimited) = time("MaxTime")?;
+        } else if abbreviates(&key, "defaulttime", 8) {
+            (u.default_time_min, u.default_time_unlimited) = time("DefaultTime")?;
+        } else if abbreviates(&key, "maxnodes", 4) {
+            if value == "unlimited" || value == "infinite" {
+                u.max_nodes_unlimited = true;
+            } else {
+                let n = val
+                    .split('-')
+                    .next()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(|| {
+                        format!("scontrol: error: Invalid node count specification: {val}")
+                    })?;
+                u.max_nodes = Some(n);
+            }
+        } else if abbreviates(&key, "default", 7) {
+            u.is_default = Some(match () {
+                () if !value.is_empty() && "no".starts_with(&value) => false,
+                () if !value.is_empty() && "yes".starts_with(&value) => true,
+                () => {
+                    return Err(format!(
+                        "{}\nscontrol: error: Acceptable Default values are YES and NO",
+                        invalid()
+                    ))
+                }
+            });
+        } else if abbreviates(&key, "priority", 3) {
+            // Before the longer keys, as in Slurm: `Pri=` is Priority (tier and job factor).
+            let n = number("Priority")?;
+            u.priority_tier = Some(n);
+            u.priority_job_factor = Some(n);
+        } else if abbreviates(&key, "priorityjobfactor", 3) {
+            u.priority_job_factor = Some(number("PriorityJobFactor")?);
+        } else if abbreviates(&key, "prioritytier", 3) {
+            u.priority_tier = Some(number("PriorityTier")?);
+        } else if abbreviates(&key, "state", 2) {
+            let known = [
+                ("inactive", "INACTIVE"),
+                ("down", "DOWN"),
+                ("up", "UP"),
+                ("drain", "DRAIN"),
+            ];
+            let state = known
+                .iter()
+                .find(|(name, _)| !value.is_empty() && name.starts_with(&value))
+                .map(|(_, s)| s.to_string())
+                .ok_or_else(|| {
+                    format!(
+                        "{}\nscontrol: error: Acceptable State values are UP, DOWN, DRAIN and INACTIVE",
+                        invalid()
+                    )
+                })?;
+            u.state = Some(state);
+        } else if abbreviates(&key, "nodes", 1) {
+            if value == "all" {
+                u.all_nodes = Some(true);
+            } else {
+                u.all_nodes = Some(false);
+                u.nodes = if val.is_empty() {
+                    Vec::new()
+                } else {
+                    drover_scheduler::hostlist::expand(val).map_err(|_| {
+                        format!("scontrol: error: Invalid node name specified: {val}")
+                    })?
+                };
+            }
+        } else {
+            return Err(format!(
+                "scontrol: error: Update of this parameter is not supported: {w}\nRequest aborted"
+            ));
+        }
+    }
+    if changes == 0 {
+        return Err("scontrol: error: No changes specified".to_string());
+    }
+    Ok(Update::Partition(u))
 }
 
 #[cfg(test)]
@@ -412,10 +553,56 @@ mod tests {
                 "Job dependency problem",
             ),
             (&["NodeName=n1"][..], "No changes"),
-            (&["PartitionName=p", "State=DOWN"][..], "drover.toml"),
+            (&["PartitionName=p"][..], "No changes specified"),
+            (
+                &["PartitionName=p", "State=SIDEWAYS"][..],
+                "Invalid input: State=SIDEWAYS\nscontrol: error: Acceptable State values are UP, DOWN, DRAIN and INACTIVE",
+            ),
+            (&["PartitionName=p", "MaxTime=soon"][..], "Invalid input MaxTime=soon"),
+            (&["PartitionName=p", "Default=maybe"][..], "Acceptable Default values are YES and NO"),
+            (&["PartitionName=p", "PriorityTier=x"][..], "Invalid PriorityTier value: x"),
+            (&["PartitionName=p", "Color=red"][..], "not supported: Color=red"),
         ] {
             let e = parse_update(&words(bad), now).unwrap_err();
             assert!(e.contains(needle), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn partition_updates_take_slurms_keys_abbreviations_and_values() {
+        let now = 1_700_000_000;
+        let Ok(Update::Partition(u)) = parse_update(
+            &words(&[
+                "PartitionName=gpu",
+                "state=dr",
+                "MaxTime=1-00:00:00",
+                "DefaultTime=UNLIMITED",
+                "MaxNodes=4",
+                "Default=y",
+                "Pri=5",
+                "PriorityJobFactor=7",
+                "Nodes=n[1-2]",
+            ]),
+            now,
+        ) else {
+            panic!("not a partition update")
+        };
+        assert_eq!(u.name, "gpu");
+        assert_eq!(u.state.as_deref(), Some("DRAIN"));
+        assert_eq!((u.max_time_min, u.max_time_unlimited), (Some(1440), false));
+        assert_eq!((u.default_time_min, u.default_time_unlimited), (None, true));
+        assert_eq!(u.max_nodes, Some(4));
+        assert_eq!(u.is_default, Some(true));
+        assert_eq!((u.priority_tier, u.priority_job_factor), (Some(5), Some(7)));
+        assert_eq!(u.all_nodes, Some(false));
+        assert_eq!(u.nodes, vec!["n1".to_string(), "n2".to_string()]);
+        let Ok(Update::Partition(u)) = parse_update(
+            &words(&["PartitionName=gpu", "Nodes=ALL", "MaxNodes=UNLIMITED"]),
+            now,
+        ) else {
+            panic!("not a partition update")
+        };
+        assert_eq!(u.all_nodes, Some(true));
+        assert!(u.max_nodes_unlimited);
     }
 }

@@ -40,10 +40,11 @@ const TREE_SNAPSHOT: &str = "snapshot";
 const KEY_SNAPSHOT_META: &[u8] = b"meta";
 const KEY_SNAPSHOT_DATA: &[u8] = b"data";
 
-/// The snapshot format version written by this build (2: jobs with dependencies and arrays).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The snapshot format version written by this build (2: jobs with dependencies and arrays;
+/// 3: the partition table as configured beside the one operators updated).
+pub const SNAPSHOT_VERSION: u32 = 3;
 
-/// What a snapshot holds (version 2). Fields are only ever added at the end, with a new version.
+/// What a snapshot holds (version 3). Fields are only ever added at the end, with a new version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotBody {
     /// serde_json of `Option<LogId>`.

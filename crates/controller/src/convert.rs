@@ -104,6 +104,41 @@ pub fn job_update(u: pb::JobUpdate) -> Result<sched::JobUpdate, String> {
     })
 }
 
+/// `scontrol update PartitionName=…` from the wire; a state Slurm does not know is refused
+/// with its words.
+pub fn partition_update(u: &pb::UpdatePartitionRequest) -> Result<sched::PartitionUpdate, String> {
+    let state = match u.state.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None => None,
+        Some("UP") => Some(sched::PartitionState::Up),
+        Some("DOWN") => Some(sched::PartitionState::Down),
+        Some("DRAIN") => Some(sched::PartitionState::Drain),
+        Some("INACTIVE") => Some(sched::PartitionState::Inactive),
+        Some(other) => return Err(format!("Invalid input: State={other}")),
+    };
+    let limit = |unlimited: bool, v: Option<u64>| if unlimited { Some(None) } else { v.map(Some) };
+    let nodes = if u.all_nodes == Some(true) {
+        Some(NodeSet::All)
+    } else if u.all_nodes == Some(false) {
+        Some(NodeSet::Names(u.nodes.clone()))
+    } else {
+        None
+    };
+    Ok(sched::PartitionUpdate {
+        state,
+        max_time_min: limit(u.max_time_unlimited, u.max_time_min),
+        default_time_min: limit(u.default_time_unlimited, u.default_time_min),
+        max_nodes: if u.max_nodes_unlimited {
+            Some(None)
+        } else {
+            u.max_nodes.map(Some)
+        },
+        is_default: u.is_default,
+        priority_tier: u.priority_tier,
+        priority_job_factor: u.priority_job_factor,
+        nodes,
+    })
+}
+
 /// The wire's signal scope (0 steps, 1 batch shell, 2 every process).
 pub fn signal_scope(scope: u32) -> sched::SignalScope {
     match scope {

@@ -7,7 +7,9 @@ use drover_consensus::Replica;
 use drover_proto as pb;
 use drover_scheduler::priority::PriorityContext;
 use drover_scheduler::state::{MIN_JOB_AGE_MS, USAGE_HALF_LIFE_MS};
-use drover_scheduler::{Command, JobId, JobRef, NodeStateChange, Reply, Request, SchedConfig};
+use drover_scheduler::{
+    Command, JobId, JobRef, NodeStateChange, Rejection, Reply, Request, SchedConfig,
+};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::{Request as Rpc, Response, Status};
 
@@ -339,6 +341,31 @@ impl pb::ctl_server::Ctl for CtlService {
             }
         }
         Ok(Response::new(pb::UpdateNodeReply { applied_index }))
+    }
+
+    async fn update_partition(
+        &self,
+        request: Rpc<pb::UpdatePartitionRequest>,
+    ) -> Result<Response<pb::UpdatePartitionReply>, Status> {
+        let req = request.into_inner();
+        let update = convert::partition_update(&req).map_err(Status::invalid_argument)?;
+        let request = Request {
+            request_id: req.request_id.clone(),
+            command: Command::UpdatePartition {
+                name: req.name.clone(),
+                update,
+                uid: req.uid,
+            },
+        };
+        let (applied_index, mut replies) =
+            write::write(&self.replica, &self.peers, vec![request]).await?;
+        if let Some(Reply::Rejected(r)) = replies.pop() {
+            return Err(match r {
+                Rejection::AccessDenied => Status::permission_denied(r.to_string()),
+                _ => Status::invalid_argument(r.to_string()),
+            });
+        }
+        Ok(Response::new(pb::UpdatePartitionReply { applied_index }))
     }
 
     async fn ping(

@@ -86,7 +86,9 @@ pub async fn supervise(
     }
 }
 
-/// The partition table comes from the leader's configuration.
+/// The partition table comes from the leader's configuration: defined again only when the
+/// configuration differs from the one last defined, so that operators' `scontrol update
+/// PartitionName=` changes outlive elections (and a changed configuration replaces them).
 async fn sync_partitions(
     replica: Replica,
     peers: Peers,
@@ -94,7 +96,7 @@ async fn sync_partitions(
     token: CancellationToken,
 ) {
     while !token.is_cancelled() {
-        let (current, _) = replica.read(|s| s.partitions.clone());
+        let (current, _) = replica.read(|s| s.partitions_config.clone());
         if current == partitions {
             return;
         }

@@ -5,7 +5,8 @@
 //! encoding of one entry per variant.
 
 use crate::types::{
-    JobId, JobSpec, NodeRegistration, NodeShare, Partition, PendingReason, SignalScope, TimestampMs,
+    JobId, JobSpec, NodeRegistration, NodeSet, NodeShare, Partition, PartitionState, PendingReason,
+    SignalScope, TimestampMs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -124,6 +125,61 @@ pub enum Command {
     /// leader from the configured retention, slurmdbd's `PurgeJobAfter`).
     #[serde(rename = "purge_records")]
     PurgeRecords { ended_before: TimestampMs },
+    /// `scontrol update PartitionName=… State=… MaxTime=…` (operators only). The change stays
+    /// until the partition's definition in the configuration changes (see
+    /// `ClusterState::partitions_config`): a new leader with the same configuration keeps it.
+    #[serde(rename = "update_partition")]
+    UpdatePartition {
+        name: String,
+        update: PartitionUpdate,
+        uid: u32,
+    },
+}
+
+/// What `scontrol update partition` may change; `None`: left as it is. For the limits,
+/// `Some(None)` is UNLIMITED.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionUpdate {
+    pub state: Option<PartitionState>,
+    pub max_time_min: Option<Option<u64>>,
+    pub default_time_min: Option<Option<u64>>,
+    pub max_nodes: Option<Option<u32>>,
+    /// `Default=YES` makes it the default partition (and no other); `Default=NO` leaves the
+    /// cluster without one.
+    pub is_default: Option<bool>,
+    pub priority_tier: Option<u32>,
+    pub priority_job_factor: Option<u32>,
+    /// `Nodes=` (`ALL` or names).
+    pub nodes: Option<NodeSet>,
+}
+
+impl PartitionUpdate {
+    pub fn apply_to(&self, p: &mut Partition) {
+        if let Some(s) = self.state {
+            p.state = s;
+        }
+        if let Some(t) = self.max_time_min {
+            p.max_time_min = t;
+        }
+        if let Some(t) = self.default_time_min {
+            p.default_time_min = t;
+        }
+        if let Some(n) = self.max_nodes {
+            p.max_nodes = n;
+        }
+        if let Some(d) = self.is_default {
+            p.is_default = d;
+        }
+        if let Some(t) = self.priority_tier {
+            p.priority_tier = t;
+        }
+        if let Some(f) = self.priority_job_factor {
+            p.priority_job_factor = f;
+        }
+        if let Some(n) = &self.nodes {
+            p.nodes = n.clone();
+        }
+    }
 }
 
 /// What `scontrol update job` may change; `None`: left as it is.

@@ -18,6 +18,32 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     held_jobs_say_so(state)?;
     array_records_exact(state)?;
     accounting_consistent(state)?;
+    partitions_consistent(state)?;
+    Ok(())
+}
+
+/// Operators' updates change partitions, never add, remove or rename them: the table names
+/// the configuration's partitions in its order, each once, with at most one default.
+fn partitions_consistent(state: &ClusterState) -> Result<(), String> {
+    let names: Vec<&str> = state.partitions.iter().map(|p| p.name.as_str()).collect();
+    let configured: Vec<&str> = state
+        .partitions_config
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    if names != configured {
+        return Err(format!(
+            "partitions {names:?} differ from the configuration's {configured:?}"
+        ));
+    }
+    let unique: BTreeSet<&str> = names.iter().copied().collect();
+    if unique.len() != names.len() {
+        return Err(format!("partition names repeat: {names:?}"));
+    }
+    let defaults = state.partitions.iter().filter(|p| p.is_default).count();
+    if defaults > 1 {
+        return Err(format!("{defaults} default partitions: {names:?}"));
+    }
     Ok(())
 }
 

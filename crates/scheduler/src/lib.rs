@@ -23,8 +23,8 @@ pub mod types;
 pub mod units;
 
 pub use command::{
-    Command, EndCause, JobRef, JobUpdate, NodeStateChange, Plan, PlannedAllocation, PlannedStart,
-    Proposal, Rejection, Reply, Request,
+    Command, EndCause, JobRef, JobUpdate, NodeStateChange, PartitionUpdate, Plan,
+    PlannedAllocation, PlannedStart, Proposal, Rejection, Reply, Request,
 };
 pub use plan::SchedConfig;
 pub use state::ClusterState;

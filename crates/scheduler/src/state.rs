@@ -6,8 +6,8 @@
 
 use crate::accounting::Accounting;
 use crate::command::{
-    Command, EndCause, JobRef, JobUpdate, NodeStateChange, Plan, Proposal, Rejection as Reject,
-    Reply, Request,
+    Command, EndCause, JobRef, JobUpdate, NodeStateChange, PartitionUpdate, Plan, Proposal,
+    Rejection as Reject, Reply, Request,
 };
 use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
@@ -39,8 +39,13 @@ pub struct ClusterState {
     pub next_job_id: u64,
     pub jobs: BTreeMap<JobId, Job>,
     pub nodes: BTreeMap<String, Node>,
-    /// In configuration order.
+    /// In configuration order, with the operators' `scontrol update` changes.
     pub partitions: Vec<Partition>,
+    /// The table as the configuration last defined it (`DefinePartitions`): a new leader
+    /// re-defines the partitions only when its configuration differs from this, so operators'
+    /// changes outlive elections (and are replaced when the configuration changes, as Slurm's
+    /// `scontrol reconfigure` does).
+    pub partitions_config: Vec<Partition>,
     /// Finished jobs by end time, purged from `jobs` after `MIN_JOB_AGE_MS`.
     finished: BTreeSet<(TimestampMs, JobId)>,
     recent: BTreeMap<String, Reply>,
@@ -184,8 +189,20 @@ impl ClusterState {
                 node,
                 message: _,
             } => self.job_finished(*job_id, node, 1, 0),
+            Command::DefinePartitions(parts)
+                if parts.iter().filter(|p| p.is_default).count() > 1
+                    || parts
+                        .iter()
+                        .enumerate()
+                        .any(|(i, p)| parts[..i].iter().any(|q| q.name == p.name)) =>
+            {
+                Err(Reject::Invalid(
+                    "a partition table needs distinct names and at most one default".into(),
+                ))
+            }
             Command::DefinePartitions(parts) => {
                 self.partitions = parts.clone();
+                self.partitions_config = parts.clone();
                 Ok(Reply::Ok)
             }
             Command::JobEnded {
@@ -221,6 +238,9 @@ impl ClusterState {
             Command::PurgeRecords { ended_before } => {
                 self.accounting.purge(*ended_before);
                 Ok(Reply::Ok)
+            }
+            Command::UpdatePartition { name, update, uid } => {
+                self.update_partition(name, update, *uid)
             }
         };
         result.unwrap_or_else(Reply::Rejected)
@@ -615,6 +635,31 @@ impl ClusterState {
             (false, true) => Err(Reject::JobPending),
             (false, false) => Err(Reject::AlreadyDone),
         }
+    }
+
+    /// `scontrol update PartitionName=…`: operators only (uid 0), a partition that exists.
+    /// `Default=YES` takes the default from the partition that had it.
+    fn update_partition(
+        &mut self,
+        name: &str,
+        update: &PartitionUpdate,
+        uid: u32,
+    ) -> Result<Reply, Reject> {
+        if uid != 0 {
+            return Err(Reject::AccessDenied);
+        }
+        let i = self
+            .partitions
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or(Reject::InvalidPartition)?;
+        if update.is_default == Some(true) {
+            for p in &mut self.partitions {
+                p.is_default = false;
+            }
+        }
+        update.apply_to(&mut self.partitions[i]);
+        Ok(Reply::Ok)
     }
 
     fn update_jobs(&mut self, targets: &[JobRef], update: &JobUpdate, uid: u32) -> Reply {

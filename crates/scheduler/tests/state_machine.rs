@@ -456,6 +456,88 @@ fn job_updates_follow_slurms_permissions() {
 
 /// jepsen finding 2: a plan made before a hold, applied after it, must not replace the hold
 /// reason — the job would keep priority 0 with a reason no release matches, pending forever.
+/// `scontrol update PartitionName=…`: operators only, a partition that exists; the change
+/// holds jobs back (PartitionDown) until undone, a re-definition from the same configuration
+/// is what the leader skips (it compares with `partitions_config`), and a new definition
+/// replaces the change.
+#[test]
+fn partition_updates_are_for_operators_and_last_until_the_configuration_changes() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    let down = PartitionUpdate {
+        state: Some(PartitionState::Down),
+        max_time_min: Some(Some(30)),
+        ..PartitionUpdate::default()
+    };
+    let update = |name: &str, update: &PartitionUpdate, uid: u32| Command::UpdatePartition {
+        name: name.into(),
+        update: update.clone(),
+        uid,
+    };
+    assert_eq!(
+        c.run(update("debug", &down, 1000)),
+        Reply::Rejected(Rejection::AccessDenied)
+    );
+    assert_eq!(
+        c.run(update("nope", &down, 0)),
+        Reply::Rejected(Rejection::InvalidPartition)
+    );
+    assert_eq!(c.state.partitions[0].state, PartitionState::Up);
+    assert_eq!(c.run(update("debug", &down, 0)), Reply::Ok);
+    assert_eq!(c.state.partitions[0].state, PartitionState::Down);
+    assert_eq!(c.state.partitions[0].max_time_min, Some(30));
+    assert_eq!(c.state.partitions_config, vec![Partition::default_debug()]);
+
+    let id = c.submit(job(1));
+    c.schedule();
+    assert_eq!(c.job(id).state, JobState::Pending);
+    assert_eq!(c.job(id).reason, PendingReason::PartitionDown);
+
+    let up = PartitionUpdate {
+        state: Some(PartitionState::Up),
+        max_time_min: Some(None),
+        ..PartitionUpdate::default()
+    };
+    assert_eq!(c.run(update("debug", &up, 0)), Reply::Ok);
+    c.schedule();
+    assert_eq!(c.job(id).state, JobState::Running);
+
+    // Default=YES moves the default; a new definition replaces every change.
+    let mut second = Partition::default_debug();
+    second.name = "gpu".into();
+    second.is_default = false;
+    c.run(Command::DefinePartitions(vec![
+        Partition::default_debug(),
+        second.clone(),
+    ]));
+    let make_default = PartitionUpdate {
+        is_default: Some(true),
+        ..PartitionUpdate::default()
+    };
+    assert_eq!(c.run(update("gpu", &make_default, 0)), Reply::Ok);
+    let defaults: Vec<&str> = c
+        .state
+        .partitions
+        .iter()
+        .filter(|p| p.is_default)
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(defaults, vec!["gpu"]);
+    c.run(Command::DefinePartitions(vec![
+        Partition::default_debug(),
+        second,
+    ]));
+    assert!(c.state.partitions[0].is_default && !c.state.partitions[1].is_default);
+
+    // A table with two defaults or a repeated name is refused whole.
+    let twice = vec![Partition::default_debug(), Partition::default_debug()];
+    assert!(matches!(
+        c.run(Command::DefinePartitions(twice)),
+        Reply::Rejected(Rejection::Invalid(_))
+    ));
+    assert_eq!(c.state.partitions.len(), 2);
+}
+
 #[test]
 fn a_stale_plan_does_not_unhold_a_held_job() {
     let mut c = Cluster::new();
@@ -559,6 +641,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
             .prop_map(|(id, task, hold)| Command::Requeue { targets: vec![JobRef { job: JobId(id), task }], hold, uid: 0 }),
         1 => (1u64..20, prop::sample::select(vec![9, 10, 15]))
             .prop_map(|(id, signal)| Command::Signal { targets: vec![JobRef { job: JobId(id), task: None }], signal, scope: SignalScope::Full, uid: 0 }),
+        1 => (prop::sample::select(vec![PartitionState::Up, PartitionState::Down, PartitionState::Drain, PartitionState::Inactive]), prop::option::of(1u64..10), prop::sample::select(vec![0u32, 1000]))
+            .prop_map(|(state, max_time, uid)| Command::UpdatePartition {
+                name: "debug".into(),
+                update: PartitionUpdate { state: Some(state), max_time_min: Some(max_time), ..PartitionUpdate::default() },
+                uid,
+            }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),

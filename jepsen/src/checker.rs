@@ -88,6 +88,16 @@ struct Submit {
     kind: Kind,
     job_id: Option<u64>,
     applied_index: Option<u64>,
+    /// `--array` as asked, for an array.
+    array: Option<String>,
+}
+
+/// `first-last%throttle` (the only form the workload submits) → (task indices, throttle).
+fn parse_array_spec(spec: &str) -> Option<(BTreeSet<u32>, u32)> {
+    let (range, throttle) = spec.split_once('%')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
+    Some(((first..=last).collect(), throttle.parse().ok()?))
 }
 
 pub fn check(run: &RunData) -> Vec<Anomaly> {
@@ -118,6 +128,7 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                         kind: Kind::Info,
                         job_id: None,
                         applied_index: None,
+                        array: e.array.clone(),
                     },
                 );
             }
@@ -161,18 +172,32 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                 process: &r.process,
                 job: j,
             });
-            ids_by_name.entry(&j.name).or_default().insert(j.id);
+            // An array's tasks are split off under new ids: one submit, one array id.
+            let root = if j.array_job_id != 0 {
+                j.array_job_id
+            } else {
+                j.id
+            };
+            ids_by_name.entry(&j.name).or_default().insert(root);
             names_by_id.entry(j.id).or_default().insert(&j.name);
         }
     }
-    let final_epoch_s = (run.start_epoch_ns
+    // The cluster purges finished jobs by its own clock, which a skewed leader may have moved
+    // ahead of ours (the `clock` nemesis): the later of the two decides what has expired.
+    let cluster_now_s = reads
+        .iter()
+        .filter_map(|r| r.state_now_ms)
+        .max()
+        .map_or(0, |ms| (ms / 1000) as i64);
+    let final_epoch_s = ((run.start_epoch_ns
         + run
             .final_reads
             .iter()
             .map(|e| e.t_ns)
             .max()
             .unwrap_or(run.healed_ns))
-        / 1_000_000_000;
+        / 1_000_000_000)
+        .max(cluster_now_s);
     let mut final_view: BTreeMap<u64, &JobObs> = BTreeMap::new();
     for r in &run.final_reads {
         if r.kind == Some(Kind::Ok) {
@@ -653,6 +678,121 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
         }
     }
 
+    // ---- The state's clock: one value per applied index, never lower at a higher one. ----
+    // Time enters the state only as the leader's stamp, and apply keeps the largest: a leader
+    // whose clock is behind (or a new leader behind the old one) cannot move it back, and
+    // every replica that applied the same entries reads the same clock.
+    let mut clock_at: BTreeMap<u64, BTreeMap<u64, Vec<u64>>> = BTreeMap::new();
+    for r in &reads {
+        if let (Some(idx), Some(now)) = (r.applied_index, r.state_now_ms) {
+            clock_at
+                .entry(idx)
+                .or_default()
+                .entry(now)
+                .or_default()
+                .push(r.replica.unwrap_or(0));
+        }
+    }
+    let mut highest: Option<(u64, u64)> = None; // (index, clock) of the highest clock so far
+    for (idx, clocks) in &clock_at {
+        if clocks.len() > 1 {
+            add(
+                "divergent-clock",
+                format!("at applied index {idx} replicas read different clocks (ms → replicas): {clocks:?}"),
+            );
+        }
+        let (&low, _) = clocks
+            .first_key_value()
+            .expect("an entry per index has a clock");
+        if let Some((at, high)) = highest.filter(|&(_, high)| low < high) {
+            add(
+                "clock-went-back",
+                format!(
+                    "the state's clock read {high} ms at index {at} but {low} ms at the later index {idx}"
+                ),
+            );
+        }
+        let (&high, _) = clocks
+            .last_key_value()
+            .expect("an entry per index has a clock");
+        if highest.is_none_or(|(_, h)| high > h) {
+            highest = Some((*idx, high));
+        }
+    }
+
+    // ---- Arrays: the `%` throttle, and every task run. ----
+    // At most `throttle` tasks of an array run at once: counted at each task's start, from the
+    // markers, with only overlaps that certainly happened. Every task index runs (once the
+    // cluster settled), and no index outside the array does.
+    for s in submits.values().filter(|s| s.kind == Kind::Ok) {
+        let (Some(id), Some(spec)) = (s.job_id, s.array.as_deref()) else {
+            continue;
+        };
+        let Some((indices, throttle)) = parse_array_spec(spec) else {
+            continue;
+        };
+        let tasks: Vec<&Attempt> = run
+            .attempts
+            .iter()
+            .filter(|a| a.array_job_id == Some(id))
+            .collect();
+        for a in &tasks {
+            let running: Vec<&&Attempt> = tasks
+                .iter()
+                .filter(|b| b.start_ns <= a.start_ns && a.start_ns < b.end_lower_bound())
+                .collect();
+            if running.len() > throttle as usize {
+                let detail: Vec<String> = running
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "task {:?} (job {}) on {} {:.3}s..{:.3}s",
+                            b.array_task,
+                            b.job_id,
+                            b.node,
+                            b.start_ns as f64 / 1e9,
+                            b.end_lower_bound() as f64 / 1e9
+                        )
+                    })
+                    .collect();
+                add(
+                    "array-throttle-exceeded",
+                    format!(
+                        "array {id} ({spec}) ran {} tasks at once at t={:.3}s: {detail:?}",
+                        running.len(),
+                        a.start_ns as f64 / 1e9
+                    ),
+                );
+                break;
+            }
+        }
+        let mut ran: BTreeSet<u32> = tasks.iter().filter_map(|a| a.array_task).collect();
+        let outside: Vec<u32> = ran.difference(&indices).copied().collect();
+        if !outside.is_empty() {
+            add(
+                "array-task-unknown",
+                format!("array {id} ({spec}) ran tasks {outside:?}, which it does not have"),
+            );
+        }
+        for r in &reads {
+            ran.extend(
+                r.jobs
+                    .iter()
+                    .filter(|j| j.array_job_id == id && j.state != "PENDING")
+                    .filter_map(|j| j.array_task),
+            );
+        }
+        let missing: Vec<u32> = indices.difference(&ran).copied().collect();
+        if run.liveness.settled_after_s.is_some() && !missing.is_empty() {
+            add(
+                "array-task-missing",
+                format!(
+                    "array {id} ({spec}): tasks {missing:?} never ran, though every job is terminal"
+                ),
+            );
+        }
+    }
+
     // ---- Leadership. ----
     // Not "one leader per term": openraft's default build names a leader by (term, node id),
     // so two replicas may lead one term (the later one, with the higher id, supersedes the
@@ -730,6 +870,8 @@ mod tests {
             end_time: 0,
             now: 0,
             restarts: 0,
+            array_job_id: 0,
+            array_task: None,
         }
     }
 
@@ -816,6 +958,8 @@ mod tests {
             cpus: 2,
             pid: 1,
             restarts: Some(0),
+            array_job_id: None,
+            array_task: None,
             start_ns: 100,
             end_ns: Some(200),
             end_reason: Some("ok".into()),
@@ -855,6 +999,8 @@ mod tests {
             cpus: 1,
             pid,
             restarts: Some(restarts),
+            array_job_id: None,
+            array_task: None,
             start_ns,
             end_ns: Some(end_ns),
             end_reason: Some("ok".into()),
@@ -996,5 +1142,73 @@ mod tests {
         killed.end_reason = Some("term".into());
         run.attempts = vec![killed, second];
         assert_eq!(kinds(&run), vec!["ran-despite-dependency"]);
+    }
+
+    /// An array `0-2%1` (job 1; tasks 0 and 1 split off as jobs 2 and 3, task 2 in job 1):
+    /// two tasks at once break the throttle; a task index it does not have, and one that never
+    /// ran once everything settled, are caught; the same tasks one after another are valid.
+    #[test]
+    fn array_throttle_and_tasks_are_checked_from_the_markers() {
+        let mut run = base();
+        run.events[0].array = Some("0-2%1".into());
+        let mut records = Vec::new();
+        for (id, task) in [(2, 0), (3, 1), (1, 2)] {
+            records.push(JobObs {
+                array_job_id: 1,
+                array_task: Some(task),
+                ..job(id, "c0-1", "COMPLETED")
+            });
+        }
+        run.final_reads.push(read(30, 9, records));
+        let task = |job_id: u64, index: u32, start_ns: i64| Attempt {
+            name: "c0-1".into(),
+            job_id,
+            node: "n1".into(),
+            cpus: 1,
+            pid: job_id as i32,
+            restarts: Some(0),
+            array_job_id: Some(1),
+            array_task: Some(index),
+            start_ns,
+            end_ns: Some(start_ns + 100),
+            end_reason: Some("ok".into()),
+            last_alive_ns: start_ns + 50,
+            gone_ns: Some(start_ns + 110),
+        };
+        run.attempts = vec![task(2, 0, 100), task(3, 1, 300), task(1, 2, 500)];
+        assert_eq!(kinds(&run), Vec::<String>::new());
+
+        run.attempts[1].start_ns = 150;
+        assert_eq!(kinds(&run), vec!["array-throttle-exceeded"]);
+
+        run.attempts[1].start_ns = 300;
+        run.attempts[2].array_task = Some(7);
+        run.final_reads[0].jobs.pop();
+        let k = kinds(&run);
+        assert!(k.contains(&"array-task-unknown".to_string()), "{k:?}");
+        assert!(k.contains(&"array-task-missing".to_string()), "{k:?}");
+    }
+
+    /// The state's clock from reads: a lower clock at a higher index, or two clocks at one
+    /// index, are anomalies; equal and rising clocks are not.
+    #[test]
+    fn the_states_clock_never_goes_back_or_diverges() {
+        let mut run = base();
+        let at = |t: i64, index: u64, now: u64| Event {
+            state_now_ms: Some(now),
+            ..read(t, index, vec![job(1, "c0-1", "RUNNING")])
+        };
+        run.events.push(at(20, 6, 1_000));
+        run.events.push(at(21, 6, 1_000));
+        run.events.push(at(22, 8, 1_000));
+        run.events.push(at(23, 9, 2_000));
+        run.final_reads
+            .push(read(30, 12, vec![job(1, "c0-1", "COMPLETED")]));
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        run.events.push(at(24, 10, 1_500));
+        assert_eq!(kinds(&run), vec!["clock-went-back"]);
+        run.events.pop();
+        run.events.push(at(24, 8, 1_200));
+        assert_eq!(kinds(&run), vec!["divergent-clock"]);
     }
 }

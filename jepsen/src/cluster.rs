@@ -128,6 +128,11 @@ impl Cluster {
                 .arg(&self.config)
                 .args(["--id", id, "--data-dir"])
                 .arg(&state);
+            // The `clock` nemesis writes this replica's skew there (absent: none).
+            cmd.env(
+                "DROVER_TEST_CLOCK_SKEW_FILE",
+                self.clock_skew_file(id.parse().unwrap_or(0)),
+            );
         } else if let Some(name) = label.strip_prefix("noded-") {
             cmd.args(["noded", "--config"])
                 .arg(&self.config)
@@ -152,6 +157,20 @@ impl Cluster {
             .remove(label);
         children.insert(label.to_string(), child);
         Ok(())
+    }
+
+    /// Where replica `id` reads its clock skew (ms, signed) from: outside its state dir, so a
+    /// restart keeps the skew until the nemesis heals it.
+    pub fn clock_skew_file(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("clock-skew-ctld-{id}"))
+    }
+
+    /// Skews replica `id`'s clock by `ms` (0: heals it).
+    pub fn set_clock_skew(&self, id: u64, ms: i64) -> std::io::Result<()> {
+        let path = self.clock_skew_file(id);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ms.to_string())?;
+        std::fs::rename(tmp, path)
     }
 
     pub fn pid(&self, label: &str) -> Option<i32> {
@@ -225,6 +244,12 @@ impl Cluster {
         for l in paused {
             self.resume(&l);
             healed.push(format!("resumed {l}"));
+        }
+        for (id, _) in &self.ctlds {
+            if self.clock_skew_file(*id).exists() {
+                self.set_clock_skew(*id, 0)?;
+                healed.push(format!("clock of ctld-{id}"));
+            }
         }
         for l in self.labels() {
             if !self.running(&l) {

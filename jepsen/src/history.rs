@@ -57,6 +57,16 @@ pub struct JobObs {
     /// Times requeued (`Restarts=`): each requeue starts a new run of the job.
     #[serde(default)]
     pub restarts: u32,
+    /// An array's records: the array's id (0: not an array) and this record's task index
+    /// (None for the record of tasks not yet started).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub array_job_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task: Option<u32>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -87,6 +97,12 @@ pub struct Event {
     /// Free text: a fault's description, a submit's resources, a role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<String>,
+    /// For a submit: `--array` as asked (`0-3%2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<String>,
+    /// For a read: the applied state's clock (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_now_ms: Option<u64>,
     /// For a submit: CPUs and memory asked for; for a role event: the term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u32>,

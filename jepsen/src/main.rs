@@ -34,7 +34,7 @@ const USAGE: &str = "usage:
   drover-jepsen test [--time-limit S] [--nemesis kill,pause,restart,kill-node,partition,partition-ring|all|none]
                      [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
                      [--clients K] [--seed N] [--interval-ms MS] [--hold-ms MS]
-                     [--recovery-s S] [--drover PATH] [--dir DIR] [--no-hold]
+                     [--recovery-s S] [--drover PATH] [--dir DIR] [--no-hold] [--arrays]
   drover-jepsen check --dir RUN_DIR
 
 exit status: 0 valid, 1 invalid, 2 harness error";
@@ -55,6 +55,8 @@ struct Args {
     dir: Option<PathBuf>,
     /// Leave `scontrol hold` / `release` out of the workload (jepsen/README.md, finding 2).
     no_hold: bool,
+    /// Submit some jobs as arrays with a `%` throttle (checked from the markers).
+    arrays: bool,
 }
 
 fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
@@ -74,6 +76,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
         drover: root.join("target/release/drover"),
         dir: None,
         no_hold: false,
+        arrays: false,
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -97,6 +100,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
             "--drover" => a.drover = PathBuf::from(val()?),
             "--dir" => a.dir = Some(PathBuf::from(val()?)),
             "--no-hold" => a.no_hold = true,
+            "--arrays" => a.arrays = true,
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
     }
@@ -355,6 +359,7 @@ async fn drive(
         stop: stop_clients.clone(),
         cpus_per_node: args.cpus_per_node,
         hold: !args.no_hold,
+        arrays: args.arrays,
     });
     let clients: Vec<_> = (0..args.clients)
         .map(|c| tokio::spawn(wl.clone().run_client(c, args.seed)))
@@ -539,6 +544,7 @@ async fn drive(
                     replica: Some(ids[k]),
                     min_index: Some(max_seen),
                     applied_index: Some(r.applied_index),
+                    state_now_ms: Some(r.state_now_ms),
                     jobs: r.jobs.iter().map(job_obs).collect(),
                     ..Default::default()
                 }

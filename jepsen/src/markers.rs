@@ -22,6 +22,11 @@ pub struct Attempt {
     /// `SLURM_RESTART_COUNT`: which run of the job this attempt is (None: an old marker).
     #[serde(default)]
     pub restarts: Option<u32>,
+    /// For an array task: the array's id (`SLURM_ARRAY_JOB_ID`) and the task's index.
+    #[serde(default)]
+    pub array_job_id: Option<u64>,
+    #[serde(default)]
+    pub array_task: Option<u32>,
     /// Nanoseconds since the test started (converted from the script's wall clock).
     pub start_ns: i64,
     /// From the end marker, when there is one.
@@ -54,6 +59,11 @@ fn parse_start(text: &str, start_epoch_ns: i64) -> Option<Attempt> {
         cpus: w[3].parse().ok()?,
         pid: w[4].parse().ok()?,
         restarts: w.get(6).and_then(|r| r.parse().ok()),
+        array_job_id: w
+            .get(7)
+            .and_then(|r| r.parse().ok())
+            .filter(|&id: &u64| id != 0),
+        array_task: w.get(8).and_then(|r| r.parse().ok()),
         start_ns,
         end_ns: None,
         end_reason: None,

@@ -5,6 +5,9 @@
 //! - `pause`: SIGSTOP of the leader or a random replica; SIGCONT after the hold.
 //! - `restart`: kill -9 of every replica and node daemon at once; all restarted together.
 //! - `kill-node`: kill -9 of a random node daemon; restarted after the hold.
+//! - `clock`: the leader's (half the time) or a random replica's clock runs 1–120 s ahead or
+//!   behind (drover's `DROVER_TEST_CLOCK_SKEW_FILE` hook: time enters the state only as the
+//!   leader's stamp); set right after the hold.
 //!
 //! - `partition`: replicas run in network namespaces; cut replica-to-replica links: the leader
 //!   isolated, random minority/majority halves, or a bridge (two sides that each still reach one
@@ -22,11 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     "kill",
     "pause",
     "restart",
     "kill-node",
+    "clock",
     "partition",
     "partition-ring",
 ];
@@ -158,6 +162,24 @@ impl Nemesis {
                         }
                     }
                     self.fault_event(Kind::Ok, op, format!("restart all {errors:?}"));
+                }
+                "clock" => {
+                    let (id, why) = self.pick_replica(&mut rng).await;
+                    let ahead = rng.below(2) == 0;
+                    let ms = (1 + rng.below(120)) as i64 * 1000 * if ahead { 1 } else { -1 };
+                    self.fault_event(
+                        Kind::Invoke,
+                        op,
+                        format!("clock of {} {ms:+} ms ({why})", ctld_label(id)),
+                    );
+                    let r = c.set_clock_skew(id, ms);
+                    tokio::time::sleep(hold).await;
+                    let healed = c.set_clock_skew(id, 0);
+                    self.fault_event(
+                        Kind::Ok,
+                        op,
+                        format!("clock of {} right {:?}", ctld_label(id), r.and(healed)),
+                    );
                 }
                 "kill-node" => {
                     let k = rng.below(c.nodes.len() as u64) as usize;

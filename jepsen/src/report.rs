@@ -81,7 +81,7 @@ pub fn text(run: &RunData, s: &Summary) -> String {
     }
     let _ = writeln!(
         t,
-        "faults: {}   submits with a dependency: {}   job attempts (markers): {} ({} of them runs after a requeue)",
+        "faults: {}   submits with a dependency: {}   arrays: {}   job attempts (markers): {} ({} of them runs after a requeue, {} array tasks)",
         s.faults,
         run.events
             .iter()
@@ -89,11 +89,16 @@ pub fn text(run: &RunData, s: &Summary) -> String {
                 && e.kind == Some(Kind::Invoke)
                 && e.info.as_deref().is_some_and(|d| d.starts_with("after")))
             .count(),
+        run.events
+            .iter()
+            .filter(|e| e.f == Some(F::Submit) && e.kind == Some(Kind::Invoke) && e.array.is_some())
+            .count(),
         s.attempts,
         run.attempts
             .iter()
             .filter(|a| a.restarts.unwrap_or(0) > 0)
-            .count()
+            .count(),
+        run.attempts.iter().filter(|a| a.array_job_id.is_some()).count()
     );
     let l = &run.liveness;
     let _ = writeln!(

@@ -61,6 +61,8 @@ pub fn job_obs(j: &pb::JobInfo) -> JobObs {
         end_time: j.end_time,
         now: j.now,
         restarts: j.restarts,
+        array_job_id: j.array_job_id,
+        array_task: j.array_task_id,
     }
 }
 
@@ -89,15 +91,18 @@ pub struct Workload {
     pub cpus_per_node: u32,
     /// Whether clients hold and release jobs (`--no-hold` turns it off).
     pub hold: bool,
+    /// Whether one submit in eight is a job array with a throttle (`--arrays`).
+    pub arrays: bool,
 }
 
-/// The batch script: a start marker, a sleep, an end marker (also on SIGTERM).
+/// The batch script: a start marker (with the run and, for an array task, the array's id and
+/// the task's index), a sleep, an end marker (also on SIGTERM).
 pub fn script(name: &str, markers: &std::path::Path, sleep_ms: u64) -> String {
     let m = markers.display();
     format!(
         "#!/bin/sh\n\
          M={m}/$SLURM_JOB_ID.$$\n\
-         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N) ${{SLURM_RESTART_COUNT:-0}}\" > $M.tmp && mv $M.tmp $M.start\n\
+         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N) ${{SLURM_RESTART_COUNT:-0}} ${{SLURM_ARRAY_JOB_ID:-0}} ${{SLURM_ARRAY_TASK_ID:--}}\" > $M.tmp && mv $M.tmp $M.start\n\
          trap 'echo \"$(date +%s%N) term\" > $M.etmp; mv $M.etmp $M.end; exit 143' TERM\n\
          sleep {}.{:03} &\n\
          wait $!\n\
@@ -270,6 +275,15 @@ impl Workload {
             _ => None,
         };
         spec.dependency = dependency.clone().unwrap_or_default();
+        // With `--arrays`, one submit in eight (without a dependency) is an array of 2–6 tasks
+        // at most 1–2 at once: the throttle is checked from the markers. Arrays are kept out
+        // of `acked`, so cancel/hold/requeue (whose checks follow one job id) leave them alone.
+        let array = (self.arrays && dependency.is_none() && rng.below(8) == 0).then(|| {
+            let first = rng.below(3);
+            let last = first + 1 + rng.below(5);
+            format!("{first}-{last}%{}", 1 + rng.below(2))
+        });
+        spec.array = array.clone().unwrap_or_default();
         let first = rng.below(self.channels.len() as u64) as usize;
         self.record(Event {
             process: process.into(),
@@ -280,6 +294,7 @@ impl Workload {
             cpus: Some(cpus),
             mem_mb: Some(mem),
             info: dependency,
+            array: array.clone(),
             ..Default::default()
         });
         let request_id = format!("jepsen-{}-{name}", self.rec.start_epoch_ns);
@@ -287,11 +302,13 @@ impl Workload {
             submit_retrying(&self.channels, first, &request_id, &spec).await;
         if let Some(r) = &reply {
             *seen = (*seen).max(r.applied_index);
-            self.known
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .acked
-                .push(r.job_id);
+            if array.is_none() {
+                self.known
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .acked
+                    .push(r.job_id);
+            }
         }
         self.record(Event {
             process: process.into(),
@@ -519,6 +536,7 @@ impl Workload {
                     replica: Some(self.ids[i]),
                     min_index: Some(min_index),
                     applied_index: Some(r.applied_index),
+                    state_now_ms: Some(r.state_now_ms),
                     asked,
                     jobs,
                     ..Default::default()

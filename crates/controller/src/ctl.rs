@@ -136,9 +136,9 @@ impl pb::ctl_server::Ctl for CtlService {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
         let now = wall_clock_s();
-        let (jobs, applied_index) = self.replica.read(|s| {
+        let ((jobs, state_now_ms), applied_index) = self.replica.read(|s| {
             let prio = PriorityContext::new(s, (now.max(0) as u64) * 1000);
-            if req.job_ids.is_empty() {
+            let jobs = if req.job_ids.is_empty() {
                 s.jobs
                     .values()
                     .map(|j| convert::job_info(j, s, now, &prio, &self.sched.weights))
@@ -159,11 +159,13 @@ impl pb::ctl_server::Ctl for CtlService {
                     .filter_map(|id| s.jobs.get(id))
                     .map(|j| convert::job_info(j, s, now, &prio, &self.sched.weights))
                     .collect()
-            }
+            };
+            (jobs, s.now)
         });
         Ok(Response::new(pb::ListJobsReply {
             jobs,
             applied_index,
+            state_now_ms,
         }))
     }
 

@@ -105,6 +105,13 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     rc.election_min_ms = cfg.election_min_ms;
     rc.election_max_ms = cfg.election_max_ms;
     rc.snapshot_logs_since_last = cfg.snapshot_logs_since_last;
+    if let Some(path) = std::env::var_os(CLOCK_SKEW_FILE_ENV) {
+        tracing::warn!(
+            file = %std::path::Path::new(&path).display(),
+            "test hook: this replica's clock is skewed by the milliseconds in this file"
+        );
+        rc.clock = skewed_clock(path.into());
+    }
     let replica = Replica::open(rc)
         .await
         .context("cannot open the replica's Raft state")?;
@@ -163,4 +170,36 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         .await;
     replica.shutdown().await;
     served.context("the gRPC server stopped")
+}
+
+/// Test hook for jepsen's `clock` nemesis: when set, this replica's clock (the one that stamps
+/// `Proposal::at` while it leads) runs ahead or behind by the signed milliseconds written in
+/// the named file (absent or unreadable: 0), re-read at most every 100 ms. Time enters the
+/// state only through that stamp, so this is as far as a skewed host clock reaches.
+pub const CLOCK_SKEW_FILE_ENV: &str = "DROVER_TEST_CLOCK_SKEW_FILE";
+
+fn skewed_clock(path: std::path::PathBuf) -> drover_consensus::Clock {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let cache: std::sync::Mutex<Option<(Instant, i64)>> = std::sync::Mutex::new(None);
+    drover_consensus::Clock::from_fn(move || {
+        let mut cached = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let skew_ms = match *cached {
+            Some((read_at, skew)) if read_at.elapsed() < Duration::from_millis(100) => skew,
+            _ => {
+                let skew = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .unwrap_or(0);
+                *cached = Some((Instant::now(), skew));
+                skew
+            }
+        };
+        let system_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        system_ms.saturating_add(skew_ms).max(0) as u64
+    })
 }

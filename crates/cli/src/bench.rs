@@ -3,6 +3,8 @@
 //! - `failover --dir DIR --kills K`: kill -9 the leader, time until the first accepted submit.
 //! - `submit --dir DIR --clients C --jobs N`: concurrent submits, jobs committed per second.
 //! - `sbatch --dir DIR --jobs N`: sequential `sbatch --wrap true --hold` processes, one shell.
+//! - `latency --dir DIR --jobs N`: one trivial job at a time, submit → COMPLETED, p50/p99.
+//! - `throughput --dir DIR --jobs N`: N trivial jobs submitted at once, until all COMPLETED.
 
 use crate::client::{request_id, Cluster};
 use crate::config::ClusterConfig;
@@ -222,4 +224,157 @@ pub fn sbatch_sequential(dir: &Path, jobs: usize) -> anyhow::Result<()> {
         jobs as f64 / secs
     );
     Ok(())
+}
+
+/// A job that runs `true` and writes nothing: what the cluster adds to a job, and no more.
+fn trivial_job(i: usize) -> pb::JobSpec {
+    pb::JobSpec {
+        hold: false,
+        stdout: "/dev/null".into(),
+        stderr: "/dev/null".into(),
+        ..held_job(i)
+    }
+}
+
+/// The states of `ids` (all jobs when empty) as the cluster reads them at `min_index` or later.
+async fn states(
+    cluster: &mut Cluster,
+    ids: &[u64],
+) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+    let req = pb::ListJobsRequest {
+        consistency: cluster.consistency().get(),
+        job_ids: ids.to_vec(),
+    };
+    let reply = cluster
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.list_jobs(req).await.map(|r| r.into_inner()) }
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply
+        .jobs
+        .into_iter()
+        .map(|j| (j.job_id, j.state))
+        .collect())
+}
+
+async fn submit_one(cluster: &mut Cluster, spec: pb::JobSpec) -> anyhow::Result<u64> {
+    let req = pb::SubmitRequest {
+        request_id: request_id(),
+        spec: Some(spec),
+    };
+    let reply = cluster
+        .call(|mut c| {
+            let req = req.clone();
+            async move { c.submit(req).await.map(|r| r.into_inner()) }
+        })
+        .await?;
+    cluster.saw(reply.applied_index);
+    Ok(reply.job_id)
+}
+
+/// One trivial job at a time: the time from the submit to the state COMPLETED (polled every
+/// millisecond), as a user who waits for each job sees it.
+pub fn latency(dir: &Path, jobs: usize) -> anyhow::Result<()> {
+    let (_layout, cfg) = layout(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut cluster = Cluster::new(cfg.controller_addrs());
+        let mut samples = Vec::with_capacity(jobs);
+        for i in 0..jobs {
+            let started = Instant::now();
+            let id = submit_one(&mut cluster, trivial_job(i)).await?;
+            loop {
+                let s = states(&mut cluster, &[id]).await?;
+                match s.get(&id).map(String::as_str) {
+                    Some("COMPLETED") => break,
+                    Some("PENDING" | "RUNNING" | "COMPLETING") | None => {}
+                    Some(other) => anyhow::bail!("job {id} ended {other}"),
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    anyhow::bail!("job {id} did not complete within 60 s");
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        println!(
+            "submit → COMPLETED, one trivial job at a time, {} jobs: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            samples.len(),
+            percentile(&samples, 50.0).as_secs_f64() * 1e3,
+            percentile(&samples, 99.0).as_secs_f64() * 1e3,
+            samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+        Ok(())
+    })
+}
+
+/// `jobs` trivial jobs submitted at once (64 concurrent clients), then the time until every one
+/// is COMPLETED: jobs started, run and accounted per second.
+pub fn throughput(dir: &Path, jobs: usize) -> anyhow::Result<()> {
+    let (_layout, cfg) = layout(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let started = Instant::now();
+        let clients = 64.min(jobs.max(1));
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let addrs = cfg.controller_addrs();
+            let share = jobs / clients + usize::from(c < jobs % clients);
+            tasks.push(tokio::spawn(async move {
+                let mut cluster = Cluster::new(addrs);
+                let mut ids = Vec::with_capacity(share);
+                for k in 0..share {
+                    ids.push(submit_one(&mut cluster, trivial_job(c * 1_000_000 + k)).await?);
+                }
+                let seen = cluster.consistency().get().map_or(0, |c| c.min_index);
+                anyhow::Ok((ids, seen))
+            }));
+        }
+        let mut ids = Vec::with_capacity(jobs);
+        let mut min_index = 0;
+        for t in tasks {
+            let (mine, seen) = t.await??;
+            ids.extend(mine);
+            min_index = min_index.max(seen);
+        }
+        let submitted = started.elapsed();
+        let mut cluster = Cluster::new(cfg.controller_addrs());
+        cluster.saw(min_index);
+        loop {
+            let s = states(&mut cluster, &ids).await?;
+            let done = ids
+                .iter()
+                .filter(|id| s.get(id).is_some_and(|st| st == "COMPLETED"))
+                .count();
+            if let Some((id, st)) = s
+                .iter()
+                .find(|(_, st)| !matches!(st.as_str(), "PENDING" | "RUNNING" | "COMPLETING" | "COMPLETED"))
+            {
+                anyhow::bail!("job {id} ended {st}");
+            }
+            if done == ids.len() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(600) {
+                anyhow::bail!("{done} of {} jobs completed within 600 s", ids.len());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "throughput: {} trivial jobs submitted in {:.2} s, all COMPLETED after {secs:.2} s = {:.0} jobs/s ({} replicas)",
+            ids.len(),
+            submitted.as_secs_f64(),
+            ids.len() as f64 / secs,
+            cfg.controllers.len()
+        );
+        Ok(())
+    })
 }

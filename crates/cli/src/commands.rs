@@ -59,6 +59,10 @@ pub fn sbatch(args: &[String]) -> i32 {
         &identity::current(),
     ) {
         Ok(p) => p,
+        Err(e) if e.exit_code == 0 => {
+            print!("{}", e.message);
+            return 0;
+        }
         Err(e) => {
             eprint!("{}", e.message);
             return e.exit_code;

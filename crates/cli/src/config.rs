@@ -84,6 +84,9 @@ pub struct SchedulerEntry {
     pub priority_weight_qos: u32,
     /// `PriorityMaxAge`, Slurm's time syntax (`7-0`).
     pub priority_max_age: String,
+    /// `SchedulerParameters=sched_min_interval=#`: microseconds between the starts of two
+    /// scheduling passes, at least (0: as soon as the last pass allows; see `pass_gap`).
+    pub sched_min_interval_us: u64,
 }
 
 impl Default for SchedulerEntry {
@@ -101,6 +104,7 @@ impl Default for SchedulerEntry {
             priority_weight_partition: d.weights.partition,
             priority_weight_qos: d.weights.qos,
             priority_max_age: "7-0".to_string(),
+            sched_min_interval_us: 0,
         }
     }
 }

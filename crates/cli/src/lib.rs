@@ -42,6 +42,8 @@ usage:
   drover bench failover --dir DIR [--kills 20]
   drover bench submit --dir DIR [--clients 64] [--jobs 20000]
   drover bench sbatch --dir DIR [--jobs 500]
+  drover bench latency --dir DIR [--jobs 200]
+  drover bench throughput --dir DIR [--jobs 2000]
   drover sim --trace FILE.swf[.gz] [--policy fcfs|easy|drover|all] [--nodes N --cpus-per-node C]
              [--max-jobs N] [--json] [--plot FILE.svg]
   drover sbatch|squeue|scancel|sinfo|scontrol|sacct|sacctmgr ARGS...   (or through links of those names)
@@ -246,9 +248,9 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn run_bench(args: &[String]) -> anyhow::Result<()> {
-    let (which, rest) = args
-        .split_first()
-        .ok_or_else(|| anyhow::anyhow!("usage: drover bench failover|submit|sbatch --dir DIR"))?;
+    let (which, rest) = args.split_first().ok_or_else(|| {
+        anyhow::anyhow!("usage: drover bench failover|submit|sbatch|latency|throughput --dir DIR")
+    })?;
     let f = Flags::parse(rest, &["dir", "kills", "clients", "jobs"]).map_err(anyhow::Error::msg)?;
     let dir = PathBuf::from(f.get("dir").unwrap_or(".drover"));
     let n = |k: &str, d: u64| {
@@ -264,8 +266,10 @@ fn run_bench(args: &[String]) -> anyhow::Result<()> {
             n("jobs", 20_000)? as usize,
         ),
         "sbatch" => bench::sbatch_sequential(&dir, n("jobs", 500)? as usize),
+        "latency" => bench::latency(&dir, n("jobs", 200)? as usize),
+        "throughput" => bench::throughput(&dir, n("jobs", 2000)? as usize),
         other => Err(anyhow::anyhow!(
-            "unknown benchmark `{other}` (failover, submit, sbatch)"
+            "unknown benchmark `{other}` (failover, submit, sbatch, latency, throughput)"
         )),
     }
 }

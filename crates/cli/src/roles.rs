@@ -60,6 +60,7 @@ pub fn ctld(config: &Path, id: u64, data_dir: Option<PathBuf>) -> anyhow::Result
     cc.cluster_name = cfg.cluster_name.clone();
     cc.kill_wait_s = cfg.kill_wait_s;
     cc.sched = cfg.scheduler.sched_config().map_err(anyhow::Error::msg)?;
+    cc.sched_min_interval = Duration::from_micros(cfg.scheduler.sched_min_interval_us);
     cc.record_retention = Duration::from_secs(cfg.job_record_retention_s);
     cc.election_grace = cc.node_timeout.max(Duration::from_secs(10));
     cc.heartbeat_ms = cfg.raft_heartbeat_ms;

@@ -65,14 +65,92 @@ pub struct Prepared {
     pub quiet: bool,
 }
 
-/// What to print on stderr (the full text, each line ending in `\n`) and the exit code.
+/// What to print on stderr (the full text, each line ending in `\n`) and the exit code. Exit
+/// code 0 is no error: `--help`, `--usage` and `--version` end sbatch there, their text goes
+/// to stdout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SbatchError {
     pub message: String,
     pub exit_code: i32,
 }
 
+/// `sbatch --usage` (Slurm's `_usage`, for the options drover takes).
+pub const USAGE: &str = "Usage: sbatch [-N nnodes] [-n ntasks] [-c ncpus] [-p partition]
+              [-J jobname] [-o out] [-e err] [-D path] [-t minutes] [--mem=MB]
+              [--mem-per-cpu=MB] [--gres=list] [--gpus=n] [-C list] [-w hosts] [-x hosts]
+              [--exclusive] [--hold] [--begin=time] [-d type:jobid] [--array=indexes]
+              [--nice[=value]] [--export[=names]] [--signal=[B:]num[@time]]
+              [--open-mode=append|truncate] [--parsable] [--test-only] [--wait]
+              [--wrap=command] executable [args...]
+";
+
+/// `sbatch --help`: the options drover takes, in Slurm's layout.
+pub const HELP: &str = "Usage: sbatch [OPTIONS(0)...] [ : [OPTIONS(N)...]] script(0) [args(0)...]
+
+Parallel run options:
+  -a, --array=indexes         job array index values
+      --begin=time            defer job until HH:MM MM/DD/YY
+  -c, --cpus-per-task=ncpus   number of cpus required per task
+  -d, --dependency=type:jobid[:time] defer job until condition on jobid is satisfied
+  -D, --chdir=directory       set working directory for batch script
+  -e, --error=err             file for batch script's standard error
+      --export[=names]        specify environment variables to export
+  -H, --hold                  submit job in held state
+  -J, --job-name=jobname      name of job
+  -n, --ntasks=ntasks         number of tasks to run
+      --nice[=value]          decrease scheduling priority by value
+      --ntasks-per-node=n     number of tasks to invoke on each node
+  -N, --nodes=N               number of nodes on which to run (N = min[-max])
+  -o, --output=out            file for batch script's standard output
+      --open-mode={append|truncate} output file open mode
+  -p, --partition=partition   partition requested
+      --parsable              outputs only the jobid and cluster name (if present),
+                              separated by semicolon, only on successful submission.
+  -Q, --quiet                 quiet mode (suppress informational messages)
+      --signal=[[R][B]:]num[@time] send signal when time limit within time seconds
+  -t, --time=minutes          time limit
+      --test-only             validate batch script but do not submit
+  -W, --wait                  wait for completion of submitted job
+      --wrap[=command string] wrap command string in a sh script and submit
+
+Constraint options:
+  -C, --constraint=list       specify a list of constraints
+      --mem=MB                minimum amount of real memory
+      --mem-per-cpu=MB        maximum amount of real memory per allocated cpu
+  -w, --nodelist=hosts...     request a specific list of hosts
+  -x, --exclude=hosts...      exclude a specific list of hosts
+
+Consumable resources related options:
+      --exclusive             allocate nodes in exclusive mode
+
+GPU scheduling options:
+      --cpus-per-gpu=n        number of CPUs required per allocated GPU
+  -G, --gpus=n                count of GPUs required for the job
+      --gpus-per-node=n       number of GPUs required per allocated node
+      --gpus-per-task=n       number of GPUs required per spawned task
+      --gres=list             required generic resources
+      --mem-per-gpu=n         real memory required per allocated GPU
+
+Help options:
+  -h, --help                  show this help message
+      --usage                 display brief usage message
+
+Other options:
+  -V, --version               output version information and exit
+
+drover takes every option of Slurm's sbatch; those not listed here are accepted and change
+nothing in drover, or are refused with an error naming them.
+";
+
 impl SbatchError {
+    /// Not an error: text for stdout, exit code 0 (`--help`, `--usage`, `--version`).
+    fn info(text: String) -> Self {
+        SbatchError {
+            message: text,
+            exit_code: 0,
+        }
+    }
+
     fn error(lines: &[&str], exit_code: i32) -> Self {
         let mut message = String::new();
         for line in lines {
@@ -156,6 +234,10 @@ enum Key {
     OpenMode,
     Wait,
     TestOnly,
+    /// `--help`, `--usage`, `--version`: print and exit 0, at the first pass (as Slurm does).
+    Help,
+    Usage,
+    Version,
     /// Accepted and ignored in this first version (does not change the job here).
     Ignored,
     /// Known to Slurm but would change sbatch's behaviour in ways we do not implement; rejected
@@ -301,11 +383,11 @@ static OPTIONS: &[OptDef] = &[
     opt("export-file", None, Required, Key::Unsupported),
     opt("external", None, No, Key::Unsupported),
     opt("gid", None, Required, Key::Unsupported),
-    opt("help", Some('h'), No, Key::Unsupported),
+    opt("help", Some('h'), No, Key::Help),
     opt("test-only", None, No, Key::TestOnly),
     opt("uid", None, Required, Key::Unsupported),
-    opt("usage", None, No, Key::Unsupported),
-    opt("version", Some('V'), No, Key::Unsupported),
+    opt("usage", None, No, Key::Usage),
+    opt("version", Some('V'), No, Key::Version),
     opt("wait", Some('W'), No, Key::Wait),
 ];
 
@@ -694,6 +776,8 @@ impl Opts {
             },
             Key::Wait => self.wait = true,
             Key::TestOnly => self.test_only = true,
+            // Handled in the first pass; as a `#SBATCH` line they change nothing.
+            Key::Help | Key::Usage | Key::Version => {}
             Key::Signal => match parse_signal_option(&value) {
                 Some(w) => self.signal = Some(w),
                 None => {
@@ -1034,6 +1118,14 @@ pub fn prepare(
         match occ.def.key {
             Key::Wrap => first.wrap = occ.value.clone(),
             Key::Chdir => first.chdir = occ.value.clone(),
+            Key::Help => return Err(SbatchError::info(HELP.to_string())),
+            Key::Usage => return Err(SbatchError::info(USAGE.to_string())),
+            Key::Version => {
+                return Err(SbatchError::info(format!(
+                    "slurm {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
             _ => {}
         }
     }
@@ -1969,5 +2061,19 @@ mod tests {
             &[("job.sh", PLAIN.as_bytes())],
         );
         assert!(e.message.contains("--open-mode"), "{}", e.message);
+    }
+
+    /// `--help`, `--usage` and `--version` print on stdout and exit 0 before any script is
+    /// read (Slurm's first pass), wherever they stand among the options.
+    #[test]
+    fn help_usage_and_version_print_and_exit_zero() {
+        let e = err(&["-N", "1", "--version"], &[]);
+        assert_eq!(e.exit_code, 0);
+        assert!(e.message.starts_with("slurm "), "{}", e.message);
+        let e = err(&["--usage"], &[]);
+        assert_eq!((e.exit_code, e.message.as_str()), (0, USAGE));
+        let e = err(&["-h", "job.sh"], &[]);
+        assert_eq!((e.exit_code, e.message.as_str()), (0, HELP));
+        assert!(HELP.contains("--array=indexes"));
     }
 }

@@ -15,10 +15,20 @@ use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// A scheduling pass waits this long after a change, so that a burst becomes one pass.
-const PASS_SETTLE: Duration = Duration::from_millis(20);
-/// Scheduling passes start at least this far apart.
-const PASS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// A scheduling pass waits this long after a change, so that the writes of one burst that
+/// are already on their way become one pass.
+const PASS_SETTLE: Duration = Duration::from_millis(1);
+/// The gap between passes that a long pass imposes is never more than this.
+const PASS_GAP_CAP: Duration = Duration::from_millis(100);
+
+/// How long after a pass's start the next may start: at least the configured
+/// `sched_min_interval`, and at least twice the last pass's duration (up to 100 ms), so that
+/// a small queue is planned at once (a job submitted to an idle cluster starts within
+/// milliseconds) while passes over a large queue take at most about a third of the leader's
+/// time.
+pub fn pass_gap(configured: Duration, last_pass_took: Duration) -> Duration {
+    configured.max((last_pass_took * 2).min(PASS_GAP_CAP))
+}
 
 /// A leader loop's proposal that takes longer than this is abandoned (and planned again).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +43,8 @@ pub struct LeaderConfig {
     pub sched: SchedConfig,
     /// Accounting records older than this are purged through the log; zero keeps them.
     pub record_retention: Duration,
+    /// Slurm's `sched_min_interval`: passes start at least this far apart (see `pass_gap`).
+    pub sched_min_interval: Duration,
 }
 
 pub async fn supervise(
@@ -61,7 +73,12 @@ pub async fn supervise(
                     cfg.partitions.clone(),
                     token.clone(),
                 ));
-                tokio::spawn(schedule(replica.clone(), cfg.sched.clone(), token.clone()));
+                tokio::spawn(schedule(
+                    replica.clone(),
+                    cfg.sched.clone(),
+                    cfg.sched_min_interval,
+                    token.clone(),
+                ));
                 tokio::spawn(purge_records(
                     replica.clone(),
                     cfg.record_retention,
@@ -115,19 +132,26 @@ async fn sync_partitions(
 }
 
 /// The scheduling pass: after every change (and at least once a second), plan and propose.
-async fn schedule(replica: Replica, sched: SchedConfig, token: CancellationToken) {
+async fn schedule(
+    replica: Replica,
+    sched: SchedConfig,
+    min_interval: Duration,
+    token: CancellationToken,
+) {
     let mut applied = replica.applied_watch();
     let mut last_pass = Instant::now();
+    let mut last_pass_took = Duration::ZERO;
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = applied.changed() => {},
             _ = sleep(Duration::from_secs(1)) => {},
         }
-        // Let a burst of submits settle into one pass, and keep passes apart (Slurm's
-        // sched_min_interval): a pass reads the whole queue.
+        // Let a burst of submits settle into one pass, and keep passes apart: a pass reads the
+        // whole queue.
         sleep(PASS_SETTLE).await;
-        if let Some(wait) = PASS_MIN_INTERVAL.checked_sub(last_pass.elapsed()) {
+        if let Some(wait) = pass_gap(min_interval, last_pass_took).checked_sub(last_pass.elapsed())
+        {
             sleep(wait).await;
         }
         last_pass = Instant::now();
@@ -139,6 +163,7 @@ async fn schedule(replica: Replica, sched: SchedConfig, token: CancellationToken
         let (state, _) = replica.read(|s| s.clone());
         let plan = plan::plan(&state, now, &sched);
         drop(state);
+        last_pass_took = last_pass.elapsed();
         if plan.is_empty() || token.is_cancelled() {
             continue;
         }
@@ -233,5 +258,20 @@ async fn watch_liveness(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_are_spaced_by_their_duration_and_the_configured_interval() {
+        let ms = Duration::from_millis;
+        assert_eq!(pass_gap(Duration::ZERO, ms(0)), ms(0));
+        assert_eq!(pass_gap(Duration::ZERO, ms(3)), ms(6));
+        assert_eq!(pass_gap(Duration::ZERO, ms(90)), ms(100));
+        assert_eq!(pass_gap(ms(100), ms(3)), ms(100));
+        assert_eq!(pass_gap(ms(250), ms(900)), ms(250));
     }
 }

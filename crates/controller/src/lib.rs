@@ -50,6 +50,8 @@ pub struct ControllerConfig {
     /// Accounting records older than this are purged (slurmdbd's PurgeJobAfter); zero keeps
     /// them for ever.
     pub record_retention: Duration,
+    /// Slurm's `sched_min_interval` (zero: passes are spaced by their own duration only).
+    pub sched_min_interval: Duration,
 }
 
 impl ControllerConfig {
@@ -69,6 +71,7 @@ impl ControllerConfig {
             kill_wait_s: 30,
             sched: SchedConfig::default(),
             record_retention: Duration::from_secs(DEFAULT_RECORD_RETENTION_S),
+            sched_min_interval: Duration::ZERO,
         }
     }
 }
@@ -125,6 +128,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         election_grace: cfg.election_grace,
         sched: cfg.sched.clone(),
         record_retention: cfg.record_retention,
+        sched_min_interval: cfg.sched_min_interval,
     };
     tokio::spawn(leader::supervise(
         replica.clone(),

@@ -292,6 +292,8 @@ impl Net {
                 sched: SchedConfig::default(),
                 // Short, so that seeds purge accounting records through the log too.
                 record_retention: Duration::from_secs(60),
+                // Passes in virtual time take no time: space them as a large queue would.
+                sched_min_interval: Duration::from_millis(100),
             },
             stop.clone(),
         ));

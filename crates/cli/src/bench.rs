@@ -241,13 +241,14 @@ async fn states(
     cluster: &mut Cluster,
     ids: &[u64],
 ) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
-    let req = pb::ListJobsRequest {
-        consistency: cluster.consistency().get(),
-        job_ids: ids.to_vec(),
-    };
+    let consistency = cluster.consistency();
     let reply = cluster
         .call(|mut c| {
-            let req = req.clone();
+            // Built at each try: a retry after a reset of the cached index asks without it.
+            let req = pb::ListJobsRequest {
+                consistency: consistency.get(),
+                job_ids: ids.to_vec(),
+            };
             async move { c.list_jobs(req).await.map(|r| r.into_inner()) }
         })
         .await?;

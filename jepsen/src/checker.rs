@@ -24,6 +24,8 @@ pub struct Params {
     pub nodes: u32,
     pub cpus_per_node: u32,
     pub mem_per_node_mb: u64,
+    #[serde(default)]
+    pub gpus_per_node: u32,
     pub clients: usize,
     pub nemeses: Vec<String>,
     pub time_limit_s: u64,
@@ -90,6 +92,8 @@ struct Submit {
     applied_index: Option<u64>,
     /// `--array` as asked, for an array.
     array: Option<String>,
+    /// GPUs per node asked for.
+    gpus: Option<u32>,
 }
 
 /// `first-last%throttle` (the only form the workload submits) → (task indices, throttle).
@@ -129,6 +133,7 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                         job_id: None,
                         applied_index: None,
                         array: e.array.clone(),
+                        gpus: e.gpus,
                     },
                 );
             }
@@ -678,6 +683,60 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
         }
     }
 
+    // ---- Linearizable reads: every write acknowledged before the read was sent is in it. ----
+    // A write's answer carries an applied index that was committed when it was sent; a read
+    // that asked to be linearizable and was invoked after that answer must reflect at least
+    // that index (real-time order, as Jepsen's linearizability checks demand of reads).
+    let mut acked_writes: Vec<(i64, u64)> = run
+        .events
+        .iter()
+        .filter(|e| {
+            e.kind == Some(Kind::Ok)
+                && matches!(
+                    e.f,
+                    Some(F::Submit | F::Cancel | F::Hold | F::Release | F::Requeue)
+                )
+        })
+        .filter_map(|e| Some((e.t_ns, e.applied_index?)))
+        .collect();
+    acked_writes.sort_unstable();
+    let mut highest_acked: Vec<(i64, u64)> = Vec::with_capacity(acked_writes.len());
+    for (t, idx) in acked_writes {
+        let high = highest_acked.last().map_or(idx, |&(_, h)| h.max(idx));
+        highest_acked.push((t, high));
+    }
+    let invoked: BTreeMap<(&str, u64), i64> = run
+        .events
+        .iter()
+        .filter(|e| e.f == Some(F::Read) && e.kind == Some(Kind::Invoke))
+        .map(|e| ((e.process.as_str(), e.op), e.t_ns))
+        .collect();
+    for r in run.events.iter().filter(|e| {
+        e.f == Some(F::Read)
+            && e.kind == Some(Kind::Ok)
+            && e.info.as_deref() == Some(crate::workload::LINEARIZABLE)
+    }) {
+        let Some(&t_inv) = invoked.get(&(r.process.as_str(), r.op)) else {
+            continue;
+        };
+        let before = highest_acked.partition_point(|&(t, _)| t < t_inv);
+        let Some(&(_, must)) = before.checked_sub(1).and_then(|k| highest_acked.get(k)) else {
+            continue;
+        };
+        let idx = r.applied_index.unwrap_or(0);
+        if idx < must {
+            add(
+                "stale-linearizable-read",
+                format!(
+                    "{} read from replica {:?} invoked at t={:.3}s reflects index {idx}, but a write acknowledged before then was applied at index {must}",
+                    r.process,
+                    r.replica,
+                    t_inv as f64 / 1e9
+                ),
+            );
+        }
+    }
+
     // ---- The state's clock: one value per applied index, never lower at a higher one. ----
     // Time enters the state only as the leader's stamp, and apply keeps the largest: a leader
     // whose clock is behind (or a new leader behind the old one) cannot move it back, and
@@ -717,6 +776,61 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
             .expect("an entry per index has a clock");
         if highest.is_none_or(|(_, h)| high > h) {
             highest = Some((*idx, high));
+        }
+    }
+
+    // ---- GPUs: each attempt got the count asked for; no index on a node held twice. ----
+    for a in &run.attempts {
+        let asked = by_name
+            .get(a.name.as_str())
+            .and_then(|s| s.gpus)
+            .unwrap_or(0);
+        if a.gpus.len() != asked as usize {
+            add(
+                "gpu-count-wrong",
+                format!(
+                    "job {} ({}) asked for {asked} GPU(s) per node but ran on {} with {:?}",
+                    a.job_id, a.name, a.node, a.gpus
+                ),
+            );
+        }
+        if a.gpus.iter().any(|&g| g >= p.gpus_per_node) {
+            add(
+                "gpu-count-wrong",
+                format!(
+                    "job {} ran on {} with GPUs {:?}, but the node has {}",
+                    a.job_id, a.node, a.gpus, p.gpus_per_node
+                ),
+            );
+        }
+    }
+    for node in (1..=p.nodes).map(|i| format!("n{i}")) {
+        for gpu in 0..p.gpus_per_node {
+            let holders: Vec<&Attempt> = run
+                .attempts
+                .iter()
+                .filter(|a| a.node == node && a.gpus.contains(&gpu))
+                .collect();
+            let overlap = holders.iter().enumerate().find_map(|(i, a)| {
+                holders[i + 1..]
+                    .iter()
+                    .find(|b| a.start_ns < b.end_lower_bound() && b.start_ns < a.end_lower_bound())
+                    .map(|b| (a, b))
+            });
+            if let Some((a, b)) = overlap {
+                add(
+                    "gpu-oversubscribed",
+                    format!(
+                        "GPU {gpu} of {node} was held at once by job {} ({:.3}s..{:.3}s) and job {} ({:.3}s..{:.3}s)",
+                        a.job_id,
+                        a.start_ns as f64 / 1e9,
+                        a.end_lower_bound() as f64 / 1e9,
+                        b.job_id,
+                        b.start_ns as f64 / 1e9,
+                        b.end_lower_bound() as f64 / 1e9
+                    ),
+                );
+            }
         }
     }
 
@@ -960,6 +1074,7 @@ mod tests {
             restarts: Some(0),
             array_job_id: None,
             array_task: None,
+            gpus: Vec::new(),
             start_ns: 100,
             end_ns: Some(200),
             end_reason: Some("ok".into()),
@@ -1001,6 +1116,7 @@ mod tests {
             restarts: Some(restarts),
             array_job_id: None,
             array_task: None,
+            gpus: Vec::new(),
             start_ns,
             end_ns: Some(end_ns),
             end_reason: Some("ok".into()),
@@ -1169,6 +1285,7 @@ mod tests {
             restarts: Some(0),
             array_job_id: Some(1),
             array_task: Some(index),
+            gpus: Vec::new(),
             start_ns,
             end_ns: Some(start_ns + 100),
             end_reason: Some("ok".into()),
@@ -1210,5 +1327,73 @@ mod tests {
         run.events.pop();
         run.events.push(at(24, 8, 1_200));
         assert_eq!(kinds(&run), vec!["divergent-clock"]);
+    }
+
+    /// A read asked to be linearizable, sent after a write's answer, must reflect the write's
+    /// index; an ordinary read may lag (its own check is `min_index`).
+    #[test]
+    fn a_linearizable_read_older_than_an_acknowledged_write_is_caught() {
+        let mut run = base(); // the submit was answered at t=10 with index 5
+        let lin = |t: i64, op: u64, index: u64, kind: Kind| Event {
+            info: Some(crate::workload::LINEARIZABLE.into()),
+            kind: Some(kind),
+            op,
+            ..read(t, index, vec![job(1, "c0-1", "RUNNING")])
+        };
+        run.events.push(lin(5, 7, 0, Kind::Invoke));
+        run.events.push(lin(12, 7, 4, Kind::Ok)); // invoked before the answer: may miss it
+        run.events.push(lin(20, 8, 0, Kind::Invoke));
+        run.events.push(lin(21, 8, 6, Kind::Ok));
+        run.final_reads
+            .push(read(30, 9, vec![job(1, "c0-1", "COMPLETED")]));
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        run.events.push(lin(22, 9, 0, Kind::Invoke));
+        run.events.push(lin(23, 9, 4, Kind::Ok));
+        let k = kinds(&run);
+        assert!(k.contains(&"stale-linearizable-read".to_string()), "{k:?}");
+    }
+
+    /// Two attempts on one node holding GPU 1 at once, and an attempt given another count
+    /// than asked, are caught; one after the other they are not.
+    #[test]
+    fn gpu_double_booking_and_wrong_counts_are_caught() {
+        let mut run = base();
+        run.params.gpus_per_node = 2;
+        run.events[0].gpus = Some(1);
+        run.final_reads
+            .push(read(30, 9, vec![job(1, "c0-1", "COMPLETED")]));
+        let a = Attempt {
+            name: "c0-1".into(),
+            job_id: 1,
+            node: "n1".into(),
+            cpus: 1,
+            pid: 1,
+            restarts: Some(0),
+            array_job_id: None,
+            array_task: None,
+            gpus: vec![1],
+            start_ns: 100,
+            end_ns: Some(200),
+            end_reason: Some("ok".into()),
+            last_alive_ns: 150,
+            gone_ns: Some(210),
+        };
+        let later = Attempt {
+            restarts: Some(1),
+            pid: 2,
+            start_ns: 300,
+            end_ns: Some(400),
+            ..a.clone()
+        };
+        run.attempts = vec![a.clone(), later.clone()];
+        assert_eq!(kinds(&run), Vec::<String>::new());
+        run.attempts[1].start_ns = 150;
+        let k = kinds(&run);
+        assert!(k.contains(&"gpu-oversubscribed".to_string()), "{k:?}");
+        run.attempts = vec![Attempt {
+            gpus: vec![0, 1],
+            ..a
+        }];
+        assert_eq!(kinds(&run), vec!["gpu-count-wrong"]);
     }
 }

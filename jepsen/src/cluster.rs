@@ -17,6 +17,8 @@ pub struct Shape {
     pub nodes: u32,
     pub cpus_per_node: u32,
     pub mem_per_node_mb: u64,
+    /// Fake GPUs per node (drover's fake probe: indices, env and accounting, no devices).
+    pub gpus_per_node: u32,
 }
 
 pub struct Cluster {
@@ -76,6 +78,9 @@ impl Cluster {
                 "\n[[node]]\nname = \"{n}\"\ncpus = {}\nmemory_mb = {}\n",
                 shape.cpus_per_node, shape.mem_per_node_mb
             ));
+            if shape.gpus_per_node > 0 {
+                text.push_str(&format!("gpus = {}\n", shape.gpus_per_node));
+            }
         }
         let config = dir.join("drover.toml");
         std::fs::write(&config, text)?;

@@ -100,6 +100,9 @@ pub struct Event {
     /// For a submit: `--array` as asked (`0-3%2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array: Option<String>,
+    /// For a submit: GPUs per node asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
     /// For a read: the applied state's clock (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_now_ms: Option<u64>,

@@ -35,6 +35,7 @@ const USAGE: &str = "usage:
                      [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
                      [--clients K] [--seed N] [--interval-ms MS] [--hold-ms MS]
                      [--recovery-s S] [--drover PATH] [--dir DIR] [--no-hold] [--arrays]
+                     [--gpus-per-node G]
   drover-jepsen check --dir RUN_DIR
 
 exit status: 0 valid, 1 invalid, 2 harness error";
@@ -57,6 +58,8 @@ struct Args {
     no_hold: bool,
     /// Submit some jobs as arrays with a `%` throttle (checked from the markers).
     arrays: bool,
+    /// Fake GPUs per node; with some, one submit in four asks for GPUs.
+    gpus_per_node: u32,
 }
 
 fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
@@ -77,6 +80,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
         dir: None,
         no_hold: false,
         arrays: false,
+        gpus_per_node: 0,
     };
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
@@ -101,6 +105,7 @@ fn parse_args(argv: &[String]) -> anyhow::Result<Args> {
             "--dir" => a.dir = Some(PathBuf::from(val()?)),
             "--no-hold" => a.no_hold = true,
             "--arrays" => a.arrays = true,
+            "--gpus-per-node" => a.gpus_per_node = val()?.parse()?,
             _ => anyhow::bail!("unknown argument {flag}\n{USAGE}"),
         }
     }
@@ -205,6 +210,7 @@ fn run_test(args: Args) -> i32 {
         nodes: args.nodes,
         cpus_per_node: args.cpus_per_node,
         mem_per_node_mb: args.mem_per_node_mb,
+        gpus_per_node: args.gpus_per_node,
         clients: args.clients,
         nemeses: args.nemeses.clone(),
         time_limit_s: args.time_limit_s,
@@ -216,6 +222,7 @@ fn run_test(args: Args) -> i32 {
         nodes: args.nodes,
         cpus_per_node: args.cpus_per_node,
         mem_per_node_mb: args.mem_per_node_mb,
+        gpus_per_node: args.gpus_per_node,
     };
     let netns = args.nemeses.iter().any(|n| nemesis::is_partition(n));
     let cluster = match Cluster::create(&dir.join("cluster"), &args.drover, shape, netns) {
@@ -360,6 +367,7 @@ async fn drive(
         cpus_per_node: args.cpus_per_node,
         hold: !args.no_hold,
         arrays: args.arrays,
+        gpus_per_node: args.gpus_per_node,
     });
     let clients: Vec<_> = (0..args.clients)
         .map(|c| tokio::spawn(wl.clone().run_client(c, args.seed)))
@@ -528,6 +536,7 @@ async fn drive(
         let mut req = tonic::Request::new(drover_proto::ListJobsRequest {
             consistency: Some(drover_proto::ReadConsistency {
                 min_index: max_seen,
+                ..Default::default()
             }),
             job_ids: vec![],
         });
@@ -579,7 +588,10 @@ async fn read_all(
 ) -> Option<(usize, drover_proto::ListJobsReply)> {
     for (k, ch) in chans.iter().enumerate() {
         let mut req = tonic::Request::new(drover_proto::ListJobsRequest {
-            consistency: Some(drover_proto::ReadConsistency { min_index }),
+            consistency: Some(drover_proto::ReadConsistency {
+                min_index,
+                ..Default::default()
+            }),
             job_ids: vec![],
         });
         req.set_timeout(Duration::from_secs(3));

@@ -27,6 +27,9 @@ pub struct Attempt {
     pub array_job_id: Option<u64>,
     #[serde(default)]
     pub array_task: Option<u32>,
+    /// `SLURM_JOB_GPUS`: the node's GPU indices the attempt was given (empty: none).
+    #[serde(default)]
+    pub gpus: Vec<u32>,
     /// Nanoseconds since the test started (converted from the script's wall clock).
     pub start_ns: i64,
     /// From the end marker, when there is one.
@@ -64,6 +67,10 @@ fn parse_start(text: &str, start_epoch_ns: i64) -> Option<Attempt> {
             .and_then(|r| r.parse().ok())
             .filter(|&id: &u64| id != 0),
         array_task: w.get(8).and_then(|r| r.parse().ok()),
+        gpus: w
+            .get(9)
+            .map(|g| g.split(',').filter_map(|i| i.parse().ok()).collect())
+            .unwrap_or_default(),
         start_ns,
         end_ns: None,
         end_reason: None,

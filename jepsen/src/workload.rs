@@ -66,6 +66,9 @@ pub fn job_obs(j: &pb::JobInfo) -> JobObs {
     }
 }
 
+/// The `info` of a read that asked to be linearizable (invoke and completion).
+pub const LINEARIZABLE: &str = "linearizable";
+
 pub fn is_terminal(state: &str) -> bool {
     !matches!(state, "PENDING" | "RUNNING" | "COMPLETING")
 }
@@ -93,6 +96,8 @@ pub struct Workload {
     pub hold: bool,
     /// Whether one submit in eight is a job array with a throttle (`--arrays`).
     pub arrays: bool,
+    /// Fake GPUs per node: with some, one submit in four asks for 1 or 2 of them.
+    pub gpus_per_node: u32,
 }
 
 /// The batch script: a start marker (with the run and, for an array task, the array's id and
@@ -102,7 +107,7 @@ pub fn script(name: &str, markers: &std::path::Path, sleep_ms: u64) -> String {
     format!(
         "#!/bin/sh\n\
          M={m}/$SLURM_JOB_ID.$$\n\
-         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N) ${{SLURM_RESTART_COUNT:-0}} ${{SLURM_ARRAY_JOB_ID:-0}} ${{SLURM_ARRAY_TASK_ID:--}}\" > $M.tmp && mv $M.tmp $M.start\n\
+         echo \"{name} $SLURM_JOB_ID $SLURMD_NODENAME $SLURM_CPUS_ON_NODE $$ $(date +%s%N) ${{SLURM_RESTART_COUNT:-0}} ${{SLURM_ARRAY_JOB_ID:-0}} ${{SLURM_ARRAY_TASK_ID:--}} ${{SLURM_JOB_GPUS:--}}\" > $M.tmp && mv $M.tmp $M.start\n\
          trap 'echo \"$(date +%s%N) term\" > $M.etmp; mv $M.etmp $M.end; exit 143' TERM\n\
          sleep {}.{:03} &\n\
          wait $!\n\
@@ -284,6 +289,9 @@ impl Workload {
             format!("{first}-{last}%{}", 1 + rng.below(2))
         });
         spec.array = array.clone().unwrap_or_default();
+        let gpus = (self.gpus_per_node > 0 && rng.below(4) == 0)
+            .then(|| 1 + rng.below(u64::from(self.gpus_per_node.min(2))) as u32);
+        spec.gpus_per_node = gpus.unwrap_or(0);
         let first = rng.below(self.channels.len() as u64) as usize;
         self.record(Event {
             process: process.into(),
@@ -295,6 +303,7 @@ impl Workload {
             mem_mb: Some(mem),
             info: dependency,
             array: array.clone(),
+            gpus,
             ..Default::default()
         });
         let request_id = format!("jepsen-{}-{name}", self.rec.start_epoch_ns);
@@ -484,7 +493,10 @@ impl Workload {
     }
 
     async fn read(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
-        let i = rng.below(self.channels.len() as u64) as usize;
+        let mut i = rng.below(self.channels.len() as u64) as usize;
+        // One read in five asks to be linearizable: only the leader answers it, so it tries
+        // the replicas in turn (each refusal is quick) until one does.
+        let linearizable = rng.below(5) == 0;
         // Mostly a sample of recent jobs; sometimes everything.
         let asked: Vec<u64> = if rng.below(10) == 0 {
             Vec::new()
@@ -507,14 +519,31 @@ impl Workload {
             replica: Some(self.ids[i]),
             min_index: Some(min_index),
             asked: asked.clone(),
+            info: linearizable.then(|| LINEARIZABLE.to_string()),
             ..Default::default()
         });
-        let mut req = tonic::Request::new(pb::ListJobsRequest {
-            consistency: Some(pb::ReadConsistency { min_index }),
-            job_ids: asked.clone(),
-        });
-        req.set_timeout(READ_RPC_TIMEOUT);
-        let res = client(&self.channels[i]).list_jobs(req).await;
+        let ask = |i: usize| {
+            let mut req = tonic::Request::new(pb::ListJobsRequest {
+                consistency: Some(pb::ReadConsistency {
+                    min_index,
+                    linearizable,
+                }),
+                job_ids: asked.clone(),
+            });
+            req.set_timeout(READ_RPC_TIMEOUT);
+            let mut c = client(&self.channels[i]);
+            async move { c.list_jobs(req).await }
+        };
+        let mut res = ask(i).await;
+        if linearizable {
+            for _ in 1..self.channels.len() {
+                if !matches!(&res, Err(s) if s.code() == tonic::Code::Unavailable) {
+                    break;
+                }
+                i = (i + 1) % self.channels.len();
+                res = ask(i).await;
+            }
+        }
         match res {
             Ok(r) => {
                 let r = r.into_inner();
@@ -539,6 +568,7 @@ impl Workload {
                     state_now_ms: Some(r.state_now_ms),
                     asked,
                     jobs,
+                    info: linearizable.then(|| LINEARIZABLE.to_string()),
                     ..Default::default()
                 });
             }

@@ -58,6 +58,7 @@ impl Consistency {
     pub fn get(&self) -> Option<pb::ReadConsistency> {
         Some(pb::ReadConsistency {
             min_index: self.0.load(Ordering::Relaxed),
+            linearizable: false,
         })
     }
 }

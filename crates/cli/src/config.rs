@@ -326,19 +326,15 @@ impl ClusterConfig {
                 ));
             }
         }
-        let defaults: Vec<&str> = out
-            .iter()
-            .filter(|p| p.is_default)
-            .map(|p| p.name.as_str())
-            .collect();
-        if defaults.len() > 1 {
-            return Err(format!(
-                "partitions {} are all default = true: one partition at most may be the default",
-                defaults.join(", ")
-            ));
-        }
-        if defaults.is_empty() {
-            out[0].is_default = true;
+        // As slurm.conf reads: the last partition that says Default=YES is the default; none
+        // saying so makes the first one the default.
+        match out.iter().rposition(|p| p.is_default) {
+            Some(last) => {
+                for (i, p) in out.iter_mut().enumerate() {
+                    p.is_default = i == last;
+                }
+            }
+            None => out[0].is_default = true,
         }
         Ok(out)
     }

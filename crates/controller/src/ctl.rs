@@ -31,6 +31,21 @@ pub async fn catch_up(
     replica: &Replica,
     consistency: Option<pb::ReadConsistency>,
 ) -> Result<(), Status> {
+    if consistency.as_ref().is_some_and(|c| c.linearizable) {
+        // A leader cut off from its quorum cannot confirm itself: bounded, then the client
+        // asks another replica.
+        return match tokio::time::timeout(READ_CATCH_UP, replica.ensure_linearizable()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Status::unavailable(format!(
+                "replica {} cannot serve a linearizable read: {e}",
+                replica.id()
+            ))),
+            Err(_) => Err(Status::unavailable(format!(
+                "replica {} could not confirm its leadership within {READ_CATCH_UP:?}",
+                replica.id()
+            ))),
+        };
+    }
     let min_index = consistency.map(|c| c.min_index).unwrap_or(0);
     if replica.applied_index() >= min_index {
         return Ok(());

@@ -166,6 +166,12 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     priority_job_factor: get("factor").map_or(1, |v| num(v) as u32),
                 };
                 s.partitions.retain(|p| p.name != name);
+                if part.is_default {
+                    // As in slurm.conf: the last partition that says Default=YES is the default.
+                    for p in &mut s.partitions {
+                        p.is_default = false;
+                    }
+                }
                 s.partitions.push(part);
                 let parts = s.partitions.clone();
                 let reply = s.apply(at, Command::DefinePartitions(parts));

@@ -121,8 +121,6 @@ fn cell(need: Need, d: u64) -> (usize, usize) {
     )
 }
 
-type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
-
 /// Nodes per block of the map's summary.
 const BLOCK: usize = 8;
 
@@ -134,7 +132,9 @@ const FIT_SCAN: usize = 32;
 /// `first_run` tables, so that a search skips a whole block whose bound is past its best.
 struct Map {
     profiles: Vec<Profile>,
-    blocks: Vec<RunTable>,
+    /// Per block, the smallest of its nodes' `first_run` tables, cell-major like `cells`
+    /// (`(k * DURATION_BUCKETS + j) * blocks + b`).
+    blocks: Vec<u64>,
     /// The profiles' `first_run` tables, cell-major (`(k * DURATION_BUCKETS + j) * n + i`):
     /// a search reads one cell of every node from contiguous memory.
     cells: Vec<u64>,
@@ -142,25 +142,17 @@ struct Map {
 
 impl Map {
     fn new(profiles: Vec<Profile>) -> Map {
-        let blocks = (0..profiles.len().div_ceil(BLOCK))
-            .map(|b| {
-                let mut t = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
-                for p in &profiles[b * BLOCK..((b + 1) * BLOCK).min(profiles.len())] {
-                    for (row, prow) in t.iter_mut().zip(p.first_run.iter()) {
-                        for (c, pc) in row.iter_mut().zip(prow.iter()) {
-                            *c = (*c).min(*pc);
-                        }
-                    }
-                }
-                t
-            })
-            .collect();
         let n = profiles.len();
+        let nb = n.div_ceil(BLOCK);
         let mut cells = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * n];
+        let mut blocks = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * nb];
         for (i, p) in profiles.iter().enumerate() {
             for k in 0..CPU_BUCKETS {
                 for j in 0..DURATION_BUCKETS {
-                    cells[(k * DURATION_BUCKETS + j) * n + i] = p.first_run[k][j];
+                    let c = k * DURATION_BUCKETS + j;
+                    cells[c * n + i] = p.first_run[k][j];
+                    let b = &mut blocks[c * nb + i / BLOCK];
+                    *b = (*b).min(p.first_run[k][j]);
                 }
             }
         }
@@ -171,9 +163,18 @@ impl Map {
         }
     }
 
-    /// Node `i`'s lower bound in cell `(k, j)`.
-    fn cell(&self, k: usize, j: usize, i: usize) -> u64 {
-        self.cells[(k * DURATION_BUCKETS + j) * self.profiles.len() + i]
+    /// Every node's lower bound in cell `(k, j)`, by node index.
+    fn cell_row(&self, k: usize, j: usize) -> &[u64] {
+        let n = self.profiles.len();
+        let c = k * DURATION_BUCKETS + j;
+        &self.cells[c * n..(c + 1) * n]
+    }
+
+    /// Every block's smallest lower bound in cell `(k, j)`, by block index.
+    fn block_row(&self, k: usize, j: usize) -> &[u64] {
+        let nb = self.profiles.len().div_ceil(BLOCK);
+        let c = k * DURATION_BUCKETS + j;
+        &self.blocks[c * nb..(c + 1) * nb]
     }
 
     // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
@@ -181,17 +182,22 @@ impl Map {
     fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
         let old = self.profiles[i].first_run;
         self.profiles[i].book(t, d, need);
+        let n = self.profiles.len();
+        let nb = n.div_ceil(BLOCK);
         let b = i / BLOCK;
-        let range = b * BLOCK..((b + 1) * BLOCK).min(self.profiles.len());
+        let range = b * BLOCK..((b + 1) * BLOCK).min(n);
         for k in 0..CPU_BUCKETS {
             for j in 0..DURATION_BUCKETS {
                 let new = self.profiles[i].first_run[k][j];
-                let n = self.profiles.len();
-                self.cells[(k * DURATION_BUCKETS + j) * n + i] = new;
-                if new != old[k][j] && old[k][j] == self.blocks[b][k][j] {
-                    self.blocks[b][k][j] = self.profiles[range.clone()]
+                if new == old[k][j] {
+                    continue;
+                }
+                let c = k * DURATION_BUCKETS + j;
+                self.cells[c * n + i] = new;
+                if old[k][j] == self.blocks[c * nb + b] {
+                    self.blocks[c * nb + b] = self.cells[c * n + range.start..c * n + range.end]
                         .iter()
-                        .map(|p| p.first_run[k][j])
+                        .copied()
                         .min()
                         .unwrap_or(u64::MAX);
                 }
@@ -633,7 +639,14 @@ fn pass(
                 && caps[i].mem >= wants.mem
                 && caps[i].gpus >= wants.gpus
         };
-        let capable_count = || (0..nodes.len()).filter(|&i| member(i)).count();
+        // Whether fewer than `needed` nodes could ever hold it (counting stops at `needed`).
+        let too_few_capable = || {
+            (0..nodes.len())
+                .filter(|&i| member(i))
+                .take(needed as usize)
+                .count()
+                < needed as usize
+        };
         if required.iter().any(|&r| !member(r)) {
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
             set_start(&mut out, job, None, &[]);
@@ -678,7 +691,7 @@ fn pass(
         } else {
             earliest_start(
                 &map,
-                &member,
+                member,
                 wants,
                 &mut scratch,
                 &required,
@@ -687,10 +700,10 @@ fn pass(
                 from,
                 d,
                 window_end,
-                &need_of,
+                need_of,
             )
         };
-        if found.is_none() && from <= window_end && capable_count() < needed as usize {
+        if found.is_none() && from <= window_end && too_few_capable() {
             // Not enough nodes up that could ever hold it.
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
             set_start(&mut out, job, None, &[]);
@@ -778,7 +791,7 @@ fn pass(
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn earliest_start(
     map: &Map,
-    member: &dyn Fn(usize) -> bool,
+    member: impl Fn(usize) -> bool,
     base: Need,
     scratch: &mut Scratch,
     required: &[usize],
@@ -787,7 +800,7 @@ fn earliest_start(
     from: u64,
     d: u64,
     limit: u64,
-    need_of: &dyn Fn(usize) -> Need,
+    need_of: impl Fn(usize) -> Need,
 ) -> Option<(u64, Vec<usize>)> {
     let profiles = &map.profiles;
     // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs.
@@ -801,15 +814,17 @@ fn earliest_start(
         // One node: the best start over all members, pruned by the best so far, block by
         // block; the block with the smallest bound first, for a tight bound early.
         let (k, j) = cell(base, d);
-        let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
+        let cells = map.cell_row(k, j);
+        let block_row = map.block_row(k, j);
+        let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
         let blocks = first_block
             .into_iter()
-            .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block));
+            .chain((0..block_row.len()).filter(|&b| Some(b) != first_block));
         // Its last reservation's node first. Once the best start is `from` itself, nothing
         // can start earlier: the fit is chosen among the first FIT_SCAN nodes that can start
         // it then (or its reservation's node, which wins any tie), not among all of them.
         let eval = |i: usize, bound: u64| -> Option<u64> {
-            if map.cell(k, j, i) > bound || !member(i) {
+            if cells[i] > bound || !member(i) {
                 return None;
             }
             profiles[i].earliest(from, d, need_of(i), bound)
@@ -834,7 +849,7 @@ fn earliest_start(
             }
         }
         'blocks: for b in blocks {
-            if map.blocks[b][k][j] > best.map_or(limit, |x| x.0) {
+            if block_row[b] > best.map_or(limit, |x| x.0) {
                 continue;
             }
             for i in b * BLOCK..((b + 1) * BLOCK).min(profiles.len()) {
@@ -866,10 +881,12 @@ fn earliest_start(
         scratch.seen.resize(n, 0);
     }
     let (k, j) = cell(base, d);
-    let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
+    let cells = map.cell_row(k, j);
+    let block_row = map.block_row(k, j);
+    let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
     let blocks: Vec<usize> = first_block
         .into_iter()
-        .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block))
+        .chain((0..block_row.len()).filter(|&b| Some(b) != first_block))
         .collect();
     let mut touched: Vec<usize> = Vec::new();
     let mut t = from;
@@ -887,7 +904,7 @@ fn earliest_start(
                 limit
             };
             let has_required = required.iter().any(|&r| r / BLOCK == b);
-            if map.blocks[b][k][j] > block_bound && !has_required {
+            if block_row[b] > block_bound && !has_required {
                 continue;
             }
             for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
@@ -916,7 +933,7 @@ fn earliest_start(
                     } else {
                         scratch.known[i]
                     };
-                    let lower = known_lower.max(map.cell(k, j, i));
+                    let lower = known_lower.max(cells[i]);
                     if lower > bound {
                         scratch.exact[i] = 0;
                         scratch.known[i] = lower;
@@ -955,18 +972,29 @@ fn earliest_start(
             next = next.max(scratch.known[r]);
         }
         if next == t {
-            let mut starts: Vec<usize> = touched
+            // Each node's key once (it is looked up in the map), then only the `needed`
+            // smallest sorted: keys end with the index, so the order is the same as a full
+            // sort's.
+            let mut keyed: Vec<(FitKey, usize)> = touched
                 .iter()
                 .copied()
                 .filter(|&i| scratch.exact[i] == stamp && scratch.known[i] == t)
+                .map(|i| ((!required.contains(&i), free_at(i, t)), i))
                 .collect();
-            starts.sort_by_key(|&i| (!required.contains(&i), free_at(i, t), i));
-            starts.truncate(needed);
-            return Some((t, starts));
+            if keyed.len() > needed {
+                keyed.select_nth_unstable(needed - 1);
+                keyed.truncate(needed);
+            }
+            keyed.sort_unstable();
+            return Some((t, keyed.into_iter().map(|(_, i)| i).collect()));
         }
         t = next;
     }
 }
+
+/// A node's place in the choice among nodes free at the same time: not required, then
+/// `free_at`'s best fit (not its last reservation's, spare GPUs, free CPUs).
+type FitKey = (bool, (bool, u32, u32));
 
 /// Per-pass scratch space for multi-node searches (no allocation per search).
 #[derive(Default)]

@@ -265,21 +265,25 @@ impl Profile {
         self.steps.partition_point(|s| s.at <= t).saturating_sub(1)
     }
 
-    /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`.
-    fn earliest(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<u64> {
-        let from = from.max(self.lower_bound(need, d));
+    /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`,
+    /// and the index of the step that holds `t` (`index_at(t)`, found on the way). `from`
+    /// should already be raised to what `lower_bound` (or any lower bound) says; the answer
+    /// does not depend on it, only the walk's length.
+    fn earliest_step(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<(u64, usize)> {
         let mut i = self.index_at(from);
         let mut candidate = from;
+        let mut holds = i;
         while i < self.steps.len() {
             if candidate > limit {
                 return None;
             }
             if self.steps[i].fits(need) {
                 if candidate.saturating_add(d) <= self.end_of(i) {
-                    return Some(candidate);
+                    return Some((candidate, holds));
                 }
             } else {
                 candidate = self.end_of(i);
+                holds = i + 1;
             }
             i += 1;
         }
@@ -803,18 +807,29 @@ fn earliest_start(
     need_of: impl Fn(usize) -> Need,
 ) -> Option<(u64, Vec<usize>)> {
     let profiles = &map.profiles;
-    // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs.
-    let free_at = |i: usize, t: u64| {
-        let p = &profiles[i];
-        let s = p.steps[p.index_at(t)];
+    // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs, in the step
+    // `step` of node `i` (the one that holds the start).
+    let free_at = |i: usize, step: usize| {
+        let s = profiles[i].steps[step];
         let spare_gpus = if need_of(i).gpus == 0 { s.gpus } else { 0 };
         (!preferred.contains(&i), spare_gpus, s.cpus)
+    };
+    let (k, j) = cell(base, d);
+    let cells = map.cell_row(k, j);
+    // Node `i`'s earliest start from `from` (not after `bound`) and the step holding it.
+    // `cells[i]` is its lower bound for `base`; `need_of(i)` differs only for --exclusive.
+    let earliest = |i: usize, from: u64, lower: u64, bound: u64| {
+        let need = need_of(i);
+        let lower = if need == base {
+            lower
+        } else {
+            lower.max(profiles[i].lower_bound(need, d))
+        };
+        profiles[i].earliest_step(from.max(lower), d, need, bound)
     };
     if needed == 1 && required.is_empty() {
         // One node: the best start over all members, pruned by the best so far, block by
         // block; the block with the smallest bound first, for a tight bound early.
-        let (k, j) = cell(base, d);
-        let cells = map.cell_row(k, j);
         let block_row = map.block_row(k, j);
         let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
         let blocks = first_block
@@ -823,29 +838,38 @@ fn earliest_start(
         // Its last reservation's node first. Once the best start is `from` itself, nothing
         // can start earlier: the fit is chosen among the first FIT_SCAN nodes that can start
         // it then (or its reservation's node, which wins any tie), not among all of them.
-        let eval = |i: usize, bound: u64| -> Option<u64> {
+        let eval = |i: usize, bound: u64| -> Option<(u64, usize)> {
             if cells[i] > bound || !member(i) {
                 return None;
             }
-            profiles[i].earliest(from, d, need_of(i), bound)
+            earliest(i, from, cells[i], bound)
         };
-        let consider = |best: &mut Option<(u64, usize)>, at_from: &mut usize, i: usize, t: u64| {
+        // The best so far: start, node, the step holding its start, and its fit (worked out
+        // at the first tie, then kept).
+        type Best = Option<(u64, usize, usize, Option<(bool, u32, u32)>)>;
+        let consider = |best: &mut Best, at_from: &mut usize, i: usize, (t, step): (u64, usize)| {
             if t == from {
                 *at_from += 1;
             }
-            let better = match *best {
+            let better = match best {
                 None => true,
-                Some((bt, bi)) => t < bt || (t == bt && (free_at(i, t), i) < (free_at(bi, bt), bi)),
+                Some((bt, bi, bstep, bkey)) => {
+                    t < *bt
+                        || (t == *bt && {
+                            let theirs = *bkey.get_or_insert_with(|| free_at(*bi, *bstep));
+                            (free_at(i, step), i) < (theirs, *bi)
+                        })
+                }
             };
             if better {
-                *best = Some((t, i));
+                *best = Some((t, i, step, None));
             }
         };
-        let mut best: Option<(u64, usize)> = None;
+        let mut best: Best = None;
         let mut at_from = 0usize;
         for &i in preferred {
-            if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
-                consider(&mut best, &mut at_from, i, t);
+            if let Some(found) = eval(i, best.map_or(limit, |x| x.0)) {
+                consider(&mut best, &mut at_from, i, found);
             }
         }
         'blocks: for b in blocks {
@@ -853,7 +877,7 @@ fn earliest_start(
                 continue;
             }
             for i in b * BLOCK..((b + 1) * BLOCK).min(profiles.len()) {
-                if let Some((bt, bi)) = best {
+                if let Some((bt, bi, _, _)) = best {
                     if bt == from && (at_from >= FIT_SCAN || preferred.contains(&bi)) {
                         break 'blocks;
                     }
@@ -861,12 +885,12 @@ fn earliest_start(
                 if preferred.contains(&i) {
                     continue;
                 }
-                if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
-                    consider(&mut best, &mut at_from, i, t);
+                if let Some(found) = eval(i, best.map_or(limit, |x| x.0)) {
+                    consider(&mut best, &mut at_from, i, found);
                 }
             }
         }
-        return best.map(|(t, i)| (t, vec![i]));
+        return best.map(|(t, i, _, _)| (t, vec![i]));
     }
     // Several nodes: move t to the needed-th smallest per-node earliest start until every
     // node counted is free at t itself. Per node, `scratch.known` is its earliest start from
@@ -879,9 +903,8 @@ fn earliest_start(
         scratch.known.resize(n, 0);
         scratch.exact.resize(n, 0);
         scratch.seen.resize(n, 0);
+        scratch.step.resize(n, 0);
     }
-    let (k, j) = cell(base, d);
-    let cells = map.cell_row(k, j);
     let block_row = map.block_row(k, j);
     let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
     let blocks: Vec<usize> = first_block
@@ -927,7 +950,6 @@ fn earliest_start(
                 let e = if scratch.exact[i] == stamp && scratch.known[i] >= t {
                     Some(scratch.known[i])
                 } else {
-                    let need = need_of(i);
                     let known_lower = if scratch.exact[i] == stamp {
                         0
                     } else {
@@ -939,10 +961,11 @@ fn earliest_start(
                         scratch.known[i] = lower;
                         None
                     } else {
-                        match profiles[i].earliest(t, d, need, bound) {
-                            Some(e) => {
+                        match earliest(i, t, lower, bound) {
+                            Some((e, step)) => {
                                 scratch.exact[i] = stamp;
                                 scratch.known[i] = e;
+                                scratch.step[i] = step;
                                 Some(e)
                             }
                             None => {
@@ -979,7 +1002,7 @@ fn earliest_start(
                 .iter()
                 .copied()
                 .filter(|&i| scratch.exact[i] == stamp && scratch.known[i] == t)
-                .map(|i| ((!required.contains(&i), free_at(i, t)), i))
+                .map(|i| ((!required.contains(&i), free_at(i, scratch.step[i])), i))
                 .collect();
             if keyed.len() > needed {
                 keyed.select_nth_unstable(needed - 1);
@@ -1003,6 +1026,8 @@ struct Scratch {
     known: Vec<u64>,
     exact: Vec<u32>,
     seen: Vec<u32>,
+    /// Where `exact[i]` is this search's stamp: the index of the step holding `known[i]`.
+    step: Vec<usize>,
 }
 
 /// Where and when a job would start (`sbatch --test-only`): nothing is submitted.

@@ -99,15 +99,18 @@ impl Step {
 const CPU_BUCKETS: usize = 12;
 const DURATION_BUCKETS: usize = 12;
 
-/// One node's free resources over time: a step function from `now` on.
+/// One node's free resources over time: a step function from `now` on. Small, so that a
+/// search over many nodes reads little besides the steps themselves; its `first_run` table
+/// is kept by the map.
 #[derive(Clone, Debug)]
 struct Profile {
     steps: Vec<Step>,
-    /// `first_run[k][j]`: the start of the first stretch with at least 2^k CPUs free for at
-    /// least 2^j minutes (u64::MAX: none). A lower bound on when a job needing that much can
-    /// start here, checked before any walk over the steps.
-    first_run: [[u64; DURATION_BUCKETS]; CPU_BUCKETS],
 }
+
+/// `first_run[k][j]`: the start of a node's first stretch with at least 2^k CPUs free for at
+/// least 2^j minutes (u64::MAX: none). A lower bound on when a job needing that much can
+/// start there, checked before any walk over the steps.
+type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
 
 fn log2_floor(x: u64) -> usize {
     (63 - x.max(1).leading_zeros()) as usize
@@ -132,6 +135,8 @@ const FIT_SCAN: usize = 32;
 /// `first_run` tables, so that a search skips a whole block whose bound is past its best.
 struct Map {
     profiles: Vec<Profile>,
+    /// Each profile's `first_run` table, by node index.
+    tables: Vec<RunTable>,
     /// Per block, the smallest of its nodes' `first_run` tables, cell-major like `cells`
     /// (`(k * DURATION_BUCKETS + j) * blocks + b`).
     blocks: Vec<u64>,
@@ -146,18 +151,17 @@ impl Map {
         let nb = n.div_ceil(BLOCK);
         let mut cells = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * n];
         let mut blocks = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * nb];
-        for (i, p) in profiles.iter().enumerate() {
-            for k in 0..CPU_BUCKETS {
-                for j in 0..DURATION_BUCKETS {
-                    let c = k * DURATION_BUCKETS + j;
-                    cells[c * n + i] = p.first_run[k][j];
-                    let b = &mut blocks[c * nb + i / BLOCK];
-                    *b = (*b).min(p.first_run[k][j]);
-                }
+        let tables: Vec<RunTable> = profiles.iter().map(Profile::runs).collect();
+        for (i, first_run) in tables.iter().enumerate() {
+            for (c, &start) in first_run.iter().flatten().enumerate() {
+                cells[c * n + i] = start;
+                let b = &mut blocks[c * nb + i / BLOCK];
+                *b = (*b).min(start);
             }
         }
         Map {
             profiles,
+            tables,
             blocks,
             cells,
         }
@@ -180,15 +184,16 @@ impl Map {
     // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
     #[allow(clippy::needless_range_loop)]
     fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
-        let old = self.profiles[i].first_run;
         self.profiles[i].book(t, d, need);
+        let new_table = self.profiles[i].runs();
+        let old = std::mem::replace(&mut self.tables[i], new_table);
         let n = self.profiles.len();
         let nb = n.div_ceil(BLOCK);
         let b = i / BLOCK;
         let range = b * BLOCK..((b + 1) * BLOCK).min(n);
         for k in 0..CPU_BUCKETS {
             for j in 0..DURATION_BUCKETS {
-                let new = self.profiles[i].first_run[k][j];
+                let new = new_table[k][j];
                 if new == old[k][j] {
                     continue;
                 }
@@ -207,19 +212,11 @@ impl Map {
 }
 
 impl Profile {
-    fn new(steps: Vec<Step>) -> Profile {
-        let mut p = Profile {
-            steps,
-            first_run: [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS],
-        };
-        p.index_runs();
-        p
-    }
-
-    fn index_runs(&mut self) {
-        self.first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
+    /// The `first_run` table of these steps.
+    fn runs(&self) -> RunTable {
+        let mut first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
         let most = self.steps.iter().map(|s| s.cpus).max().unwrap_or(0);
-        for (k, row) in self.first_run.iter_mut().enumerate() {
+        for (k, row) in first_run.iter_mut().enumerate() {
             let threshold = 1u32 << k;
             if threshold > most {
                 break;
@@ -249,12 +246,7 @@ impl Profile {
                 }
             }
         }
-    }
-
-    /// A lower bound on the earliest start of `need` for `d` here.
-    fn lower_bound(&self, need: Need, d: u64) -> u64 {
-        let (k, j) = cell(need, d);
-        self.first_run[k][j]
+        first_run
     }
 
     fn end_of(&self, i: usize) -> u64 {
@@ -267,7 +259,7 @@ impl Profile {
 
     /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`,
     /// and the index of the step that holds `t` (`index_at(t)`, found on the way). `from`
-    /// should already be raised to what `lower_bound` (or any lower bound) says; the answer
+    /// should already be raised to what its `first_run` table (or any lower bound) says; the answer
     /// does not depend on it, only the walk's length.
     fn earliest_step(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<(u64, usize)> {
         let mut i = self.index_at(from);
@@ -315,7 +307,6 @@ impl Profile {
             s.mem = s.mem.saturating_sub(need.mem);
             s.gpus = s.gpus.saturating_sub(need.gpus);
         }
-        self.index_runs();
     }
 }
 
@@ -446,7 +437,7 @@ fn pass(
             s.gpus = s.gpus.saturating_add(freed.gpus).min(node.reg.gpus);
             steps.push(s);
         }
-        profiles.push(Profile::new(steps));
+        profiles.push(Profile { steps });
     }
     let mut map = Map::new(profiles);
     let mut scratch = Scratch::default();
@@ -823,7 +814,8 @@ fn earliest_start(
         let lower = if need == base {
             lower
         } else {
-            lower.max(profiles[i].lower_bound(need, d))
+            let (k, j) = cell(need, d);
+            lower.max(map.tables[i][k][j])
         };
         profiles[i].earliest_step(from.max(lower), d, need, bound)
     };
@@ -905,12 +897,14 @@ fn earliest_start(
         scratch.seen.resize(n, 0);
         scratch.step.resize(n, 0);
     }
+    // Blocks by their bound, smallest first, so that the pruning bound (the needed-th
+    // smallest start found) tightens early and the rest are passed over at once. The order
+    // does not change the answer: a node is passed over only when it cannot start by that
+    // bound, which is never below the final needed-th smallest start; every node that can
+    // start at the final t is looked at in the last round whatever the order.
     let block_row = map.block_row(k, j);
-    let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
-    let blocks: Vec<usize> = first_block
-        .into_iter()
-        .chain((0..block_row.len()).filter(|&b| Some(b) != first_block))
-        .collect();
+    let mut blocks: Vec<(u64, usize)> = block_row.iter().copied().zip(0..).collect();
+    blocks.sort_unstable();
     let mut touched: Vec<usize> = Vec::new();
     let mut t = from;
     loop {
@@ -920,15 +914,20 @@ fn earliest_start(
         // Pruned: once `needed` nodes are found, a node (or block) that cannot start before
         // the needed-th smallest of them cannot change the answer.
         let mut smallest: std::collections::BinaryHeap<u64> = std::collections::BinaryHeap::new();
-        for &b in &blocks {
+        for &(block_lower, b) in &blocks {
             let block_bound = if smallest.len() == needed {
                 smallest.peek().copied().unwrap_or(limit)
             } else {
                 limit
             };
-            let has_required = required.iter().any(|&r| r / BLOCK == b);
-            if block_row[b] > block_bound && !has_required {
-                continue;
+            if block_lower > block_bound {
+                if required.is_empty() {
+                    // Every later block's bound is as large.
+                    break;
+                }
+                if !required.iter().any(|&r| r / BLOCK == b) {
+                    continue;
+                }
             }
             for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
                 if !member(i) {

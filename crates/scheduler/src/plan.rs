@@ -1085,3 +1085,251 @@ pub fn test_only(
 pub fn started(plan: &Plan) -> Vec<JobId> {
     plan.allocations.iter().map(|a| a.job_id).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The search's pruning (block and node bounds, the order blocks are visited in, the
+    //! steps and fits it remembers) against a plain reference that looks at every node.
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: u64 = 60_000;
+
+    /// Every member node's earliest start from `from` (not after `limit`) and its step, with
+    /// no bound used.
+    fn every_start(
+        map: &Map,
+        member: &dyn Fn(usize) -> bool,
+        from: u64,
+        d: u64,
+        limit: u64,
+        need_of: &dyn Fn(usize) -> Need,
+    ) -> Vec<Option<(u64, usize)>> {
+        (0..map.profiles.len())
+            .map(|i| {
+                if !member(i) {
+                    return None;
+                }
+                map.profiles[i].earliest_step(from, d, need_of(i), limit)
+            })
+            .collect()
+    }
+
+    /// `earliest_start` as its documentation says, the slow way.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        map: &Map,
+        member: &dyn Fn(usize) -> bool,
+        base: Need,
+        required: &[usize],
+        preferred: &[usize],
+        needed: usize,
+        from: u64,
+        d: u64,
+        limit: u64,
+        need_of: &dyn Fn(usize) -> Need,
+    ) -> Option<(u64, Vec<usize>)> {
+        let fit = |i: usize, step: usize| {
+            let s = map.profiles[i].steps[step];
+            let spare_gpus = if need_of(i).gpus == 0 { s.gpus } else { 0 };
+            (!preferred.contains(&i), spare_gpus, s.cpus)
+        };
+        if needed == 1 && required.is_empty() {
+            // Preferred nodes, then the block with the smallest bound, then the others in
+            // order; once the best start is `from`, stop after FIT_SCAN nodes that can start
+            // then, or at once when the best is a preferred node.
+            let e = every_start(map, member, from, d, limit, need_of);
+            let (k, j) = cell(base, d);
+            let nb = map.profiles.len().div_ceil(BLOCK);
+            let block_min = |b: usize| {
+                (b * BLOCK..((b + 1) * BLOCK).min(map.profiles.len()))
+                    .map(|i| map.tables[i][k][j])
+                    .min()
+                    .unwrap_or(u64::MAX)
+            };
+            let first = (0..nb).min_by_key(|&b| (block_min(b), b));
+            let mut order: Vec<(usize, bool)> = preferred.iter().map(|&i| (i, true)).collect();
+            for b in first
+                .into_iter()
+                .chain((0..nb).filter(|&b| Some(b) != first))
+            {
+                for i in b * BLOCK..((b + 1) * BLOCK).min(map.profiles.len()) {
+                    if !preferred.contains(&i) {
+                        order.push((i, false));
+                    }
+                }
+            }
+            let mut best: Option<(u64, (bool, u32, u32), usize)> = None;
+            let mut at_from = 0;
+            for (i, is_preferred) in order {
+                if let Some((bt, _, bi)) = best {
+                    if !is_preferred
+                        && bt == from
+                        && (at_from >= FIT_SCAN || preferred.contains(&bi))
+                    {
+                        break;
+                    }
+                }
+                let Some((t, step)) = e[i] else { continue };
+                if t == from {
+                    at_from += 1;
+                }
+                let key = (t, fit(i, step), i);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            return best.map(|(t, _, i)| (t, vec![i]));
+        }
+        // Several nodes: t moves to the needed-th smallest start (and past every required
+        // node's) until it stays.
+        let mut t = from;
+        loop {
+            if t > limit {
+                return None;
+            }
+            let e = every_start(map, member, t, d, limit, need_of);
+            let mut starts: Vec<u64> = e.iter().flatten().map(|x| x.0).collect();
+            starts.sort_unstable();
+            if starts.len() < needed {
+                return None;
+            }
+            let mut next = starts[needed - 1];
+            for &r in required {
+                next = next.max(e[r]?.0);
+            }
+            if next == t {
+                let mut at_t: Vec<usize> = (0..e.len())
+                    .filter(|&i| e[i].is_some_and(|x| x.0 == t))
+                    .collect();
+                at_t.sort_by_key(|&i| (!required.contains(&i), fit(i, e[i].unwrap().1), i));
+                at_t.truncate(needed);
+                return Some((t, at_t));
+            }
+            t = next;
+        }
+    }
+
+    /// A job booked on a node: start and length in minutes, CPUs, GPUs.
+    type Booked = (u64, u64, u32, u32);
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        /// Per node: CPUs, GPUs, and the jobs booked on it.
+        nodes: Vec<(u32, u32, Vec<Booked>)>,
+        not_member: Vec<bool>,
+        cpus: u32,
+        gpus: u32,
+        needed: usize,
+        minutes: u64,
+        from_min: u64,
+        limit_min: u64,
+        exclusive: bool,
+        required: Vec<usize>,
+        preferred: Vec<usize>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let node = (
+            prop::sample::select(vec![4u32, 8, 16, 32]),
+            0u32..=2,
+            prop::collection::vec((0u64..200, 1u64..150, 1u32..=16, 0u32..=1), 0..4),
+        );
+        (
+            prop::collection::vec(node, 1..120),
+            prop::collection::vec(prop::bool::weighted(0.1), 120),
+            (
+                1u32..=16,
+                0u32..=1,
+                prop::sample::select(vec![1usize, 1, 2, 3, 5]),
+            ),
+            (1u64..200, 0u64..60, 50u64..400, prop::bool::weighted(0.1)),
+            (
+                prop::collection::vec(0usize..120, 0..2),
+                prop::collection::vec(0usize..120, 0..3),
+            ),
+        )
+            .prop_map(
+                |(
+                    nodes,
+                    not_member,
+                    (cpus, gpus, needed),
+                    (minutes, from_min, limit_min, exclusive),
+                    (required, preferred),
+                )| {
+                    let n = nodes.len();
+                    let mut required: Vec<usize> =
+                        required.into_iter().filter(|&r| r < n).collect();
+                    required.dedup();
+                    let mut preferred: Vec<usize> =
+                        preferred.into_iter().filter(|&p| p < n).collect();
+                    preferred.sort_unstable();
+                    preferred.dedup();
+                    Case {
+                        nodes,
+                        not_member,
+                        cpus,
+                        gpus,
+                        needed,
+                        minutes,
+                        from_min,
+                        limit_min,
+                        exclusive,
+                        required,
+                        preferred,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_pruned_search_finds_what_looking_at_every_node_finds(c in case()) {
+            let now = 1000 * MIN;
+            let mut map = Map::new(
+                c.nodes
+                    .iter()
+                    .map(|&(cpus, gpus, _)| Profile {
+                        steps: vec![Step { at: now, cpus, gpus, mem: 1 << 20 }],
+                    })
+                    .collect(),
+            );
+            let caps: Vec<Need> = c
+                .nodes
+                .iter()
+                .map(|&(cpus, gpus, _)| Need { cpus, mem: 1 << 20, gpus })
+                .collect();
+            for (i, (_, _, booked)) in c.nodes.iter().enumerate() {
+                for &(start, len, cpus, gpus) in booked {
+                    map.book(i, now + start * MIN, len * MIN, Need { cpus, mem: 0, gpus });
+                }
+            }
+            let base = Need { cpus: c.cpus, mem: 0, gpus: c.gpus };
+            let member = |i: usize| {
+                !c.not_member[i]
+                    && caps[i].cpus >= base.cpus
+                    && caps[i].gpus >= base.gpus
+            };
+            let need_of = |i: usize| if c.exclusive { caps[i] } else { base };
+            let required: Vec<usize> = c.required.iter().copied().filter(|&r| member(r)).collect();
+            let from = now + c.from_min * MIN;
+            let d = c.minutes * MIN;
+            let limit = now + c.limit_min * MIN;
+            let mut scratch = Scratch::default();
+            // Twice with the same scratch: a search leaves nothing behind for the next.
+            for _ in 0..2 {
+                let fast = earliest_start(
+                    &map, member, base, &mut scratch, &required, &c.preferred, c.needed,
+                    from, d, limit, need_of,
+                );
+                let slow = reference(
+                    &map, &member, base, &required, &c.preferred, c.needed, from, d, limit,
+                    &need_of,
+                );
+                prop_assert_eq!(fast, slow);
+            }
+        }
+    }
+}

@@ -930,15 +930,18 @@ fn earliest_start(
                 }
             }
             for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
-                if !member(i) {
-                    continue;
-                }
                 let is_required = required.contains(&i);
                 let bound = if smallest.len() == needed && !is_required {
                     smallest.peek().copied().unwrap_or(limit)
                 } else {
                     limit
                 };
+                // A node that cannot start by the bound changes nothing: not the needed-th
+                // smallest start, nor (its start being past the bound, so past t) the nodes
+                // that start at t; its first-run bound tells so without a look at it.
+                if cells[i] > bound || !member(i) {
+                    continue;
+                }
                 if scratch.seen[i] != stamp {
                     // First look at this node in this search.
                     scratch.seen[i] = stamp;

@@ -124,6 +124,15 @@ fn cell(need: Need, d: u64) -> (usize, usize) {
     )
 }
 
+/// The rows of a `first_run` table whose threshold (2^k CPUs) is at most `cpus`, as a bit mask.
+fn rows_up_to(cpus: u32) -> u32 {
+    if cpus == 0 {
+        return 0;
+    }
+    let top = log2_floor(u64::from(cpus)).min(CPU_BUCKETS - 1);
+    (2u32 << top) - 1
+}
+
 /// Nodes per block of the map's summary.
 const BLOCK: usize = 8;
 
@@ -184,14 +193,25 @@ impl Map {
     // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
     #[allow(clippy::needless_range_loop)]
     fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
-        self.profiles[i].book(t, d, need);
-        let new_table = self.profiles[i].runs();
-        let old = std::mem::replace(&mut self.tables[i], new_table);
+        let crossed = self.profiles[i].book(t, d, need);
+        let old = self.tables[i];
+        let mut new_table = old;
+        for (k, row) in new_table.iter_mut().enumerate() {
+            if crossed & (1 << k) != 0 {
+                *row = self.profiles[i].run_row(k);
+            }
+        }
+        self.tables[i] = new_table;
+        debug_assert_eq!(
+            new_table,
+            self.profiles[i].runs(),
+            "only crossed rows change"
+        );
         let n = self.profiles.len();
         let nb = n.div_ceil(BLOCK);
         let b = i / BLOCK;
         let range = b * BLOCK..((b + 1) * BLOCK).min(n);
-        for k in 0..CPU_BUCKETS {
+        for k in (0..CPU_BUCKETS).filter(|&k| crossed & (1 << k) != 0) {
             for j in 0..DURATION_BUCKETS {
                 let new = new_table[k][j];
                 if new == old[k][j] {
@@ -217,36 +237,43 @@ impl Profile {
         let mut first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
         let most = self.steps.iter().map(|s| s.cpus).max().unwrap_or(0);
         for (k, row) in first_run.iter_mut().enumerate() {
-            let threshold = 1u32 << k;
-            if threshold > most {
+            if 1u32 << k > most {
                 break;
             }
-            let mut run_start: Option<u64> = None;
-            let mut filled = 0usize;
-            for (i, s) in self.steps.iter().enumerate() {
-                if s.cpus >= threshold {
-                    let start = *run_start.get_or_insert(s.at);
-                    let run_end = self.steps.get(i + 1).map_or(u64::MAX, |n| n.at);
-                    let next_free = self.steps.get(i + 1).is_some_and(|n| n.cpus >= threshold);
-                    if !next_free {
-                        let minutes = (run_end - start) / 60_000;
-                        while filled < DURATION_BUCKETS
-                            && (run_end == u64::MAX || (1u64 << filled) <= minutes)
-                        {
-                            row[filled] = start;
-                            filled += 1;
-                        }
-                        run_start = None;
-                    }
-                } else {
-                    run_start = None;
-                }
-                if filled == DURATION_BUCKETS {
-                    break;
-                }
-            }
+            *row = self.run_row(k);
         }
         first_run
+    }
+
+    /// Row `k` of the `first_run` table: stretches with at least 2^k CPUs free.
+    fn run_row(&self, k: usize) -> [u64; DURATION_BUCKETS] {
+        let mut row = [u64::MAX; DURATION_BUCKETS];
+        let threshold = 1u32 << k;
+        let mut run_start: Option<u64> = None;
+        let mut filled = 0usize;
+        for (i, s) in self.steps.iter().enumerate() {
+            if s.cpus >= threshold {
+                let start = *run_start.get_or_insert(s.at);
+                let run_end = self.steps.get(i + 1).map_or(u64::MAX, |n| n.at);
+                let next_free = self.steps.get(i + 1).is_some_and(|n| n.cpus >= threshold);
+                if !next_free {
+                    let minutes = (run_end - start) / 60_000;
+                    while filled < DURATION_BUCKETS
+                        && (run_end == u64::MAX || (1u64 << filled) <= minutes)
+                    {
+                        row[filled] = start;
+                        filled += 1;
+                    }
+                    run_start = None;
+                }
+            } else {
+                run_start = None;
+            }
+            if filled == DURATION_BUCKETS {
+                break;
+            }
+        }
+        row
     }
 
     fn end_of(&self, i: usize) -> u64 {
@@ -294,7 +321,10 @@ impl Profile {
         i + 1
     }
 
-    fn book(&mut self, t: u64, d: u64, need: Need) {
+    /// Takes `need` over `[t, t+d)`. Returns the rows of the `first_run` table that may have
+    /// changed, as a bit mask: those whose threshold some step fell below. (A split changes
+    /// no row; a row whose threshold no step crossed has the same stretches as before.)
+    fn book(&mut self, t: u64, d: u64, need: Need) -> u32 {
         let end = t.saturating_add(d);
         let first = self.split(t);
         let last = if end == u64::MAX {
@@ -302,11 +332,15 @@ impl Profile {
         } else {
             self.split(end)
         };
+        let mut crossed = 0u32;
         for s in &mut self.steps[first..last] {
-            s.cpus = s.cpus.saturating_sub(need.cpus);
+            let after = s.cpus.saturating_sub(need.cpus);
+            crossed |= rows_up_to(s.cpus) & !rows_up_to(after);
+            s.cpus = after;
             s.mem = s.mem.saturating_sub(need.mem);
             s.gpus = s.gpus.saturating_sub(need.gpus);
         }
+        crossed
     }
 }
 

@@ -190,36 +190,24 @@ impl Map {
         &self.blocks[c * nb..(c + 1) * nb]
     }
 
-    // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
-    #[allow(clippy::needless_range_loop)]
+    /// Books `need` over `[t, t+d)` on node `i`, and brings its `first_run` row, its cells and
+    /// its block's bounds up to date (only the rows whose threshold the booking crossed).
     fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
         let crossed = self.profiles[i].book(t, d, need);
-        let old = self.tables[i];
-        let mut new_table = old;
-        for (k, row) in new_table.iter_mut().enumerate() {
-            if crossed & (1 << k) != 0 {
-                *row = self.profiles[i].run_row(k);
-            }
-        }
-        self.tables[i] = new_table;
-        debug_assert_eq!(
-            new_table,
-            self.profiles[i].runs(),
-            "only crossed rows change"
-        );
         let n = self.profiles.len();
         let nb = n.div_ceil(BLOCK);
         let b = i / BLOCK;
         let range = b * BLOCK..((b + 1) * BLOCK).min(n);
         for k in (0..CPU_BUCKETS).filter(|&k| crossed & (1 << k) != 0) {
-            for j in 0..DURATION_BUCKETS {
-                let new = new_table[k][j];
-                if new == old[k][j] {
+            let new_row = self.profiles[i].run_row(k);
+            let old_row = std::mem::replace(&mut self.tables[i][k], new_row);
+            for (j, (&new, &old)) in new_row.iter().zip(old_row.iter()).enumerate() {
+                if new == old {
                     continue;
                 }
                 let c = k * DURATION_BUCKETS + j;
                 self.cells[c * n + i] = new;
-                if old[k][j] == self.blocks[c * nb + b] {
+                if old == self.blocks[c * nb + b] {
                     self.blocks[c * nb + b] = self.cells[c * n + range.start..c * n + range.end]
                         .iter()
                         .copied()
@@ -228,6 +216,11 @@ impl Map {
                 }
             }
         }
+        debug_assert_eq!(
+            self.tables[i],
+            self.profiles[i].runs(),
+            "a booking changes only the rows whose threshold it crossed"
+        );
     }
 }
 
@@ -345,15 +338,9 @@ impl Profile {
 }
 
 /// Where a job may run, apart from how much it needs: jobs with the same placement compete for
-/// the same nodes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Placement {
-    partition: String,
-    gpu_type: Option<String>,
-    constraint: String,
-    exclude: Vec<String>,
-    exclusive: bool,
-}
+/// the same nodes. Borrowed from the state (partition, GPU type, constraint, excluded nodes,
+/// `--exclusive`); a pass numbers the placements it meets and keeps their data by number.
+type Placement<'a> = (&'a str, Option<&'a str>, &'a str, &'a [String], bool);
 
 /// A job of some placement that could not start before `t`: a later job of that placement that
 /// needs at least as much of everything, for at least as long, cannot start before `t` either,
@@ -512,8 +499,10 @@ fn pass(
     let mut all_starts: Vec<PlannedStart> = Vec::new();
     let mut blocked: BTreeSet<&str> = BTreeSet::new();
     let mut reserved: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut bounds: BTreeMap<Placement, Vec<Bound>> = BTreeMap::new();
-    let mut placements: BTreeMap<Placement, Vec<bool>> = BTreeMap::new();
+    // Per placement, by number: its bounds and its member nodes.
+    let mut placement_ids: BTreeMap<Placement, usize> = BTreeMap::new();
+    let mut bounds: Vec<Vec<Bound>> = Vec::new();
+    let mut placements: Vec<Vec<bool>> = Vec::new();
     let caps: Vec<Need> = nodes
         .iter()
         .map(|n| Need {
@@ -642,21 +631,26 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
-        let placement = Placement {
-            partition: part.name.clone(),
-            gpu_type: spec.gpu_type.clone().filter(|_| spec.gpus_per_node > 0),
-            constraint: spec.constraint.clone(),
-            exclude: spec.exclude.clone(),
-            exclusive: spec.exclusive,
-        };
+        let placement: Placement = (
+            part.name.as_str(),
+            spec.gpu_type.as_deref().filter(|_| spec.gpus_per_node > 0),
+            spec.constraint.as_str(),
+            spec.exclude.as_slice(),
+            spec.exclusive,
+        );
         // Nodes of the partition that are up and match the job's type, features and
         // exclusions (cached per placement); capacity is checked per job.
-        let members: &Vec<bool> = placements.entry(placement.clone()).or_insert_with(|| {
-            nodes
-                .iter()
-                .map(|n| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
-                .collect()
+        let placement = *placement_ids.entry(placement).or_insert_with(|| {
+            placements.push(
+                nodes
+                    .iter()
+                    .map(|n| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
+                    .collect(),
+            );
+            bounds.push(Vec::new());
+            placements.len() - 1
         });
+        let members = &placements[placement];
         let wants = Need {
             cpus: spec.cpus_per_node(),
             mem: spec.mem_per_node(),
@@ -699,12 +693,11 @@ fn pass(
         };
         let use_bounds = spec.nodelist.is_empty();
         let from = if use_bounds {
-            bounds.get(&placement).map_or(now, |list| {
-                list.iter()
-                    .filter(|b| b.covers(base_need, needed, d))
-                    .map(|b| b.t)
-                    .fold(now, u64::max)
-            })
+            bounds[placement]
+                .iter()
+                .filter(|b| b.covers(base_need, needed, d))
+                .map(|b| b.t)
+                .fold(now, u64::max)
         } else {
             now
         };
@@ -746,7 +739,7 @@ fn pass(
                 d,
                 t,
             };
-            let list = bounds.entry(placement).or_default();
+            let list = &mut bounds[placement];
             // Drop what the new bound makes useless: asks for more yet bounds no later.
             list.retain(|b| !(new.covers(b.need, b.nodes, b.d) && b.t <= new.t));
             if list.len() >= BOUNDS_KEPT {

@@ -133,6 +133,16 @@ fn rows_up_to(cpus: u32) -> u32 {
     (2u32 << top) - 1
 }
 
+/// Bit `x` set for each node `first + x` of a block whose bound in `cells` is at most
+/// `bound` (without branches: a block's nodes are compared at once).
+fn under(cells: &[u64], first: usize, bound: u64) -> u32 {
+    let end = (first + BLOCK).min(cells.len());
+    cells[first..end]
+        .iter()
+        .enumerate()
+        .fold(0u32, |mask, (x, &c)| mask | (u32::from(c <= bound) << x))
+}
+
 /// Nodes per block of the map's summary.
 const BLOCK: usize = 8;
 
@@ -895,7 +905,14 @@ fn earliest_start(
             if block_row[b] > best.map_or(limit, |x| x.0) {
                 continue;
             }
-            for i in b * BLOCK..((b + 1) * BLOCK).min(profiles.len()) {
+            // The block's nodes whose bound is within the best so far, in order (the best
+            // only gets better, and `eval` checks again; the stop below depends only on
+            // what was looked at, so it comes at the same point).
+            let first = b * BLOCK;
+            let mut within = under(cells, first, best.map_or(limit, |x| x.0));
+            while within != 0 {
+                let i = first + within.trailing_zeros() as usize;
+                within &= within - 1;
                 if let Some((bt, bi, _, _)) = best {
                     if bt == from && (at_from >= FIT_SCAN || preferred.contains(&bi)) {
                         break 'blocks;
@@ -956,7 +973,21 @@ fn earliest_start(
                     continue;
                 }
             }
-            for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
+            // The block's nodes whose bound is within the pruning bound as it is now (it only
+            // falls; each node is checked again), or within the limit for required nodes.
+            let first = b * BLOCK;
+            let mut within = under(
+                cells,
+                first,
+                if required.is_empty() {
+                    block_bound
+                } else {
+                    limit
+                },
+            );
+            while within != 0 {
+                let i = first + within.trailing_zeros() as usize;
+                within &= within - 1;
                 let is_required = required.contains(&i);
                 let bound = if smallest.len() == needed && !is_required {
                     smallest.peek().copied().unwrap_or(limit)

@@ -284,6 +284,10 @@ impl Profile {
     }
 
     fn index_at(&self, t: u64) -> usize {
+        // Most searches start in the first step (now); its neighbour shares its cache line.
+        if self.steps.get(1).is_none_or(|s| s.at > t) {
+            return 0;
+        }
         self.steps.partition_point(|s| s.at <= t).saturating_sub(1)
     }
 

@@ -17,9 +17,10 @@
 //! so small jobs may share a node with a reservation.
 //!
 //! Cost: a pass searches every pending job against every node in the worst case. What keeps it
-//! near linear in practice: each node keeps, per power of two of CPUs and of minutes, the first
-//! stretch with that much free for that long (a lower bound checked before walking its steps),
-//! and the smallest of those per block of 8 nodes (a search skips whole blocks); a job that
+//! near linear in practice: each node keeps, per power of two of CPUs and per half power of two
+//! of minutes, the first stretch with that much free for that long (a lower bound checked
+//! before walking its steps), and the smallest of those per block of 8 nodes (a search skips
+//! whole blocks; these bounds only prune, they never change an answer); a job that
 //! needs at least as much as one that could not start before `t` is not searched before `t`;
 //! a one-node job that can start at once takes the best fit among the first 32 nodes that can.
 //! `cargo bench -p drover-scheduler --bench plan` measures it.
@@ -93,11 +94,26 @@ impl Step {
     }
 }
 
-/// CPU thresholds (powers of two, 1 to 2^(CPU_BUCKETS-1)) and durations (powers of two
-/// minutes, 1 to 2^(DURATION_BUCKETS-1)) for which a profile remembers the first time it has that
-/// many CPUs free for that long.
+/// CPU thresholds (powers of two, 1 to 2^(CPU_BUCKETS-1)) and durations (`DURATION_MIN`)
+/// for which a profile remembers the first time it has that many CPUs free for that long.
 const CPU_BUCKETS: usize = 12;
-const DURATION_BUCKETS: usize = 12;
+const DURATION_BUCKETS: usize = 24;
+
+/// The durations, in minutes: powers of two and the halfway points between them (1.5 × 2^n),
+/// so that a job's bound is for at least two thirds of its length.
+const DURATION_MIN: [u64; DURATION_BUCKETS] = {
+    let mut t = [0u64; DURATION_BUCKETS];
+    let mut j = 0;
+    while j < DURATION_BUCKETS {
+        t[j] = if j % 2 == 0 {
+            1 << (j / 2)
+        } else {
+            (3 << (j / 2)) / 2
+        };
+        j += 1;
+    }
+    t
+};
 
 /// One node's free resources over time: a step function from `now` on. Small, so that a
 /// search over many nodes reads little besides the steps themselves; its `first_run` table
@@ -108,7 +124,7 @@ struct Profile {
 }
 
 /// `first_run[k][j]`: the start of a node's first stretch with at least 2^k CPUs free for at
-/// least 2^j minutes (u64::MAX: none). A lower bound on when a job needing that much can
+/// least `DURATION_MIN[j]` minutes (u64::MAX: none). A lower bound on when a job needing that much can
 /// start there, checked before any walk over the steps.
 type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
 
@@ -120,7 +136,9 @@ fn log2_floor(x: u64) -> usize {
 fn cell(need: Need, d: u64) -> (usize, usize) {
     (
         log2_floor(u64::from(need.cpus)).min(CPU_BUCKETS - 1),
-        log2_floor(d / 60_000).min(DURATION_BUCKETS - 1),
+        DURATION_MIN
+            .partition_point(|&m| m <= d / 60_000)
+            .saturating_sub(1),
     )
 }
 
@@ -262,7 +280,7 @@ impl Profile {
                 if !next_free {
                     let minutes = (run_end - start) / 60_000;
                     while filled < DURATION_BUCKETS
-                        && (run_end == u64::MAX || (1u64 << filled) <= minutes)
+                        && (run_end == u64::MAX || DURATION_MIN[filled] <= minutes)
                     {
                         row[filled] = start;
                         filled += 1;

@@ -154,11 +154,17 @@ fn rows_up_to(cpus: u32) -> u32 {
 /// Bit `x` set for each node `first + x` of a block whose bound in `cells` is at most
 /// `bound` (without branches: a block's nodes are compared at once).
 fn under(cells: &[u64], first: usize, bound: u64) -> u32 {
-    let end = (first + BLOCK).min(cells.len());
-    cells[first..end]
-        .iter()
-        .enumerate()
-        .fold(0u32, |mask, (x, &c)| mask | (u32::from(c <= bound) << x))
+    let mask = |block: &[u64]| {
+        block
+            .iter()
+            .enumerate()
+            .fold(0u32, |mask, (x, &c)| mask | (u32::from(c <= bound) << x))
+    };
+    match cells.get(first..first + BLOCK) {
+        // A whole block: a fixed length, compared without a loop.
+        Some(block) => mask(<&[u64; BLOCK]>::try_from(block).expect("BLOCK long")),
+        None => mask(&cells[first..]),
+    }
 }
 
 /// Nodes per block of the map's summary.

@@ -506,8 +506,14 @@ fn pass(
     // Pending jobs in order: partition tier, then priority, then submit time and id.
     let ctx = PriorityContext::new(state, now);
     // The first record of an array enters once per task that may start (within its throttle).
-    let mut queue: Vec<QueueEntry> = state
-        .queued()
+    // `state.queued()`, walked beside the jobs (both in id order) rather than looked up one
+    // by one.
+    let mut jobs = state.jobs.iter().peekable();
+    let queued = state.queued_ids().iter().filter_map(|id| {
+        while jobs.next_if(|(k, _)| *k < id).is_some() {}
+        jobs.next_if(|(k, _)| *k == id).map(|(_, j)| j)
+    });
+    let mut queue: Vec<QueueEntry> = queued
         .filter(|j| j.priority > 0)
         .flat_map(|j| {
             let tier = state

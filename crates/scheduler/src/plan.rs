@@ -982,7 +982,7 @@ fn earliest_start(
     // start at the final t is looked at in the last round whatever the order.
     let block_row = map.block_row(k, j);
     let mut blocks: Vec<(u64, usize)> = block_row.iter().copied().zip(0..).collect();
-    blocks.sort_unstable();
+    blocks.sort_unstable_by_key(|&(lower, _)| lower);
     let mut touched: Vec<usize> = Vec::new();
     let mut t = from;
     loop {

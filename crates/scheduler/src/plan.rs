@@ -981,17 +981,22 @@ fn earliest_start(
     // bound, which is never below the final needed-th smallest start; every node that can
     // start at the final t is looked at in the last round whatever the order.
     let block_row = map.block_row(k, j);
-    let mut blocks: Vec<(u64, usize)> = block_row.iter().copied().zip(0..).collect();
+    // The search's lists live in the scratch between searches (no allocation per search).
+    let mut blocks = std::mem::take(&mut scratch.blocks);
+    let mut touched = std::mem::take(&mut scratch.touched);
+    let mut smallest = std::mem::take(&mut scratch.smallest);
+    blocks.clear();
+    blocks.extend(block_row.iter().copied().zip(0..));
     blocks.sort_unstable_by_key(|&(lower, _)| lower);
-    let mut touched: Vec<usize> = Vec::new();
+    touched.clear();
     let mut t = from;
-    loop {
+    let found = 'search: loop {
         if t > limit {
-            return None;
+            break 'search None;
         }
         // Pruned: once `needed` nodes are found, a node (or block) that cannot start before
         // the needed-th smallest of them cannot change the answer.
-        let mut smallest: std::collections::BinaryHeap<u64> = std::collections::BinaryHeap::new();
+        smallest.clear();
         for &(block_lower, b) in &blocks {
             let block_bound = if smallest.len() == needed {
                 smallest.peek().copied().unwrap_or(limit)
@@ -1079,12 +1084,12 @@ fn earliest_start(
             }
         }
         if smallest.len() < needed {
-            return None;
+            break 'search None;
         }
         let mut next = smallest.peek().copied().unwrap_or(limit);
         for &r in required {
             if scratch.exact[r] != stamp {
-                return None;
+                break 'search None;
             }
             next = next.max(scratch.known[r]);
         }
@@ -1103,10 +1108,14 @@ fn earliest_start(
                 keyed.truncate(needed);
             }
             keyed.sort_unstable();
-            return Some((t, keyed.into_iter().map(|(_, i)| i).collect()));
+            break 'search Some((t, keyed.into_iter().map(|(_, i)| i).collect()));
         }
         t = next;
-    }
+    };
+    scratch.blocks = blocks;
+    scratch.touched = touched;
+    scratch.smallest = smallest;
+    found
 }
 
 /// A node's place in the choice among nodes free at the same time: not required, then
@@ -1122,6 +1131,10 @@ struct Scratch {
     seen: Vec<u32>,
     /// Where `exact[i]` is this search's stamp: the index of the step holding `known[i]`.
     step: Vec<usize>,
+    /// The blocks by bound, the nodes looked at, the needed smallest starts.
+    blocks: Vec<(u64, usize)>,
+    touched: Vec<usize>,
+    smallest: std::collections::BinaryHeap<u64>,
 }
 
 /// Where and when a job would start (`sbatch --test-only`): nothing is submitted.

@@ -153,6 +153,7 @@ fn rows_up_to(cpus: u32) -> u32 {
 
 /// Bit `x` set for each node `first + x` of a block whose bound in `cells` is at most
 /// `bound` (without branches: a block's nodes are compared at once).
+#[inline]
 fn under(cells: &[u64], first: usize, bound: u64) -> u32 {
     let mask = |block: &[u64]| {
         block
@@ -234,8 +235,8 @@ impl Map {
         let range = b * BLOCK..((b + 1) * BLOCK).min(n);
         for k in (0..CPU_BUCKETS).filter(|&k| crossed & (1 << k) != 0) {
             let new_row = self.profiles[i].run_row(k);
-            let old_row = std::mem::replace(&mut self.tables[i][k], new_row);
-            for (j, (&new, &old)) in new_row.iter().zip(old_row.iter()).enumerate() {
+            for (j, &new) in new_row.iter().enumerate() {
+                let old = std::mem::replace(&mut self.tables[i][k][j], new);
                 if new == old {
                     continue;
                 }

@@ -395,11 +395,12 @@ struct Bound {
 
 impl Bound {
     fn covers(&self, need: Need, nodes: u32, d: u64) -> bool {
-        self.need.cpus <= need.cpus
-            && self.need.mem <= need.mem
-            && self.need.gpus <= need.gpus
-            && self.nodes <= nodes
-            && self.d <= d
+        // `&`, not `&&`: every comparison made, without branches, over a whole list.
+        (self.need.cpus <= need.cpus)
+            & (self.need.mem <= need.mem)
+            & (self.need.gpus <= need.gpus)
+            & (self.nodes <= nodes)
+            & (self.d <= d)
     }
 }
 
@@ -786,7 +787,11 @@ fn pass(
             };
             let list = &mut bounds[placement];
             // Drop what the new bound makes useless: asks for more yet bounds no later.
-            list.retain(|b| !(new.covers(b.need, b.nodes, b.d) && b.t <= new.t));
+            let useless = |b: &Bound| new.covers(b.need, b.nodes, b.d) & (b.t <= new.t);
+            // Most of the time none is: a read-only scan first.
+            if list.iter().any(useless) {
+                list.retain(|b| !useless(b));
+            }
             if list.len() >= BOUNDS_KEPT {
                 list.remove(0);
             }

@@ -17,9 +17,10 @@
 //! so small jobs may share a node with a reservation.
 //!
 //! Cost: a pass searches every pending job against every node in the worst case. What keeps it
-//! near linear in practice: each node keeps, per power of two of CPUs and of minutes, the first
-//! stretch with that much free for that long (a lower bound checked before walking its steps),
-//! and the smallest of those per block of 8 nodes (a search skips whole blocks); a job that
+//! near linear in practice: each node keeps, per power of two of CPUs and per half power of two
+//! of minutes, the first stretch with that much free for that long (a lower bound checked
+//! before walking its steps), and the smallest of those per block of 8 nodes (a search skips
+//! whole blocks; these bounds only prune, they never change an answer); a job that
 //! needs at least as much as one that could not start before `t` is not searched before `t`;
 //! a one-node job that can start at once takes the best fit among the first 32 nodes that can.
 //! `cargo bench -p drover-scheduler --bench plan` measures it.
@@ -93,21 +94,39 @@ impl Step {
     }
 }
 
-/// CPU thresholds (powers of two, 1 to 2^(CPU_BUCKETS-1)) and durations (powers of two
-/// minutes, 1 to 2^(DURATION_BUCKETS-1)) for which a profile remembers the first time it has that
-/// many CPUs free for that long.
+/// CPU thresholds (powers of two, 1 to 2^(CPU_BUCKETS-1)) and durations (`DURATION_MIN`)
+/// for which a profile remembers the first time it has that many CPUs free for that long.
 const CPU_BUCKETS: usize = 12;
-const DURATION_BUCKETS: usize = 12;
+const DURATION_BUCKETS: usize = 24;
 
-/// One node's free resources over time: a step function from `now` on.
+/// The durations, in minutes: powers of two and the halfway points between them (1.5 × 2^n),
+/// so that a job's bound is for at least two thirds of its length.
+const DURATION_MIN: [u64; DURATION_BUCKETS] = {
+    let mut t = [0u64; DURATION_BUCKETS];
+    let mut j = 0;
+    while j < DURATION_BUCKETS {
+        t[j] = if j % 2 == 0 {
+            1 << (j / 2)
+        } else {
+            (3 << (j / 2)) / 2
+        };
+        j += 1;
+    }
+    t
+};
+
+/// One node's free resources over time: a step function from `now` on. Small, so that a
+/// search over many nodes reads little besides the steps themselves; its `first_run` table
+/// is kept by the map.
 #[derive(Clone, Debug)]
 struct Profile {
     steps: Vec<Step>,
-    /// `first_run[k][j]`: the start of the first stretch with at least 2^k CPUs free for at
-    /// least 2^j minutes (u64::MAX: none). A lower bound on when a job needing that much can
-    /// start here, checked before any walk over the steps.
-    first_run: [[u64; DURATION_BUCKETS]; CPU_BUCKETS],
 }
+
+/// `first_run[k][j]`: the start of a node's first stretch with at least 2^k CPUs free for at
+/// least `DURATION_MIN[j]` minutes (u64::MAX: none). A lower bound on when a job needing that much can
+/// start there, checked before any walk over the steps.
+type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
 
 fn log2_floor(x: u64) -> usize {
     (63 - x.max(1).leading_zeros()) as usize
@@ -117,11 +136,37 @@ fn log2_floor(x: u64) -> usize {
 fn cell(need: Need, d: u64) -> (usize, usize) {
     (
         log2_floor(u64::from(need.cpus)).min(CPU_BUCKETS - 1),
-        log2_floor(d / 60_000).min(DURATION_BUCKETS - 1),
+        DURATION_MIN
+            .partition_point(|&m| m <= d / 60_000)
+            .saturating_sub(1),
     )
 }
 
-type RunTable = [[u64; DURATION_BUCKETS]; CPU_BUCKETS];
+/// The rows of a `first_run` table whose threshold (2^k CPUs) is at most `cpus`, as a bit mask.
+fn rows_up_to(cpus: u32) -> u32 {
+    if cpus == 0 {
+        return 0;
+    }
+    let top = log2_floor(u64::from(cpus)).min(CPU_BUCKETS - 1);
+    (2u32 << top) - 1
+}
+
+/// Bit `x` set for each node `first + x` of a block whose bound in `cells` is at most
+/// `bound` (without branches: a block's nodes are compared at once).
+#[inline]
+fn under(cells: &[u64], first: usize, bound: u64) -> u32 {
+    let mask = |block: &[u64]| {
+        block
+            .iter()
+            .enumerate()
+            .fold(0u32, |mask, (x, &c)| mask | (u32::from(c <= bound) << x))
+    };
+    match cells.get(first..first + BLOCK) {
+        // A whole block: a fixed length, compared without a loop.
+        Some(block) => mask(<&[u64; BLOCK]>::try_from(block).expect("BLOCK long")),
+        None => mask(&cells[first..]),
+    }
+}
 
 /// Nodes per block of the map's summary.
 const BLOCK: usize = 8;
@@ -134,7 +179,11 @@ const FIT_SCAN: usize = 32;
 /// `first_run` tables, so that a search skips a whole block whose bound is past its best.
 struct Map {
     profiles: Vec<Profile>,
-    blocks: Vec<RunTable>,
+    /// Each profile's `first_run` table, by node index.
+    tables: Vec<RunTable>,
+    /// Per block, the smallest of its nodes' `first_run` tables, cell-major like `cells`
+    /// (`(k * DURATION_BUCKETS + j) * blocks + b`).
+    blocks: Vec<u64>,
     /// The profiles' `first_run` tables, cell-major (`(k * DURATION_BUCKETS + j) * n + i`):
     /// a search reads one cell of every node from contiguous memory.
     cells: Vec<u64>,
@@ -142,113 +191,117 @@ struct Map {
 
 impl Map {
     fn new(profiles: Vec<Profile>) -> Map {
-        let blocks = (0..profiles.len().div_ceil(BLOCK))
-            .map(|b| {
-                let mut t = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
-                for p in &profiles[b * BLOCK..((b + 1) * BLOCK).min(profiles.len())] {
-                    for (row, prow) in t.iter_mut().zip(p.first_run.iter()) {
-                        for (c, pc) in row.iter_mut().zip(prow.iter()) {
-                            *c = (*c).min(*pc);
-                        }
-                    }
-                }
-                t
-            })
-            .collect();
         let n = profiles.len();
+        let nb = n.div_ceil(BLOCK);
         let mut cells = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * n];
-        for (i, p) in profiles.iter().enumerate() {
-            for k in 0..CPU_BUCKETS {
-                for j in 0..DURATION_BUCKETS {
-                    cells[(k * DURATION_BUCKETS + j) * n + i] = p.first_run[k][j];
-                }
+        let mut blocks = vec![u64::MAX; CPU_BUCKETS * DURATION_BUCKETS * nb];
+        let tables: Vec<RunTable> = profiles.iter().map(Profile::runs).collect();
+        for (i, first_run) in tables.iter().enumerate() {
+            for (c, &start) in first_run.iter().flatten().enumerate() {
+                cells[c * n + i] = start;
+                let b = &mut blocks[c * nb + i / BLOCK];
+                *b = (*b).min(start);
             }
         }
         Map {
             profiles,
+            tables,
             blocks,
             cells,
         }
     }
 
-    /// Node `i`'s lower bound in cell `(k, j)`.
-    fn cell(&self, k: usize, j: usize, i: usize) -> u64 {
-        self.cells[(k * DURATION_BUCKETS + j) * self.profiles.len() + i]
+    /// Every node's lower bound in cell `(k, j)`, by node index.
+    fn cell_row(&self, k: usize, j: usize) -> &[u64] {
+        let n = self.profiles.len();
+        let c = k * DURATION_BUCKETS + j;
+        &self.cells[c * n..(c + 1) * n]
     }
 
-    // Indices walk parallel tables (old, new, block), clearer than zipped iterators.
-    #[allow(clippy::needless_range_loop)]
+    /// Every block's smallest lower bound in cell `(k, j)`, by block index.
+    fn block_row(&self, k: usize, j: usize) -> &[u64] {
+        let nb = self.profiles.len().div_ceil(BLOCK);
+        let c = k * DURATION_BUCKETS + j;
+        &self.blocks[c * nb..(c + 1) * nb]
+    }
+
+    /// Books `need` over `[t, t+d)` on node `i`, and brings its `first_run` row, its cells and
+    /// its block's bounds up to date (only the rows whose threshold the booking crossed).
     fn book(&mut self, i: usize, t: u64, d: u64, need: Need) {
-        let old = self.profiles[i].first_run;
-        self.profiles[i].book(t, d, need);
+        let crossed = self.profiles[i].book(t, d, need);
+        let n = self.profiles.len();
+        let nb = n.div_ceil(BLOCK);
         let b = i / BLOCK;
-        let range = b * BLOCK..((b + 1) * BLOCK).min(self.profiles.len());
-        for k in 0..CPU_BUCKETS {
-            for j in 0..DURATION_BUCKETS {
-                let new = self.profiles[i].first_run[k][j];
-                let n = self.profiles.len();
-                self.cells[(k * DURATION_BUCKETS + j) * n + i] = new;
-                if new != old[k][j] && old[k][j] == self.blocks[b][k][j] {
-                    self.blocks[b][k][j] = self.profiles[range.clone()]
+        let range = b * BLOCK..((b + 1) * BLOCK).min(n);
+        for k in (0..CPU_BUCKETS).filter(|&k| crossed & (1 << k) != 0) {
+            let new_row = self.profiles[i].run_row(k);
+            for (j, &new) in new_row.iter().enumerate() {
+                let old = std::mem::replace(&mut self.tables[i][k][j], new);
+                if new == old {
+                    continue;
+                }
+                let c = k * DURATION_BUCKETS + j;
+                self.cells[c * n + i] = new;
+                if old == self.blocks[c * nb + b] {
+                    self.blocks[c * nb + b] = self.cells[c * n + range.start..c * n + range.end]
                         .iter()
-                        .map(|p| p.first_run[k][j])
+                        .copied()
                         .min()
                         .unwrap_or(u64::MAX);
                 }
             }
         }
+        debug_assert_eq!(
+            self.tables[i],
+            self.profiles[i].runs(),
+            "a booking changes only the rows whose threshold it crossed"
+        );
     }
 }
 
 impl Profile {
-    fn new(steps: Vec<Step>) -> Profile {
-        let mut p = Profile {
-            steps,
-            first_run: [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS],
-        };
-        p.index_runs();
-        p
-    }
-
-    fn index_runs(&mut self) {
-        self.first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
+    /// The `first_run` table of these steps.
+    fn runs(&self) -> RunTable {
+        let mut first_run = [[u64::MAX; DURATION_BUCKETS]; CPU_BUCKETS];
         let most = self.steps.iter().map(|s| s.cpus).max().unwrap_or(0);
-        for (k, row) in self.first_run.iter_mut().enumerate() {
-            let threshold = 1u32 << k;
-            if threshold > most {
+        for (k, row) in first_run.iter_mut().enumerate() {
+            if 1u32 << k > most {
                 break;
             }
-            let mut run_start: Option<u64> = None;
-            let mut filled = 0usize;
-            for (i, s) in self.steps.iter().enumerate() {
-                if s.cpus >= threshold {
-                    let start = *run_start.get_or_insert(s.at);
-                    let run_end = self.steps.get(i + 1).map_or(u64::MAX, |n| n.at);
-                    let next_free = self.steps.get(i + 1).is_some_and(|n| n.cpus >= threshold);
-                    if !next_free {
-                        let minutes = (run_end - start) / 60_000;
-                        while filled < DURATION_BUCKETS
-                            && (run_end == u64::MAX || (1u64 << filled) <= minutes)
-                        {
-                            row[filled] = start;
-                            filled += 1;
-                        }
-                        run_start = None;
-                    }
-                } else {
-                    run_start = None;
-                }
-                if filled == DURATION_BUCKETS {
-                    break;
-                }
-            }
+            *row = self.run_row(k);
         }
+        first_run
     }
 
-    /// A lower bound on the earliest start of `need` for `d` here.
-    fn lower_bound(&self, need: Need, d: u64) -> u64 {
-        let (k, j) = cell(need, d);
-        self.first_run[k][j]
+    /// Row `k` of the `first_run` table: stretches with at least 2^k CPUs free.
+    fn run_row(&self, k: usize) -> [u64; DURATION_BUCKETS] {
+        let mut row = [u64::MAX; DURATION_BUCKETS];
+        let threshold = 1u32 << k;
+        let mut run_start: Option<u64> = None;
+        let mut filled = 0usize;
+        for (i, s) in self.steps.iter().enumerate() {
+            if s.cpus >= threshold {
+                let start = *run_start.get_or_insert(s.at);
+                let run_end = self.steps.get(i + 1).map_or(u64::MAX, |n| n.at);
+                let next_free = self.steps.get(i + 1).is_some_and(|n| n.cpus >= threshold);
+                if !next_free {
+                    let minutes = (run_end - start) / 60_000;
+                    while filled < DURATION_BUCKETS
+                        && (run_end == u64::MAX || DURATION_MIN[filled] <= minutes)
+                    {
+                        row[filled] = start;
+                        filled += 1;
+                    }
+                    run_start = None;
+                }
+            } else {
+                run_start = None;
+            }
+            if filled == DURATION_BUCKETS {
+                break;
+            }
+        }
+        row
     }
 
     fn end_of(&self, i: usize) -> u64 {
@@ -256,24 +309,32 @@ impl Profile {
     }
 
     fn index_at(&self, t: u64) -> usize {
+        // Most searches start in the first step (now); its neighbour shares its cache line.
+        if self.steps.get(1).is_none_or(|s| s.at > t) {
+            return 0;
+        }
         self.steps.partition_point(|s| s.at <= t).saturating_sub(1)
     }
 
-    /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`.
-    fn earliest(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<u64> {
-        let from = from.max(self.lower_bound(need, d));
+    /// The earliest `t >= from`, not after `limit`, such that `need` is free over `[t, t+d)`,
+    /// and the index of the step that holds `t` (`index_at(t)`, found on the way). `from`
+    /// should already be raised to what its `first_run` table (or any lower bound) says; the answer
+    /// does not depend on it, only the walk's length.
+    fn earliest_step(&self, from: u64, d: u64, need: Need, limit: u64) -> Option<(u64, usize)> {
         let mut i = self.index_at(from);
         let mut candidate = from;
+        let mut holds = i;
         while i < self.steps.len() {
             if candidate > limit {
                 return None;
             }
             if self.steps[i].fits(need) {
                 if candidate.saturating_add(d) <= self.end_of(i) {
-                    return Some(candidate);
+                    return Some((candidate, holds));
                 }
             } else {
                 candidate = self.end_of(i);
+                holds = i + 1;
             }
             i += 1;
         }
@@ -292,7 +353,10 @@ impl Profile {
         i + 1
     }
 
-    fn book(&mut self, t: u64, d: u64, need: Need) {
+    /// Takes `need` over `[t, t+d)`. Returns the rows of the `first_run` table that may have
+    /// changed, as a bit mask: those whose threshold some step fell below. (A split changes
+    /// no row; a row whose threshold no step crossed has the same stretches as before.)
+    fn book(&mut self, t: u64, d: u64, need: Need) -> u32 {
         let end = t.saturating_add(d);
         let first = self.split(t);
         let last = if end == u64::MAX {
@@ -300,25 +364,22 @@ impl Profile {
         } else {
             self.split(end)
         };
+        let mut crossed = 0u32;
         for s in &mut self.steps[first..last] {
-            s.cpus = s.cpus.saturating_sub(need.cpus);
+            let after = s.cpus.saturating_sub(need.cpus);
+            crossed |= rows_up_to(s.cpus) & !rows_up_to(after);
+            s.cpus = after;
             s.mem = s.mem.saturating_sub(need.mem);
             s.gpus = s.gpus.saturating_sub(need.gpus);
         }
-        self.index_runs();
+        crossed
     }
 }
 
 /// Where a job may run, apart from how much it needs: jobs with the same placement compete for
-/// the same nodes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Placement {
-    partition: String,
-    gpu_type: Option<String>,
-    constraint: String,
-    exclude: Vec<String>,
-    exclusive: bool,
-}
+/// the same nodes. Borrowed from the state (partition, GPU type, constraint, excluded nodes,
+/// `--exclusive`); a pass numbers the placements it meets and keeps their data by number.
+type Placement<'a> = (&'a str, Option<&'a str>, &'a str, &'a [String], bool);
 
 /// A job of some placement that could not start before `t`: a later job of that placement that
 /// needs at least as much of everything, for at least as long, cannot start before `t` either,
@@ -334,11 +395,12 @@ struct Bound {
 
 impl Bound {
     fn covers(&self, need: Need, nodes: u32, d: u64) -> bool {
-        self.need.cpus <= need.cpus
-            && self.need.mem <= need.mem
-            && self.need.gpus <= need.gpus
-            && self.nodes <= nodes
-            && self.d <= d
+        // `&`, not `&&`: every comparison made, without branches, over a whole list.
+        (self.need.cpus <= need.cpus)
+            & (self.need.mem <= need.mem)
+            & (self.need.gpus <= need.gpus)
+            & (self.nodes <= nodes)
+            & (self.d <= d)
     }
 }
 
@@ -436,7 +498,7 @@ fn pass(
             s.gpus = s.gpus.saturating_add(freed.gpus).min(node.reg.gpus);
             steps.push(s);
         }
-        profiles.push(Profile::new(steps));
+        profiles.push(Profile { steps });
     }
     let mut map = Map::new(profiles);
     let mut scratch = Scratch::default();
@@ -446,8 +508,14 @@ fn pass(
     // Pending jobs in order: partition tier, then priority, then submit time and id.
     let ctx = PriorityContext::new(state, now);
     // The first record of an array enters once per task that may start (within its throttle).
-    let mut queue: Vec<QueueEntry> = state
-        .queued()
+    // `state.queued()`, walked beside the jobs (both in id order) rather than looked up one
+    // by one.
+    let mut jobs = state.jobs.iter().peekable();
+    let queued = state.queued_ids().iter().filter_map(|id| {
+        while jobs.next_if(|(k, _)| *k < id).is_some() {}
+        jobs.next_if(|(k, _)| *k == id).map(|(_, j)| j)
+    });
+    let mut queue: Vec<QueueEntry> = queued
         .filter(|j| j.priority > 0)
         .flat_map(|j| {
             let tier = state
@@ -477,8 +545,10 @@ fn pass(
     let mut all_starts: Vec<PlannedStart> = Vec::new();
     let mut blocked: BTreeSet<&str> = BTreeSet::new();
     let mut reserved: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut bounds: BTreeMap<Placement, Vec<Bound>> = BTreeMap::new();
-    let mut placements: BTreeMap<Placement, Vec<bool>> = BTreeMap::new();
+    // Per placement, by number: its bounds and its member nodes.
+    let mut placement_ids: BTreeMap<Placement, usize> = BTreeMap::new();
+    let mut bounds: Vec<Vec<Bound>> = Vec::new();
+    let mut placements: Vec<Vec<bool>> = Vec::new();
     let caps: Vec<Need> = nodes
         .iter()
         .map(|n| Need {
@@ -607,21 +677,26 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
-        let placement = Placement {
-            partition: part.name.clone(),
-            gpu_type: spec.gpu_type.clone().filter(|_| spec.gpus_per_node > 0),
-            constraint: spec.constraint.clone(),
-            exclude: spec.exclude.clone(),
-            exclusive: spec.exclusive,
-        };
+        let placement: Placement = (
+            part.name.as_str(),
+            spec.gpu_type.as_deref().filter(|_| spec.gpus_per_node > 0),
+            spec.constraint.as_str(),
+            spec.exclude.as_slice(),
+            spec.exclusive,
+        );
         // Nodes of the partition that are up and match the job's type, features and
         // exclusions (cached per placement); capacity is checked per job.
-        let members: &Vec<bool> = placements.entry(placement.clone()).or_insert_with(|| {
-            nodes
-                .iter()
-                .map(|n| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
-                .collect()
+        let placement = *placement_ids.entry(placement).or_insert_with(|| {
+            placements.push(
+                nodes
+                    .iter()
+                    .map(|n| part.contains(n.name()) && spec.node_could_hold_type(&n.reg))
+                    .collect(),
+            );
+            bounds.push(Vec::new());
+            placements.len() - 1
         });
+        let members = &placements[placement];
         let wants = Need {
             cpus: spec.cpus_per_node(),
             mem: spec.mem_per_node(),
@@ -633,7 +708,14 @@ fn pass(
                 && caps[i].mem >= wants.mem
                 && caps[i].gpus >= wants.gpus
         };
-        let capable_count = || (0..nodes.len()).filter(|&i| member(i)).count();
+        // Whether fewer than `needed` nodes could ever hold it (counting stops at `needed`).
+        let too_few_capable = || {
+            (0..nodes.len())
+                .filter(|&i| member(i))
+                .take(needed as usize)
+                .count()
+                < needed as usize
+        };
         if required.iter().any(|&r| !member(r)) {
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
             set_start(&mut out, job, None, &[]);
@@ -657,12 +739,11 @@ fn pass(
         };
         let use_bounds = spec.nodelist.is_empty();
         let from = if use_bounds {
-            bounds.get(&placement).map_or(now, |list| {
-                list.iter()
-                    .filter(|b| b.covers(base_need, needed, d))
-                    .map(|b| b.t)
-                    .fold(now, u64::max)
-            })
+            bounds[placement]
+                .iter()
+                .filter(|b| b.covers(base_need, needed, d))
+                .map(|b| b.t)
+                .fold(now, u64::max)
         } else {
             now
         };
@@ -678,7 +759,7 @@ fn pass(
         } else {
             earliest_start(
                 &map,
-                &member,
+                member,
                 wants,
                 &mut scratch,
                 &required,
@@ -687,10 +768,10 @@ fn pass(
                 from,
                 d,
                 window_end,
-                &need_of,
+                need_of,
             )
         };
-        if found.is_none() && from <= window_end && capable_count() < needed as usize {
+        if found.is_none() && from <= window_end && too_few_capable() {
             // Not enough nodes up that could ever hold it.
             set_reason(&mut out, job, PendingReason::ReqNodeNotAvail);
             set_start(&mut out, job, None, &[]);
@@ -704,9 +785,13 @@ fn pass(
                 d,
                 t,
             };
-            let list = bounds.entry(placement).or_default();
+            let list = &mut bounds[placement];
             // Drop what the new bound makes useless: asks for more yet bounds no later.
-            list.retain(|b| !(new.covers(b.need, b.nodes, b.d) && b.t <= new.t));
+            let useless = |b: &Bound| new.covers(b.need, b.nodes, b.d) & (b.t <= new.t);
+            // Most of the time none is: a read-only scan first.
+            if list.iter().any(useless) {
+                list.retain(|b| !useless(b));
+            }
             if list.len() >= BOUNDS_KEPT {
                 list.remove(0);
             }
@@ -778,7 +863,7 @@ fn pass(
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn earliest_start(
     map: &Map,
-    member: &dyn Fn(usize) -> bool,
+    member: impl Fn(usize) -> bool,
     base: Need,
     scratch: &mut Scratch,
     required: &[usize],
@@ -787,58 +872,88 @@ fn earliest_start(
     from: u64,
     d: u64,
     limit: u64,
-    need_of: &dyn Fn(usize) -> Need,
+    need_of: impl Fn(usize) -> Need,
 ) -> Option<(u64, Vec<usize>)> {
     let profiles = &map.profiles;
-    // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs.
-    let free_at = |i: usize, t: u64| {
-        let p = &profiles[i];
-        let s = p.steps[p.index_at(t)];
+    // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs, in the step
+    // `step` of node `i` (the one that holds the start).
+    let free_at = |i: usize, step: usize| {
+        let s = profiles[i].steps[step];
         let spare_gpus = if need_of(i).gpus == 0 { s.gpus } else { 0 };
         (!preferred.contains(&i), spare_gpus, s.cpus)
+    };
+    let (k, j) = cell(base, d);
+    let cells = map.cell_row(k, j);
+    // Node `i`'s earliest start from `from` (not after `bound`) and the step holding it.
+    // `cells[i]` is its lower bound for `base`; `need_of(i)` differs only for --exclusive.
+    let earliest = |i: usize, from: u64, lower: u64, bound: u64| {
+        let need = need_of(i);
+        let lower = if need == base {
+            lower
+        } else {
+            let (k, j) = cell(need, d);
+            lower.max(map.tables[i][k][j])
+        };
+        profiles[i].earliest_step(from.max(lower), d, need, bound)
     };
     if needed == 1 && required.is_empty() {
         // One node: the best start over all members, pruned by the best so far, block by
         // block; the block with the smallest bound first, for a tight bound early.
-        let (k, j) = cell(base, d);
-        let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
+        let block_row = map.block_row(k, j);
+        let first_block = (0..block_row.len()).min_by_key(|&b| (block_row[b], b));
         let blocks = first_block
             .into_iter()
-            .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block));
+            .chain((0..block_row.len()).filter(|&b| Some(b) != first_block));
         // Its last reservation's node first. Once the best start is `from` itself, nothing
         // can start earlier: the fit is chosen among the first FIT_SCAN nodes that can start
         // it then (or its reservation's node, which wins any tie), not among all of them.
-        let eval = |i: usize, bound: u64| -> Option<u64> {
-            if map.cell(k, j, i) > bound || !member(i) {
+        let eval = |i: usize, bound: u64| -> Option<(u64, usize)> {
+            if cells[i] > bound || !member(i) {
                 return None;
             }
-            profiles[i].earliest(from, d, need_of(i), bound)
+            earliest(i, from, cells[i], bound)
         };
-        let consider = |best: &mut Option<(u64, usize)>, at_from: &mut usize, i: usize, t: u64| {
+        // The best so far: start, node, the step holding its start, and its fit (worked out
+        // at the first tie, then kept).
+        type Best = Option<(u64, usize, usize, Option<(bool, u32, u32)>)>;
+        let consider = |best: &mut Best, at_from: &mut usize, i: usize, (t, step): (u64, usize)| {
             if t == from {
                 *at_from += 1;
             }
-            let better = match *best {
+            let better = match best {
                 None => true,
-                Some((bt, bi)) => t < bt || (t == bt && (free_at(i, t), i) < (free_at(bi, bt), bi)),
+                Some((bt, bi, bstep, bkey)) => {
+                    t < *bt
+                        || (t == *bt && {
+                            let theirs = *bkey.get_or_insert_with(|| free_at(*bi, *bstep));
+                            (free_at(i, step), i) < (theirs, *bi)
+                        })
+                }
             };
             if better {
-                *best = Some((t, i));
+                *best = Some((t, i, step, None));
             }
         };
-        let mut best: Option<(u64, usize)> = None;
+        let mut best: Best = None;
         let mut at_from = 0usize;
         for &i in preferred {
-            if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
-                consider(&mut best, &mut at_from, i, t);
+            if let Some(found) = eval(i, best.map_or(limit, |x| x.0)) {
+                consider(&mut best, &mut at_from, i, found);
             }
         }
         'blocks: for b in blocks {
-            if map.blocks[b][k][j] > best.map_or(limit, |x| x.0) {
+            if block_row[b] > best.map_or(limit, |x| x.0) {
                 continue;
             }
-            for i in b * BLOCK..((b + 1) * BLOCK).min(profiles.len()) {
-                if let Some((bt, bi)) = best {
+            // The block's nodes whose bound is within the best so far, in order (the best
+            // only gets better, and `eval` checks again; the stop below depends only on
+            // what was looked at, so it comes at the same point).
+            let first = b * BLOCK;
+            let mut within = under(cells, first, best.map_or(limit, |x| x.0));
+            while within != 0 {
+                let i = first + within.trailing_zeros() as usize;
+                within &= within - 1;
+                if let Some((bt, bi, _, _)) = best {
                     if bt == from && (at_from >= FIT_SCAN || preferred.contains(&bi)) {
                         break 'blocks;
                     }
@@ -846,12 +961,12 @@ fn earliest_start(
                 if preferred.contains(&i) {
                     continue;
                 }
-                if let Some(t) = eval(i, best.map_or(limit, |x| x.0)) {
-                    consider(&mut best, &mut at_from, i, t);
+                if let Some(found) = eval(i, best.map_or(limit, |x| x.0)) {
+                    consider(&mut best, &mut at_from, i, found);
                 }
             }
         }
-        return best.map(|(t, i)| (t, vec![i]));
+        return best.map(|(t, i, _, _)| (t, vec![i]));
     }
     // Several nodes: move t to the needed-th smallest per-node earliest start until every
     // node counted is free at t itself. Per node, `scratch.known` is its earliest start from
@@ -864,42 +979,72 @@ fn earliest_start(
         scratch.known.resize(n, 0);
         scratch.exact.resize(n, 0);
         scratch.seen.resize(n, 0);
+        scratch.step.resize(n, 0);
     }
-    let (k, j) = cell(base, d);
-    let first_block = (0..map.blocks.len()).min_by_key(|&b| (map.blocks[b][k][j], b));
-    let blocks: Vec<usize> = first_block
-        .into_iter()
-        .chain((0..map.blocks.len()).filter(|&b| Some(b) != first_block))
-        .collect();
-    let mut touched: Vec<usize> = Vec::new();
+    // Blocks by their bound, smallest first, so that the pruning bound (the needed-th
+    // smallest start found) tightens early and the rest are passed over at once. The order
+    // does not change the answer: a node is passed over only when it cannot start by that
+    // bound, which is never below the final needed-th smallest start; every node that can
+    // start at the final t is looked at in the last round whatever the order.
+    let block_row = map.block_row(k, j);
+    // The search's lists live in the scratch between searches (no allocation per search).
+    let mut blocks = std::mem::take(&mut scratch.blocks);
+    let mut touched = std::mem::take(&mut scratch.touched);
+    let mut smallest = std::mem::take(&mut scratch.smallest);
+    blocks.clear();
+    blocks.extend(block_row.iter().copied().zip(0..));
+    blocks.sort_unstable_by_key(|&(lower, _)| lower);
+    touched.clear();
     let mut t = from;
-    loop {
+    let found = 'search: loop {
         if t > limit {
-            return None;
+            break 'search None;
         }
         // Pruned: once `needed` nodes are found, a node (or block) that cannot start before
         // the needed-th smallest of them cannot change the answer.
-        let mut smallest: std::collections::BinaryHeap<u64> = std::collections::BinaryHeap::new();
-        for &b in &blocks {
+        smallest.clear();
+        for &(block_lower, b) in &blocks {
             let block_bound = if smallest.len() == needed {
                 smallest.peek().copied().unwrap_or(limit)
             } else {
                 limit
             };
-            let has_required = required.iter().any(|&r| r / BLOCK == b);
-            if map.blocks[b][k][j] > block_bound && !has_required {
-                continue;
-            }
-            for i in b * BLOCK..((b + 1) * BLOCK).min(n) {
-                if !member(i) {
+            if block_lower > block_bound {
+                if required.is_empty() {
+                    // Every later block's bound is as large.
+                    break;
+                }
+                if !required.iter().any(|&r| r / BLOCK == b) {
                     continue;
                 }
+            }
+            // The block's nodes whose bound is within the pruning bound as it is now (it only
+            // falls; each node is checked again), or within the limit for required nodes.
+            let first = b * BLOCK;
+            let mut within = under(
+                cells,
+                first,
+                if required.is_empty() {
+                    block_bound
+                } else {
+                    limit
+                },
+            );
+            while within != 0 {
+                let i = first + within.trailing_zeros() as usize;
+                within &= within - 1;
                 let is_required = required.contains(&i);
                 let bound = if smallest.len() == needed && !is_required {
                     smallest.peek().copied().unwrap_or(limit)
                 } else {
                     limit
                 };
+                // A node that cannot start by the bound changes nothing: not the needed-th
+                // smallest start, nor (its start being past the bound, so past t) the nodes
+                // that start at t; its first-run bound tells so without a look at it.
+                if cells[i] > bound || !member(i) {
+                    continue;
+                }
                 if scratch.seen[i] != stamp {
                     // First look at this node in this search.
                     scratch.seen[i] = stamp;
@@ -910,22 +1055,22 @@ fn earliest_start(
                 let e = if scratch.exact[i] == stamp && scratch.known[i] >= t {
                     Some(scratch.known[i])
                 } else {
-                    let need = need_of(i);
                     let known_lower = if scratch.exact[i] == stamp {
                         0
                     } else {
                         scratch.known[i]
                     };
-                    let lower = known_lower.max(map.cell(k, j, i));
+                    let lower = known_lower.max(cells[i]);
                     if lower > bound {
                         scratch.exact[i] = 0;
                         scratch.known[i] = lower;
                         None
                     } else {
-                        match profiles[i].earliest(t, d, need, bound) {
-                            Some(e) => {
+                        match earliest(i, t, lower, bound) {
+                            Some((e, step)) => {
                                 scratch.exact[i] = stamp;
                                 scratch.known[i] = e;
+                                scratch.step[i] = step;
                                 Some(e)
                             }
                             None => {
@@ -945,28 +1090,43 @@ fn earliest_start(
             }
         }
         if smallest.len() < needed {
-            return None;
+            break 'search None;
         }
         let mut next = smallest.peek().copied().unwrap_or(limit);
         for &r in required {
             if scratch.exact[r] != stamp {
-                return None;
+                break 'search None;
             }
             next = next.max(scratch.known[r]);
         }
         if next == t {
-            let mut starts: Vec<usize> = touched
+            // Each node's key once (it is looked up in the map), then only the `needed`
+            // smallest sorted: keys end with the index, so the order is the same as a full
+            // sort's.
+            let mut keyed: Vec<(FitKey, usize)> = touched
                 .iter()
                 .copied()
                 .filter(|&i| scratch.exact[i] == stamp && scratch.known[i] == t)
+                .map(|i| ((!required.contains(&i), free_at(i, scratch.step[i])), i))
                 .collect();
-            starts.sort_by_key(|&i| (!required.contains(&i), free_at(i, t), i));
-            starts.truncate(needed);
-            return Some((t, starts));
+            if keyed.len() > needed {
+                keyed.select_nth_unstable(needed - 1);
+                keyed.truncate(needed);
+            }
+            keyed.sort_unstable();
+            break 'search Some((t, keyed.into_iter().map(|(_, i)| i).collect()));
         }
         t = next;
-    }
+    };
+    scratch.blocks = blocks;
+    scratch.touched = touched;
+    scratch.smallest = smallest;
+    found
 }
+
+/// A node's place in the choice among nodes free at the same time: not required, then
+/// `free_at`'s best fit (not its last reservation's, spare GPUs, free CPUs).
+type FitKey = (bool, (bool, u32, u32));
 
 /// Per-pass scratch space for multi-node searches (no allocation per search).
 #[derive(Default)]
@@ -975,6 +1135,12 @@ struct Scratch {
     known: Vec<u64>,
     exact: Vec<u32>,
     seen: Vec<u32>,
+    /// Where `exact[i]` is this search's stamp: the index of the step holding `known[i]`.
+    step: Vec<usize>,
+    /// The blocks by bound, the nodes looked at, the needed smallest starts.
+    blocks: Vec<(u64, usize)>,
+    touched: Vec<usize>,
+    smallest: std::collections::BinaryHeap<u64>,
 }
 
 /// Where and when a job would start (`sbatch --test-only`): nothing is submitted.
@@ -1032,4 +1198,252 @@ pub fn test_only(
 /// The jobs a plan would start, for tests and logs.
 pub fn started(plan: &Plan) -> Vec<JobId> {
     plan.allocations.iter().map(|a| a.job_id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The search's pruning (block and node bounds, the order blocks are visited in, the
+    //! steps and fits it remembers) against a plain reference that looks at every node.
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: u64 = 60_000;
+
+    /// Every member node's earliest start from `from` (not after `limit`) and its step, with
+    /// no bound used.
+    fn every_start(
+        map: &Map,
+        member: &dyn Fn(usize) -> bool,
+        from: u64,
+        d: u64,
+        limit: u64,
+        need_of: &dyn Fn(usize) -> Need,
+    ) -> Vec<Option<(u64, usize)>> {
+        (0..map.profiles.len())
+            .map(|i| {
+                if !member(i) {
+                    return None;
+                }
+                map.profiles[i].earliest_step(from, d, need_of(i), limit)
+            })
+            .collect()
+    }
+
+    /// `earliest_start` as its documentation says, the slow way.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        map: &Map,
+        member: &dyn Fn(usize) -> bool,
+        base: Need,
+        required: &[usize],
+        preferred: &[usize],
+        needed: usize,
+        from: u64,
+        d: u64,
+        limit: u64,
+        need_of: &dyn Fn(usize) -> Need,
+    ) -> Option<(u64, Vec<usize>)> {
+        let fit = |i: usize, step: usize| {
+            let s = map.profiles[i].steps[step];
+            let spare_gpus = if need_of(i).gpus == 0 { s.gpus } else { 0 };
+            (!preferred.contains(&i), spare_gpus, s.cpus)
+        };
+        if needed == 1 && required.is_empty() {
+            // Preferred nodes, then the block with the smallest bound, then the others in
+            // order; once the best start is `from`, stop after FIT_SCAN nodes that can start
+            // then, or at once when the best is a preferred node.
+            let e = every_start(map, member, from, d, limit, need_of);
+            let (k, j) = cell(base, d);
+            let nb = map.profiles.len().div_ceil(BLOCK);
+            let block_min = |b: usize| {
+                (b * BLOCK..((b + 1) * BLOCK).min(map.profiles.len()))
+                    .map(|i| map.tables[i][k][j])
+                    .min()
+                    .unwrap_or(u64::MAX)
+            };
+            let first = (0..nb).min_by_key(|&b| (block_min(b), b));
+            let mut order: Vec<(usize, bool)> = preferred.iter().map(|&i| (i, true)).collect();
+            for b in first
+                .into_iter()
+                .chain((0..nb).filter(|&b| Some(b) != first))
+            {
+                for i in b * BLOCK..((b + 1) * BLOCK).min(map.profiles.len()) {
+                    if !preferred.contains(&i) {
+                        order.push((i, false));
+                    }
+                }
+            }
+            let mut best: Option<(u64, (bool, u32, u32), usize)> = None;
+            let mut at_from = 0;
+            for (i, is_preferred) in order {
+                if let Some((bt, _, bi)) = best {
+                    if !is_preferred
+                        && bt == from
+                        && (at_from >= FIT_SCAN || preferred.contains(&bi))
+                    {
+                        break;
+                    }
+                }
+                let Some((t, step)) = e[i] else { continue };
+                if t == from {
+                    at_from += 1;
+                }
+                let key = (t, fit(i, step), i);
+                if best.is_none_or(|b| key < b) {
+                    best = Some(key);
+                }
+            }
+            return best.map(|(t, _, i)| (t, vec![i]));
+        }
+        // Several nodes: t moves to the needed-th smallest start (and past every required
+        // node's) until it stays.
+        let mut t = from;
+        loop {
+            if t > limit {
+                return None;
+            }
+            let e = every_start(map, member, t, d, limit, need_of);
+            let mut starts: Vec<u64> = e.iter().flatten().map(|x| x.0).collect();
+            starts.sort_unstable();
+            if starts.len() < needed {
+                return None;
+            }
+            let mut next = starts[needed - 1];
+            for &r in required {
+                next = next.max(e[r]?.0);
+            }
+            if next == t {
+                let mut at_t: Vec<usize> = (0..e.len())
+                    .filter(|&i| e[i].is_some_and(|x| x.0 == t))
+                    .collect();
+                at_t.sort_by_key(|&i| (!required.contains(&i), fit(i, e[i].unwrap().1), i));
+                at_t.truncate(needed);
+                return Some((t, at_t));
+            }
+            t = next;
+        }
+    }
+
+    /// A job booked on a node: start and length in minutes, CPUs, GPUs.
+    type Booked = (u64, u64, u32, u32);
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        /// Per node: CPUs, GPUs, and the jobs booked on it.
+        nodes: Vec<(u32, u32, Vec<Booked>)>,
+        not_member: Vec<bool>,
+        cpus: u32,
+        gpus: u32,
+        needed: usize,
+        minutes: u64,
+        from_min: u64,
+        limit_min: u64,
+        exclusive: bool,
+        required: Vec<usize>,
+        preferred: Vec<usize>,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let node = (
+            prop::sample::select(vec![4u32, 8, 16, 32]),
+            0u32..=2,
+            prop::collection::vec((0u64..200, 1u64..150, 1u32..=16, 0u32..=1), 0..4),
+        );
+        (
+            prop::collection::vec(node, 1..120),
+            prop::collection::vec(prop::bool::weighted(0.1), 120),
+            (
+                1u32..=16,
+                0u32..=1,
+                prop::sample::select(vec![1usize, 1, 2, 3, 5]),
+            ),
+            (1u64..200, 0u64..60, 50u64..400, prop::bool::weighted(0.1)),
+            (
+                prop::collection::vec(0usize..120, 0..2),
+                prop::collection::vec(0usize..120, 0..3),
+            ),
+        )
+            .prop_map(
+                |(
+                    nodes,
+                    not_member,
+                    (cpus, gpus, needed),
+                    (minutes, from_min, limit_min, exclusive),
+                    (required, preferred),
+                )| {
+                    let n = nodes.len();
+                    let mut required: Vec<usize> =
+                        required.into_iter().filter(|&r| r < n).collect();
+                    required.dedup();
+                    let mut preferred: Vec<usize> =
+                        preferred.into_iter().filter(|&p| p < n).collect();
+                    preferred.sort_unstable();
+                    preferred.dedup();
+                    Case {
+                        nodes,
+                        not_member,
+                        cpus,
+                        gpus,
+                        needed,
+                        minutes,
+                        from_min,
+                        limit_min,
+                        exclusive,
+                        required,
+                        preferred,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_pruned_search_finds_what_looking_at_every_node_finds(c in case()) {
+            let now = 1000 * MIN;
+            let mut map = Map::new(
+                c.nodes
+                    .iter()
+                    .map(|&(cpus, gpus, _)| Profile {
+                        steps: vec![Step { at: now, cpus, gpus, mem: 1 << 20 }],
+                    })
+                    .collect(),
+            );
+            let caps: Vec<Need> = c
+                .nodes
+                .iter()
+                .map(|&(cpus, gpus, _)| Need { cpus, mem: 1 << 20, gpus })
+                .collect();
+            for (i, (_, _, booked)) in c.nodes.iter().enumerate() {
+                for &(start, len, cpus, gpus) in booked {
+                    map.book(i, now + start * MIN, len * MIN, Need { cpus, mem: 0, gpus });
+                }
+            }
+            let base = Need { cpus: c.cpus, mem: 0, gpus: c.gpus };
+            let member = |i: usize| {
+                !c.not_member[i]
+                    && caps[i].cpus >= base.cpus
+                    && caps[i].gpus >= base.gpus
+            };
+            let need_of = |i: usize| if c.exclusive { caps[i] } else { base };
+            let required: Vec<usize> = c.required.iter().copied().filter(|&r| member(r)).collect();
+            let from = now + c.from_min * MIN;
+            let d = c.minutes * MIN;
+            let limit = now + c.limit_min * MIN;
+            let mut scratch = Scratch::default();
+            // Twice with the same scratch: a search leaves nothing behind for the next.
+            for _ in 0..2 {
+                let fast = earliest_start(
+                    &map, member, base, &mut scratch, &required, &c.preferred, c.needed,
+                    from, d, limit, need_of,
+                );
+                let slow = reference(
+                    &map, &member, base, &required, &c.preferred, c.needed, from, d, limit,
+                    &need_of,
+                );
+                prop_assert_eq!(fast, slow);
+            }
+        }
+    }
 }

@@ -1,0 +1,133 @@
+//! End to end: job steps (issue 4). `srun` inside a batch job creates a step through the
+//! controllers and runs its tasks on the job's nodes through their daemons, with Slurm's
+//! environment, labels, stdin, file patterns and exit status (slurm.md §1.2, §0.3, §2.2).
+
+mod common;
+
+use common::TestCluster;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// Waits for the file the batch script writes last.
+fn wait_file(c: &TestCluster, path: &Path, id: u64) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not finish its script ({:?}):\n{}",
+            c.job_state(id),
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn srun_runs_steps_across_the_jobs_nodes() {
+    let c = TestCluster::start(3, 2);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let bin = c.root().join("bin");
+    let script = format!(
+        r#"#!/bin/sh
+export PATH={bin}:$PATH
+srun -l sh -c 'echo $SLURMD_NODENAME $SLURM_PROCID $SLURM_LOCALID $SLURM_NODEID $SLURM_STEP_ID $SLURM_NTASKS $SLURM_STEP_NUM_NODES $SLURM_STEP_NODELIST $SLURM_TASKS_PER_NODE $SLURM_JOB_ID' > step0.txt 2> step0.err
+echo "rc=$?" >> step0.txt
+srun -n 1 sh -c 'echo step $SLURM_STEP_ID on $SLURMD_NODENAME' > step1.txt
+srun -n 3 sh -c 'exit $SLURM_PROCID' 2> exit.err
+echo "rc=$?" > exit.txt
+echo hello | srun -l -n 2 sh -c 'cat; echo end' > stdin.txt
+srun -n 5 true 2> refused.txt
+echo "rc=$?" >> refused.txt
+srun -n 4 -o out-%t-%N.txt sh -c 'echo task $SLURM_PROCID; echo err >&2'
+srun -n 1 sh -c 'kill -9 $$' 2> signal.err
+echo "rc=$?" > signal.txt
+export MINE=kept
+srun -N 1 -n 2 sh -c 'echo $MINE $SLURM_STEP_NUM_NODES' > env.txt
+srun -n 1 no-such-command-here 2> missing.txt
+echo "rc=$?" >> missing.txt
+echo done > done.txt
+"#,
+        bin = bin.display()
+    );
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-N", "2", "-n", "4", "-o", "batch.out"],
+        &script,
+    );
+    wait_file(&c, &work.join("done.txt"), id);
+    let batch = read(&work.join("batch.out"));
+
+    // Four tasks, two on each node, labelled, with Slurm's variables; step 0.
+    let step0 = read(&work.join("step0.txt"));
+    let want: Vec<String> = [
+        "0: n1 0 0 0 0 4 2 n[1-2] 2(x2) ID",
+        "1: n1 1 1 0 0 4 2 n[1-2] 2(x2) ID",
+        "2: n2 2 0 1 0 4 2 n[1-2] 2(x2) ID",
+        "3: n2 3 1 1 0 4 2 n[1-2] 2(x2) ID",
+        "rc=0",
+    ]
+    .iter()
+    .map(|l| l.replace("ID", &id.to_string()))
+    .collect();
+    assert_eq!(
+        sorted_lines(&step0),
+        want,
+        "stderr: {}\nbatch: {batch}\n{}",
+        read(&work.join("step0.err")),
+        c.logs()
+    );
+    // The next srun is step 1; one task runs on the job's first node.
+    assert_eq!(read(&work.join("step1.txt")), "step 1 on n1\n");
+    // The highest exit code is srun's, and the failing tasks are named as Slurm does.
+    assert_eq!(read(&work.join("exit.txt")), "rc=2\n");
+    let exit_err = read(&work.join("exit.err"));
+    assert!(
+        exit_err.contains("srun: error: n1: task 1: Exited with exit code 1")
+            && exit_err.contains("srun: error: n2: task 2: Exited with exit code 2"),
+        "{exit_err}"
+    );
+    // stdin goes to task 0 only.
+    assert_eq!(
+        sorted_lines(&read(&work.join("stdin.txt"))),
+        ["0: end", "0: hello", "1: end"]
+    );
+    // Beyond the allocation: refused with Slurm's words, exit 1.
+    assert_eq!(
+        read(&work.join("refused.txt")),
+        format!(
+            "srun: error: Unable to create step for job {id}: More processors requested than permitted\nrc=1\n"
+        )
+    );
+    // -o with %t and %N: one file per task, written on its node; stderr shares it.
+    for (t, node) in [(0, "n1"), (1, "n1"), (2, "n2"), (3, "n2")] {
+        let text = read(&work.join(format!("out-{t}-{node}.txt")));
+        assert_eq!(sorted_lines(&text), ["err", &format!("task {t}")]);
+    }
+    // A task killed by a signal: 128 + signal.
+    assert_eq!(read(&work.join("signal.txt")), "rc=137\n");
+    assert!(read(&work.join("signal.err")).contains("srun: error: n1: task 0: Killed"));
+    // The tasks start from srun's environment.
+    assert_eq!(read(&work.join("env.txt")), "kept 1\nkept 1\n");
+    // A command that does not exist: Slurm's message, exit 2.
+    let missing = read(&work.join("missing.txt"));
+    assert!(
+        missing.contains("execve(): no-such-command-here: No such file or directory")
+            && missing.contains("srun: error: n1: task 0: Exited with exit code 2")
+            && missing.ends_with("rc=2\n"),
+        "{missing}"
+    );
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+}

@@ -131,3 +131,106 @@ echo done > done.txt
     );
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 }
+
+/// Processes whose command line holds `marker` (this test's tasks, on every local node).
+fn pids_with(marker: &str, argv0_suffix: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with(argv0_suffix))
+            && args.iter().any(|a| a.contains(marker))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn wait_until(what: &str, c: &TestCluster, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}:\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// scancel reaches a step's tasks on every node; srun forwards SIGTERM to its tasks and
+/// exits with their status; a job that ended gets no more steps.
+#[test]
+fn steps_end_with_their_job_and_srun_forwards_signals() {
+    let c = TestCluster::start(1, 2);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let bin = c.root().join("bin");
+    let path = format!("export PATH={}:$PATH", bin.display());
+
+    // A step across both nodes, cancelled with its job.
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-N", "2", "-n", "2", "-o", "cancel.out"],
+        &format!("#!/bin/sh\n{path}\nsrun -n 2 sleep 3131\n"),
+    );
+    wait_until("both tasks running", &c, || {
+        pids_with("3131", "sleep").len() == 2
+    });
+    let out = c.cmd("scancel", &[&id.to_string()]);
+    assert!(out.status.success());
+    wait_until("the tasks gone after scancel", &c, || {
+        pids_with("3131", "sleep").is_empty()
+    });
+    c.wait_state(id, "CANCELLED", Duration::from_secs(60));
+    let out = c.cmd("srun", &["--jobid", &id.to_string(), "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "srun: error: Unable to create step for job {id}: Job/step already completing or completed\n"
+        )
+    );
+
+    // SIGTERM to srun: its tasks get it, and srun's status is theirs.
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-N", "2", "-n", "2", "-o", "signal.out"],
+        &format!(
+            "#!/bin/sh\n{path}\nsrun -l -n 2 sh -c 'trap \"echo got TERM; exit 7\" TERM; echo ready; while :; do sleep 0.1; done' marker4242 > sig.txt\necho rc=$? >> sig.txt\n"
+        ),
+    );
+    let sig = work.join("sig.txt");
+    wait_until("both tasks ready", &c, || {
+        std::fs::read_to_string(&sig).is_ok_and(|t| t.matches("ready").count() == 2)
+    });
+    let srun = pids_with("marker4242", "srun");
+    assert_eq!(srun.len(), 1, "one srun");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &srun[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until("srun's status written", &c, || {
+        std::fs::read_to_string(&sig).is_ok_and(|t| t.contains("rc="))
+    });
+    let mut lines: Vec<String> = std::fs::read_to_string(&sig)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["0: got TERM", "0: ready", "1: got TERM", "1: ready", "rc=7"]
+    );
+    c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+}

@@ -496,3 +496,133 @@ pub fn key_values(vars: impl IntoIterator<Item = (String, String)>) -> Vec<KeyVa
         .map(|(key, value)| KeyValue { key, value })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeHost {
+        assigned: Mutex<Option<Assignment>>,
+        seq: watch::Sender<u64>,
+    }
+
+    impl StepHost for FakeHost {
+        fn node_name(&self) -> &str {
+            "n2"
+        }
+        fn running_assignment(&self, job_id: u64) -> Option<Assignment> {
+            self.assigned
+                .lock()
+                .unwrap()
+                .clone()
+                .filter(|a| a.job_id == job_id)
+        }
+        fn assignments_watch(&self) -> watch::Receiver<u64> {
+            self.seq.subscribe()
+        }
+        fn job_cgroup(&self, _: u64) -> Option<AttachFds> {
+            None
+        }
+        fn kill_wait(&self) -> Duration {
+            Duration::from_millis(10)
+        }
+    }
+
+    fn assignment(job_id: u64) -> Assignment {
+        Assignment {
+            job_id,
+            run: true,
+            name: "job".into(),
+            work_dir: "/tmp".into(),
+            user: "alice".into(),
+            uid: 1000,
+            gid: 1000,
+            node_list: "n[1-2]".into(),
+            num_nodes: 2,
+            cpus_on_node: 2,
+            partition: "debug".into(),
+            env: vec![KeyValue {
+                key: "FROM_SUBMIT".into(),
+                value: "1".into(),
+            }],
+            ..Assignment::default()
+        }
+    }
+
+    /// The node refuses a launch for a job its applied assignments do not show running here,
+    /// and takes one that shows up while it waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_launch_waits_for_the_assignment_then_refuses() {
+        let host = Arc::new(FakeHost {
+            assigned: Mutex::new(None),
+            seq: watch::channel(0).0,
+        });
+        assert!(wait_for_assignment(&*host, 7).await.is_none());
+        let h = host.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            *h.assigned.lock().unwrap() = Some(assignment(7));
+            h.seq.send_modify(|n| *n += 1);
+        });
+        assert_eq!(
+            wait_for_assignment(&*host, 7).await.map(|a| a.job_id),
+            Some(7)
+        );
+        assert!(wait_for_assignment(&*host, 8).await.is_none());
+    }
+
+    /// A task starts from srun's environment, gets the job's Slurm variables from the
+    /// assignment, and the step's and its own on top (slurm.md §2.2).
+    #[test]
+    fn task_environment_has_the_steps_and_the_tasks_variables() {
+        let l = TaskLaunch {
+            job_id: 7,
+            step_id: 3,
+            env: vec![
+                KeyValue {
+                    key: "MINE".into(),
+                    value: "kept".into(),
+                },
+                KeyValue {
+                    key: "SLURM_PROCID".into(),
+                    value: "0".into(),
+                },
+            ],
+            node_index: 1,
+            task_ids: vec![2, 3],
+            ntasks: 4,
+            num_nodes: 2,
+            node_list: "n[1-2]".into(),
+            tasks_per_node: "2(x2)".into(),
+            cpus_per_task: 1,
+            ..TaskLaunch::default()
+        };
+        let env: BTreeMap<String, String> = task_environment(&assignment(7), &l, "n2", 3, 1)
+            .into_iter()
+            .collect();
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("MINE"), Some("kept"));
+        assert_eq!(
+            get("FROM_SUBMIT"),
+            None,
+            "srun's environment, not the submit one"
+        );
+        for (k, v) in [
+            ("SLURM_JOB_ID", "7"),
+            ("SLURM_STEP_ID", "3"),
+            ("SLURM_PROCID", "3"),
+            ("SLURM_LOCALID", "1"),
+            ("SLURM_NODEID", "1"),
+            ("SLURM_GTIDS", "2,3"),
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_STEP_NUM_TASKS", "4"),
+            ("SLURM_STEP_NUM_NODES", "2"),
+            ("SLURM_STEP_NODELIST", "n[1-2]"),
+            ("SLURM_TASKS_PER_NODE", "2(x2)"),
+            ("SLURMD_NODENAME", "n2"),
+        ] {
+            assert_eq!(get(k), Some(v), "{k}");
+        }
+        assert_eq!(get("SLURM_CPUS_PER_TASK"), None, "only when -c was given");
+    }
+}

@@ -6,9 +6,11 @@
 //! `--output`/`--error` patterns name. The exec goes through a one-line `/bin/sh -c` that sets
 //! `SLURM_TASK_PID=$$` and then `exec`s the script, so the script keeps the pid we report.
 //!
-//! Two kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
-//! per job, in a session of its own), and the supervisor's [`launch`] of the batch script,
-//! which joins the job's cgroup and switches to the job's user between fork and exec.
+//! Three kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
+//! per job, in a session of its own), the supervisor's [`launch`] of the batch script,
+//! which joins the job's cgroup and switches to the job's user between fork and exec, and the
+//! daemon's [`spawn_task`] of one task of an srun step (same cgroup and user switch, its own
+//! process group, pipes to the daemon), signalled with [`signal_task`].
 //! [`signal_job`] reaches the script's process group and every pid left in its cgroup.
 
 use std::ffi::OsString;

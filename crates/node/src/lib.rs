@@ -24,6 +24,13 @@
 //!                                                  never launched again
 //! ```
 //!
+//! srun's job steps come in through the `Tasks` service ([`tasks`], served on the address the
+//! daemon registers): a launch is checked against the assignments last taken in (the job
+//! must run here), its tasks start as the job's user in the job's cgroup when this node has
+//! it, and their output and exits stream back to srun. Unlike batch scripts, step tasks are
+//! the daemon's children: a daemon killed during a step breaks srun's streams, and srun ends
+//! the step.
+//!
 //! The daemon never owns a job's processes: `kill -9` of the daemon leaves every job running.
 //! At start it re-attaches to the supervisors it finds in `state_dir/jobs/`, and reports the
 //! jobs that ended while it was away from their `status.json`, once.

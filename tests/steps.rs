@@ -130,6 +130,49 @@ echo done > done.txt
         "{missing}"
     );
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+
+    // sacct lists the steps (`N.0`, `N.1`…) after the batch step; the refused srun made none.
+    let out = c.cmd(
+        "sacct",
+        &[
+            "-j",
+            &id.to_string(),
+            "-P",
+            "-n",
+            "-o",
+            "JobID,JobName,State,ExitCode,NNodes,NTasks",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let prefix = format!("{id}.");
+    let steps: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|l| format!("ID.{l}"))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "ID.batch|batch|COMPLETED|0:0|1|1",
+            "ID.0|sh|COMPLETED|0:0|2|4",
+            "ID.1|sh|COMPLETED|0:0|1|1",
+            "ID.2|sh|FAILED|2:0|2|3",
+            "ID.3|sh|COMPLETED|0:0|2|2",
+            "ID.4|sh|COMPLETED|0:0|2|4",
+            "ID.5|sh|CANCELLED|0:9|1|1",
+            "ID.6|sh|COMPLETED|0:0|1|2",
+            "ID.7|no-such-command-here|FAILED|2:0|1|1",
+        ],
+        "{text}"
+    );
+    let out = c.cmd(
+        "sacct",
+        &["-j", &format!("{id}.2"), "-P", "-n", "-o", "JobID,State"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{id}.2|FAILED\n")
+    );
 }
 
 /// Processes whose command line holds `marker` (this test's tasks, on every local node).

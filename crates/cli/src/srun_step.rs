@@ -97,12 +97,14 @@ pub async fn run(step: Step) -> i32 {
     };
     cluster.saw(created.applied_index);
     let step_id = created.step_id;
-    let (rc, signal) = launch(&step, &created).await;
+    let (rc, exit_code, signal) = launch(&step, &created).await;
+    // The step's record keeps the tasks' highest exit code and the signal apart (sacct's
+    // `ExitCode` 0:9), srun's own status joins them (137).
     let end = pb::EndStepRequest {
         request_id: request_id(),
         job_id: step.job_id,
         step_id,
-        exit_code: rc,
+        exit_code,
         signal,
     };
     match cluster
@@ -122,8 +124,9 @@ pub async fn run(step: Step) -> i32 {
     rc
 }
 
-/// Launches the tasks on the step's nodes and follows them; returns (exit status, signal).
-async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32) {
+/// Launches the tasks on the step's nodes and follows them; returns srun's exit status, the
+/// tasks' highest exit code and the signal that ended one of them (0: none).
+async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
     let node_names: Vec<String> = created.nodes.iter().map(|n| n.name.clone()).collect();
     let node_list = drover_scheduler::hostlist::compress(&node_names);
     let counts: Vec<u32> = created.nodes.iter().map(|n| n.tasks).collect();
@@ -373,12 +376,13 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32) {
         eprintln!("{line}");
     }
     let signal = exits.iter().map(|&(_, s)| s).find(|&s| s > 0).unwrap_or(0);
+    let highest = exits.iter().map(|&(c, _)| c).max().unwrap_or(0);
     let rc = if launch_failed {
         exit_status(&exits).max(EXIT_ERROR)
     } else {
         exit_status(&exits)
     };
-    (rc, signal)
+    (rc, highest.max(i32::from(launch_failed)), signal)
 }
 
 /// Writes a chunk of a task's output, labelled or line-buffered as asked.

@@ -127,6 +127,22 @@ pub async fn run(step: Step) -> i32 {
 /// Launches the tasks on the step's nodes and follows them; returns srun's exit status, the
 /// tasks' highest exit code and the signal that ended one of them (0: none).
 async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
+    // Caught from here on: a signal that comes while the tasks start reaches them too.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt()).ok();
+    let mut forwarded = Vec::new();
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ] {
+        if let Ok(s) = signal(kind) {
+            forwarded.push((kind.as_raw_value(), s));
+        }
+    }
+    let mut interrupts = 0;
     let node_names: Vec<String> = created.nodes.iter().map(|n| n.name.clone()).collect();
     let node_list = drover_scheduler::hostlist::compress(&node_names);
     let counts: Vec<u32> = created.nodes.iter().map(|n| n.tasks).collect();
@@ -247,29 +263,19 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
     }
     let mut stdin_open = wants_stdin;
 
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut forwarded = Vec::new();
-    for kind in [
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-    ] {
-        if let Ok(s) = signal(kind) {
-            forwarded.push((kind.as_raw_value(), s));
-        }
-    }
-    let mut interrupts = 0;
-
     let mut open_nodes = created.nodes.len();
     let mut launch_failed = false;
     let mut closed = vec![false; created.nodes.len()];
     let send_signal = |inputs: &[mpsc::Sender<pb::TaskInput>], sig: i32| {
         for tx in inputs {
-            let _ = tx.try_send(pb::TaskInput {
-                kind: Some(pb::task_input::Kind::Signal(sig)),
+            // Behind stdin chunks if need be, never dropped.
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(pb::TaskInput {
+                        kind: Some(pb::task_input::Kind::Signal(sig)),
+                    })
+                    .await;
             });
         }
     };

@@ -276,4 +276,58 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
         ["0: got TERM", "0: ready", "1: got TERM", "1: ready", "rc=7"]
     );
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
+
+    // Ctrl-C as Slurm's srun takes it: a first prints the tasks' states, a second within a
+    // second sends SIGINT to the tasks.
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-N", "2", "-n", "2", "-o", "int.out"],
+        &format!(
+            "#!/bin/sh\n{path}\nsrun -l -n 2 sh -c 'trap \"echo got INT; exit 5\" INT; echo ready; while :; do sleep 0.1; done' marker5353 > int.txt 2> int.err\necho rc=$? >> int.txt\n"
+        ),
+    );
+    let int = work.join("int.txt");
+    wait_until("both tasks ready", &c, || {
+        std::fs::read_to_string(&int).is_ok_and(|t| t.matches("ready").count() == 2)
+    });
+    let srun = pids_with("marker5353", "srun");
+    assert_eq!(srun.len(), 1, "one srun");
+    let interrupt = || {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &srun[0].to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    interrupt();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !read(&int).contains("got INT"),
+        "a single Ctrl-C only reports"
+    );
+    interrupt();
+    std::thread::sleep(Duration::from_millis(100));
+    interrupt();
+    wait_until("srun's status written", &c, || {
+        std::fs::read_to_string(&int).is_ok_and(|t| t.contains("rc="))
+    });
+    let mut lines: Vec<String> = read(&int).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["0: got INT", "0: ready", "1: got INT", "1: ready", "rc=5"]
+    );
+    let err = read(&work.join("int.err"));
+    assert_eq!(
+        err.matches(&format!("srun: StepId={id}.0 tasks 0-1: running\n"))
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(
+        err.contains("srun: interrupt (one more within 1 sec to abort)\n")
+            && err.contains(&format!("srun: sending Ctrl-C to StepId={id}.0\n")),
+        "{err}"
+    );
 }

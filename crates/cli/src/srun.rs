@@ -51,7 +51,7 @@ const OPTIONS: &[Opt] = &[
     opt('w', "nodelist", Arg::Required, "nodelist"),
     opt('W', "wait", Arg::Required, "ignore"),
     opt('x', "exclude", Arg::Required, "ignore"),
-    opt('X', "disable-status", Arg::No, "ignore"),
+    opt('X', "disable-status", Arg::No, "interrupt-forwards"),
     opt('Z', "no-allocate", Arg::No, "refuse"),
     long("cpu-bind", Arg::Required, "ignore"),
     long("exact", Arg::No, "ignore"),
@@ -71,7 +71,7 @@ const OPTIONS: &[Opt] = &[
     long("open-mode", Arg::Required, "open-mode"),
     long("overlap", Arg::No, "ignore"),
     long("pty", Arg::No, "refuse"),
-    long("quit-on-interrupt", Arg::No, "ignore"),
+    long("quit-on-interrupt", Arg::No, "interrupt-forwards"),
     long("signal", Arg::Required, "refuse"),
     long("usage", Arg::No, "help"),
     long("het-group", Arg::Required, "refuse"),
@@ -108,6 +108,8 @@ pub struct Step {
     pub cpus_per_task: Option<u32>,
     pub label: bool,
     pub unbuffered: bool,
+    /// `-X`, `--quit-on-interrupt`: a first Ctrl-C goes to the tasks at once.
+    pub interrupt_forwards: bool,
     /// The tasks' working directory (absolute).
     pub cwd: String,
     /// File patterns for the nodes to open; `None`: to srun's own stdout/stderr.
@@ -202,6 +204,7 @@ pub fn plan(
     let mut cpus_per_task: Option<u32> = None;
     let mut label = false;
     let mut unbuffered = false;
+    let mut interrupt_forwards = false;
     let mut chdir: Option<String> = None;
     let mut stdout = None;
     let mut stderr = None;
@@ -235,6 +238,7 @@ pub fn plan(
             "cpus-per-task" => cpus_per_task = Some(number(&v, "--cpus-per-task")?),
             "label" => label = true,
             "unbuffered" => unbuffered = true,
+            "interrupt-forwards" => interrupt_forwards = true,
             "job-name" => name = Some(v),
             "kill-on-bad-exit" if v != "0" => {
                 return Err(refuse("--kill-on-bad-exit is not available in drover yet"))
@@ -384,6 +388,7 @@ pub fn plan(
         cpus_per_task,
         label,
         unbuffered,
+        interrupt_forwards,
         cwd,
         stdout,
         stderr,

@@ -2,9 +2,9 @@
 //! controllers, open one `Tasks.LaunchTasks` stream per node of its layout, carry srun's stdin
 //! and signals to the tasks and their output back to srun's stdout/stderr, and record the end.
 //!
-//! Signals: SIGINT is forwarded to the tasks; a second SIGINT kills them (SIGKILL) — Slurm
-//! prints the tasks' states at the first Ctrl-C and kills at a second within a second; drover
-//! forwards the first instead. SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded.
+//! Signals, as Slurm's srun: a first SIGINT prints the tasks' states, another within a second
+//! sends SIGINT to the tasks (at once with `-X` or `--quit-on-interrupt`), a third SIGKILL.
+//! SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the tasks.
 
 use crate::client::{request_id, ClientError, Cluster};
 use crate::srun::{exit_status, failure_lines, label, Input, Labeller, Step};
@@ -143,6 +143,7 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
         }
     }
     let mut interrupts = 0;
+    let mut last_interrupt: Option<std::time::Instant> = None;
     let node_names: Vec<String> = created.nodes.iter().map(|n| n.name.clone()).collect();
     let node_list = drover_scheduler::hostlist::compress(&node_names);
     let counts: Vec<u32> = created.nodes.iter().map(|n| n.tasks).collect();
@@ -354,13 +355,25 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
                 }
             }
             _ = async { match sigint.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
-                interrupts += 1;
-                if interrupts == 1 {
-                    eprintln!("srun: interrupt (one more to abort)");
-                    send_signal(&inputs, libc::SIGINT);
+                // Slurm's srun (srun_job.c `_handle_intr`): a first Ctrl-C prints the tasks'
+                // states; another within a second sends SIGINT to the tasks; a third kills.
+                let now = std::time::Instant::now();
+                let recent = last_interrupt.is_some_and(|t: std::time::Instant| now.duration_since(t) <= std::time::Duration::from_secs(1));
+                if !step.interrupt_forwards && !recent {
+                    eprintln!("srun: interrupt (one more within 1 sec to abort)");
+                    for line in status_lines(step.job_id, created.step_id, &tasks) {
+                        eprintln!("{line}");
+                    }
+                    last_interrupt = Some(now);
                 } else {
-                    eprintln!("srun: forcing job termination");
-                    send_signal(&inputs, libc::SIGKILL);
+                    interrupts += 1;
+                    if interrupts > 2 {
+                        eprintln!("srun: forcing job termination");
+                        send_signal(&inputs, libc::SIGKILL);
+                    } else {
+                        eprintln!("srun: sending Ctrl-C to StepId={}.{}", step.job_id, created.step_id);
+                        send_signal(&inputs, libc::SIGINT);
+                    }
                 }
             }
             sig = next_signal(&mut forwarded) => {
@@ -389,6 +402,35 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
         exit_status(&exits)
     };
     (rc, highest.max(i32::from(launch_failed)), signal)
+}
+
+/// What srun prints at a first Ctrl-C (task_state.c): `srun: StepId=12.0 tasks 0-3: running`.
+fn status_lines(job_id: u64, step_id: u32, tasks: &BTreeMap<u32, Task>) -> Vec<String> {
+    let mut running = Vec::new();
+    let mut exited = Vec::new();
+    let mut failed = Vec::new();
+    for (&id, t) in tasks {
+        match t.end {
+            None => running.push(id),
+            Some((0, 0)) => exited.push(id),
+            Some(_) => failed.push(id),
+        }
+    }
+    [
+        (running, "running"),
+        (exited, "exited"),
+        (failed, "exited abnormally"),
+    ]
+    .into_iter()
+    .filter(|(ids, _)| !ids.is_empty())
+    .map(|(ids, what)| {
+        let s = if ids.len() > 1 { "s" } else { "" };
+        format!(
+            "srun: StepId={job_id}.{step_id} task{s} {}: {what}",
+            crate::srun::ranges(&ids)
+        )
+    })
+    .collect()
 }
 
 /// Writes a chunk of a task's output, labelled or line-buffered as asked.

@@ -12,6 +12,18 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+fn cgroups_usable() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    let v1 = root.join("memory/cgroup.procs").exists() && root.join("cpuset/cgroup.procs").exists();
+    let v2 = root.join("cgroup.controllers").exists();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root_user = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
+    root_user && (v1 || v2)
+}
+
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines.sort();
@@ -57,6 +69,7 @@ export MINE=kept
 srun -N 1 -n 2 sh -c 'echo $MINE $SLURM_STEP_NUM_NODES' > env.txt
 srun -n 1 no-such-command-here 2> missing.txt
 echo "rc=$?" >> missing.txt
+srun -l -n 2 sh -c 'grep -c "/job_$SLURM_JOB_ID\$" /proc/self/cgroup || true' > cgroup.txt
 echo done > done.txt
 "#,
         bin = bin.display()
@@ -129,6 +142,17 @@ echo done > done.txt
             && missing.ends_with("rc=2\n"),
         "{missing}"
     );
+    // On the batch host the tasks join the job's cgroup (made by its supervisor); the other
+    // node has none for the job.
+    if cgroups_usable() {
+        let text = read(&work.join("cgroup.txt"));
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        assert!(
+            lines.len() == 2 && lines[0] != "0: 0" && lines[1] == "1: 0",
+            "{text}"
+        );
+    }
     c.wait_state(id, "COMPLETED", Duration::from_secs(30));
 
     // sacct lists the steps (`N.0`, `N.1`…) after the batch step; the refused srun made none.
@@ -162,6 +186,7 @@ echo done > done.txt
             "ID.5|sh|CANCELLED|0:9|1|1",
             "ID.6|sh|COMPLETED|0:0|1|2",
             "ID.7|no-such-command-here|FAILED|2:0|1|1",
+            "ID.8|sh|COMPLETED|0:0|2|2",
         ],
         "{text}"
     );

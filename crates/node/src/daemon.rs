@@ -181,9 +181,10 @@ impl Daemon {
     pub(crate) async fn run(self: Arc<Self>) -> Result<(), CallError> {
         self.reattach().await;
         if let Some(listener) = lock(&self.listener).take() {
+            // Not tracked: a step's stream open at shutdown must not hold the daemon up (its
+            // srun sees the stream break and ends the step).
             let me = self.clone();
-            self.tasks
-                .spawn(async move { me.serve_tasks(listener).await });
+            tokio::spawn(async move { me.serve_tasks(listener).await });
         }
         match self.register().await {
             Ok(()) => {}

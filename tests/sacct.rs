@@ -199,8 +199,8 @@ fn sacct_shows_finished_failed_cancelled_and_array_jobs_from_any_replica() {
     assert_eq!(v["jobs"][0]["job_id"], bad);
     assert_eq!(v["jobs"][0]["state"]["current"][0], "FAILED");
 
-    // srun inside the job: one task on the batch host, patterns expanded, its status the
-    // step's; several tasks are refused (and so fail the job).
+    // srun inside the job: a step on the batch host, patterns expanded per task, its status
+    // the step's; a step beyond the allocation is refused (and so fails the job).
     // The job inherits the submitter's PATH; put the command links on it, as `.drover/env`
     // does for a user.
     let path = format!("export PATH={}:$PATH", c.root().join("bin").display());
@@ -223,9 +223,11 @@ fn sacct_shows_finished_failed_cancelled_and_array_jobs_from_any_replica() {
     );
     wait_acct(&c, many, "State,ExitCode", "FAILED|1:0\n");
     let text = std::fs::read_to_string(work.join("many.out")).unwrap();
-    assert!(
-        text.starts_with("srun: error: drover's srun runs one task"),
-        "{text}"
+    assert_eq!(
+        text,
+        format!(
+            "srun: error: Unable to create step for job {many}: More processors requested than permitted\n"
+        )
     );
 
     // sacctmgr shows the default entities of the cluster.

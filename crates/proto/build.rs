@@ -2,7 +2,8 @@
 //! system `protoc`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["ctl.proto", "node.proto", "raft.proto"].map(|f| root.join("drover/v1").join(f));
+    let files = ["ctl.proto", "node.proto", "raft.proto", "step.proto"]
+        .map(|f| root.join("drover/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -55,6 +55,9 @@ pub struct RunData {
     pub attempts: Vec<Attempt>,
     /// One read of every job per replica after healing (process "final").
     pub final_reads: Vec<Event>,
+    /// Every accounting record, from one replica, after the final reads (process "final").
+    #[serde(default)]
+    pub final_records: Vec<Event>,
     pub liveness: Liveness,
     /// Harness-level problem (not a verdict on drover), if any.
     pub harness_error: Option<String>,
@@ -677,6 +680,57 @@ pub fn check(run: &RunData) -> Vec<Anomaly> {
                         "job {id} (afterok:{dep}) started on {} at t={:.3}s, but no run of job {dep} had finished successfully by then",
                         a.node,
                         a.start_ns as f64 / 1e9
+                    ),
+                );
+            }
+        }
+    }
+
+    // ---- Accounting (sacct): every acknowledged job has its record, and it agrees. ----
+    // Records outlive MinJobAge (they are purged after the retention, 30 days by default), so
+    // an acknowledged job must be in every accounting read at or above its index, and in the
+    // final one; a job the final reads show ended must have a record in the same state.
+    for r in run
+        .events
+        .iter()
+        .filter(|e| e.f == Some(F::Acct) && e.kind == Some(Kind::Ok))
+    {
+        let idx = r.applied_index.unwrap_or(0);
+        let listed: BTreeSet<u64> = r.jobs.iter().map(|j| j.id).collect();
+        for id in &r.asked {
+            let Some(s) = acked_ids.get(id) else { continue };
+            if s.applied_index.is_some_and(|a| a <= idx) && !listed.contains(id) {
+                add(
+                    "acct-missed-acked-job",
+                    format!(
+                        "{} accounting read from replica {:?} at index {idx} does not list job {id} ({}), acknowledged at index {:?}",
+                        r.process, r.replica, s.name, s.applied_index
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(fin) = run.final_records.iter().find(|e| e.kind == Some(Kind::Ok)) {
+        let records: BTreeMap<u64, &JobObs> = fin.jobs.iter().map(|j| (j.id, j)).collect();
+        for (id, s) in &acked_ids {
+            if !records.contains_key(id) {
+                add(
+                    "acct-lost-job",
+                    format!(
+                        "job {id} ({}) was acknowledged but the final accounting read (index {:?}) has no record of it",
+                        s.name, fin.applied_index
+                    ),
+                );
+            }
+        }
+        for (id, j) in &final_view {
+            let Some(rec) = records.get(id) else { continue };
+            if is_terminal(&j.state) && rec.state != j.state {
+                add(
+                    "acct-state-differs",
+                    format!(
+                        "job {id} is {} in the final reads but {} in its accounting record",
+                        j.state, rec.state
                     ),
                 );
             }
@@ -1395,5 +1449,32 @@ mod tests {
             ..a
         }];
         assert_eq!(kinds(&run), vec!["gpu-count-wrong"]);
+    }
+
+    /// sacct's records: an acknowledged job missing from an accounting read at or above its
+    /// index, or from the final one, and a record whose state differs from the final reads'.
+    #[test]
+    fn accounting_records_are_checked_against_acks_and_reads() {
+        let mut run = base(); // job 1 acknowledged at index 5
+        run.final_reads
+            .push(read(30, 9, vec![job(1, "c0-1", "COMPLETED")]));
+        let acct = |t: i64, index: u64, jobs: Vec<JobObs>| Event {
+            f: Some(F::Acct),
+            asked: vec![1],
+            ..read(t, index, jobs)
+        };
+        run.events
+            .push(acct(20, 6, vec![job(1, "c0-1", "RUNNING")]));
+        run.final_records
+            .push(acct(31, 9, vec![job(1, "c0-1", "COMPLETED")]));
+        assert_eq!(kinds(&run), Vec::<String>::new());
+
+        run.events.push(acct(21, 7, vec![]));
+        assert_eq!(kinds(&run), vec!["acct-missed-acked-job"]);
+        run.events.pop();
+        run.final_records[0].jobs[0].state = "FAILED".into();
+        assert_eq!(kinds(&run), vec!["acct-state-differs"]);
+        run.final_records[0].jobs.clear();
+        assert_eq!(kinds(&run), vec!["acct-lost-job"]);
     }
 }

@@ -28,6 +28,8 @@ pub enum F {
     Release,
     Requeue,
     Read,
+    /// `sacct`: the accounting records (`Ctl.ListRecords`) of some jobs, or of all.
+    Acct,
     /// A fault starts (`invoke`) or is healed (`ok`); `process` is "nemesis".
     Fault,
     /// A replica's answer to Ping changed (the monitor's view of leadership).

@@ -573,6 +573,40 @@ async fn drive(
     if run.final_reads.iter().all(|e| e.kind != Some(Kind::Ok)) {
         anyhow::bail!("no replica answered the final read");
     }
+    // The final accounting read (sacct of everything), at least as new as the final reads.
+    let max_read = run
+        .final_reads
+        .iter()
+        .filter_map(|e| e.applied_index)
+        .max()
+        .unwrap_or(0);
+    for (k, ch) in chans.iter().enumerate() {
+        let mut req = tonic::Request::new(drover_proto::ListRecordsRequest {
+            consistency: Some(drover_proto::ReadConsistency {
+                min_index: max_read,
+                ..Default::default()
+            }),
+            job_ids: vec![],
+            ended_since: 0,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        let t = rec.now();
+        if let Ok(r) = client(ch).list_records(req).await {
+            let r = r.into_inner();
+            run.final_records.push(Event {
+                t_ns: t,
+                process: "final".into(),
+                kind: Some(Kind::Ok),
+                f: Some(F::Acct),
+                replica: Some(ids[k]),
+                min_index: Some(max_read),
+                applied_index: Some(r.applied_index),
+                jobs: r.records.iter().map(workload::record_obs).collect(),
+                ..Default::default()
+            });
+            break;
+        }
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop_monitors.store(true, Ordering::Relaxed);
     let _ = role_task.await;

@@ -69,6 +69,23 @@ pub fn job_obs(j: &pb::JobInfo) -> JobObs {
 /// The `info` of a read that asked to be linearizable (invoke and completion).
 pub const LINEARIZABLE: &str = "linearizable";
 
+/// An accounting record (sacct's row) as the checker compares it with reads.
+pub fn record_obs(r: &pb::JobRecord) -> JobObs {
+    JobObs {
+        id: r.job_id,
+        name: r.name.clone(),
+        state: r.state.clone(),
+        nodes: r.node_list.clone(),
+        cpus: r.alloc_cpus,
+        mem_mb: r.req_mem_mb,
+        end_time: r.end_time,
+        now: 0,
+        restarts: 0,
+        array_job_id: r.array_job_id,
+        array_task: r.array_task_id,
+    }
+}
+
 pub fn is_terminal(state: &str) -> bool {
     !matches!(state, "PENDING" | "RUNNING" | "COMPLETING")
 }
@@ -245,6 +262,8 @@ impl Workload {
             } else if roll < 45 {
                 self.control(&process, op, F::Requeue, &mut rng, &mut seen_index)
                     .await;
+            } else if roll < 50 {
+                self.acct(&process, op, &mut rng, &mut seen_index).await;
             } else {
                 self.read(&process, op, &mut rng, &mut seen_index).await;
             }
@@ -490,6 +509,62 @@ impl Workload {
             error,
             ..Default::default()
         });
+    }
+
+    /// `sacct -j <recent ids>` (or of everything, one time in ten) through a random replica,
+    /// with the client's `min_index`: records are never purged during a run, so every job
+    /// acknowledged at or below the answer's index must be there.
+    async fn acct(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
+        let i = rng.below(self.channels.len() as u64) as usize;
+        let asked: Vec<u64> = if rng.below(10) == 0 {
+            Vec::new()
+        } else {
+            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let n = k.acked.len();
+            let mut ids: BTreeSet<u64> = BTreeSet::new();
+            for _ in 0..10.min(n) {
+                ids.insert(k.acked[n - 1 - rng.below(n.min(60) as u64) as usize]);
+            }
+            ids.into_iter().collect()
+        };
+        let min_index = *seen;
+        let event = |kind: Kind| Event {
+            process: process.into(),
+            kind: Some(kind),
+            f: Some(F::Acct),
+            op,
+            replica: Some(self.ids[i]),
+            min_index: Some(min_index),
+            asked: asked.clone(),
+            ..Default::default()
+        };
+        self.record(event(Kind::Invoke));
+        let mut req = tonic::Request::new(pb::ListRecordsRequest {
+            consistency: Some(pb::ReadConsistency {
+                min_index,
+                ..Default::default()
+            }),
+            job_ids: asked.clone(),
+            ended_since: 0,
+        });
+        req.set_timeout(READ_RPC_TIMEOUT);
+        match client(&self.channels[i]).list_records(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                *seen = (*seen).max(r.applied_index);
+                self.record(Event {
+                    applied_index: Some(r.applied_index),
+                    jobs: r.records.iter().map(record_obs).collect(),
+                    ..event(Kind::Ok)
+                });
+            }
+            Err(s) => {
+                self.record(Event {
+                    error: Some(format!("{:?}: {}", s.code(), s.message())),
+                    ..event(Kind::Fail)
+                });
+            }
+        }
     }
 
     async fn read(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {

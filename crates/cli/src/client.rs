@@ -143,9 +143,38 @@ impl Cluster {
     }
 
     /// Calls `f` on each replica in turn until one answers; retries the round while time is left.
-    pub async fn call<T, F, Fut>(&mut self, mut f: F) -> Result<T, ClientError>
+    pub async fn call<T, F, Fut>(&mut self, f: F) -> Result<T, ClientError>
     where
         F: FnMut(CtlClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        self.call_on(
+            |channel| {
+                CtlClient::new(channel)
+                    .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
+            },
+            f,
+        )
+        .await
+    }
+
+    /// [`Cluster::call`] for the `Steps` service (srun).
+    pub async fn call_steps<T, F, Fut>(&mut self, f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(pb::steps_client::StepsClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        self.call_on(pb::steps_client::StepsClient::new, f).await
+    }
+
+    async fn call_on<C, T, F, Fut>(
+        &mut self,
+        make: impl Fn(Channel) -> C,
+        mut f: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(C) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         if self.addrs.is_empty() {
@@ -166,10 +195,7 @@ impl Cluster {
                         continue;
                     }
                 };
-                let client = CtlClient::new(channel)
-                    .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-                match f(client).await {
+                match f(make(channel)).await {
                     Ok(v) => {
                         self.preferred = i;
                         return Ok(v);

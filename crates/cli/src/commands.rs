@@ -595,10 +595,18 @@ pub fn sacctmgr(args: &[String]) -> i32 {
     }
 }
 
-/// srun inside a batch job: one task on the batch host (`srun.rs`); returns only on failure.
+/// srun inside an allocation: a job step (`srun.rs` decides, `srun_step.rs` runs it).
 pub fn srun(args: &[String]) -> i32 {
     let env = |k: &str| std::env::var(k).ok();
-    match crate::srun::plan(args, &env) {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d.display().to_string(),
+        Err(e) => {
+            eprintln!("srun: error: cannot read the working directory: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match crate::srun::plan(args, &env, &vars, &cwd) {
         Ok(crate::srun::Plan::Help) => {
             out(crate::srun::USAGE);
             EXIT_OK
@@ -607,7 +615,7 @@ pub fn srun(args: &[String]) -> i32 {
             out(&version_line());
             EXIT_OK
         }
-        Ok(crate::srun::Plan::Run(launch)) => crate::srun::exec(&launch),
+        Ok(crate::srun::Plan::Run(step)) => runtime().block_on(crate::srun_step::run(*step)),
         Err(e) => {
             eprint!("{e}");
             EXIT_ERROR

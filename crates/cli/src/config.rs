@@ -188,6 +188,10 @@ pub struct NodeEntry {
     /// Pretend GPUs (a fake probe, for tests); absent: what NVML finds (none without a driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,
+    /// Where the node daemon serves srun's tasks (`10.0.0.5:6818`, port 0: a free port), as
+    /// the commands reach it; absent: 127.0.0.1 on a free port (a local cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -86,7 +86,7 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
         state_dir,
         cpus: entry.and_then(|e| e.cpus),
         real_memory_mb: entry.and_then(|e| e.memory_mb),
-        addr: String::new(),
+        addr: entry.and_then(|e| e.addr.clone()).unwrap_or_default(),
         kill_wait: Duration::from_secs(cfg.kill_wait_s),
         fake_gpus: entry.and_then(|e| e.gpus),
         supervisor_exe: std::env::current_exe()?,

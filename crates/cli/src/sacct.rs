@@ -10,7 +10,7 @@
 
 use crate::getopt::{self, long, opt, Arg, Opt};
 use crate::squeue::{json_meta, json_number, resolve_user};
-use drover_proto::{JobRecord, StepRecord};
+use drover_proto::{JobRecord, SrunStepRecord, StepRecord};
 use drover_scheduler::time::{format_limit, format_timestamp, parse_begin};
 use drover_scheduler::units::{format_mem_mb, format_size_exact};
 
@@ -728,10 +728,11 @@ pub fn display_id(r: &JobRecord) -> String {
     }
 }
 
-/// One printed row: a job, or its batch step.
+/// One printed row: a job, its batch step, or one of its srun steps.
 enum Row<'a> {
     Job(&'a JobRecord),
     Step(&'a JobRecord, &'a StepRecord),
+    Srun(&'a JobRecord, &'a SrunStepRecord),
 }
 
 /// A value before layout.
@@ -922,6 +923,31 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                 _ => Val::None,
             }
         }
+        Row::Srun(r, st) => {
+            let el = elapsed(st.start_time, st.end_time, now);
+            match col {
+                "Account" => s(&r.account),
+                "AllocCPUS" | "NCPUS" | "ReqCPUS" => Val::Num(st.cpus.into()),
+                "AllocNodes" | "ReqNodes" => Val::Str(st.num_nodes.to_string()),
+                "Cluster" => s(cluster),
+                "CPUTime" => Val::Secs(el * u64::from(st.cpus)),
+                "CPUTimeRAW" => Val::Num(el * u64::from(st.cpus)),
+                "Elapsed" => Val::Secs(el),
+                "ElapsedRaw" => Val::Num(el),
+                "Eligible" | "Start" | "Submit" => Val::Date(st.start_time),
+                "End" => Val::Date(st.end_time),
+                "ExitCode" => Val::Str(exit_text(st.exit_code, st.exit_signal)),
+                "JobID" => Val::Str(format!("{}.{}", display_id(r), st.step_id)),
+                "JobIDRaw" => Val::Str(format!("{}.{}", r.job_id, st.step_id)),
+                "JobName" => s(&st.name),
+                "NNodes" => Val::Num(st.num_nodes.into()),
+                "NTasks" => Val::Num(st.ntasks.into()),
+                "NodeList" => s(&st.node_list),
+                "State" => s(&st.state),
+                "Suspended" => Val::Secs(0),
+                _ => Val::None,
+            }
+        }
     }
 }
 
@@ -1003,6 +1029,18 @@ fn header(cols: &[Column], parsable: &Parsable) -> String {
     out
 }
 
+/// A step row of `r` is shown unless `-j` names steps of this job and not this one
+/// (`-j 12.0` shows step 0 only).
+fn step_wanted(o: &Opts, r: &JobRecord, step: &str) -> bool {
+    let named: Vec<&str> = o
+        .jobs
+        .iter()
+        .filter(|sel| sel.job == r.job_id || sel.job == r.array_job_id)
+        .filter_map(|sel| sel.step.as_deref())
+        .collect();
+    named.is_empty() || named.contains(&step)
+}
+
 /// The table sacct prints for these (already selected) records.
 pub fn table(
     records: &[JobRecord],
@@ -1026,8 +1064,14 @@ pub fn table(
         }
         if let Some(st) = r.batch.as_ref().filter(|_| !o.no_steps) {
             let state_ok = o.states.is_empty() || o.states.contains(&st.state);
-            if state_ok {
+            if state_ok && step_wanted(o, r, "batch") {
                 rows.push(Row::Step(r, st));
+            }
+        }
+        for st in r.steps.iter().filter(|_| !o.no_steps) {
+            let state_ok = o.states.is_empty() || o.states.contains(&st.state);
+            if state_ok && step_wanted(o, r, &st.step_id.to_string()) {
+                rows.push(Row::Srun(r, st));
             }
         }
         for row in rows {
@@ -1053,6 +1097,19 @@ pub fn json(records: &[JobRecord], o: &Opts, now: i64, cluster: &str, args: &[St
     let jobs: Vec<serde_json::Value> = records
         .iter()
         .map(|r| {
+            let srun_steps = r.steps.iter().filter(|_| !o.no_steps).map(|st| {
+                serde_json::json!({
+                    "step": {"id": format!("{}.{}", r.job_id, st.step_id), "name": st.name},
+                    "state": [st.state],
+                    "exit_code": {"status": [if st.exit_signal != 0 { "SIGNALED" } else if st.exit_code != 0 { "ERROR" } else { "SUCCESS" }],
+                                  "return_code": json_number(Some(i64::from(st.exit_code))),
+                                  "signal": {"id": json_number(Some(i64::from(st.exit_signal))), "name": ""}},
+                    "nodes": {"count": st.num_nodes, "range": st.node_list},
+                    "tasks": {"count": st.ntasks},
+                    "time": {"elapsed": elapsed(st.start_time, st.end_time, now),
+                             "start": t(st.start_time), "end": t(st.end_time)},
+                })
+            });
             let steps: Vec<serde_json::Value> = r
                 .batch
                 .iter()
@@ -1071,6 +1128,7 @@ pub fn json(records: &[JobRecord], o: &Opts, now: i64, cluster: &str, args: &[St
                         "statistics": {"CPU": {"actual_frequency": 0}},
                     })
                 })
+                .chain(srun_steps)
                 .collect();
             serde_json::json!({
                 "account": r.account,

@@ -1,23 +1,25 @@
-//! `srun` inside a batch job, for the one case drover can run honestly today: one task on the
-//! batch host (job steps across nodes, `--pty`, several tasks and allocations of its own are
-//! another issue). It replaces itself with the command (`exec`), with the environment Slurm
-//! gives task 0 of step 0 and `-o`/`-e`/`-i` patterns expanded, so the command's exit status
-//! is srun's, as for a 1-task step. Anything it cannot do as Slurm would is refused with
-//! `srun: error:` and exit 1 — never run differently.
+//! `srun` inside an allocation (a batch job, or `--jobid N`): a job step. srun asks the
+//! controllers for the step (`Steps.CreateStep`: apply checks that the job runs and that the
+//! step fits its allocation, numbers it and lays its tasks out over the job's nodes), then
+//! launches the tasks through the node daemons of that layout (`Tasks.LaunchTasks`, one stream
+//! per node: srun's stdin and signals in, the tasks' output and exits back), prints their
+//! output as it comes (`-l`: `<task>: ` before each line), and records the step's end
+//! (`Steps.EndStep`). Its exit status is Slurm's: 128+signal when a task was killed by a
+//! signal, else the highest task exit code. Anything it cannot do as Slurm would is refused
+//! with `srun: error:` and exit 1 — never run differently.
 //!
 //! This is what workflow tools call inside their batch scripts (submitit runs
 //! `srun --unbuffered --output DIR/%j_%t_log.out --error … python -m submitit.core._submit DIR`,
 //! reference/clients.md).
 
 use crate::getopt::{self, long, opt, Arg, Opt};
-use drover_node::pattern::{expand, PatternContext};
 
 /// srun's options (src/srun/libsrun/opt.c), those that take a value marked so that the command
-/// after them is found; what each means for a 1-task local step is decided in `plan`.
+/// after them is found; what each means for a step is decided in `plan`.
 const OPTIONS: &[Opt] = &[
     opt('A', "account", Arg::Required, "ignore"),
     opt('b', "begin", Arg::Required, "ignore"),
-    opt('c', "cpus-per-task", Arg::Required, "ignore"),
+    opt('c', "cpus-per-task", Arg::Required, "cpus-per-task"),
     opt('C', "constraint", Arg::Required, "ignore"),
     opt('d', "dependency", Arg::Required, "ignore"),
     opt('D', "chdir", Arg::Required, "chdir"),
@@ -27,15 +29,15 @@ const OPTIONS: &[Opt] = &[
     opt('h', "help", Arg::No, "help"),
     opt('i', "input", Arg::Required, "input"),
     opt('I', "immediate", Arg::Optional, "ignore"),
-    opt('J', "job-name", Arg::Required, "ignore"),
+    opt('J', "job-name", Arg::Required, "job-name"),
     opt('k', "no-kill", Arg::Optional, "ignore"),
-    opt('K', "kill-on-bad-exit", Arg::Optional, "ignore"),
+    opt('K', "kill-on-bad-exit", Arg::Optional, "kill-on-bad-exit"),
     opt('l', "label", Arg::No, "label"),
-    opt('m', "distribution", Arg::Required, "ignore"),
+    opt('m', "distribution", Arg::Required, "distribution"),
     opt('n', "ntasks", Arg::Required, "ntasks"),
     opt('N', "nodes", Arg::Required, "nodes"),
     opt('o', "output", Arg::Required, "output"),
-    opt('O', "overcommit", Arg::No, "ignore"),
+    opt('O', "overcommit", Arg::No, "refuse"),
     opt('p', "partition", Arg::Required, "ignore"),
     opt('q', "qos", Arg::Required, "ignore"),
     opt('Q', "quiet", Arg::No, "ignore"),
@@ -43,13 +45,13 @@ const OPTIONS: &[Opt] = &[
     opt('s', "oversubscribe", Arg::No, "ignore"),
     opt('t', "time", Arg::Required, "refuse"),
     opt('T', "threads", Arg::Required, "ignore"),
-    opt('u', "unbuffered", Arg::No, "ignore"),
+    opt('u', "unbuffered", Arg::No, "unbuffered"),
     opt('v', "verbose", Arg::No, "ignore"),
     opt('V', "version", Arg::No, "version"),
     opt('w', "nodelist", Arg::Required, "nodelist"),
     opt('W', "wait", Arg::Required, "ignore"),
     opt('x', "exclude", Arg::Required, "ignore"),
-    opt('X', "disable-status", Arg::No, "ignore"),
+    opt('X', "disable-status", Arg::No, "interrupt-forwards"),
     opt('Z', "no-allocate", Arg::No, "refuse"),
     long("cpu-bind", Arg::Required, "ignore"),
     long("exact", Arg::No, "ignore"),
@@ -65,43 +67,67 @@ const OPTIONS: &[Opt] = &[
     long("mem-per-cpu", Arg::Required, "ignore"),
     long("mpi", Arg::Required, "mpi"),
     long("multi-prog", Arg::No, "refuse"),
-    long("ntasks-per-node", Arg::Required, "ntasks"),
+    long("ntasks-per-node", Arg::Required, "ntasks-per-node"),
     long("open-mode", Arg::Required, "open-mode"),
     long("overlap", Arg::No, "ignore"),
     long("pty", Arg::No, "refuse"),
-    long("quit-on-interrupt", Arg::No, "ignore"),
+    long("quit-on-interrupt", Arg::No, "interrupt-forwards"),
     long("signal", Arg::Required, "refuse"),
     long("usage", Arg::No, "help"),
     long("het-group", Arg::Required, "refuse"),
 ];
 
 pub const USAGE: &str = "Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
-drover's srun runs one task (step 0) on the batch host of the job it is called from:
-  srun [-n 1] [-N 1] [-o FILE] [-e FILE] [-i FILE] [-D DIR] [--export=...] command [args...]
-Several tasks or nodes, --pty, --multi-prog and allocations of its own need job steps,
-which drover does not have yet.
+drover's srun runs a job step inside an allocation (a batch job, or --jobid):
+  srun [-n ntasks] [-N nodes] [--ntasks-per-node=n] [-c cpus] [-l] [-u] [-J name]
+       [-o FILE] [-e FILE] [-i FILE|all|none|taskid] [-D DIR] [--export=...] command [args...]
+--pty, --multi-prog, --overcommit, -K, other distributions than block, and allocations of
+its own (srun outside a job) are not available yet.
 ";
 
-/// How to run the command.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Launch {
+/// Which tasks read srun's stdin (`-i`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// One task (task 0 by default).
+    Task(u32),
+    All,
+    None,
+    /// A file pattern every task reads (opened on its node).
+    File(String),
+}
+
+/// A step to run, as srun's options and the job's environment describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub job_id: u64,
     pub argv: Vec<String>,
-    pub chdir: Option<String>,
+    pub name: String,
+    pub ntasks: u32,
+    pub nodes: Option<u32>,
+    pub ntasks_per_node: Option<u32>,
+    pub cpus_per_task: Option<u32>,
+    pub label: bool,
+    pub unbuffered: bool,
+    /// `-X`, `--quit-on-interrupt`: a first Ctrl-C goes to the tasks at once.
+    pub interrupt_forwards: bool,
+    /// The tasks' working directory (absolute).
+    pub cwd: String,
+    /// File patterns for the nodes to open; `None`: to srun's own stdout/stderr.
     pub stdout: Option<String>,
     pub stderr: Option<String>,
-    pub stdin: Option<String>,
+    pub input: Input,
     pub append: bool,
-    /// Variables to set (the rest of the environment is inherited).
+    /// The tasks' environment before the node adds the step's variables.
     pub env: Vec<(String, String)>,
-    /// `--export=NONE`: start from these only.
-    pub clear_env: bool,
+    /// Warnings srun prints before it starts (Slurm's).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     Help,
     Version,
-    Run(Launch),
+    Run(Box<Step>),
 }
 
 fn refuse(why: &str) -> String {
@@ -148,14 +174,20 @@ fn command_start(args: &[String]) -> usize {
 }
 
 fn count(v: &str) -> Option<u32> {
-    // `-N 1-1` and `-N 1` both mean one node.
+    // `-N 2-2` and `-N 2` both mean two nodes.
     let (lo, hi) = v.split_once('-').unwrap_or((v, v));
     let (lo, hi) = (lo.parse::<u32>().ok()?, hi.parse::<u32>().ok()?);
-    (lo == hi).then_some(lo)
+    (lo == hi && lo > 0).then_some(lo)
 }
 
-/// Decides what to run from srun's arguments and the job's environment.
-pub fn plan(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, String> {
+/// Decides the step from srun's arguments, the environment (`env`, also the tasks'
+/// environment: `vars`) and the working directory.
+pub fn plan(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    vars: &[(String, String)],
+    cwd: &str,
+) -> Result<Plan, String> {
     let split = command_start(args);
     let p = getopt::parse("srun", &args[..split.min(args.len())], OPTIONS)?;
     let argv: Vec<String> = args[split.min(args.len())..].to_vec();
@@ -165,72 +197,93 @@ pub fn plan(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
     if p.has("version") {
         return Ok(Plan::Version);
     }
-    let Some(job_id) = env("SLURM_JOB_ID").or_else(|| env("SLURM_JOBID")) else {
-        return Err(refuse(
-            "drover's srun runs inside a batch job only (SLURM_JOB_ID is not set); allocations of its own (srun outside sbatch, salloc) are not available yet",
-        ));
-    };
-    let mut launch = Launch::default();
+    let mut job_id = env("SLURM_JOB_ID").or_else(|| env("SLURM_JOBID"));
     let mut ntasks: Option<u32> = None;
     let mut nodes: Option<u32> = None;
+    let mut per_node: Option<u32> = None;
+    let mut cpus_per_task: Option<u32> = None;
+    let mut label = false;
+    let mut unbuffered = false;
+    let mut interrupt_forwards = false;
+    let mut chdir: Option<String> = None;
+    let mut stdout = None;
+    let mut stderr = None;
+    let mut input = Input::Task(0);
+    let mut append = false;
+    let mut name: Option<String> = None;
+    let mut clear_env = false;
+    let mut exported: Vec<(String, String)> = Vec::new();
+    let mut nodelist: Option<String> = None;
+    let mut mpi: Option<String> = None;
+    let number = |v: &str, what: &str| -> Result<u32, String> {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| refuse(&format!("Invalid numeric value \"{v}\" for {what}")))
+    };
     for (id, value) in &p.opts {
         let v = value.clone().unwrap_or_default();
         match *id {
             "refuse" => {
                 return Err(refuse(
-                    "this srun option needs job steps, which drover does not have yet (it runs one task on the batch host)",
+                    "this srun option is not available in drover yet (--pty, --multi-prog, --overcommit, --time, --signal, --het-group, --no-allocate)",
                 ))
             }
-            "label" => {
-                return Err(refuse(
-                    "--label is not available: drover's srun runs one task and hands it the output directly",
-                ))
-            }
-            "ntasks" => match count(&v) {
-                Some(n) => ntasks = Some(n),
-                None => return Err(refuse(&format!("Invalid numeric value \"{v}\" for --ntasks"))),
-            },
+            "ntasks" => ntasks = Some(number(&v, "--ntasks")?),
             "nodes" => match count(&v) {
                 Some(n) => nodes = Some(n),
                 None => return Err(refuse(&format!("Invalid node count specification: {v}"))),
             },
-            "relative" if v != "0" => {
-                return Err(refuse("--relative: drover's srun runs on the batch host (relative 0) only"))
+            "ntasks-per-node" => per_node = Some(number(&v, "--ntasks-per-node")?),
+            "cpus-per-task" => cpus_per_task = Some(number(&v, "--cpus-per-task")?),
+            "label" => label = true,
+            "unbuffered" => unbuffered = true,
+            "interrupt-forwards" => interrupt_forwards = true,
+            "job-name" => name = Some(v),
+            "kill-on-bad-exit" if v != "0" => {
+                return Err(refuse("--kill-on-bad-exit is not available in drover yet"))
             }
-            "nodelist" => {
-                let here = env("SLURMD_NODENAME").unwrap_or_default();
-                if v != here {
+            "distribution" => {
+                let kind = v.split([':', ',']).next().unwrap_or_default();
+                if kind != "block" && kind != "*" {
                     return Err(refuse(&format!(
-                        "--nodelist={v}: drover's srun runs on the batch host ({here}) only"
+                        "--distribution={v}: drover lays tasks out by block only"
                     )));
                 }
             }
-            "jobid" if v != job_id => {
-                return Err(refuse(&format!(
-                    "--jobid={v}: drover's srun runs in its own job ({job_id}) only"
-                )))
+            "relative" if v != "0" => {
+                return Err(refuse("--relative: drover's steps start on the job's first node"))
             }
-            "mpi" if !matches!(v.as_str(), "none" | "pmi2" | "pmix") => {
-                return Err(refuse(&format!("--mpi={v} is not available")))
+            "nodelist" => nodelist = Some(v),
+            "jobid" => job_id = Some(v),
+            "mpi" => mpi = Some(v),
+            "chdir" => chdir = Some(v),
+            "output" => stdout = Some(v),
+            "error" => stderr = Some(v),
+            "input" => {
+                input = match v.as_str() {
+                    "all" => Input::All,
+                    "none" => Input::None,
+                    _ => match v.parse::<u32>() {
+                        Ok(t) => Input::Task(t),
+                        Err(_) => Input::File(v),
+                    },
+                }
             }
-            "chdir" => launch.chdir = Some(v),
-            "output" => launch.stdout = Some(v),
-            "error" => launch.stderr = Some(v),
-            "input" => launch.stdin = Some(v),
-            "open-mode" => launch.append = v.eq_ignore_ascii_case("append") || v == "a",
+            "open-mode" => append = v.eq_ignore_ascii_case("append") || v == "a",
             "export" => {
                 let mut parts = v.split(',');
                 match parts.next().map(str::to_ascii_uppercase).as_deref() {
                     Some("ALL") => {}
-                    Some("NONE") => launch.clear_env = true,
+                    Some("NONE") => clear_env = true,
                     _ => parts = v.split(','),
                 }
                 for kv in parts {
                     match kv.split_once('=') {
-                        Some((k, val)) => launch.env.push((k.to_string(), val.to_string())),
+                        Some((k, val)) => exported.push((k.to_string(), val.to_string())),
                         None => {
                             if let Some(val) = env(kv) {
-                                launch.env.push((kv.to_string(), val));
+                                exported.push((kv.to_string(), val));
                             }
                         }
                     }
@@ -242,133 +295,221 @@ pub fn plan(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
     if argv.is_empty() {
         return Err("srun: fatal: No command given to execute.\n".to_string());
     }
-    // Slurm's srun takes its task and node counts from the allocation when not given.
+    let Some(job_id) = job_id else {
+        return Err(refuse(
+            "drover's srun runs inside an allocation only (SLURM_JOB_ID is not set and no --jobid was given); allocations of its own (srun outside sbatch, salloc) are not available yet",
+        ));
+    };
+    let Ok(job) = job_id.parse::<u64>() else {
+        return Err(refuse(&format!("Invalid job id: {job_id}")));
+    };
+    let mut warnings = Vec::new();
+    // Slurm's srun takes its defaults from the allocation's variables: the job's task count
+    // (when the job gave one), else one task per node.
     let job_nodes = env("SLURM_JOB_NUM_NODES")
+        .or_else(|| env("SLURM_NNODES"))
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(1);
-    let job_tasks = env("SLURM_NTASKS")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1);
-    let nodes = nodes.unwrap_or(job_nodes);
-    let tasks = ntasks.unwrap_or(job_tasks);
-    if nodes != 1 || tasks != 1 {
-        return Err(refuse(&format!(
-            "drover's srun runs one task on one node (this step asks for {tasks} task(s) on {nodes} node(s)); steps across tasks and nodes are not available yet: use `srun -n 1 -N 1`, or start the tasks from the batch script"
-        )));
+    let ntasks = match (ntasks, per_node, nodes) {
+        (Some(n), _, _) => n,
+        (None, Some(k), n) => k.saturating_mul(n.unwrap_or(job_nodes)),
+        (None, None, Some(n)) => env("SLURM_NTASKS")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(n)
+            .max(n),
+        (None, None, None) => env("SLURM_NTASKS")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(job_nodes),
+    };
+    if let Some(n) = nodes.filter(|&n| n > ntasks) {
+        warnings.push(format!(
+            "srun: Warning: can't run {ntasks} processes on {n} nodes, setting nnodes to {ntasks}"
+        ));
+        nodes = Some(ntasks);
     }
-    let node = env("SLURMD_NODENAME").unwrap_or_default();
-    let job: u64 = job_id.parse().unwrap_or(0);
-    let array = match (env("SLURM_ARRAY_JOB_ID"), env("SLURM_ARRAY_TASK_ID")) {
-        (Some(a), Some(t)) => a.parse().ok().zip(t.parse().ok()),
-        _ => None,
-    };
-    let user = env("SLURM_JOB_USER")
-        .or_else(|| env("USER"))
-        .unwrap_or_default();
-    let name = env("SLURM_JOB_NAME").unwrap_or_default();
-    let ctx = PatternContext {
-        job_id: job,
-        job_name: &name,
-        user: &user,
-        node_name: &node,
-        node_index: 0,
-        task_id: 0,
-        array,
-        step: "0",
-    };
-    for path in [&mut launch.stdout, &mut launch.stderr, &mut launch.stdin] {
-        if let Some(p) = path.as_mut() {
-            *p = expand(p, &ctx);
+    if let Some(list) = &nodelist {
+        let first = env("SLURMD_NODENAME").unwrap_or_default();
+        if *list != first || nodes.unwrap_or(ntasks.min(job_nodes)) != 1 {
+            return Err(refuse(&format!(
+                "--nodelist={list}: drover's steps use the job's first nodes; only a one-node step on {first} may name its node"
+            )));
         }
     }
-    // `-i all|none|0` name tasks, not files: task 0 keeps the batch script's stdin.
-    if launch
-        .stdin
-        .as_deref()
-        .is_some_and(|i| matches!(i, "all" | "none" | "0"))
-    {
-        launch.stdin = None;
+    if let Some(m) = mpi.filter(|m| m != "none") {
+        if !matches!(m.as_str(), "pmi2" | "pmix") {
+            return Err(refuse(&format!("--mpi={m} is not available")));
+        }
+        if ntasks > 1 {
+            return Err(refuse(&format!(
+                "--mpi={m}: drover has no PMI server for the tasks of a step yet; use --mpi=none"
+            )));
+        }
     }
-    launch.argv = argv;
-    let set = |k: &str, v: &str| (k.to_string(), v.to_string());
-    let mut step_env = vec![
-        set("SLURM_STEP_ID", "0"),
-        set("SLURM_STEPID", "0"),
-        set("SLURM_PROCID", "0"),
-        set("SLURM_LOCALID", "0"),
-        set("SLURM_NODEID", "0"),
-        set("SLURM_NTASKS", "1"),
-        set("SLURM_NPROCS", "1"),
-        set("SLURM_STEP_NUM_TASKS", "1"),
-        set("SLURM_STEP_NUM_NODES", "1"),
-        set("SLURM_STEP_NODELIST", &node),
-        set("SLURM_STEP_TASKS_PER_NODE", "1"),
-        set("SLURM_TASKS_PER_NODE", "1"),
-        set("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1"),
-        set("SLURM_SRUN_COMM_HOST", "127.0.0.1"),
-    ];
-    step_env.extend(std::mem::take(&mut launch.env));
-    launch.env = step_env;
-    Ok(Plan::Run(launch))
+    if let Input::Task(t) = input {
+        if t >= ntasks {
+            return Err(refuse(&format!(
+                "--input={t}: the step has {ntasks} task(s)"
+            )));
+        }
+    }
+    let cpus_per_task = cpus_per_task.or_else(|| {
+        env("SRUN_CPUS_PER_TASK")
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+    });
+    let cwd = match chdir {
+        Some(d) => std::path::Path::new(cwd).join(d).display().to_string(),
+        None => cwd.to_string(),
+    };
+    let mut task_env: Vec<(String, String)> = if clear_env {
+        // `--export=NONE`: what Slurm still gives a task (its own variables come from the node).
+        vars.iter()
+            .filter(|(k, _)| k.starts_with("SLURM_"))
+            .cloned()
+            .collect()
+    } else {
+        vars.to_vec()
+    };
+    task_env.extend(exported);
+    let name = name.unwrap_or_else(|| {
+        argv[0]
+            .rsplit('/')
+            .next()
+            .unwrap_or(argv[0].as_str())
+            .to_string()
+    });
+    Ok(Plan::Run(Box::new(Step {
+        job_id: job,
+        argv,
+        name,
+        ntasks,
+        nodes,
+        ntasks_per_node: per_node,
+        cpus_per_task,
+        label,
+        unbuffered,
+        interrupt_forwards,
+        cwd,
+        stdout,
+        stderr,
+        input,
+        append,
+        env: task_env,
+        warnings,
+    })))
 }
 
-/// Runs the plan: replaces this process with the command. Returns only on failure.
-pub fn exec(launch: &Launch) -> i32 {
-    use std::os::unix::process::CommandExt;
-    let open = |path: &str, write: bool| -> Result<std::fs::File, String> {
-        let mut o = std::fs::OpenOptions::new();
-        if write {
-            o.create(true).write(true);
-            if launch.append {
-                o.append(true);
-            } else {
-                o.truncate(true);
-            }
-        } else {
-            o.read(true);
+/// Slurm's exit status of srun from its tasks' ends `(exit code, signal)`: 128+signal when a
+/// task was killed by a signal (a signal outranks an exit code), else the highest exit code.
+pub fn exit_status(ends: &[(i32, i32)]) -> i32 {
+    if let Some(sig) = ends.iter().map(|&(_, s)| s).find(|&s| s > 0) {
+        return 128 + sig;
+    }
+    ends.iter().map(|&(c, _)| c).max().unwrap_or(0)
+}
+
+/// Puts `<task>: ` before each complete line of a task's output (`-l`), keeping an
+/// unfinished line for later; the label is as wide as the step's highest task id, as
+/// Slurm's is.
+#[derive(Debug, Default)]
+pub struct Labeller {
+    partial: Vec<u8>,
+}
+
+impl Labeller {
+    pub fn push(&mut self, label: &str, bytes: &[u8], out: &mut Vec<u8>) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(pos) = self.partial.iter().position(|&b| b == b'\n') {
+            out.extend_from_slice(label.as_bytes());
+            out.extend(self.partial.drain(..=pos));
         }
-        o.open(path)
-            .map_err(|e| format!("srun: error: Could not open stdio file {path}: {e}\n"))
-    };
-    let mut cmd = std::process::Command::new(&launch.argv[0]);
-    cmd.args(&launch.argv[1..]);
-    if launch.clear_env {
-        cmd.env_clear();
     }
-    cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
-    if let Some(dir) = &launch.chdir {
-        cmd.current_dir(dir);
+
+    /// The rest of the output, at the task's end.
+    pub fn finish(&mut self, label: &str, out: &mut Vec<u8>) {
+        if !self.partial.is_empty() {
+            out.extend_from_slice(label.as_bytes());
+            out.append(&mut self.partial);
+        }
     }
-    let files = [
-        (launch.stdout.as_deref(), true),
-        (launch.stderr.as_deref(), true),
-        (launch.stdin.as_deref(), false),
-    ];
-    for (i, (path, write)) in files.iter().enumerate() {
-        let Some(path) = path else { continue };
-        let file = match open(path, *write) {
-            Ok(f) => f,
-            Err(e) => {
-                eprint!("{e}");
-                return 1;
-            }
-        };
-        match i {
-            0 => cmd.stdout(file),
-            1 => cmd.stderr(file),
-            _ => cmd.stdin(file),
-        };
+}
+
+/// `-l`'s label for task `task` of a step of `ntasks` tasks.
+pub fn label(task: u32, ntasks: u32) -> String {
+    let width = ntasks.saturating_sub(1).to_string().len();
+    format!("{task:>width$}: ")
+}
+
+/// Slurm's task id ranges in its messages: `0-2,5`.
+pub fn ranges(ids: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1] == ids[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            ids[i].to_string()
+        } else {
+            format!("{}-{}", ids[i], ids[j])
+        });
+        i = j + 1;
     }
-    let err = cmd.exec();
-    // Slurm: the task fails to start and srun reports exit code 2.
-    eprintln!(
-        "srun: error: execve(): {}: {}",
-        launch.argv[0],
-        err.kind()
-            .to_string()
-            .replace("entity not found", "No such file or directory")
-    );
-    2
+    out.join(",")
+}
+
+/// Slurm's per-node failure lines (src/srun/launch.c): `srun: error: n1: tasks 0-1: Exited
+/// with exit code 3`, `srun: error: n2: task 2: Killed`. `ends`: (node, task, code, signal).
+pub fn failure_lines(ends: &[(String, u32, i32, i32)]) -> Vec<String> {
+    let mut groups: Vec<(String, i32, i32, Vec<u32>)> = Vec::new();
+    for (node, task, code, sig) in ends {
+        if *code == 0 && *sig == 0 {
+            continue;
+        }
+        match groups
+            .iter_mut()
+            .find(|g| g.0 == *node && g.1 == *code && g.2 == *sig)
+        {
+            Some(g) => g.3.push(*task),
+            None => groups.push((node.clone(), *code, *sig, vec![*task])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(node, code, sig, mut tasks)| {
+            tasks.sort_unstable();
+            let which = if tasks.len() == 1 { "task" } else { "tasks" };
+            let what = if sig > 0 {
+                signal_name(sig)
+            } else {
+                format!("Exited with exit code {code}")
+            };
+            format!("srun: error: {node}: {which} {}: {what}", ranges(&tasks))
+        })
+        .collect()
+}
+
+/// strsignal(3)'s words for the signals a task commonly dies of.
+fn signal_name(sig: i32) -> String {
+    match sig {
+        1 => "Hangup",
+        2 => "Interrupt",
+        3 => "Quit",
+        4 => "Illegal instruction",
+        6 => "Aborted",
+        7 => "Bus error",
+        8 => "Floating point exception",
+        9 => "Killed",
+        10 => "User defined signal 1",
+        11 => "Segmentation fault",
+        12 => "User defined signal 2",
+        13 => "Broken pipe",
+        14 => "Alarm clock",
+        15 => "Terminated",
+        _ => return format!("Signal {sig}"),
+    }
+    .to_string()
 }
 
 #[cfg(test)]
@@ -387,17 +528,35 @@ mod tests {
             ("SLURMD_NODENAME", "n1"),
             ("SLURM_JOB_NAME", "job"),
             ("SLURM_JOB_USER", "root"),
+            ("PATH", "/bin"),
         ])
     }
 
     fn run(a: &[&str], env: &BTreeMap<&'static str, &'static str>) -> Result<Plan, String> {
-        plan(&words(a), &|k| env.get(k).map(|v| v.to_string()))
+        let vars: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        plan(
+            &words(a),
+            &|k| env.get(k).map(|v| v.to_string()),
+            &vars,
+            "/work",
+        )
     }
 
-    /// submitit's line (reference/clients.md): the command's own `-u` and `-m` stay its own.
+    fn step(a: &[&str], env: &BTreeMap<&'static str, &'static str>) -> Step {
+        match run(a, env) {
+            Ok(Plan::Run(s)) => *s,
+            other => panic!("{a:?}: {other:?}"),
+        }
+    }
+
+    /// submitit's line (reference/clients.md): the command's own `-u` and `-m` stay its own;
+    /// the patterns go to the nodes, which expand them per task.
     #[test]
     fn submitit_command_line() {
-        let plan = run(
+        let s = step(
             &[
                 "--unbuffered",
                 "--output",
@@ -411,11 +570,9 @@ mod tests {
                 "/d",
             ],
             &job_env(),
-        )
-        .unwrap();
-        let Plan::Run(l) = plan else { panic!() };
+        );
         assert_eq!(
-            l.argv,
+            s.argv,
             words(&[
                 "/venv/bin/python",
                 "-u",
@@ -424,55 +581,104 @@ mod tests {
                 "/d"
             ])
         );
-        assert_eq!(l.stdout.as_deref(), Some("/d/42_0_log.out"));
-        assert_eq!(l.stderr.as_deref(), Some("/d/42_0_log.err"));
-        assert!(l.env.contains(&("SLURM_PROCID".into(), "0".into())));
-        assert!(l.env.contains(&("SLURM_STEP_ID".into(), "0".into())));
-        assert!(l.env.contains(&("SLURM_NTASKS".into(), "1".into())));
+        assert_eq!(s.stdout.as_deref(), Some("/d/%j_%t_log.out"));
+        assert_eq!(s.stderr.as_deref(), Some("/d/%j_%t_log.err"));
+        assert_eq!((s.job_id, s.ntasks, s.nodes), (42, 1, None));
+        assert!(s.unbuffered);
+        assert_eq!(s.name, "python");
+        assert_eq!(s.cwd, "/work");
+        assert!(s.env.contains(&("PATH".into(), "/bin".into())));
     }
 
+    /// Slurm's defaults inside an allocation: one task per node of the job unless the job
+    /// gave a task count; `-N` beyond the tasks is lowered with Slurm's warning.
     #[test]
-    fn array_patterns_and_steps() {
+    fn task_and_node_counts_follow_slurms_defaults() {
         let mut env = job_env();
-        env.insert("SLURM_ARRAY_JOB_ID", "40");
-        env.insert("SLURM_ARRAY_TASK_ID", "2");
-        let Plan::Run(l) = run(&["-o", "%A_%a_%J_%s.out", "-n1", "-N", "1", "true"], &env).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(l.stdout.as_deref(), Some("40_2_42.0_0.out"));
-        assert_eq!(l.argv, words(&["true"]));
+        env.insert("SLURM_JOB_NUM_NODES", "2");
+        assert_eq!(step(&["hostname"], &env).ntasks, 2);
+        assert_eq!(step(&["-n", "4", "-l", "hostname"], &env).ntasks, 4);
+        let s = step(&["--ntasks-per-node=3", "hostname"], &env);
+        assert_eq!((s.ntasks, s.ntasks_per_node), (6, Some(3)));
+        let s = step(&["-N", "2", "-n", "1", "hostname"], &env);
+        assert_eq!(s.nodes, Some(1));
+        assert_eq!(
+            s.warnings,
+            ["srun: Warning: can't run 1 processes on 2 nodes, setting nnodes to 1"]
+        );
+        env.insert("SLURM_NTASKS", "3");
+        assert_eq!(step(&["hostname"], &env).ntasks, 3);
+        assert_eq!(step(&["-c", "2", "hostname"], &env).cpus_per_task, Some(2));
+        let s = step(&["-D", "sub", "-i", "none", "-J", "x", "true"], &env);
+        assert_eq!(
+            (s.cwd.as_str(), s.input, s.name.as_str()),
+            ("/work/sub", Input::None, "x")
+        );
+        assert_eq!(step(&["-i", "all", "cat"], &env).input, Input::All);
+        assert_eq!(
+            step(&["-i", "in.%t", "cat"], &env).input,
+            Input::File("in.%t".into())
+        );
+        assert_eq!(step(&["--jobid=7", "true"], &BTreeMap::new()).job_id, 7);
     }
 
     #[test]
     fn what_it_cannot_do_is_refused() {
         let env = job_env();
         let err = |a: &[&str]| run(a, &env).unwrap_err();
-        assert!(
-            err(&["-n", "4", "hostname"]).starts_with("srun: error: drover's srun runs one task")
-        );
         assert!(err(&["--pty", "bash"]).starts_with("srun: error: "));
-        assert!(err(&["-l", "hostname"]).starts_with("srun: error: --label"));
-        assert!(err(&["-w", "n2", "hostname"]).contains("batch host (n1)"));
-        let mut multi = job_env();
-        multi.insert("SLURM_JOB_NUM_NODES", "2");
-        assert!(run(&["hostname"], &multi)
-            .unwrap_err()
-            .contains("on 2 node(s)"));
-        assert!(
-            run(&["-N1", "hostname"], &multi).is_ok(),
-            "one node of two is fine"
-        );
-        let mut tasks = job_env();
-        tasks.insert("SLURM_NTASKS", "3");
-        assert!(run(&["hostname"], &tasks)
-            .unwrap_err()
-            .contains("3 task(s)"));
-        assert!(run(&["-n", "1", "hostname"], &tasks).is_ok());
+        assert!(err(&["-m", "cyclic", "-n2", "true"]).contains("by block only"));
+        assert!(err(&["-K", "true"]).contains("--kill-on-bad-exit"));
+        assert!(err(&["-w", "n2", "hostname"]).contains("--nodelist=n2"));
+        assert!(run(&["-w", "n1", "hostname"], &env).is_ok());
+        assert!(err(&["-n", "2", "--mpi=pmix", "true"]).contains("PMI"));
+        assert!(err(&["-n", "2", "-i", "5", "cat"]).contains("--input=5"));
         assert!(run(&["hostname"], &BTreeMap::new())
             .unwrap_err()
-            .contains("inside a batch job only"));
+            .contains("inside an allocation only"));
         assert_eq!(err(&["-u"]), "srun: fatal: No command given to execute.\n");
         assert!(err(&["--bogus", "x"]).starts_with("srun: unrecognized option '--bogus'"));
+        assert!(err(&["-n", "0", "x"]).contains("Invalid numeric value"));
+    }
+
+    /// srun's exit status (slurm.md §0.3): the highest exit code; a signal outranks it.
+    #[test]
+    fn exit_status_follows_slurms_rules() {
+        assert_eq!(exit_status(&[(0, 0), (0, 0)]), 0);
+        assert_eq!(exit_status(&[(0, 0), (3, 0), (1, 0)]), 3);
+        assert_eq!(exit_status(&[(7, 0), (0, 9)]), 137);
+        assert_eq!(exit_status(&[]), 0);
+        let lines = failure_lines(&[
+            ("n1".into(), 0, 3, 0),
+            ("n1".into(), 1, 3, 0),
+            ("n2".into(), 2, 0, 0),
+            ("n2".into(), 3, 0, 9),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "srun: error: n1: tasks 0-1: Exited with exit code 3",
+                "srun: error: n2: task 3: Killed"
+            ]
+        );
+        assert_eq!(ranges(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    /// `-l`: each line gets its task's label, as wide as the highest task id; an unfinished
+    /// line waits for the rest, and is labelled at the task's end.
+    #[test]
+    fn labels_go_before_whole_lines() {
+        assert_eq!(label(0, 4), "0: ");
+        assert_eq!(label(3, 12), " 3: ");
+        assert_eq!(label(11, 12), "11: ");
+        let mut l = Labeller::default();
+        let mut out = Vec::new();
+        l.push("1: ", b"a\nb", &mut out);
+        assert_eq!(out, b"1: a\n");
+        l.push("1: ", b"c\nd\n", &mut out);
+        assert_eq!(out, b"1: a\n1: bc\n1: d\n");
+        l.push("1: ", b"tail", &mut out);
+        l.finish("1: ", &mut out);
+        assert_eq!(out, b"1: a\n1: bc\n1: d\n1: tail");
     }
 }

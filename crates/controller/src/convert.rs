@@ -479,5 +479,25 @@ pub fn job_record(r: &sched::accounting::JobRecord) -> pb::JobRecord {
             max_rss_kb: s.max_rss_kb,
             total_cpu_ms: s.total_cpu_ms,
         }),
+        steps: r
+            .steps
+            .iter()
+            .map(|st| {
+                let nodes: Vec<String> = st.layout.iter().map(|(n, _)| n.clone()).collect();
+                pb::SrunStepRecord {
+                    step_id: st.id,
+                    name: st.name.clone(),
+                    node_list: compress(&nodes),
+                    num_nodes: nodes.len() as u32,
+                    ntasks: st.ntasks,
+                    cpus: st.ntasks.saturating_mul(st.cpus_per_task),
+                    start_time: secs(Some(st.start_at)),
+                    end_time: secs(st.end_at),
+                    state: st.state.name().to_string(),
+                    exit_code: st.exit_code,
+                    exit_signal: st.exit_signal,
+                }
+            })
+            .collect(),
     }
 }

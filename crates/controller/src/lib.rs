@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod leader;
 pub mod liveness;
 pub mod node_api;
+pub mod steps_api;
 pub mod write;
 
 use anyhow::Context;
@@ -164,12 +165,18 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
+    let steps = pb::steps_server::StepsServer::new(steps_api::StepsService {
+        replica: replica.clone(),
+        peers: peers.clone(),
+    });
+
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .add_service(replica.raft_service())
         .add_service(ctl)
         .add_service(node)
         .add_service(peer)
+        .add_service(steps)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
         .await;
     replica.shutdown().await;

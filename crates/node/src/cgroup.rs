@@ -278,6 +278,24 @@ impl Host {
 }
 
 impl Host {
+    /// The `cgroup.procs` of job `job_id`'s cgroup when it exists on this node (made by the
+    /// job's supervisor on its batch host), to put a step's tasks in it; `None` elsewhere.
+    pub fn attach_existing(&self, job_id: u64) -> io::Result<Option<AttachFds>> {
+        let name = format!("job_{job_id}");
+        let dirs: Vec<PathBuf> = self.dirs.iter().map(|(_, base)| base.join(&name)).collect();
+        if dirs.is_empty() || !dirs.iter().all(|d| d.is_dir()) {
+            return Ok(None);
+        }
+        let mut fds = Vec::new();
+        for dir in dirs {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))?;
+            fds.push(OwnedFd::from(f));
+        }
+        Ok(Some(AttachFds(fds)))
+    }
+
     /// Removes this daemon's group directories when no job cgroup is left in them (at a clean
     /// shutdown); a group still holding jobs stays, silently.
     pub fn remove_group_if_empty(&self) {

@@ -55,6 +55,14 @@ pub(crate) struct Daemon {
     outbox_wake: Notify,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Jobs this node should run now (`run == true` in the latest assignments taken in), for
+    /// the `Tasks` service to check a step launch against.
+    assigned: Mutex<BTreeMap<u64, drover_proto::Assignment>>,
+    /// Bumped after every assignments reply taken in.
+    assigned_seq: tokio::sync::watch::Sender<u64>,
+    /// Where the `Tasks` service listens (bound before registering, so the address registered
+    /// is the one served).
+    listener: Mutex<Option<tokio::net::TcpListener>>,
 }
 
 #[derive(Default)]
@@ -121,6 +129,7 @@ impl Daemon {
         store: Store,
         client: Controllers,
         shutdown: CancellationToken,
+        listener: Option<tokio::net::TcpListener>,
     ) -> Result<Daemon, crate::state::StateError> {
         let pending = store.load_pending()?;
         let (finished, attempts, fence_index) = store.load_finished(&pending)?;
@@ -161,6 +170,9 @@ impl Daemon {
             outbox_wake: Notify::new(),
             shutdown,
             tasks: TaskTracker::new(),
+            assigned: Mutex::new(BTreeMap::new()),
+            assigned_seq: tokio::sync::watch::channel(0).0,
+            listener: Mutex::new(listener),
         })
     }
 
@@ -168,6 +180,12 @@ impl Daemon {
     /// have sent SIGTERM.
     pub(crate) async fn run(self: Arc<Self>) -> Result<(), CallError> {
         self.reattach().await;
+        if let Some(listener) = lock(&self.listener).take() {
+            // Not tracked: a step's stream open at shutdown must not hold the daemon up (its
+            // srun sees the stream break and ends the step).
+            let me = self.clone();
+            tokio::spawn(async move { me.serve_tasks(listener).await });
+        }
         match self.register().await {
             Ok(()) => {}
             Err(CallError::Cancelled) => return Ok(()),
@@ -186,6 +204,22 @@ impl Daemon {
         // Jobs keep running under their supervisors; an empty group is tidied away.
         self.cgroups.remove_group_if_empty();
         Ok(())
+    }
+
+    /// Serves `Tasks` (srun's job steps) until shutdown.
+    async fn serve_tasks(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let service = drover_proto::tasks_server::TasksServer::new(crate::tasks::TaskService {
+            host: self.clone(),
+        });
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, self.shutdown.clone().cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the tasks service stopped");
+        }
     }
 
     async fn register(&self) -> Result<(), CallError> {
@@ -317,6 +351,13 @@ impl Daemon {
                 return;
             }
             jobs.highest_index = reply.applied_index;
+            *lock(&self.assigned) = reply
+                .jobs
+                .iter()
+                .filter(|a| a.run)
+                .map(|a| (a.job_id, a.clone()))
+                .collect();
+            self.assigned_seq.send_modify(|n| *n += 1);
             let actions = reconcile(&reply.jobs, &jobs.actual());
 
             // A finished job whose final report was applied at or before this state and that
@@ -884,4 +925,32 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
+}
+
+impl crate::tasks::StepHost for Daemon {
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    fn running_assignment(&self, job_id: u64) -> Option<drover_proto::Assignment> {
+        lock(&self.assigned).get(&job_id).cloned()
+    }
+
+    fn assignments_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.assigned_seq.subscribe()
+    }
+
+    fn job_cgroup(&self, job_id: u64) -> Option<cgroup::AttachFds> {
+        match self.cgroups.attach_existing(job_id) {
+            Ok(fds) => fds,
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "cannot open the job's cgroup for a step");
+                None
+            }
+        }
+    }
+
+    fn kill_wait(&self) -> Duration {
+        self.kill_wait
+    }
 }

@@ -6,9 +6,11 @@
 //! `--output`/`--error` patterns name. The exec goes through a one-line `/bin/sh -c` that sets
 //! `SLURM_TASK_PID=$$` and then `exec`s the script, so the script keeps the pid we report.
 //!
-//! Two kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
-//! per job, in a session of its own), and the supervisor's [`launch`] of the batch script,
-//! which joins the job's cgroup and switches to the job's user between fork and exec.
+//! Three kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
+//! per job, in a session of its own), the supervisor's [`launch`] of the batch script,
+//! which joins the job's cgroup and switches to the job's user between fork and exec, and the
+//! daemon's [`spawn_task`] of one task of an srun step (same cgroup and user switch, its own
+//! process group, pipes to the daemon), signalled with [`signal_task`].
 //! [`signal_job`] reaches the script's process group and every pid left in its cgroup.
 
 use std::ffi::OsString;
@@ -261,6 +263,112 @@ pub async fn launch(
     })
 }
 
+/// Where one of a step task's standard streams goes.
+#[derive(Debug)]
+pub enum TaskStdio {
+    /// A pipe to the node daemon (forwarded to srun).
+    Pipe,
+    Null,
+    File(File),
+}
+
+impl TaskStdio {
+    fn stdio(&self) -> io::Result<Stdio> {
+        Ok(match self {
+            TaskStdio::Pipe => Stdio::piped(),
+            TaskStdio::Null => Stdio::null(),
+            TaskStdio::File(f) => Stdio::from(f.try_clone()?),
+        })
+    }
+}
+
+/// One task of a job step (srun), as the node daemon starts it.
+#[derive(Debug)]
+pub struct TaskSpawn<'a> {
+    /// `argv[0]` is already resolved to a path (see [`resolve_command`]).
+    pub argv: &'a [String],
+    pub cwd: &'a Path,
+    /// The whole environment of the task.
+    pub env: &'a [(String, String)],
+    /// The job's user: the task runs as them when the daemon runs as root.
+    pub uid: u32,
+    pub gid: u32,
+    /// The job's cgroup on this node, when it has one.
+    pub cgroup: Option<&'a AttachFds>,
+    pub stdin: TaskStdio,
+    pub stdout: TaskStdio,
+    pub stderr: TaskStdio,
+}
+
+/// Starts one task of a step in a process group of its own (its pid is the group id, which
+/// [`signal_task`] reaches), as the job's user, inside the job's cgroup when given. Like the
+/// batch script it goes through a one-line `/bin/sh -c` that sets `SLURM_TASK_PID`.
+pub fn spawn_task(t: &TaskSpawn<'_>) -> io::Result<Child> {
+    let switch_user = running_as_root() && t.uid != 0;
+    let groups = if switch_user {
+        match users::account(t.uid) {
+            Some(acc) => users::groups(&acc.name, t.gid),
+            None => vec![t.gid],
+        }
+    } else {
+        Vec::new()
+    };
+    let ids = switch_user.then_some((t.uid, t.gid));
+    let attach = t.cgroup.map(AttachFds::handle);
+    #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$0" "$@""#)
+        .args(t.argv)
+        .current_dir(t.cwd)
+        .env_clear()
+        .envs(t.env.iter().map(|(k, v)| (k, v)))
+        .stdin(t.stdin.stdio()?)
+        .stdout(t.stdout.stdio()?)
+        .stderr(t.stderr.stdio()?)
+        .process_group(0)
+        .kill_on_drop(false);
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(attach) = &attach {
+                attach.attach_self()?;
+            }
+            if let Some((uid, gid)) = ids {
+                users::become_user(uid, gid, &groups)?;
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Finds a step's command as execve(2) through `PATH` would (`cmd` with a `/` is taken as
+/// it is, relative to `cwd`); `None` when there is no such executable file, which Slurm
+/// reports as `execve(): cmd: No such file or directory`.
+pub fn resolve_command(cmd: &str, path_var: Option<&str>, cwd: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.contains('/') {
+        let p = cwd.join(cmd);
+        return executable(&p).then(|| PathBuf::from(cmd));
+    }
+    path_var
+        .unwrap_or(DEFAULT_PATH)
+        .split(':')
+        .map(|dir| cwd.join(if dir.is_empty() { "." } else { dir }).join(cmd))
+        .find(|p| executable(p))
+}
+
+/// Sends `sig` to a step task's process group.
+pub fn signal_task(pgid: u32, sig: i32) {
+    signal_group(pgid, sig);
+}
+
 /// Starts `exe supervise --state-dir DIR --job ID` in a session of its own, so that nothing
 /// done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches it. Its
 /// stderr goes to `jobs/<id>/supervisor.log`.
@@ -505,7 +613,7 @@ fn write_script(
 /// Opens an output file for appending (O_APPEND, so stdout and stderr sharing it interleave
 /// without overwriting), emptied first as Slurm's default `--open-mode=truncate` does unless
 /// `keep` (`--open-mode=append`).
-fn open_output(path: &Path, owner: Option<(u32, u32)>, keep: bool) -> io::Result<File> {
+pub(crate) fn open_output(path: &Path, owner: Option<(u32, u32)>, keep: bool) -> io::Result<File> {
     let f = OpenOptions::new()
         .append(true)
         .create(true)

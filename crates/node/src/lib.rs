@@ -24,6 +24,13 @@
 //!                                                  never launched again
 //! ```
 //!
+//! srun's job steps come in through the `Tasks` service ([`tasks`], served on the address the
+//! daemon registers): a launch is checked against the assignments last taken in (the job
+//! must run here), its tasks start as the job's user in the job's cgroup when this node has
+//! it, and their output and exits stream back to srun. Unlike batch scripts, step tasks are
+//! the daemon's children: a daemon killed during a step breaks srun's streams, and srun ends
+//! the step.
+//!
 //! The daemon never owns a job's processes: `kill -9` of the daemon leaves every job running.
 //! At start it re-attaches to the supervisors it finds in `state_dir/jobs/`, and reports the
 //! jobs that ended while it was away from their `status.json`, once.
@@ -48,6 +55,7 @@ pub mod pattern;
 pub mod reconcile;
 pub mod state;
 pub mod supervisor;
+pub mod tasks;
 mod users;
 
 /// Slurm's KillWait default: between SIGTERM and SIGKILL.
@@ -66,7 +74,8 @@ pub struct NodeConfig {
     pub cpus: Option<u32>,
     /// Memory (MiB) to register instead of /proc/meminfo's total.
     pub real_memory_mb: Option<u64>,
-    /// Where the daemon can be reached (informational for now).
+    /// Where the daemon serves `Tasks` (srun's job steps) and which it registers; empty:
+    /// `127.0.0.1` on a free port (a local cluster). Port 0: a free port.
     pub addr: String,
     /// Between SIGTERM and SIGKILL when a job is stopped or reaches its time limit.
     pub kill_wait: std::time::Duration,
@@ -95,7 +104,18 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         state_dir = %config.state_dir.display(),
         "node daemon starting"
     );
-    let daemon = daemon::Daemon::new(&config, found, store, client, shutdown)?;
+    let bind = if config.addr.is_empty() {
+        "127.0.0.1:0"
+    } else {
+        config.addr.as_str()
+    };
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for srun's tasks"))?;
+    let mut config = config;
+    config.addr = listener.local_addr()?.to_string();
+    tracing::info!(addr = %config.addr, "tasks service listening");
+    let daemon = daemon::Daemon::new(&config, found, store, client, shutdown, Some(listener))?;
     Arc::new(daemon)
         .run()
         .await

@@ -71,6 +71,8 @@ pub struct JobRecord {
     pub priority: u32,
     /// The `N.batch` step, once the job started.
     pub batch: Option<StepRecord>,
+    /// The srun steps of its (last) run, `N.0`, `N.1`… (`steps.rs`).
+    pub steps: Vec<crate::steps::Step>,
 }
 
 /// A step's row (`N.batch`).
@@ -174,6 +176,7 @@ impl JobRecord {
             work_dir: spec.work_dir.clone(),
             priority: job.priority,
             batch,
+            steps: job.steps.clone(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! reused or renamed; new variants and fields go at the end. Golden tests in `state.rs` pin the
 //! encoding of one entry per variant.
 
+use crate::steps::StepRequest;
 use crate::types::{
     JobId, JobSpec, NodeRegistration, NodeSet, NodeShare, Partition, PartitionState, PendingReason,
     SignalScope, TimestampMs,
@@ -133,6 +134,23 @@ pub enum Command {
         name: String,
         update: PartitionUpdate,
         uid: u32,
+    },
+    /// srun inside an allocation: a new step of a running job (ids 0, 1, 2… per run), its
+    /// tasks laid out over the job's nodes (`steps.rs`); refused beyond the allocation.
+    #[serde(rename = "start_step")]
+    StartStep {
+        job_id: JobId,
+        uid: u32,
+        name: String,
+        request: StepRequest,
+    },
+    /// srun's end of a step: srun's exit code, or the signal that ended a task (0: none).
+    #[serde(rename = "end_step")]
+    EndStep {
+        job_id: JobId,
+        step_id: u32,
+        exit_code: i32,
+        signal: i32,
     },
 }
 
@@ -311,6 +329,12 @@ pub enum Reply {
     Outcomes {
         outcomes: Vec<(JobRef, Option<Rejection>)>,
     },
+    /// A step created: its id and its nodes with their task counts, in task order.
+    #[serde(rename = "step_started")]
+    StepStarted {
+        step_id: u32,
+        layout: Vec<(String, u32)>,
+    },
 }
 
 /// A request refused by apply, with Slurm's error text (src/common/slurm_errno.c).
@@ -344,4 +368,6 @@ pub enum Rejection {
     AccessDenied,
     #[error("Job is pending execution")]
     JobPending,
+    #[error("More processors requested than permitted")]
+    TooManyProcessors,
 }

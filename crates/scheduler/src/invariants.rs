@@ -19,6 +19,7 @@ pub fn check(state: &ClusterState) -> Result<(), String> {
     array_records_exact(state)?;
     accounting_consistent(state)?;
     partitions_consistent(state)?;
+    steps_consistent(state)?;
     Ok(())
 }
 
@@ -43,6 +44,52 @@ fn partitions_consistent(state: &ClusterState) -> Result<(), String> {
     let defaults = state.partitions.iter().filter(|p| p.is_default).count();
     if defaults > 1 {
         return Err(format!("{defaults} default partitions: {names:?}"));
+    }
+    Ok(())
+}
+
+/// Job steps (`steps.rs`): a running step belongs to a job that holds its resources; a
+/// job's step ids strictly increase and stay below its counter; a pending job has no step; a
+/// step's tasks lie on the job's nodes, at least one on each, as many as it has. Reference:
+/// slurm.md §1.2 (steps `N.0`, `N.1`… exist only inside a running allocation).
+fn steps_consistent(state: &ClusterState) -> Result<(), String> {
+    for job in state.jobs.values() {
+        if job.state == JobState::Pending && (!job.steps.is_empty() || job.next_step_id != 0) {
+            return Err(format!("pending job {} has steps", job.id));
+        }
+        let mut last: Option<u32> = None;
+        for step in &job.steps {
+            if last.is_some_and(|l| step.id <= l) || step.id >= job.next_step_id {
+                return Err(format!(
+                    "job {} step ids out of order or beyond its counter: {:?} then {}",
+                    job.id, last, step.id
+                ));
+            }
+            last = Some(step.id);
+            if step.is_running() && !job.holds_resources() {
+                return Err(format!(
+                    "step {}.{} runs in a job that holds no resources",
+                    job.id, step.id
+                ));
+            }
+            if step.is_running() != step.end_at.is_none() {
+                return Err(format!(
+                    "step {}.{} end time and state disagree",
+                    job.id, step.id
+                ));
+            }
+            let tasks: u32 = step.layout.iter().map(|(_, n)| n).sum();
+            let on_job_nodes = step
+                .layout
+                .iter()
+                .all(|(node, n)| *n > 0 && job.alloc.iter().any(|s| &s.node == node));
+            if tasks != step.ntasks || (step.is_running() && !on_job_nodes) {
+                return Err(format!(
+                    "step {}.{} layout {:?} does not hold its {} tasks on the job's nodes",
+                    job.id, step.id, step.layout, step.ntasks
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod plan;
 pub mod priority;
 pub mod sim;
 pub mod state;
+pub mod steps;
 pub mod time;
 pub mod types;
 pub mod units;

@@ -11,12 +11,30 @@ use crate::command::{
 };
 use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
+use crate::steps::{Step, StepRequest, ENDED_STEPS_KEPT};
 use crate::types::{
     ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
     PendingReason, SignalRequest, SignalScope, TimestampMs, SIGNALS_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Drops the oldest ended steps beyond `ENDED_STEPS_KEPT` (running ones stay).
+fn trim_steps(steps: &mut Vec<Step>) {
+    let mut extra = steps
+        .iter()
+        .filter(|s| !s.is_running())
+        .count()
+        .saturating_sub(ENDED_STEPS_KEPT);
+    steps.retain(|s| {
+        if extra > 0 && !s.is_running() {
+            extra -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
 
 /// How long a finished job stays visible to squeue/scontrol (Slurm's MinJobAge, 300 s).
 pub const MIN_JOB_AGE_MS: u64 = 300_000;
@@ -242,6 +260,18 @@ impl ClusterState {
             Command::UpdatePartition { name, update, uid } => {
                 self.update_partition(name, update, *uid)
             }
+            Command::StartStep {
+                job_id,
+                uid,
+                name,
+                request,
+            } => self.start_step(*job_id, *uid, name, request),
+            Command::EndStep {
+                job_id,
+                step_id,
+                exit_code,
+                signal,
+            } => self.end_step(*job_id, *step_id, *exit_code, *signal),
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -356,6 +386,8 @@ impl ClusterState {
             requeue: None,
             signals: Vec::new(),
             admin_priority: None,
+            steps: Vec::new(),
+            next_step_id: 0,
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -790,6 +822,8 @@ impl ClusterState {
         job.expected_start_at = None;
         job.sched_nodes.clear();
         job.signals.clear();
+        job.steps.clear();
+        job.next_step_id = 0;
         self.accounting.requeued(id);
         if hold {
             job.priority = 0;
@@ -1098,6 +1132,79 @@ impl ClusterState {
         Ok(Reply::Ok)
     }
 
+    /// A new step of a running job, laid out over its nodes (`steps.rs`). Slurm's answers: a
+    /// job that is pending, or ending, gets no step; a step beyond the allocation is refused.
+    fn start_step(
+        &mut self,
+        id: JobId,
+        uid: u32,
+        name: &str,
+        request: &StepRequest,
+    ) -> Result<Reply, Reject> {
+        let now = self.now;
+        let job = self.jobs.get_mut(&id).ok_or(Reject::InvalidJobId)?;
+        if uid != 0 && uid != job.spec.uid {
+            return Err(Reject::AccessDenied);
+        }
+        match job.state {
+            JobState::Running if !job.completing && job.requeue.is_none() => {}
+            JobState::Pending => return Err(Reject::JobPending),
+            _ => return Err(Reject::AlreadyDone),
+        }
+        let layout = crate::steps::layout(&job.alloc, request)?;
+        let step_id = job.next_step_id;
+        job.next_step_id += 1;
+        job.steps.push(Step {
+            id: step_id,
+            name: name.to_string(),
+            ntasks: request.ntasks,
+            cpus_per_task: request.cpus_per_task.max(1),
+            layout: layout.clone(),
+            start_at: now,
+            end_at: None,
+            state: JobState::Running,
+            exit_code: 0,
+            exit_signal: 0,
+        });
+        Ok(Reply::StepStarted { step_id, layout })
+    }
+
+    /// srun's report that a step ended. A step that already ended (with its job, or reported
+    /// twice) keeps its first end.
+    fn end_step(
+        &mut self,
+        id: JobId,
+        step_id: u32,
+        exit_code: i32,
+        signal: i32,
+    ) -> Result<Reply, Reject> {
+        let now = self.now;
+        let job = self.jobs.get_mut(&id).ok_or(Reject::InvalidJobId)?;
+        if step_id >= job.next_step_id {
+            return Err(Reject::Invalid(format!(
+                "Invalid job step id {id}.{step_id}"
+            )));
+        }
+        if let Some(step) = job
+            .steps
+            .iter_mut()
+            .find(|s| s.id == step_id && s.is_running())
+        {
+            step.state = if exit_code == 0 && signal == 0 {
+                JobState::Completed
+            } else if signal == 9 || signal == 15 {
+                JobState::Cancelled
+            } else {
+                JobState::Failed
+            };
+            step.end_at = Some(now);
+            step.exit_code = exit_code;
+            step.exit_signal = signal;
+        }
+        trim_steps(&mut job.steps);
+        Ok(Reply::Ok)
+    }
+
     /// Ends a running or completing job: records the outcome and frees its resources.
     fn end_job(&mut self, id: JobId, state: JobState, exit_code: i32, signal: i32) {
         let now = self.now;
@@ -1114,6 +1221,17 @@ impl ClusterState {
             job.exit_signal = signal;
         }
         job.completing = false;
+        // Its steps end with it (a cancelled job's as CANCELLED, as sacct shows them).
+        let step_state = match job.state {
+            JobState::Completed | JobState::Running => JobState::Completed,
+            JobState::Failed => JobState::Failed,
+            _ => JobState::Cancelled,
+        };
+        for step in job.steps.iter_mut().filter(|s| s.is_running()) {
+            step.state = step_state;
+            step.end_at = Some(now);
+        }
+        trim_steps(&mut job.steps);
         let requeue = job.requeue;
         let end = job.end_at.unwrap_or(now);
         let ran_s = end.saturating_sub(job.start_at.unwrap_or(end)) / 1000;

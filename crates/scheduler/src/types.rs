@@ -317,6 +317,11 @@ pub struct Job {
     pub signals: Vec<SignalRequest>,
     /// Set by an operator (`scontrol update job Priority=`): used instead of multifactor.
     pub admin_priority: Option<u32>,
+    /// The steps of this run (`srun` inside the job): every running one and the latest
+    /// `steps::ENDED_STEPS_KEPT` ended ones, in id order.
+    pub steps: Vec<crate::steps::Step>,
+    /// The id the next step of this run gets (0 at each start, as Slurm numbers them).
+    pub next_step_id: u32,
 }
 
 /// How many signal requests a job remembers for its batch host.

@@ -632,6 +632,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
             }),
         1 => (1u64..20, prop::sample::select(vec![0u32, 1000])).prop_map(|(id, uid)| Command::Cancel { job_ids: vec![JobId(id)], uid }),
         1 => (0u64..600_000).prop_map(|t| Command::PurgeRecords { ended_before: t }),
+        2 => (1u64..20, 1u32..6, prop::option::of(1u32..3), 1u32..3).prop_map(|(id, ntasks, nodes, cpt)| Command::StartStep {
+            job_id: JobId(id),
+            uid: 0,
+            name: "step".into(),
+            request: steps::StepRequest { ntasks, nodes, ntasks_per_node: None, cpus_per_task: cpt },
+        }),
+        1 => (1u64..20, 0u32..4, 0i32..3).prop_map(|(id, step_id, exit_code)| Command::EndStep { job_id: JobId(id), step_id, exit_code, signal: 0 }),
         1 => (1u64..20, prop::option::of(0u32..5)).prop_map(|(id, task)| Command::CancelRefs { targets: vec![JobRef { job: JobId(id), task }], uid: 0 }),
         1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY, prop::sample::select(vec![0u32, 1000, 1001]))
             .prop_map(|(id, task, admin, uid)| Command::Hold { targets: vec![JobRef { job: JobId(id), task }], admin, uid }),
@@ -714,4 +721,116 @@ proptest! {
         prop_assert_eq!(&ra, &rb);
         prop_assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
     }
+}
+
+/// Job steps (srun inside an allocation, slurm.md §1.2): ids 0, 1… per run, only in a running
+/// job, within its allocation; they end with srun's report or with the job, and a requeued
+/// run numbers its steps from 0 again.
+#[test]
+fn steps_are_numbered_per_run_and_stay_inside_the_allocation() {
+    use drover_scheduler::steps::StepRequest;
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    c.run(node("n2", 4, 1000));
+    let mut spec = job(4);
+    spec.nodes_min = 2;
+    spec.nodes_max = 2;
+    spec.uid = 1000;
+    let id = c.submit(spec);
+    let req = |ntasks: u32| StepRequest {
+        ntasks,
+        nodes: None,
+        ntasks_per_node: None,
+        cpus_per_task: 1,
+    };
+    let start = |c: &mut Cluster, uid: u32, ntasks: u32| {
+        c.run(Command::StartStep {
+            job_id: id,
+            uid,
+            name: "hostname".into(),
+            request: req(ntasks),
+        })
+    };
+    assert_eq!(
+        start(&mut c, 1000, 1),
+        Reply::Rejected(Rejection::JobPending)
+    );
+    c.schedule();
+    assert_eq!(c.job(id).state, JobState::Running);
+    assert_eq!(
+        start(&mut c, 1000, 4),
+        Reply::StepStarted {
+            step_id: 0,
+            layout: vec![("n1".into(), 2), ("n2".into(), 2)]
+        }
+    );
+    assert_eq!(
+        start(&mut c, 1000, 9),
+        Reply::Rejected(Rejection::TooManyProcessors)
+    );
+    assert_eq!(
+        Rejection::TooManyProcessors.to_string(),
+        "More processors requested than permitted"
+    );
+    assert_eq!(
+        start(&mut c, 1001, 1),
+        Reply::Rejected(Rejection::AccessDenied)
+    );
+    assert!(matches!(
+        start(&mut c, 0, 1),
+        Reply::StepStarted { step_id: 1, .. }
+    ));
+    let end = |c: &mut Cluster, step_id: u32, exit_code: i32| {
+        c.run(Command::EndStep {
+            job_id: id,
+            step_id,
+            exit_code,
+            signal: 0,
+        })
+    };
+    assert_eq!(end(&mut c, 0, 3), Reply::Ok);
+    assert_eq!(
+        end(&mut c, 0, 0),
+        Reply::Ok,
+        "a second report changes nothing"
+    );
+    let s0 = &c.job(id).steps[0];
+    assert_eq!((s0.state, s0.exit_code), (JobState::Failed, 3));
+    assert!(matches!(end(&mut c, 7, 0), Reply::Rejected(_)));
+    // Step 1 still runs; requeue: it ends with the run, and the next run starts at step 0.
+    let r = c.run(Command::Requeue {
+        targets: vec![JobRef {
+            job: id,
+            task: None,
+        }],
+        hold: false,
+        uid: 0,
+    });
+    assert!(matches!(r, Reply::Outcomes { .. }), "{r:?}");
+    c.run(Command::JobFinished {
+        job_id: id,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 0,
+    });
+    assert_eq!(c.job(id).state, JobState::Pending);
+    assert!(c.job(id).steps.is_empty());
+    c.schedule();
+    assert!(matches!(
+        start(&mut c, 1000, 2),
+        Reply::StepStarted { step_id: 0, .. }
+    ));
+    c.run(Command::JobFinished {
+        job_id: id,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 0,
+    });
+    let s = &c.job(id).steps[0];
+    assert_eq!(s.state, JobState::Completed);
+    assert!(s.end_at.is_some());
+    assert_eq!(
+        start(&mut c, 1000, 1),
+        Reply::Rejected(Rejection::AlreadyDone)
+    );
 }

@@ -77,6 +77,8 @@ struct Submitted {
     index: u64,
     /// The cluster clock when the client first sent it: the job's `submit_at` is no earlier.
     sent_ms: u64,
+    /// The simulated clock when the acknowledgement reached the client (ok only).
+    acked_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -422,7 +424,7 @@ fn spec(rng: &mut StdRng, name: &str) -> pb::JobSpec {
 
 /// Submits one job with one request id, retried through random replicas until an answer or
 /// `CLIENT_DEADLINE`; records the outcome.
-async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<JobId> {
+async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<(JobId, u64)> {
     let spec = spec(rng, &name);
     let deadline = Instant::now() + CLIENT_DEADLINE;
     let slot = {
@@ -433,6 +435,7 @@ async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<JobId> 
             job_id: None,
             index: 0,
             sent_ms: net::sim_clock_ms(),
+            acked_ms: None,
         });
         s.submits.len() - 1
     };
@@ -456,6 +459,7 @@ async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<JobId> 
                     sub.outcome = Outcome::Ok;
                     sub.job_id = Some(job_id);
                     sub.index = reply.applied_index;
+                    sub.acked_ms = Some(net::sim_clock_ms());
                 }
                 // Job ids are unique: no other acknowledged submit got this id.
                 let dup = world
@@ -468,7 +472,7 @@ async fn submit(world: &World, rng: &mut StdRng, name: String) -> Option<JobId> 
                     world.violation(format!("job id {job_id} acknowledged to two submits"));
                 }
                 world.count("submit ok");
-                return Some(job_id);
+                return Some((job_id, reply.applied_index));
             }
             Err(s) if s.code() == tonic::Code::InvalidArgument => {
                 // A definite refusal (before any node has registered, say): it created nothing.
@@ -509,8 +513,90 @@ async fn cancel(world: &World, rng: &mut StdRng, job_id: JobId, n: u64) {
     world.count("cancel info");
 }
 
+/// One read through a random replica, with the client's `min_index` (one in three asks to be
+/// linearizable, and then tries the replicas in turn: only the leader serves it). Checks:
+/// the answer is no older than what the client has seen (monotonic reads); every job this
+/// client had acknowledged at or below the answer's index is listed; a linearizable answer
+/// reflects every submit acknowledged (to any client) before the read was sent.
+async fn read(world: &World, rng: &mut StdRng, acked: &[(JobId, u64)], seen: &mut u64) {
+    let linearizable = rng.gen_range(0..3) == 0;
+    let asked: Vec<(JobId, u64)> = (0..acked.len().min(8))
+        .map(|_| acked[acked.len() - 1 - rng.gen_range(0..acked.len().min(30))])
+        .collect();
+    let min_index = *seen;
+    let sent_ms = net::sim_clock_ms();
+    let must_reflect = if linearizable {
+        world
+            .lock()
+            .submits
+            .iter()
+            .filter(|s| s.acked_ms.is_some_and(|t| t < sent_ms))
+            .map(|s| s.index)
+            .max()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let ids = world.net.ids();
+    let first = rng.gen_range(0..ids.len());
+    let tries = if linearizable { ids.len() } else { 1 };
+    for k in 0..tries {
+        let r = ids[(first + k) % ids.len()];
+        let req = pb::ListJobsRequest {
+            consistency: Some(pb::ReadConsistency {
+                min_index,
+                linearizable,
+            }),
+            job_ids: asked.iter().map(|(id, _)| id.0).collect(),
+        };
+        let result = call(world, r, |p| async move {
+            Ok(p.ctl
+                .list_jobs(tonic::Request::new(req))
+                .await?
+                .into_inner())
+        })
+        .await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(_) => continue,
+        };
+        let idx = reply.applied_index;
+        if idx < min_index {
+            world.violation(format!(
+                "stale read: replica {r} answered at index {idx}, the client had seen {min_index}"
+            ));
+        }
+        if idx < must_reflect {
+            world.violation(format!(
+                "stale linearizable read: replica {r} answered at index {idx}, a submit acknowledged before the read was applied at {must_reflect}"
+            ));
+        }
+        let listed: BTreeSet<u64> = reply.jobs.iter().map(|j| j.job_id).collect();
+        // Until a finished job could have been purged (MinJobAge, a skewed leader's stamp
+        // included), an acknowledged job is listed by every read at or above its index.
+        let purge_possible =
+            world.start.elapsed().as_millis() as u64 + MAX_SKEW_MS.unsigned_abs() >= MIN_JOB_AGE_MS;
+        for (id, at) in asked.iter().filter(|_| !purge_possible) {
+            if *at <= idx && !listed.contains(&id.0) {
+                world.violation(format!(
+                    "read missed job {id}: replica {r} answered at index {idx}, the job was acknowledged at {at}"
+                ));
+            }
+        }
+        *seen = (*seen).max(idx);
+        world.count(if linearizable {
+            "read ok (linearizable)"
+        } else {
+            "read ok"
+        });
+        return;
+    }
+    world.count("read fail");
+}
+
 async fn client(world: Arc<World>, k: usize, mut rng: StdRng) {
-    let mut acked: Vec<JobId> = Vec::new();
+    let mut acked: Vec<(JobId, u64)> = Vec::new();
+    let mut seen = 0u64;
     let mut op = 0u64;
     while !world.quiet.is_cancelled() {
         op += 1;
@@ -520,13 +606,17 @@ async fn client(world: Arc<World>, k: usize, mut rng: StdRng) {
             sleep(Duration::from_millis(rng.gen_range(200..800))).await;
             continue;
         }
-        if rng.gen_range(0..10) < 8 || acked.is_empty() {
-            if let Some(id) = submit(&world, &mut rng, format!("c{k}-{op}")).await {
-                acked.push(id);
+        let roll = rng.gen_range(0..10);
+        if roll < 7 || acked.is_empty() {
+            if let Some((id, index)) = submit(&world, &mut rng, format!("c{k}-{op}")).await {
+                seen = seen.max(index);
+                acked.push((id, index));
             }
-        } else {
-            let job = acked[rng.gen_range(0..acked.len())];
+        } else if roll < 8 {
+            let (job, _) = acked[rng.gen_range(0..acked.len())];
             cancel(&world, &mut rng, job, op).await;
+        } else {
+            read(&world, &mut rng, &acked, &mut seen).await;
         }
         sleep(Duration::from_millis(rng.gen_range(50..600))).await;
     }
@@ -816,7 +906,7 @@ async fn heal(world: &Arc<World>) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(0x4ea1);
     let name = "after-heal".to_string();
     let accepted = loop {
-        if let Some(id) = submit(world, &mut rng, name.clone()).await {
+        if let Some((id, _)) = submit(world, &mut rng, name.clone()).await {
             break id;
         }
         if Instant::now() >= deadline {

@@ -195,6 +195,18 @@ fn a_requeued_job_runs_again_with_its_restart_count() {
         Duration::from_secs(30),
         || std::fs::read_to_string(work.join("runs.txt")).is_ok_and(|t| t == "run 0\n"),
     );
+    // The running job's batch step, as `scontrol show step` lists it.
+    let steps = stdout(&c.cmd("scontrol", &["show", "step"]));
+    assert!(
+        steps.starts_with(&format!("StepId={id}.batch UserId=")),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("\n   State=RUNNING Partition=debug NodeList=n1\n"),
+        "{steps}"
+    );
+    let missing = stdout(&c.cmd("scontrol", &["show", "step", &format!("{id}.5")]));
+    assert_eq!(missing, format!("Job step {id}.5 not found\n"));
     let rq = c.cmd("scontrol", &["requeue", &id.to_string()]);
     assert!(rq.status.success(), "{}", stderr(&rq));
     c.wait_state(id, "COMPLETED", Duration::from_secs(60));

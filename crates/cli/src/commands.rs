@@ -705,7 +705,6 @@ pub fn scontrol(args: &[String]) -> i32 {
                 scontrol_show::host_input(arg, &mut std::io::stdin().lock())
                     .and_then(|e| scontrol_show::hostlist(&e, *what == "hostlistsorted")),
             ),
-            "step" | "steps" => Some(Err(scontrol_show::NO_STEPS.to_string())),
             _ => None,
         };
         match result {
@@ -812,6 +811,7 @@ fn show(
         w if "nodes".starts_with(w) && w.len() >= 3 => "node",
         w if "partitions".starts_with(w) && w.len() >= 3 => "partition",
         w if "configuration".starts_with(w) && w.len() >= 3 => "config",
+        w if "steps".starts_with(w) && w.len() >= 3 => "step",
         other => {
             eprintln!("invalid entity:{other} for keyword:show ");
             return EXIT_ERROR;
@@ -830,6 +830,38 @@ fn show(
                     wall_clock_s(),
                     UTC_OFFSET_S,
                     &ping,
+                ));
+                EXIT_OK
+            }
+        };
+    }
+    if what == "step" {
+        let filter = match scontrol_show::parse_step_id(id) {
+            Ok(f) => f,
+            Err(e) => {
+                eprint!("{e}");
+                return EXIT_ERROR;
+            }
+        };
+        let ids = match filter {
+            scontrol_show::StepFilter::All => vec![],
+            scontrol_show::StepFilter::Job(j) | scontrol_show::StepFilter::Step(j, _) => vec![j],
+        };
+        return match rt.block_on(load_records(cluster, ids.clone(), 0)) {
+            Err(e) => {
+                eprintln!("slurm_get_job_steps error: {e}");
+                EXIT_ERROR
+            }
+            Ok(reply) if !ids.is_empty() && reply.records.is_empty() => {
+                eprintln!("slurm_get_job_steps error: Invalid job id specified");
+                EXIT_ERROR
+            }
+            Ok(reply) => {
+                out(&scontrol_show::steps_text(
+                    &reply.records,
+                    filter,
+                    UTC_OFFSET_S,
+                    oneliner,
                 ));
                 EXIT_OK
             }

@@ -182,12 +182,196 @@ pub fn config_text(c: &ShowConfigReply, now: i64, utc: i32, ping: &str) -> Strin
     out
 }
 
-/// Printed by `scontrol show step`: drover runs no job steps yet (srun is another issue).
-pub const NO_STEPS: &str = "scontrol: error: job steps are not supported by drover yet\n";
+/// Which steps `scontrol show step [ID]` asks for: every running one, a job's, or one step
+/// (`N.S`, `N.batch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepFilter {
+    All,
+    Job(u64),
+    Step(u64, StepName),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepName {
+    Batch,
+    Id(u32),
+}
+
+pub fn parse_step_id(arg: Option<&str>) -> Result<StepFilter, String> {
+    let Some(arg) = arg else {
+        return Ok(StepFilter::All);
+    };
+    let invalid = || format!("scontrol: error: Invalid job step id: {arg}\n");
+    match arg.split_once('.') {
+        None => arg.parse().map(StepFilter::Job).map_err(|_| invalid()),
+        Some((job, step)) => {
+            let job = job.parse().map_err(|_| invalid())?;
+            let step = match step {
+                "batch" => StepName::Batch,
+                n => StepName::Id(n.parse().map_err(|_| invalid())?),
+            };
+            Ok(StepFilter::Step(job, step))
+        }
+    }
+}
+
+/// `scontrol show step`: the running steps of running jobs (the batch step, then srun's), in
+/// Slurm 22.05's layout (src/api/job_step_info.c); what drover does not track prints as Slurm
+/// prints it unset (`Network=(null)`, `SrunHost:Pid=(null):0`).
+pub fn steps_text(
+    records: &[drover_proto::JobRecord],
+    filter: StepFilter,
+    utc: i32,
+    oneliner: bool,
+) -> String {
+    let sep = if oneliner { " " } else { "\n   " };
+    let end = if oneliner { "\n" } else { "\n\n" };
+    let mut out = String::new();
+    for r in records.iter().filter(|r| r.state == "RUNNING") {
+        let wanted = |name: StepName| match filter {
+            StepFilter::All => true,
+            StepFilter::Job(j) => j == r.job_id,
+            StepFilter::Step(j, s) => j == r.job_id && s == name,
+        };
+        let head = |id: &str, start: i64| {
+            format!(
+                "StepId={}.{id} UserId={} StartTime={} TimeLimit=UNLIMITED",
+                r.job_id,
+                r.uid,
+                crate::format::timestamp(start, utc, "Unknown")
+            )
+        };
+        if let Some(b) = r.batch.as_ref().filter(|b| b.state == "RUNNING") {
+            if wanted(StepName::Batch) {
+                let lines = [
+                    head("batch", b.start_time),
+                    format!(
+                        "State=RUNNING Partition={} NodeList={}",
+                        r.partition, b.node
+                    ),
+                    "Nodes=1 CPUs=0 Tasks=1 Name=batch Network=(null)".to_string(),
+                    "TRES=(null)".to_string(),
+                    "ResvPorts=(null)".to_string(),
+                    "CPUFreqReq=Default".to_string(),
+                    "SrunHost:Pid=(null):0".to_string(),
+                ];
+                out.push_str(&lines.join(sep));
+                out.push_str(end);
+            }
+        }
+        for st in r.steps.iter().filter(|s| s.state == "RUNNING") {
+            if !wanted(StepName::Id(st.step_id)) {
+                continue;
+            }
+            let lines = [
+                head(&st.step_id.to_string(), st.start_time),
+                format!(
+                    "State=RUNNING Partition={} NodeList={}",
+                    r.partition, st.node_list
+                ),
+                format!(
+                    "Nodes={} CPUs={} Tasks={} Name={} Network=(null)",
+                    st.num_nodes, st.cpus, st.ntasks, st.name
+                ),
+                format!("TRES=cpu={},node={}", st.cpus, st.num_nodes),
+                "ResvPorts=(null)".to_string(),
+                "CPUFreqReq=Default Dist=Block".to_string(),
+                "SrunHost:Pid=(null):0".to_string(),
+            ];
+            out.push_str(&lines.join(sep));
+            out.push_str(end);
+        }
+    }
+    if out.is_empty() {
+        out = match filter {
+            StepFilter::All => "No job steps in the system\n".to_string(),
+            StepFilter::Job(j) => format!("Job step {j} not found\n"),
+            StepFilter::Step(j, StepName::Batch) => format!("Job step {j}.batch not found\n"),
+            StepFilter::Step(j, StepName::Id(s)) => format!("Job step {j}.{s} not found\n"),
+        };
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The batch step as Slurm 22.05.8 printed it (tests/golden/slurm-22.05.8/scontrol.txt,
+    /// `scontrol show step`), and an srun step beside it; `N`, `N.S`, `N.batch` select.
+    #[test]
+    fn steps_print_in_slurms_layout() {
+        let start = 1_795_000_000;
+        let record = drover_proto::JobRecord {
+            job_id: 1,
+            uid: 0,
+            state: "RUNNING".into(),
+            partition: "bench".into(),
+            batch: Some(drover_proto::StepRecord {
+                node: "n1".into(),
+                state: "RUNNING".into(),
+                start_time: start,
+                ..Default::default()
+            }),
+            steps: vec![drover_proto::SrunStepRecord {
+                step_id: 0,
+                name: "hostname".into(),
+                node_list: "n[1-2]".into(),
+                num_nodes: 2,
+                ntasks: 4,
+                cpus: 4,
+                start_time: start,
+                state: "RUNNING".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let t = crate::format::timestamp(start, 0, "Unknown");
+        let batch = format!(
+            "StepId=1.batch UserId=0 StartTime={t} TimeLimit=UNLIMITED\n   State=RUNNING Partition=bench NodeList=n1\n   Nodes=1 CPUs=0 Tasks=1 Name=batch Network=(null)\n   TRES=(null)\n   ResvPorts=(null)\n   CPUFreqReq=Default\n   SrunHost:Pid=(null):0\n\n"
+        );
+        let all = steps_text(std::slice::from_ref(&record), StepFilter::All, 0, false);
+        assert!(all.starts_with(&batch), "{all}");
+        assert!(all.contains("StepId=1.0 UserId=0"), "{all}");
+        assert!(
+            all.contains("Nodes=2 CPUs=4 Tasks=4 Name=hostname Network=(null)"),
+            "{all}"
+        );
+        let one = steps_text(
+            std::slice::from_ref(&record),
+            parse_step_id(Some("1.0")).unwrap(),
+            0,
+            true,
+        );
+        assert!(
+            one.starts_with("StepId=1.0 ") && one.ends_with("(null):0\n"),
+            "{one}"
+        );
+        assert_eq!(one.lines().count(), 1);
+        assert_eq!(
+            steps_text(
+                std::slice::from_ref(&record),
+                parse_step_id(Some("1.batch")).unwrap(),
+                0,
+                false
+            ),
+            batch
+        );
+        assert_eq!(
+            steps_text(
+                std::slice::from_ref(&record),
+                parse_step_id(Some("1.7")).unwrap(),
+                0,
+                false
+            ),
+            "Job step 1.7 not found\n"
+        );
+        assert_eq!(
+            steps_text(&[], StepFilter::All, 0, false),
+            "No job steps in the system\n"
+        );
+        assert!(parse_step_id(Some("x.1")).is_err());
+    }
 
     #[test]
     fn hostlists_match_slurm() {

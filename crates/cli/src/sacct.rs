@@ -331,6 +331,43 @@ pub struct Opts {
     pub end: i64,
     /// `-M` names; `None`: the local cluster.
     pub clusters: Option<Vec<String>>,
+    /// `-N`: jobs that ran on any of these nodes.
+    pub nodes: Vec<String>,
+    /// `-q`: QOS names.
+    pub qos: Vec<String>,
+    /// `-g`: group ids.
+    pub gids: Vec<u32>,
+    /// `-i`, `-I`: node and CPU counts, `min..=max`.
+    pub nnodes: Option<(u32, u32)>,
+    pub ncpus: Option<(u32, u32)>,
+    /// `-k`/`-K`: time limits in minutes, `min..=max` (`-k` alone: exactly).
+    pub timelimit: Option<(u64, u64)>,
+}
+
+/// `N` or `min-max` (sacct's `-i`/`-I`).
+fn count_range(v: &str, what: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("sacct: error: Invalid {what} range: {v} (give N or MIN-MAX)\n");
+    let (lo, hi) = v.split_once('-').unwrap_or((v, v));
+    let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// A group name from /etc/group, or a number.
+fn resolve_group(name: &str) -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    for line in groups.lines() {
+        let mut parts = line.split(':');
+        if let (Some(group), Some(_), Some(gid)) = (parts.next(), parts.next(), parts.next()) {
+            if group == name {
+                return gid.parse().ok();
+            }
+        }
+    }
+    name.parse().ok()
 }
 
 fn split_list(v: &str) -> impl Iterator<Item = &str> + '_ {
@@ -454,6 +491,8 @@ pub fn parse(
     let mut start: Option<i64> = None;
     let mut end: Option<i64> = None;
     let mut users: Option<Vec<u32>> = None;
+    let mut timelimit_min: Option<u64> = None;
+    let mut timelimit_max: Option<u64> = None;
     let time = |v: &str| {
         parse_begin(v, now, utc_offset_s)
             .map_err(|_| format!("Invalid time specification (pos=0): {v}\n"))
@@ -531,6 +570,31 @@ pub fn parse(
                 }
             }
             "allclusters" => o.clusters = None,
+            "nodelist" => o.nodes.extend(
+                drover_scheduler::hostlist::expand(v)
+                    .map_err(|e| format!("sacct: error: Invalid node list {v}: {e}\n"))?,
+            ),
+            "qos" => o.qos.extend(split_list(v).map(str::to_string)),
+            "group" => {
+                for g in split_list(v) {
+                    match resolve_group(g) {
+                        Some(gid) => o.gids.push(gid),
+                        None => return Err(format!("sacct: error: Invalid group id: {g}\n")),
+                    }
+                }
+            }
+            "nnodes" => o.nnodes = Some(count_range(v, "node count")?),
+            "ncpus" => o.ncpus = Some(count_range(v, "CPU count")?),
+            "timelimit-min" | "timelimit-max" => {
+                let minutes = drover_scheduler::time::parse_time_limit(v)
+                    .map_err(|_| format!("sacct: error: Invalid time limit: {v}\n"))?
+                    .unwrap_or(u64::MAX);
+                if *id == "timelimit-min" {
+                    timelimit_min = Some(minutes);
+                } else {
+                    timelimit_max = Some(minutes);
+                }
+            }
             // Accepted, with nothing to change in drover: one cluster, no federation, no
             // requeue duplicates, arrays never collapsed, no het jobs.
             "local" | "federation" | "duplicates" | "verbose" | "use-local-uid" | "array"
@@ -542,6 +606,8 @@ pub fn parse(
             }
         }
     }
+    // `-k` alone: exactly that limit; with `-K`: the range; `-K` alone is ignored (sacct(1)).
+    o.timelimit = timelimit_min.map(|lo| (lo, timelimit_max.unwrap_or(lo).max(lo)));
     if let Some(w) = p.words.first() {
         let mut text = "sacct: error: Unknown arguments:\n".to_string();
         for w in std::iter::once(w).chain(p.words.iter().skip(1)) {
@@ -668,6 +734,27 @@ pub fn select(records: Vec<JobRecord>, o: &Opts, cluster: &str) -> Vec<JobRecord
         .filter(|r| o.accounts.is_empty() || o.accounts.contains(&r.account))
         .filter(|r| o.names.is_empty() || o.names.contains(&r.name))
         .filter(|r| o.partitions.is_empty() || o.partitions.contains(&r.partition))
+        .filter(|r| o.qos.is_empty() || o.qos.contains(&r.qos))
+        .filter(|r| o.gids.is_empty() || o.gids.contains(&r.gid))
+        .filter(|r| {
+            o.nodes.is_empty()
+                || drover_scheduler::hostlist::expand(&r.node_list)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|n| o.nodes.contains(n))
+        })
+        .filter(|r| {
+            o.nnodes
+                .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.num_nodes))
+        })
+        .filter(|r| {
+            o.ncpus
+                .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.alloc_cpus))
+        })
+        .filter(|r| {
+            o.timelimit
+                .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.time_limit_min.unwrap_or(u64::MAX)))
+        })
         .filter(|r| {
             if !o.states.is_empty() {
                 o.states
@@ -1456,6 +1543,37 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
         assert_eq!(ids(&me), vec![5], "a user sees only their own jobs");
         let me_all = parse(&words(&["-a"]), &|_| None, 1001, NOW, 0).unwrap();
         assert_eq!(ids(&me_all), vec![2, 3, 5]);
+    }
+
+    /// `-N`, `-q`, `-g`, `-i`, `-I`, `-k`/`-K` select as sacct(1) says.
+    #[test]
+    fn node_qos_group_count_and_time_limit_filters() {
+        let mut big = rec(2, "big", "COMPLETED");
+        big.node_list = "n[2-3]".into();
+        big.num_nodes = 2;
+        big.alloc_cpus = 8;
+        big.gid = 0;
+        big.time_limit_min = Some(120);
+        let all = vec![rec(1, "small", "COMPLETED"), big];
+        let ids = |a: &[&str]| {
+            select(all.clone(), &opts(&[&["-a"], a].concat()), "c")
+                .iter()
+                .map(|r| r.job_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&["-N", "n3"]), vec![2]);
+        assert_eq!(ids(&["-N", "n[1,3]"]), vec![1, 2]);
+        assert_eq!(ids(&["-q", "normal"]), vec![1, 2]);
+        assert_eq!(ids(&["-q", "high"]), Vec::<u64>::new());
+        assert_eq!(ids(&["-g", "1000"]), vec![1]);
+        assert_eq!(ids(&["-i", "2"]), vec![2]);
+        assert_eq!(ids(&["-i", "1-2"]), vec![1, 2]);
+        assert_eq!(ids(&["-I", "3-16"]), vec![2]);
+        assert_eq!(ids(&["-k", "60"]), vec![1]);
+        assert_eq!(ids(&["-k", "30", "-K", "2:00:00"]), vec![1, 2]);
+        assert_eq!(ids(&["-K", "30"]), vec![1, 2], "-K alone is ignored");
+        let bad = parse(&words(&["-i", "3-1"]), &|_| None, 0, NOW, 0).unwrap_err();
+        assert!(bad.contains("Invalid node count range"), "{bad}");
     }
 
     #[test]

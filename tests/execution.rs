@@ -55,19 +55,6 @@ fn reconfigure_nodes(c: &TestCluster, nodes: u32, cpus: u32, gpus: Option<u32>) 
     }
 }
 
-fn cgroups_usable() -> bool {
-    let root = Path::new("/sys/fs/cgroup");
-    let v1 = root.join("memory/cgroup.procs").exists() && root.join("cpuset/cgroup.procs").exists();
-    let v2 = root.join("cgroup.controllers").exists();
-    // SAFETY-free check for root: /proc/self/status Uid line.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root_user = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
-    root_user && (v1 || v2)
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -76,7 +63,7 @@ fn read(path: &Path) -> String {
 /// SIGKILL, TIMEOUT, the stderr line); a job pinned to one CPU cannot use two.
 #[test]
 fn memory_cpu_and_time_limits_are_enforced() {
-    if !cgroups_usable() {
+    if !common::cgroups_usable() {
         eprintln!("SKIPPED: needs root and a writable cgroup hierarchy");
         return;
     }

@@ -12,18 +12,6 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn cgroups_usable() -> bool {
-    let root = Path::new("/sys/fs/cgroup");
-    let v1 = root.join("memory/cgroup.procs").exists() && root.join("cpuset/cgroup.procs").exists();
-    let v2 = root.join("cgroup.controllers").exists();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root_user = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
-    root_user && (v1 || v2)
-}
-
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines.sort();
@@ -144,7 +132,7 @@ echo done > done.txt
     );
     // On the batch host the tasks join the job's cgroup (made by its supervisor); the other
     // node has none for the job.
-    if cgroups_usable() {
+    if common::cgroups_usable() {
         let text = read(&work.join("cgroup.txt"));
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort();

@@ -353,6 +353,21 @@ impl Workload {
     }
 
     /// A recent acknowledged job, mostly one still pending or running.
+    /// What a read asks for: up to `count` of the last 60 acknowledged jobs, or (one time in
+    /// ten) everything (an empty list).
+    fn sample_recent(&self, rng: &mut Rng, count: usize) -> Vec<u64> {
+        if rng.below(10) == 0 {
+            return Vec::new();
+        }
+        let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let n = k.acked.len();
+        let mut ids: BTreeSet<u64> = BTreeSet::new();
+        for _ in 0..count.min(n) {
+            ids.insert(k.acked[n - 1 - rng.below(n.min(60) as u64) as usize]);
+        }
+        ids.into_iter().collect()
+    }
+
     fn recent_job(&self, rng: &mut Rng) -> Option<u64> {
         let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if k.acked.is_empty() {
@@ -516,17 +531,7 @@ impl Workload {
     /// acknowledged at or below the answer's index must be there.
     async fn acct(&self, process: &str, op: u64, rng: &mut Rng, seen: &mut u64) {
         let i = rng.below(self.channels.len() as u64) as usize;
-        let asked: Vec<u64> = if rng.below(10) == 0 {
-            Vec::new()
-        } else {
-            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            let n = k.acked.len();
-            let mut ids: BTreeSet<u64> = BTreeSet::new();
-            for _ in 0..10.min(n) {
-                ids.insert(k.acked[n - 1 - rng.below(n.min(60) as u64) as usize]);
-            }
-            ids.into_iter().collect()
-        };
+        let asked = self.sample_recent(rng, 10);
         let min_index = *seen;
         let event = |kind: Kind| Event {
             process: process.into(),
@@ -572,19 +577,7 @@ impl Workload {
         // One read in five asks to be linearizable: only the leader answers it, so it tries
         // the replicas in turn (each refusal is quick) until one does.
         let linearizable = rng.below(5) == 0;
-        // Mostly a sample of recent jobs; sometimes everything.
-        let asked: Vec<u64> = if rng.below(10) == 0 {
-            Vec::new()
-        } else {
-            let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            let n = k.acked.len();
-            let mut ids: BTreeSet<u64> = BTreeSet::new();
-            for _ in 0..20.min(n) {
-                let back = rng.below(n.min(60) as u64) as usize;
-                ids.insert(k.acked[n - 1 - back]);
-            }
-            ids.into_iter().collect()
-        };
+        let asked = self.sample_recent(rng, 20);
         let min_index = *seen;
         self.record(Event {
             process: process.into(),

@@ -311,3 +311,16 @@ mod toml_lite {
         Doc { controllers }
     }
 }
+
+/// Whether jobs here get real cgroups: root, and the v1 memory and cpuset controllers or v2.
+pub fn cgroups_usable() -> bool {
+    let root = Path::new("/sys/fs/cgroup");
+    let v1 = root.join("memory/cgroup.procs").exists() && root.join("cpuset/cgroup.procs").exists();
+    let v2 = root.join("cgroup.controllers").exists();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root_user = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
+    root_user && (v1 || v2)
+}

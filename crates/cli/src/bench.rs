@@ -236,28 +236,13 @@ fn trivial_job(i: usize) -> pb::JobSpec {
     }
 }
 
-/// The states of `ids` (all jobs when empty) as the cluster reads them at `min_index` or later.
+/// The states of `ids` (all jobs when empty), read as the commands read them.
 async fn states(
     cluster: &mut Cluster,
     ids: &[u64],
 ) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
-    let consistency = cluster.consistency();
-    let reply = cluster
-        .call(|mut c| {
-            // Built at each try: a retry after a reset of the cached index asks without it.
-            let req = pb::ListJobsRequest {
-                consistency: consistency.get(),
-                job_ids: ids.to_vec(),
-            };
-            async move { c.list_jobs(req).await.map(|r| r.into_inner()) }
-        })
-        .await?;
-    cluster.saw(reply.applied_index);
-    Ok(reply
-        .jobs
-        .into_iter()
-        .map(|j| (j.job_id, j.state))
-        .collect())
+    let jobs = crate::commands::load_jobs(cluster, ids.to_vec()).await?;
+    Ok(jobs.into_iter().map(|j| (j.job_id, j.state)).collect())
 }
 
 async fn submit_one(cluster: &mut Cluster, spec: pb::JobSpec) -> anyhow::Result<u64> {

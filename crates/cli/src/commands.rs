@@ -228,7 +228,7 @@ pub fn scancel(args: &[String]) -> i32 {
     }
 }
 
-async fn load_jobs(
+pub(crate) async fn load_jobs(
     cluster: &mut Cluster,
     job_ids: Vec<u64>,
 ) -> Result<Vec<pb::JobInfo>, ClientError> {

@@ -114,14 +114,7 @@ pub async fn launch(
     }
     let switch_user = running_as_root() && a.uid != 0;
     let account = users::account(a.uid);
-    let groups = if switch_user {
-        match &account {
-            Some(acc) => users::groups(&acc.name, a.gid),
-            None => vec![a.gid],
-        }
-    } else {
-        Vec::new()
-    };
+    let groups = supplementary_groups(switch_user, account.as_ref(), a.gid);
 
     let dir = job_dir(ctx.state_dir, a.job_id);
     let script = dir.join("script");
@@ -215,22 +208,7 @@ pub async fn launch(
             .stderr(stderr.try_clone().map_err(LaunchError::Spawn)?)
             .process_group(0)
             .kill_on_drop(false);
-        let attach = attach.clone();
-        let groups = groups.clone();
-        #[allow(unsafe_code)]
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some(attach) = &attach {
-                    attach.attach_self()?;
-                }
-                if let Some((uid, gid)) = ids {
-                    users::become_user(uid, gid, &groups)?;
-                }
-                Ok(())
-            });
-        }
+        enter_job_before_exec(&mut cmd, attach.clone(), ids, groups.clone());
         match cmd.spawn() {
             Ok(child) => break child,
             Err(e)
@@ -300,19 +278,46 @@ pub struct TaskSpawn<'a> {
     pub stderr: TaskStdio,
 }
 
+/// The groups a job's processes get when the daemon switches to the job's user: the user's
+/// supplementary groups and the job's gid (just the gid for a uid with no account here).
+fn supplementary_groups(switch_user: bool, account: Option<&users::Account>, gid: u32) -> Vec<u32> {
+    match (switch_user, account) {
+        (false, _) => Vec::new(),
+        (true, Some(acc)) => users::groups(&acc.name, gid),
+        (true, None) => vec![gid],
+    }
+}
+
+/// Between fork and exec, the child joins the job's cgroup (when given), then becomes the job's
+/// user (when `ids` is set): the batch script and step tasks both start this way.
+fn enter_job_before_exec(
+    cmd: &mut Command,
+    attach: Option<crate::cgroup::AttachHandle>,
+    ids: Option<(u32, u32)>,
+    groups: Vec<u32>,
+) {
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(attach) = &attach {
+                attach.attach_self()?;
+            }
+            if let Some((uid, gid)) = ids {
+                users::become_user(uid, gid, &groups)?;
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts one task of a step in a process group of its own (its pid is the group id, which
 /// [`signal_task`] reaches), as the job's user, inside the job's cgroup when given. Like the
 /// batch script it goes through a one-line `/bin/sh -c` that sets `SLURM_TASK_PID`.
 pub fn spawn_task(t: &TaskSpawn<'_>) -> io::Result<Child> {
     let switch_user = running_as_root() && t.uid != 0;
-    let groups = if switch_user {
-        match users::account(t.uid) {
-            Some(acc) => users::groups(&acc.name, t.gid),
-            None => vec![t.gid],
-        }
-    } else {
-        Vec::new()
-    };
+    let groups = supplementary_groups(switch_user, users::account(t.uid).as_ref(), t.gid);
     let ids = switch_user.then_some((t.uid, t.gid));
     let attach = t.cgroup.map(AttachFds::handle);
     #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
@@ -328,20 +333,7 @@ pub fn spawn_task(t: &TaskSpawn<'_>) -> io::Result<Child> {
         .stderr(t.stderr.stdio()?)
         .process_group(0)
         .kill_on_drop(false);
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(attach) = &attach {
-                attach.attach_self()?;
-            }
-            if let Some((uid, gid)) = ids {
-                users::become_user(uid, gid, &groups)?;
-            }
-            Ok(())
-        });
-    }
+    enter_job_before_exec(&mut cmd, attach, ids, groups);
     cmd.spawn()
 }
 

@@ -212,8 +212,9 @@ mod tests {
     }
 
     /// A requeued job whose first run ended here, assigned here again and cancelled before its
-    /// second run started: the second run is reported gone (the first run's end does not
-    /// stand for it; jepsen CI found such a job stuck in COMPLETING).
+    /// second run started: reconcile asks for the second run to be reported gone, naming that
+    /// run (the daemon then records it as a new end instead of taking the first run's end for
+    /// it: jepsen finding 3, a job stuck in COMPLETING).
     #[test]
     fn a_later_run_cancelled_before_it_started_is_reported_gone() {
         let mut second = job(1, false, true);

@@ -17,20 +17,9 @@ use std::time::Instant;
 
 const MIN: u64 = 60_000;
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+#[path = "../tests/common/lcg.rs"]
+mod lcg;
+use lcg::Lcg;
 
 fn request(command: Command) -> Request {
     Request {

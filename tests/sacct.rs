@@ -282,3 +282,40 @@ fn records_are_purged_after_the_retention_on_every_replica() {
     let out = c.cmd("squeue", &["-h", "-t", "all", "-o", "%i %T"]);
     assert_eq!(stdout(&out), format!("{id} COMPLETED\n"));
 }
+
+#[test]
+fn kept_scripts_and_environments_under_accounting_store_flags() {
+    let c = TestCluster::start_with(1, 1, &["--accounting-store-flags", "job_script,job_env"]);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = "#!/bin/sh\n# kept for sacct -B\ntrue\n";
+    let id = c.sbatch(
+        &c.all_addrs(),
+        &work,
+        &["-J", "kept", "-o", "/dev/null", "--export=ALL,KEPT_MARK=42"],
+        script,
+    );
+    wait_acct(&c, id, "State", "COMPLETED\n");
+    let run = |args: &[&str]| {
+        let out = c.cmd("sacct", args);
+        assert!(out.status.success(), "sacct {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let dashes = "-".repeat(80);
+    assert_eq!(
+        run(&["-B", "-j", &id.to_string()]),
+        format!("Batch Script for {id}\n{dashes}\n{script}")
+    );
+    let env = run(&["--env-vars", "-n", "-j", &id.to_string()]);
+    assert!(env.lines().any(|l| l == "KEPT_MARK=42"), "{env}");
+    let config = stdout(&c.cmd("scontrol", &["show", "config"]));
+    assert!(
+        config.contains("\nAccountingStoreFlags    = job_env,job_script\n"),
+        "{config}"
+    );
+    // Without -j, sacct refuses as Slurm does, exit 1.
+    let out = c.cmd("sacct", &["-B"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("you must also request specific jobs with the '-j' option"));
+}

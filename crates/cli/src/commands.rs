@@ -506,6 +506,10 @@ pub fn sacct(args: &[String]) -> i32 {
             out(&sacct::help_fields());
             return EXIT_OK;
         }
+        Some(sacct::Special::HelpReasons) => {
+            out(&sacct::help_reasons());
+            return EXIT_OK;
+        }
         None => {}
     }
     let Ok(mut cluster) = cluster("sacct") else {
@@ -524,8 +528,13 @@ pub fn sacct(args: &[String]) -> i32 {
     };
     cluster.save();
     let now = reply.now.max(wall_clock_s());
-    let shown = sacct::select(reply.records, &opts, &reply.cluster_name);
-    let text = if opts.json {
+    let mut shown = sacct::select(reply.records, &opts, &reply.cluster_name);
+    if opts.truncate {
+        sacct::truncate(&mut shown, &opts, now);
+    }
+    let text = if opts.show != sacct::Show::Records {
+        sacct::kept_text(&shown, &opts)
+    } else if opts.json {
         sacct::json(&shown, &opts, now, &reply.cluster_name, args)
     } else {
         sacct::table(&shown, &opts, now, &reply.cluster_name, UTC_OFFSET_S)

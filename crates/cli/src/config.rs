@@ -44,6 +44,10 @@ pub struct ClusterConfig {
     /// them for ever.
     #[serde(default = "default_record_retention")]
     pub job_record_retention_s: u64,
+    /// Slurm's AccountingStoreFlags: `job_script` and/or `job_env` make sacct's records keep
+    /// each batch job's script (`sacct -B`) and environment (`sacct --env-vars`).
+    #[serde(default)]
+    pub accounting_store_flags: String,
     /// Raft timing: the leader's heartbeat, and the election timeout range. Failover takes
     /// about 1.5-2x the maximum; keep the minimum well above the heartbeat.
     #[serde(default = "default_heartbeat")]

@@ -35,7 +35,7 @@ const USAGE: &str = "drover — a Slurm-compatible workload manager with replica
 
 usage:
   drover up [--dir DIR] [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
-            [--job-record-retention-s S]
+            [--job-record-retention-s S] [--accounting-store-flags job_script,job_env]
   drover restart --dir DIR ctld-<id>|noded-<name>
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
@@ -233,6 +233,7 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
             "cpus-per-node",
             "mem-per-node",
             "job-record-retention-s",
+            "accounting-store-flags",
         ],
     )
     .map_err(anyhow::Error::msg)?;
@@ -245,6 +246,7 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
         mem_per_node_mb: n("mem-per-node")?,
         job_record_retention_s: n("job-record-retention-s")?
             .unwrap_or_else(config::default_record_retention),
+        accounting_store_flags: f.get("accounting-store-flags").unwrap_or("").to_string(),
     })
 }
 

@@ -62,6 +62,8 @@ pub fn ctld(config: &Path, id: u64, data_dir: Option<PathBuf>) -> anyhow::Result
     cc.sched = cfg.scheduler.sched_config().map_err(anyhow::Error::msg)?;
     cc.sched_min_interval = Duration::from_micros(cfg.scheduler.sched_min_interval_us);
     cc.record_retention = Duration::from_secs(cfg.job_record_retention_s);
+    cc.store = drover_controller::AccountingStore::parse(&cfg.accounting_store_flags)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
     cc.election_grace = cc.node_timeout.max(Duration::from_secs(10));
     cc.heartbeat_ms = cfg.raft_heartbeat_ms;
     cc.election_min_ms = cfg.raft_election_min_ms;

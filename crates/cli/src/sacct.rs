@@ -12,11 +12,16 @@ use crate::getopt::{self, long, opt, Arg, Opt};
 use crate::squeue::{json_meta, json_number, resolve_user};
 use drover_proto::{JobRecord, SrunStepRecord, StepRecord};
 use drover_scheduler::time::{format_limit, format_timestamp, parse_begin};
-use drover_scheduler::units::{format_mem_mb, format_size_exact};
+use drover_scheduler::units::{convert_num_unit, Conversion};
 
 /// src/sacct/sacct.h.
 pub const DEFAULT_FIELDS: &str = "jobid,jobname,partition,account,alloccpus,state,exitcode";
 pub const BRIEF_FIELDS: &str = "jobid,state,exitcode";
+/// `-c`: the job completion log's fields (options.c `_init_params`, `opt_completion`).
+pub const COMPLETION_FIELDS: &str = "jobid,uid,jobname,partition,nnodes,nodelist,state,end";
+pub const BRIEF_COMPLETION_FIELDS: &str = "jobid,uid,state";
+pub const LONG_COMPLETION_FIELDS: &str =
+    "jobid,uid,jobname,partition,nnodes,nodelist,state,start,end,timelimit";
 pub const LONG_FIELDS: &str = "jobid,jobidraw,jobname,partition,maxvmsize,maxvmsizenode,maxvmsizetask,avevmsize,maxrss,maxrssnode,maxrsstask,averss,maxpages,maxpagesnode,maxpagestask,avepages,mincpu,mincpunode,mincputask,avecpu,ntasks,alloccpus,elapsed,state,exitcode,avecpufreq,reqcpufreqmin,reqcpufreqmax,reqcpufreqgov,reqmem,consumedenergy,maxdiskread,maxdiskreadnode,maxdiskreadtask,avediskread,maxdiskwrite,maxdiskwritenode,maxdiskwritetask,avediskwrite,reqtres,alloctres,tresusageinave,tresusageinmax,tresusageinmaxn,tresusageinmaxt,tresusageinmin,tresusageinminn,tresusageinmint,tresusageintot,tresusageoutmax,tresusageoutmaxn,tresusageoutmaxt,tresusageoutave,tresusageouttot";
 
 /// How a field's value is printed.
@@ -168,6 +173,7 @@ const OPTIONS: &[Opt] = &[
     long("federation", Arg::No, "federation"),
     opt('e', "helpformat", Arg::No, "helpformat"),
     long("help-fields", Arg::No, "helpformat"),
+    long("helpreason", Arg::No, "helpreason"),
     opt('E', "endtime", Arg::Required, "endtime"),
     long("env-vars", Arg::No, "env-vars"),
     opt('f', "file", Arg::Required, "file"),
@@ -279,6 +285,19 @@ pub enum Special {
     Usage,
     Version,
     HelpFields,
+    HelpReasons,
+}
+
+/// What sacct prints for each selected job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Show {
+    /// The table (or `--json`).
+    #[default]
+    Records,
+    /// `-B`: the batch script, as kept by the accounting store.
+    Script,
+    /// `--env-vars`: the batch job's environment, as kept.
+    Environment,
 }
 
 /// Separator style (print_fields.c `print_fields_parsable_print`).
@@ -342,6 +361,17 @@ pub struct Opts {
     pub ncpus: Option<(u32, u32)>,
     /// `-k`/`-K`: time limits in minutes, `min..=max` (`-k` alone: exactly).
     pub timelimit: Option<(u64, u64)>,
+    /// `--units`, `--noconvert`: how sizes print.
+    pub conversion: Conversion,
+    /// `-T`: start and end times cut to the window.
+    pub truncate: bool,
+    /// `-c`: the completion log (ended jobs, no steps).
+    pub completion: bool,
+    /// `-R`: reasons (Slurm's spelling).
+    pub reasons: Vec<String>,
+    /// `-C`: features every listed job asked for.
+    pub constraints: Vec<String>,
+    pub show: Show,
 }
 
 /// `N` or `min-max` (sacct's `-i`/`-I`).
@@ -390,6 +420,229 @@ const STATES: &[(&str, &str)] = &[
     ("OUT_OF_MEMORY", "OOM"),
     ("REQUEUED", "RQ"),
     ("RESIZING", "RS"),
+];
+
+/// Slurm's job state reasons, in its order (src/common/job_state_reason.c; two names appear
+/// twice there): `-R` takes any of them (case-insensitive), `--helpreason` lists them.
+const REASONS: &[&str] = &[
+    "None",
+    "Prolog",
+    "Priority",
+    "Dependency",
+    "Resources",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "PartitionDown",
+    "PartitionInactive",
+    "JobHeldAdmin",
+    "JobHeldUser",
+    "NvidiaImexChannels",
+    "BeginTime",
+    "Licenses",
+    "AssociationJobLimit",
+    "AssociationResourceLimit",
+    "AssociationTimeLimit",
+    "Reservation",
+    "ReqNodeNotAvail",
+    "SchedDefer",
+    "PartitionDown",
+    "NodeDown",
+    "BadConstraints",
+    "SystemFailure",
+    "JobLaunchFailure",
+    "NonZeroExitCode",
+    "RaisedSignal",
+    "TimeLimit",
+    "InactiveLimit",
+    "InvalidAccount",
+    "InvalidQOS",
+    "QOSUsageThreshold",
+    "QOSJobLimit",
+    "QOSResourceLimit",
+    "QOSTimeLimit",
+    "Cleaning",
+    "QOSNotAllowed",
+    "AccountNotAllowed",
+    "DependencyNeverSatisfied",
+    "QOSGrpCpuLimit",
+    "QOSGrpCPUMinutesLimit",
+    "QOSGrpCPURunMinutesLimit",
+    "QOSGrpJobsLimit",
+    "QOSGrpMemLimit",
+    "QOSGrpNodeLimit",
+    "QOSGrpSubmitJobsLimit",
+    "QOSGrpWallLimit",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxCpuMinutesPerJobLimit",
+    "QOSMaxNodePerJobLimit",
+    "QOSMaxWallDurationPerJobLimit",
+    "QOSMaxCpuPerUserLimit",
+    "QOSMaxJobsPerUserLimit",
+    "QOSMaxNodePerUserLimit",
+    "QOSMaxSubmitJobPerUserLimit",
+    "QOSMinCpuNotSatisfied",
+    "AssocGrpCpuLimit",
+    "AssocGrpCPUMinutesLimit",
+    "AssocGrpCPURunMinutesLimit",
+    "AssocGrpJobsLimit",
+    "AssocGrpMemLimit",
+    "AssocGrpNodeLimit",
+    "AssocGrpSubmitJobsLimit",
+    "AssocGrpWallLimit",
+    "AssocMaxJobsLimit",
+    "AssocMaxCpuPerJobLimit",
+    "AssocMaxCpuMinutesPerJobLimit",
+    "AssocMaxNodePerJobLimit",
+    "AssocMaxWallDurationPerJobLimit",
+    "AssocMaxSubmitJobLimit",
+    "JobHoldMaxRequeue",
+    "JobArrayTaskLimit",
+    "BurstBufferResources",
+    "BurstBufferStageIn",
+    "BurstBufferOperation",
+    "AssocGrpUnknown",
+    "AssocGrpUnknownMinutes",
+    "AssocGrpUnknownRunMinutes",
+    "AssocMaxUnknownPerJob",
+    "AssocMaxUnknownPerNode",
+    "AssocMaxUnknownMinutesPerJob",
+    "AssocMaxCpuPerNode",
+    "AssocGrpMemMinutes",
+    "AssocGrpMemRunMinutes",
+    "AssocMaxMemPerJob",
+    "AssocMaxMemPerNode",
+    "AssocMaxMemMinutesPerJob",
+    "AssocGrpNodeMinutes",
+    "AssocGrpNodeRunMinutes",
+    "AssocMaxNodeMinutesPerJob",
+    "AssocGrpEnergy",
+    "AssocGrpEnergyMinutes",
+    "AssocGrpEnergyRunMinutes",
+    "AssocMaxEnergyPerJob",
+    "AssocMaxEnergyPerNode",
+    "AssocMaxEnergyMinutesPerJob",
+    "AssocGrpGRES",
+    "AssocGrpGRESMinutes",
+    "AssocGrpGRESRunMinutes",
+    "AssocMaxGRESPerJob",
+    "AssocMaxGRESPerNode",
+    "AssocMaxGRESMinutesPerJob",
+    "AssocGrpLicense",
+    "AssocGrpLicenseMinutes",
+    "AssocGrpLicenseRunMinutes",
+    "AssocMaxLicensePerJob",
+    "AssocMaxLicenseMinutesPerJob",
+    "AssocGrpBB",
+    "AssocGrpBBMinutes",
+    "AssocGrpBBRunMinutes",
+    "AssocMaxBBPerJob",
+    "AssocMaxBBPerNode",
+    "AssocMaxBBMinutesPerJob",
+    "QOSGrpUnknown",
+    "QOSGrpUnknownMinutes",
+    "QOSGrpUnknownRunMinutes",
+    "QOSMaxUnknownPerJob",
+    "QOSMaxUnknownPerNode",
+    "QOSMaxUnknownPerUser",
+    "QOSMaxUnknownMinutesPerJob",
+    "QOSMinUnknown",
+    "QOSMaxCpuPerNode",
+    "QOSGrpMemoryMinutes",
+    "QOSGrpMemoryRunMinutes",
+    "QOSMaxMemoryPerJob",
+    "QOSMaxMemoryPerNode",
+    "QOSMaxMemoryPerUser",
+    "QOSMaxMemoryMinutesPerJob",
+    "QOSMinMemory",
+    "QOSGrpNodeMinutes",
+    "QOSGrpNodeRunMinutes",
+    "QOSMaxNodeMinutesPerJob",
+    "QOSMinNode",
+    "QOSGrpEnergy",
+    "QOSGrpEnergyMinutes",
+    "QOSGrpEnergyRunMinutes",
+    "QOSMaxEnergyPerJob",
+    "QOSMaxEnergyPerNode",
+    "QOSMaxEnergyPerUser",
+    "QOSMaxEnergyMinutesPerJob",
+    "QOSMinEnergy",
+    "QOSGrpGRES",
+    "QOSGrpGRESMinutes",
+    "QOSGrpGRESRunMinutes",
+    "QOSMaxGRESPerJob",
+    "QOSMaxGRESPerNode",
+    "QOSMaxGRESPerUser",
+    "QOSMaxGRESMinutesPerJob",
+    "QOSMinGRES",
+    "QOSGrpLicense",
+    "QOSGrpLicenseMinutes",
+    "QOSGrpLicenseRunMinutes",
+    "QOSMaxLicensePerJob",
+    "QOSMaxLicensePerUser",
+    "QOSMaxLicenseMinutesPerJob",
+    "QOSMinLicense",
+    "QOSGrpBB",
+    "QOSGrpBBMinutes",
+    "QOSGrpBBRunMinutes",
+    "QOSMaxBBPerJob",
+    "QOSMaxBBPerNode",
+    "QOSMaxBBPerUser",
+    "AssocMaxBBMinutesPerJob",
+    "QOSMinBB",
+    "DeadLine",
+    "MaxBBPerAccount",
+    "MaxCpuPerAccount",
+    "MaxEnergyPerAccount",
+    "MaxGRESPerAccount",
+    "MaxNodePerAccount",
+    "MaxLicensePerAccount",
+    "MaxMemoryPerAccount",
+    "MaxUnknownPerAccount",
+    "MaxJobsPerAccount",
+    "MaxSubmitJobsPerAccount",
+    "PartitionConfig",
+    "AccountingPolicy",
+    "FedJobLock",
+    "OutOfMemory",
+    "MaxMemPerLimit",
+    "AssocGrpBilling",
+    "AssocGrpBillingMinutes",
+    "AssocGrpBillingRunMinutes",
+    "AssocMaxBillingPerJob",
+    "AssocMaxBillingPerNode",
+    "AssocMaxBillingMinutesPerJob",
+    "QOSGrpBilling",
+    "QOSGrpBillingMinutes",
+    "QOSGrpBillingRunMinutes",
+    "QOSMaxBillingPerJob",
+    "QOSMaxBillingPerNode",
+    "QOSMaxBillingPerUser",
+    "QOSMaxBillingMinutesPerJob",
+    "MaxBillingPerAccount",
+    "QOSMinBilling",
+    "ReservationDeleted",
+    "ReservationInvalid",
+    "Constraints",
+    "MaxBBRunMinsPerAccount",
+    "MaxBillingRunMinsPerAccount",
+    "MaxCpuRunMinsPerAccount",
+    "MaxEnergyRunMinsPerAccount",
+    "MaxGRESRunMinsPerAccount",
+    "MaxNodeRunMinsPerAccount",
+    "MaxLicenseRunMinsPerAccount",
+    "MaxMemoryRunMinsPerAccount",
+    "MaxUnknownRunMinsPerAccount",
+    "MaxBBRunMinsPerUser",
+    "MaxBillingRunMinsPerUser",
+    "MaxCpuRunMinsPerUser",
+    "MaxEnergyRunMinsPerUser",
+    "MaxGRESRunMinsPerUser",
+    "MaxNodeRunMinsPerUser",
+    "MaxLicenseRunMinsPerUser",
+    "MaxMemoryRunMinsPerUser",
+    "MaxUnknownRunMinsPerUser",
+    "MaxPoweredUpNodes",
+    "MpiPortsBusy",
 ];
 
 fn parse_state(s: &str) -> Option<&'static str> {
@@ -493,6 +746,8 @@ pub fn parse(
     let mut users: Option<Vec<u32>> = None;
     let mut timelimit_min: Option<u64> = None;
     let mut timelimit_max: Option<u64> = None;
+    let mut noconvert = false;
+    let (mut script, mut environment) = (false, false);
     let time = |v: &str| {
         parse_begin(v, now, utc_offset_s)
             .map_err(|_| format!("Invalid time specification (pos=0): {v}\n"))
@@ -504,6 +759,7 @@ pub fn parse(
             "usage" => o.special = Some(Special::Usage),
             "version" => o.special = Some(Special::Version),
             "helpformat" => o.special = Some(Special::HelpFields),
+            "helpreason" => o.special = Some(Special::HelpReasons),
             "json" => o.json = true,
             "yaml" => {
                 return Err("sacct: error: --yaml is not supported by drover; use --json\n".into())
@@ -595,6 +851,46 @@ pub fn parse(
                     timelimit_max = Some(minutes);
                 }
             }
+            "units" => {
+                let unit = v
+                    .chars()
+                    .next()
+                    .and_then(|c| "KMGTP".find(c.to_ascii_uppercase()).map(|i| i + 1));
+                match unit {
+                    Some(u) => o.conversion = Conversion::To(u),
+                    None => {
+                        let c: String = v.chars().take(1).collect();
+                        return Err(format!(
+                            "sacct: error: Invalid unit type '{c}'. Possible options are 'KMGTP'\nsacct: fatal: Invalid unit type\n"
+                        ));
+                    }
+                }
+            }
+            // `--units` wins over `--noconvert` (convert_num_unit2 looks at it first).
+            "noconvert" => noconvert = true,
+            "truncate" => o.truncate = true,
+            "completion" => o.completion = true,
+            "reason" => {
+                for r in split_list(v) {
+                    match REASONS.iter().find(|n| n.eq_ignore_ascii_case(r)) {
+                        Some(n) => o.reasons.push(n.to_string()),
+                        None => {
+                            return Err(format!(
+                                "sacct: fatal: unrecognized job reason value '{r}'\n"
+                            ))
+                        }
+                    }
+                }
+            }
+            "constraints" => o.constraints.extend(split_list(v).map(str::to_string)),
+            "batch-script" => {
+                script = true;
+                o.no_steps = true;
+            }
+            "env-vars" => {
+                environment = true;
+                o.no_steps = true;
+            }
             // Accepted, with nothing to change in drover: one cluster, no federation, no
             // requeue duplicates, arrays never collapsed, no het jobs.
             "local" | "federation" | "duplicates" | "verbose" | "use-local-uid" | "array"
@@ -614,6 +910,37 @@ pub fn parse(
             text.push_str(&format!("sacct: error:  {w}\n"));
         }
         return Err(text);
+    }
+    if o.special.is_none() {
+        let asked = if environment {
+            Some("job environment")
+        } else if script {
+            Some("job scripts")
+        } else {
+            None
+        };
+        if let (Some(what), true) = (asked, o.jobs.is_empty()) {
+            return Err(format!("sacct: fatal: When requesting {what} you must also request specific jobs with the '-j' option.\n"));
+        }
+        if script && environment {
+            return Err(
+                "sacct: fatal: Options --batch-script and --env-vars are mutually exclusive\n"
+                    .into(),
+            );
+        }
+    }
+    o.show = if script {
+        Show::Script
+    } else if environment {
+        Show::Environment
+    } else {
+        Show::Records
+    };
+    if noconvert && o.conversion == Conversion::Exact {
+        o.conversion = Conversion::None;
+    }
+    if o.completion {
+        o.no_steps = true;
     }
     if long_list && format.is_some() {
         return Err("sacct: fatal: Options -o(--format) and -l(--long) are mutually exclusive. Please remove one and retry.\n".into());
@@ -657,15 +984,26 @@ pub fn parse(
     };
     let mut list = String::new();
     if brief {
-        list.push_str(BRIEF_FIELDS);
+        list.push_str(if o.completion {
+            BRIEF_COMPLETION_FIELDS
+        } else {
+            BRIEF_FIELDS
+        });
         list.push(',');
     }
     if long_list {
-        list.push_str(LONG_FIELDS);
+        list.push_str(if o.completion {
+            LONG_COMPLETION_FIELDS
+        } else {
+            LONG_FIELDS
+        });
         list.push(',');
     }
     if let Some(f) = format {
         list.push_str(&f);
+    }
+    if list.is_empty() && o.completion {
+        list = COMPLETION_FIELDS.to_string();
     }
     if list.is_empty() {
         list = env("SACCT_FORMAT").unwrap_or_else(|| DEFAULT_FIELDS.to_string());
@@ -674,16 +1012,26 @@ pub fn parse(
     Ok(o)
 }
 
+/// `--helpreason`: the reasons, two to a line (options.c `_help_job_reason_msg`).
+pub fn help_reasons() -> String {
+    name_table(REASONS.iter().copied(), 2, 39)
+}
+
 /// `-e`: the field names, four to a line (options.c `_help_fields_msg`).
 pub fn help_fields() -> String {
+    name_table(FIELDS.iter().map(|(name, _, _)| *name), 4, 19)
+}
+
+/// sacct's help lists: `per_line` names padded to `width`, one space between them.
+fn name_table<'a>(names: impl Iterator<Item = &'a str>, per_line: usize, width: usize) -> String {
     let mut out = String::new();
-    for (i, (name, _, _)) in FIELDS.iter().enumerate() {
-        if i & 3 != 0 {
+    for (i, name) in names.enumerate() {
+        if i % per_line != 0 {
             out.push(' ');
         } else if i != 0 {
             out.push('\n');
         }
-        out.push_str(&format!("{name:<19}"));
+        out.push_str(&format!("{name:<width$}"));
     }
     out.push('\n');
     out
@@ -736,6 +1084,15 @@ pub fn select(records: Vec<JobRecord>, o: &Opts, cluster: &str) -> Vec<JobRecord
         .filter(|r| o.partitions.is_empty() || o.partitions.contains(&r.partition))
         .filter(|r| o.qos.is_empty() || o.qos.contains(&r.qos))
         .filter(|r| o.gids.is_empty() || o.gids.contains(&r.gid))
+        .filter(|r| o.reasons.is_empty() || o.reasons.contains(&r.reason))
+        // as_mysql_jobacct_process.c: `constraints like '%C%'` for each, all of them.
+        .filter(|r| {
+            o.constraints
+                .iter()
+                .all(|c| r.constraints.contains(c.as_str()))
+        })
+        // The completion log holds jobs that ended.
+        .filter(|r| !o.completion || r.end_time > 0)
         .filter(|r| {
             o.nodes.is_empty()
                 || drover_scheduler::hostlist::expand(&r.node_list)
@@ -782,6 +1139,81 @@ pub fn select(records: Vec<JobRecord>, o: &Opts, cluster: &str) -> Vec<JobRecord
             r.job_id,
         )
     });
+    out
+}
+
+/// `-T`: times cut to the window (as_mysql_jobacct_process.c without JOBCOND_FLAG_NO_TRUNC):
+/// a start before the window starts at its start, an end after it (or none yet) ends at its
+/// end (never later than `now`), a job that never started starts when it ends; steps alike.
+pub fn truncate(records: &mut [JobRecord], o: &Opts, now: i64) {
+    let window_end = if o.end == 0 || o.end > now {
+        now
+    } else {
+        o.end
+    };
+    let cut = |start: &mut i64, end: &mut i64| {
+        if *start > 0 && *start < o.start {
+            *start = o.start;
+        }
+        if *end == 0 || *end > window_end {
+            *end = window_end;
+        }
+    };
+    for r in records {
+        if r.end_time > 0 && r.start_time > r.end_time {
+            r.start_time = r.end_time;
+        }
+        cut(&mut r.start_time, &mut r.end_time);
+        if r.start_time == 0 {
+            r.start_time = r.end_time;
+        }
+        if o.start == 0 {
+            continue;
+        }
+        let mut steps: Vec<(&mut i64, &mut i64)> = r
+            .batch
+            .iter_mut()
+            .map(|st| (&mut st.start_time, &mut st.end_time))
+            .chain(
+                r.steps
+                    .iter_mut()
+                    .map(|st| (&mut st.start_time, &mut st.end_time)),
+            )
+            .collect();
+        for (start, end) in steps.iter_mut() {
+            if **start == 0 && **end > 0 {
+                **start = **end;
+            }
+            cut(start, end);
+            if **start > **end {
+                (**start, **end) = (0, 0);
+            }
+        }
+    }
+}
+
+/// `-B` / `--env-vars`: each job's kept script or environment under Slurm's heading
+/// (options.c `_print_script`, `_print_env`); `NONE` where the record kept none (the cluster
+/// runs without `accounting_store_flags`, or the job has no batch script).
+pub fn kept_text(records: &[JobRecord], o: &Opts) -> String {
+    let mut out = String::new();
+    for r in records {
+        let (heading, text) = match o.show {
+            Show::Script => ("Batch Script for", r.script.as_deref()),
+            Show::Environment => ("Environment used for", r.environment.as_deref()),
+            Show::Records => continue,
+        };
+        if !o.noheader {
+            out.push_str(&format!("{heading} {}", display_id(r)));
+            if o.show == Show::Environment {
+                out.push_str(" (must be batch to display)");
+            }
+            out.push('\n');
+            out.push_str(&"-".repeat(80));
+            out.push('\n');
+        }
+        out.push_str(text.unwrap_or("NONE\n"));
+    }
     out
 }
 
@@ -856,10 +1288,10 @@ fn cpu_text(ms: u64) -> String {
     }
 }
 
-/// convert_num_unit2 with CONVERT_NUM_UNIT_EXACT and divisor 1024, from `unit` (0 = none,
-/// 1 = K, 2 = M …).
-fn convert_exact(n: u64, unit: usize) -> String {
-    format_size_exact(n, unit)
+/// convert_num_unit2 with divisor 1024, from `unit` (0 = none, 1 = K, 2 = M …), as
+/// `--units`/`--noconvert` say (exact by default).
+fn convert(n: u64, unit: usize, how: Conversion) -> String {
+    convert_num_unit(n, unit, how)
 }
 
 fn exit_text(code: i32, signal: i32) -> String {
@@ -886,16 +1318,16 @@ fn group_name(gid: u32) -> Option<String> {
 }
 
 /// A job's TRES string (`billing=2,cpu=2,mem=500M,node=1`).
-fn tres(cpus: u32, mem_mb: u64, nodes: u32) -> String {
+fn tres(cpus: u32, mem_mb: u64, nodes: u32, how: Conversion) -> String {
     let mut parts = vec![format!("billing={cpus}"), format!("cpu={cpus}")];
     if mem_mb > 0 {
-        parts.push(format!("mem={}", format_mem_mb(mem_mb)));
+        parts.push(format!("mem={}", convert(mem_mb, 2, how)));
     }
     parts.push(format!("node={nodes}"));
     parts.join(",")
 }
 
-fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
+fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str, how: Conversion) -> Val {
     let s = |v: &str| Val::Str(v.to_string());
     match row {
         Row::Job(r) => {
@@ -915,9 +1347,10 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                     r.num_nodes.to_string()
                 }),
                 "AllocTRES" if !r.node_list.is_empty() => {
-                    Val::Str(tres(r.alloc_cpus, r.req_mem_mb, r.num_nodes))
+                    Val::Str(tres(r.alloc_cpus, r.req_mem_mb, r.num_nodes, how))
                 }
                 "Cluster" => s(cluster),
+                "Constraints" => s(&r.constraints),
                 "CPUTime" => Val::Secs(el * u64::from(cpus)),
                 "CPUTimeRAW" => Val::Num(el * u64::from(cpus)),
                 "DerivedExitCode" => s("0:0"),
@@ -943,9 +1376,9 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                 "QOSRAW" => Val::Num(1),
                 "Reason" => s(&r.reason),
                 "ReqCPUS" => Val::Num(r.req_cpus.into()),
-                "ReqMem" => Val::Str(format_mem_mb(r.req_mem_mb)),
+                "ReqMem" => Val::Str(convert(r.req_mem_mb, 2, how)),
                 "ReqNodes" => Val::Str(r.req_nodes.to_string()),
-                "ReqTRES" => Val::Str(tres(r.req_cpus, r.req_mem_mb, r.req_nodes)),
+                "ReqTRES" => Val::Str(tres(r.req_cpus, r.req_mem_mb, r.req_nodes, how)),
                 "Restarts" => Val::Num(0),
                 "Start" => Val::Date(r.start_time),
                 "State" => Val::Str(match r.cancelled_by {
@@ -968,7 +1401,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
         }
         Row::Step(r, st) => {
             let el = elapsed(st.start_time, st.end_time, now);
-            let rss = st.max_rss_kb.map(|kb| convert_exact(kb * 1024, 0));
+            let rss = st.max_rss_kb.map(|kb| convert(kb * 1024, 0, how));
             let cpu = st.total_cpu_ms.map(cpu_text);
             match col {
                 "Account" => s(&r.account),
@@ -977,7 +1410,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                 "AllocTRES" => Val::Str(format!(
                     "cpu={},mem={},node=1",
                     st.cpus,
-                    format_mem_mb(r.req_mem_mb / u64::from(r.num_nodes.max(1)))
+                    convert(r.req_mem_mb / u64::from(r.num_nodes.max(1)), 2, how)
                 )),
                 "AveCPU" | "MinCPU" => cpu.map_or(Val::None, Val::Str),
                 "MinCPUNode" | "MaxRSSNode" if st.max_rss_kb.is_some() => s(&st.node),
@@ -1003,7 +1436,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str) -> Val {
                     (Some(kb), Some(ms)) => Val::Str(format!(
                         "cpu={},mem={}",
                         secs_text(ms / 1000),
-                        convert_exact(kb * 1024, 0)
+                        convert(kb * 1024, 0, how)
                     )),
                     _ => Val::None,
                 },
@@ -1166,7 +1599,7 @@ pub fn table(
                 let last = i + 1 == o.columns.len();
                 out.push_str(&cell(
                     c,
-                    value(c.name, &row, now, cluster),
+                    value(c.name, &row, now, cluster, o.conversion),
                     last,
                     &o.parsable,
                     utc_offset_s,
@@ -1577,6 +2010,164 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
     }
 
     #[test]
+    fn units_noconvert_and_their_errors() {
+        let all = vec![rec(1, "a", "COMPLETED")];
+        let text = |a: &[&str]| {
+            let o = opts(&[&["-a", "-P", "-n", "-o", "ReqMem,MaxRSS,ReqTRES"], a].concat());
+            table(&select(all.clone(), &o, "c"), &o, NOW, "c", 0)
+        };
+        // ReqMem 500 MiB; MaxRSS 1234 KiB (bytes in Slurm: 1263616).
+        assert_eq!(
+            text(&[]),
+            "500M||billing=2,cpu=2,mem=500M,node=1\n|1234K|\n"
+        );
+        assert_eq!(
+            text(&["--units=G"]),
+            "0.49G||billing=2,cpu=2,mem=0.49G,node=1\n|0.00G|\n"
+        );
+        assert_eq!(
+            text(&["--units", "k"]),
+            "512000K||billing=2,cpu=2,mem=512000K,node=1\n|1234K|\n"
+        );
+        assert_eq!(
+            text(&["--noconvert"]),
+            "500M||billing=2,cpu=2,mem=500M,node=1\n|1263616|\n"
+        );
+        assert_eq!(
+            text(&["--noconvert", "--units=M"]),
+            "500M||billing=2,cpu=2,mem=500M,node=1\n|1.21M|\n",
+            "--units wins"
+        );
+        let bad = parse(&words(&["--units=x"]), &|_| None, 0, NOW, 0).unwrap_err();
+        assert_eq!(
+            bad,
+            "sacct: error: Invalid unit type 'x'. Possible options are 'KMGTP'\nsacct: fatal: Invalid unit type\n"
+        );
+    }
+
+    #[test]
+    fn truncate_cuts_times_to_the_window() {
+        let long_ago = |mut r: JobRecord| {
+            r.submit_time = NOW - 8000;
+            r.eligible_time = NOW - 8000;
+            r
+        };
+        let mut early = long_ago(rec(1, "early", "COMPLETED"));
+        early.start_time = NOW - 7200;
+        early.end_time = NOW - 1800;
+        let mut running = long_ago(rec(2, "running", "RUNNING"));
+        running.start_time = NOW - 1200;
+        running.end_time = 0;
+        let mut pending = long_ago(rec(3, "pending", "PENDING"));
+        pending.start_time = 0;
+        pending.end_time = 0;
+        pending.batch = None;
+        let o = opts(&["-a", "-T", "-S", "now-1hour", "-E", "now-10minutes"]);
+        let mut shown = select(vec![early, running, pending], &o, "c");
+        truncate(&mut shown, &o, NOW);
+        let times: Vec<(i64, i64)> = shown.iter().map(|r| (r.start_time, r.end_time)).collect();
+        assert_eq!(
+            times,
+            vec![
+                (NOW - 3600, NOW - 1800),
+                (NOW - 1200, NOW - 600),
+                (NOW - 600, NOW - 600)
+            ]
+        );
+        // A step that ends after the window ends with it; one wholly after it shows no times.
+        let batch = shown[1].batch.as_ref().expect("batch step");
+        assert_eq!((batch.start_time, batch.end_time), (0, 0));
+        let o = opts(&[
+            "-a",
+            "-P",
+            "-n",
+            "-X",
+            "-T",
+            "-o",
+            "JobID,Elapsed",
+            "-S",
+            "now-1hour",
+        ]);
+        assert!(table(&shown[..1], &o, NOW, "c", 0).contains("1|00:30:00\n"));
+    }
+
+    #[test]
+    fn completion_reason_and_constraint_filters() {
+        let mut gpu = rec(1, "gpu", "COMPLETED");
+        gpu.constraints = "a100&ib".into();
+        gpu.reason = "Priority".into();
+        let mut live = rec(2, "live", "RUNNING");
+        live.end_time = 0;
+        live.constraints = "ib".into();
+        let all = vec![gpu, live];
+        let ids = |a: &[&str]| {
+            select(all.clone(), &opts(&[&["-a"], a].concat()), "c")
+                .iter()
+                .map(|r| r.job_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&["-C", "ib"]), vec![1, 2]);
+        assert_eq!(ids(&["-C", "ib,a100"]), vec![1], "every constraint listed");
+        assert_eq!(ids(&["-R", "priority"]), vec![1], "reasons ignore case");
+        assert_eq!(ids(&["-R", "Resources,Dependency"]), Vec::<u64>::new());
+        assert_eq!(ids(&["-c"]), vec![1], "the completion log holds ended jobs");
+        let o = opts(&["-a", "-c"]);
+        assert!(o.no_steps);
+        assert_eq!(
+            o.columns.iter().map(|c| c.name).collect::<Vec<_>>(),
+            [
+                "JobID",
+                "UID",
+                "JobName",
+                "Partition",
+                "NNodes",
+                "NodeList",
+                "State",
+                "End"
+            ]
+        );
+        let names = |a: &[&str]| opts(a).columns.iter().map(|c| c.name).collect::<Vec<_>>();
+        assert_eq!(names(&["-c", "-b"]), ["JobID", "UID", "State"]);
+        assert_eq!(names(&["-c", "-l"]).len(), 10);
+        let bad = parse(&words(&["-R", "Lunch"]), &|_| None, 0, NOW, 0).unwrap_err();
+        assert_eq!(bad, "sacct: fatal: unrecognized job reason value 'Lunch'\n");
+        let o = opts(&["-a", "-o", "JobID,Constraints", "-P", "-n", "-X"]);
+        assert_eq!(table(&all[..1], &o, NOW, "c", 0), "1|a100&ib\n");
+        assert!(help_reasons().starts_with(&format!("{:<39} {:<39}\n", "None", "Prolog")));
+    }
+
+    #[test]
+    fn batch_script_and_environment() {
+        let mut kept = rec(5, "k", "COMPLETED");
+        kept.script = Some("#!/bin/sh\ntrue\n".into());
+        kept.environment = Some("A=1\nB=2\n".into());
+        let bare = rec(6, "b", "COMPLETED");
+        let all = vec![kept, bare];
+        let o = opts(&["-B", "-j", "5,6"]);
+        assert!(o.no_steps);
+        let dashes = "-".repeat(80);
+        assert_eq!(
+            kept_text(&select(all.clone(), &o, "c"), &o),
+            format!("Batch Script for 5\n{dashes}\n#!/bin/sh\ntrue\nBatch Script for 6\n{dashes}\nNONE\n")
+        );
+        let o = opts(&["--env-vars", "-n", "-j", "5"]);
+        assert_eq!(kept_text(&select(all.clone(), &o, "c"), &o), "A=1\nB=2\n");
+        let err = |a: &[&str]| parse(&words(a), &|_| None, 0, NOW, 0).unwrap_err();
+        assert_eq!(
+            err(&["-B"]),
+            "sacct: fatal: When requesting job scripts you must also request specific jobs with the '-j' option.\n"
+        );
+        assert_eq!(
+            err(&["--env-vars"]),
+            "sacct: fatal: When requesting job environment you must also request specific jobs with the '-j' option.\n"
+        );
+        assert_eq!(
+            err(&["-B", "--env-vars", "-j", "5"]),
+            "sacct: fatal: Options --batch-script and --env-vars are mutually exclusive\n"
+        );
+    }
+
+    #[test]
     fn array_task_selection() {
         let mut t1 = rec(11, "a", "COMPLETED");
         t1.array_job_id = 10;
@@ -1600,9 +2191,9 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
 
     #[test]
     fn sizes_and_times_print_as_slurm_converts_them() {
-        assert_eq!(convert_exact(1234 * 1024, 0), "1234K");
-        assert_eq!(convert_exact(2048 * 1024, 0), "2M");
-        assert_eq!(convert_exact(0, 0), "0");
+        assert_eq!(convert(1234 * 1024, 0, Conversion::Exact), "1234K");
+        assert_eq!(convert(2048 * 1024, 0, Conversion::Exact), "2M");
+        assert_eq!(convert(0, 0, Conversion::Exact), "0");
         assert_eq!(cpu_text(1500), "00:01.500");
         assert_eq!(cpu_text(61_000), "00:01:01");
         assert_eq!(cpu_text(3_600_000), "01:00:00");

@@ -124,7 +124,12 @@ pub fn config_text(c: &ShowConfigReply, now: i64, utc: i32, ping: &str) -> Strin
             c.bf_job_part_count_reserve
         ));
     }
+    let store = match c.accounting_store_flags.as_str() {
+        "" => "(null)".to_string(),
+        flags => flags.to_string(),
+    };
     let mut rows: Vec<(String, String)> = vec![
+        ("AccountingStoreFlags".into(), store),
         ("BOOT_TIME".into(), ts(c.boot_time)),
         ("ClusterName".into(), c.cluster_name.clone()),
         ("DefMemPerNode".into(), "UNLIMITED".into()),
@@ -434,7 +439,17 @@ mod tests {
             0,
             "Slurmctld(primary) at 127.0.0.1:7001 is UP\n",
         );
-        assert!(text.starts_with("Configuration data as of 2026-11-26T11:29:21\nBOOT_TIME               = 2026-11-26T11:28:49\nClusterName             = drover\n"), "{text}");
+        assert!(text.starts_with("Configuration data as of 2026-11-26T11:29:21\nAccountingStoreFlags    = (null)\nBOOT_TIME               = 2026-11-26T11:28:49\nClusterName             = drover\n"), "{text}");
+        let kept = config_text(
+            &ShowConfigReply {
+                accounting_store_flags: "job_env,job_script".into(),
+                ..c.clone()
+            },
+            1_795_692_561,
+            0,
+            "",
+        );
+        assert!(kept.contains("\nAccountingStoreFlags    = job_env,job_script\n"));
         assert!(
             text.contains("\nKillWait                = 30 sec\nMaxArraySize            = 1001\n")
         );

@@ -24,6 +24,8 @@ pub struct UpArgs {
     pub mem_per_node_mb: Option<u64>,
     /// sacct's records are purged this long after a job ends (a new cluster's config).
     pub job_record_retention_s: u64,
+    /// AccountingStoreFlags (`job_script,job_env`) of a new cluster's config.
+    pub accounting_store_flags: String,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -55,6 +57,8 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
     if args.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
+    drover_controller::AccountingStore::parse(&args.accounting_store_flags)
+        .map_err(|e| anyhow::anyhow!("--accounting-store-flags: {e}"))?;
     let mut controllers = Vec::new();
     for id in 1..=u64::from(args.replicas) {
         controllers.push(ControllerEntry {
@@ -78,6 +82,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         node_timeout_s: 30,
         kill_wait_s: crate::config::default_kill_wait(),
         job_record_retention_s: args.job_record_retention_s,
+        accounting_store_flags: args.accounting_store_flags.clone(),
         raft_heartbeat_ms: crate::config::ClusterConfig::default_timing().0,
         raft_election_min_ms: crate::config::ClusterConfig::default_timing().1,
         raft_election_max_ms: crate::config::ClusterConfig::default_timing().2,

@@ -68,6 +68,9 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         dependency,
         array,
         open_append: spec.open_append,
+        // The replica that takes the submit decides (its AccountingStoreFlags).
+        keep_script: false,
+        keep_env: false,
         signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
             signal: spec.warn_signal,
             secs: spec.warn_secs,
@@ -468,6 +471,9 @@ pub fn job_record(r: &sched::accounting::JobRecord) -> pb::JobRecord {
         work_dir: r.work_dir.clone(),
         priority: r.priority,
         qos: "normal".to_string(),
+        constraints: r.constraints.clone(),
+        script: r.script.clone(),
+        environment: r.environment.clone(),
         batch: r.batch.as_ref().map(|s| pb::StepRecord {
             node: s.node.clone(),
             cpus: s.cpus,

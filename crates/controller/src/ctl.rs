@@ -88,6 +88,8 @@ pub struct CtlService {
     pub peers: Peers,
     /// The planner's settings (priority weights for `scontrol show job`, `show config`).
     pub sched: SchedConfig,
+    /// What the records of the jobs submitted here keep (AccountingStoreFlags).
+    pub store: crate::AccountingStore,
     pub shown: ShownConfig,
 }
 
@@ -111,7 +113,9 @@ impl pb::ctl_server::Ctl for CtlService {
         let spec = req
             .spec
             .ok_or_else(|| Status::invalid_argument("submit without a job spec"))?;
-        let spec = convert::job_spec(spec).map_err(Status::invalid_argument)?;
+        let mut spec = convert::job_spec(spec).map_err(Status::invalid_argument)?;
+        spec.keep_script = self.store.job_script;
+        spec.keep_env = self.store.job_env;
         let request = Request {
             request_id: req.request_id,
             command: Command::Submit(spec),
@@ -467,6 +471,7 @@ impl pb::ctl_server::Ctl for CtlService {
             max_array_size: u64::from(drover_scheduler::depend::MAX_ARRAY_SIZE),
             slurmd_timeout_s: self.shown.slurmd_timeout_s,
             kill_wait_s: self.shown.kill_wait_s,
+            accounting_store_flags: self.store.flags(),
             backfill: sched.backfill,
             bf_window_s: sched.bf_window_s,
             bf_resolution_s: sched.bf_resolution_s,

@@ -53,6 +53,47 @@ pub struct ControllerConfig {
     pub record_retention: Duration,
     /// Slurm's `sched_min_interval` (zero: passes are spaced by their own duration only).
     pub sched_min_interval: Duration,
+    /// Slurm's `AccountingStoreFlags`: what accounting records keep beside the job's fields.
+    pub store: AccountingStore,
+}
+
+/// `AccountingStoreFlags=job_script,job_env`: the submits this replica takes ask their
+/// records to keep the batch script and the environment (`sacct -B`, `--env-vars`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountingStore {
+    pub job_script: bool,
+    pub job_env: bool,
+}
+
+impl AccountingStore {
+    /// Parses slurm.conf's comma list; the flags drover has no counterpart for are named.
+    pub fn parse(flags: &str) -> Result<AccountingStore, String> {
+        let mut store = AccountingStore::default();
+        for flag in flags.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            match flag.to_ascii_lowercase().as_str() {
+                "job_script" => store.job_script = true,
+                "job_env" => store.job_env = true,
+                _ => {
+                    return Err(format!(
+                        "accounting_store_flags: unknown flag `{flag}` (drover knows job_script and job_env)"
+                    ))
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// slurm.conf's spelling (`scontrol show config`).
+    pub fn flags(&self) -> String {
+        let mut out = Vec::new();
+        if self.job_env {
+            out.push("job_env");
+        }
+        if self.job_script {
+            out.push("job_script");
+        }
+        out.join(",")
+    }
 }
 
 impl ControllerConfig {
@@ -73,6 +114,7 @@ impl ControllerConfig {
             sched: SchedConfig::default(),
             record_retention: Duration::from_secs(DEFAULT_RECORD_RETENTION_S),
             sched_min_interval: Duration::ZERO,
+            store: AccountingStore::default(),
         }
     }
 }
@@ -143,6 +185,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         replica: replica.clone(),
         peers: peers.clone(),
         sched: cfg.sched.clone(),
+        store: cfg.store,
         shown: ctl::ShownConfig {
             cluster_name: cfg.cluster_name.clone(),
             slurmd_timeout_s: cfg.node_timeout.as_secs(),
@@ -213,4 +256,23 @@ fn skewed_clock(path: std::path::PathBuf) -> drover_consensus::Clock {
             .unwrap_or(0);
         system_ms.saturating_add(skew_ms).max(0) as u64
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccountingStore;
+
+    #[test]
+    fn accounting_store_flags_parse_and_print_as_slurm_conf_does() {
+        let both = AccountingStore::parse("job_script, JOB_ENV").unwrap();
+        assert!(both.job_script && both.job_env);
+        assert_eq!(both.flags(), "job_env,job_script");
+        assert_eq!(
+            AccountingStore::parse("").unwrap(),
+            AccountingStore::default()
+        );
+        assert_eq!(AccountingStore::default().flags(), "");
+        let err = AccountingStore::parse("job_script,job_comment").unwrap_err();
+        assert!(err.contains("`job_comment`"), "{err}");
+    }
 }

@@ -73,6 +73,12 @@ pub struct JobRecord {
     pub batch: Option<StepRecord>,
     /// The srun steps of its (last) run, `N.0`, `N.1`… (`steps.rs`).
     pub steps: Vec<crate::steps::Step>,
+    /// `--constraint` as given (`sacct -C`, Constraints).
+    pub constraints: String,
+    /// The batch script, when the submit asked the record to keep it (`JobSpec::keep_script`).
+    pub script: Option<String>,
+    /// The job's environment as `NAME=value` lines, when kept (`JobSpec::keep_env`).
+    pub environment: Option<String>,
 }
 
 /// A step's row (`N.batch`).
@@ -177,6 +183,11 @@ impl JobRecord {
             priority: job.priority,
             batch,
             steps: job.steps.clone(),
+            constraints: spec.constraint.clone(),
+            script: spec.keep_script.then(|| spec.script.clone()),
+            environment: spec
+                .keep_env
+                .then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()),
         }
     }
 

@@ -75,6 +75,12 @@ pub struct JobSpec {
     pub signal_warning: Option<SignalWarning>,
     /// `--open-mode=append`: output files are appended to rather than emptied.
     pub open_append: bool,
+    /// Slurm's `AccountingStoreFlags=job_script`, decided by the controller that took the
+    /// submit: the job's accounting record keeps its script (`sacct -B`).
+    pub keep_script: bool,
+    /// `AccountingStoreFlags=job_env`: the record keeps the job's environment
+    /// (`sacct --env-vars`).
+    pub keep_env: bool,
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).

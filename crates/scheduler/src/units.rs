@@ -117,6 +117,24 @@ pub fn format_mem_mb(mb: u64) -> String {
 /// [`format_mem_mb`] for a count in any unit: `unit` 0 is none (bytes), 1 `K`, 2 `M`, …
 /// (sacct's MaxRSS is bytes: `1234K`, `2M`).
 pub fn format_size_exact(count: u64, unit: usize) -> String {
+    convert_num_unit(count, unit, Conversion::Exact)
+}
+
+/// How [`convert_num_unit`] picks the unit it prints in (sacct's `--units`, `--noconvert`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Conversion {
+    /// The largest unit that loses no precision (halves count as precise): Slurm's default.
+    #[default]
+    Exact,
+    /// The unit the value is kept in (`--noconvert`).
+    None,
+    /// This unit, 1 = `K` … 5 = `P`, with two decimals where a fraction is left (`--units`).
+    To(usize),
+}
+
+/// Slurm's `convert_num_unit2(count, .., unit, spec, 1024, flags)` (src/common/
+/// slurm_protocol_api.c): `unit` is the count's own unit, 0 = none (bytes), 1 = `K`, 2 = `M` …
+pub fn convert_num_unit(count: u64, unit: usize, how: Conversion) -> String {
     const UNITS: [&str; 7] = ["", "K", "M", "G", "T", "P", "?"];
     if count == 0 {
         return "0".to_string();
@@ -124,13 +142,28 @@ pub fn format_size_exact(count: u64, unit: usize) -> String {
     // Slurm converts the count to `double` too; the rounding is part of the behaviour.
     let mut num = count as f64;
     let mut unit = unit.min(UNITS.len() - 1);
-    // `u64::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
-    while num >= 1024.0 && whole_part(num) % 512 == 0 {
-        num /= 1024.0;
-        unit = (unit + 1).min(UNITS.len() - 1);
+    match how {
+        Conversion::To(to) => {
+            while to < unit {
+                num *= 1024.0;
+                unit -= 1;
+            }
+            while to > unit {
+                num /= 1024.0;
+                unit += 1;
+            }
+        }
+        Conversion::None => {}
+        Conversion::Exact => {
+            // `u64::is_multiple_of` needs Rust 1.87; the workspace's rust-version is 1.85.
+            #[allow(clippy::manual_is_multiple_of)]
+            while num >= 1024.0 && whole_part(num) % 512 == 0 {
+                num /= 1024.0;
+                unit = (unit + 1).min(UNITS.len() - 1);
+            }
+        }
     }
-    let suffix = UNITS[unit];
+    let suffix = UNITS[unit.min(UNITS.len() - 1)];
     let whole = whole_part(num);
     if whole as f64 == num {
         format!("{whole}{suffix}")
@@ -240,6 +273,22 @@ mod tests {
         assert_eq!(format_mem_mb(1024 * 1024 * 1024 * 1024), "1?");
         // Half a GiB survives one step, then the integer part decides the next one.
         assert_eq!(format_mem_mb(1024 * 512 * 1024 + 512), "512.00T");
+    }
+
+    #[test]
+    fn convert_num_unit_follows_units_and_noconvert() {
+        // sacct --units=G / --units=K / --noconvert on MiB and byte counts.
+        assert_eq!(convert_num_unit(2048, 2, Conversion::To(3)), "2G");
+        assert_eq!(convert_num_unit(1500, 2, Conversion::To(3)), "1.46G");
+        assert_eq!(convert_num_unit(1, 2, Conversion::To(1)), "1024K");
+        assert_eq!(convert_num_unit(1234 * 1024, 0, Conversion::To(2)), "1.21M");
+        assert_eq!(convert_num_unit(2048, 2, Conversion::None), "2048M");
+        assert_eq!(convert_num_unit(2048, 2, Conversion::Exact), "2G");
+        assert_eq!(convert_num_unit(0, 2, Conversion::To(3)), "0");
+        assert_eq!(
+            convert_num_unit(3 * 1024 * 1024, 0, Conversion::None),
+            "3145728"
+        );
     }
 
     proptest! {

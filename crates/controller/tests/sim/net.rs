@@ -303,6 +303,7 @@ impl Net {
                 replica: replica.clone(),
                 peers: peers.clone(),
                 sched: SchedConfig::default(),
+                store: Default::default(),
                 shown: Default::default(),
             },
             node: NodeService {

@@ -895,6 +895,18 @@ pub fn parse(
             // requeue duplicates, arrays never collapsed, no het jobs.
             "local" | "federation" | "duplicates" | "verbose" | "use-local-uid" | "array"
             | "whole-hetjob" => {}
+            "file" => {
+                return Err("sacct: error: --file reads the accounting_storage/filetxt log, which drover does not have: its records live in the replicated state, and sacct reads them without --file\n".into())
+            }
+            "flags" => {
+                return Err("sacct: error: --flags (SchedSubmit, SchedMain, SchedBackfill, StartReceived) is not available: drover's records do not say which scheduler started a job\n".into())
+            }
+            "wckeys" => {
+                return Err("sacct: error: --wckeys is not available: drover does not track WCKeys (Slurm's TrackWCKey=no)\n".into())
+            }
+            "associations" => {
+                return Err("sacct: error: --associations is not available: drover has no association ids (every job belongs to its user's association under root)\n".into())
+            }
             other => {
                 return Err(format!(
                     "sacct: error: --{other} is not supported by drover yet\n"

@@ -480,7 +480,9 @@ pub async fn attach(
         if Instant::now() >= give_up || !supervisor_alive() {
             return read_status(dir).map_or(Attach::Lost, Attach::Ended);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Until the supervisor listens (a few milliseconds after its start): every
+        // millisecond, since a job's start waits on it.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

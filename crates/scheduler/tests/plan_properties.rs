@@ -80,6 +80,13 @@ impl Sim {
             serde_json::to_vec(&twin).unwrap(),
             "the plan is a pure function"
         );
+        // The leader plans from `planning_copy` (no ended jobs, records or dedup window).
+        let from_copy = plan(&self.state.planning_copy(), at, &self.cfg);
+        prop_assert_eq!(
+            serde_json::to_vec(&p).unwrap(),
+            serde_json::to_vec(&from_copy).unwrap(),
+            "the planning copy plans as the whole state does"
+        );
         let n = p.allocations.len() as u32;
         let (_, starts1) = plan_with_starts(&self.state, at, &self.cfg);
         let reply = self.apply(at, Command::Allocate(p));

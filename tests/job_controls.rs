@@ -517,3 +517,100 @@ fn sbatch_test_only_says_when_and_submits_nothing() {
         "sbatch: error: Batch job submission failed: Requested node configuration is not available\n"
     );
 }
+
+/// A node not heard from for longer than SlurmdTimeout is DOWN (reference/slurm.md §4.7 and
+/// issue 4): a job that asked `--requeue` pends again and runs on another node, any other job
+/// ends NODE_FAIL. When the node answers again, the old run is stopped there, and its late
+/// report changes nothing.
+#[test]
+fn a_failed_nodes_requeue_job_runs_again_elsewhere_and_another_ends_node_fail() {
+    let c = TestCluster::start_with(1, 3, &["--node-timeout-s", "2"]);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    // Each job takes a whole node (2 CPUs); the first run sleeps, a later run ends at once.
+    let script = |name: &str| {
+        format!("#!/bin/sh\necho \"{name} ${{SLURM_RESTART_COUNT:-0}} $SLURMD_NODENAME\" >> runs.txt\nif [ -z \"$SLURM_RESTART_COUNT\" ]; then sleep 6001; fi\n")
+    };
+    let again = c.sbatch(
+        &addrs,
+        &work,
+        &["-o", "/dev/null", "-c", "2", "--requeue"],
+        &script("again"),
+    );
+    let once = c.sbatch(
+        &addrs,
+        &work,
+        &["-o", "/dev/null", "-c", "2"],
+        &script("once"),
+    );
+    let runs = || std::fs::read_to_string(work.join("runs.txt")).unwrap_or_default();
+    wait_for(&c, "both first runs", Duration::from_secs(30), || {
+        runs().lines().count() == 2
+    });
+    let node_of = |name: &str| {
+        runs()
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} 0 ")))
+            .and_then(|l| l.split(' ').nth(2))
+            .map(str::to_string)
+            .expect("the first run says where it runs")
+    };
+    let (first, other) = (node_of("again"), node_of("once"));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &again.to_string()]));
+    assert!(show.contains(" Requeue=1 Restarts=0 "), "{show}");
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &once.to_string()]));
+    assert!(show.contains(" Requeue=0 Restarts=0 "), "{show}");
+
+    // Both daemons stop answering (their jobs' processes go on).
+    let paused: Vec<i32> = [&first, &other]
+        .iter()
+        .map(|n| c.pid(&format!("noded-{n}")))
+        .collect();
+    let signal = |sig: &str| {
+        for pid in &paused {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP");
+    c.wait_state(once, "NODE_FAIL", Duration::from_secs(60));
+    c.wait_state(again, "COMPLETED", Duration::from_secs(60));
+    let third = runs()
+        .lines()
+        .find(|l| l.starts_with("again 1 "))
+        .and_then(|l| l.split(' ').nth(2))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        !third.is_empty() && third != first && third != other,
+        "the second run went to the third node: {:?}",
+        runs()
+    );
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &again.to_string()]));
+    assert!(show.contains(" Restarts=1 "), "{show}");
+
+    // The daemons answer again: the first runs, no longer assigned, are stopped.
+    signal("-CONT");
+    wait_for(
+        &c,
+        "the old runs to be stopped",
+        Duration::from_secs(60),
+        || {
+            !std::process::Command::new("pgrep")
+                .args(["-f", "sleep 6001"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
+    // Their late reports changed nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(c.job_state(again).as_deref(), Some("COMPLETED"));
+    assert_eq!(c.job_state(once).as_deref(), Some("NODE_FAIL"));
+    assert_eq!(runs().lines().count(), 3, "{}", runs());
+}

@@ -616,7 +616,8 @@ pub fn scontrol_show_job(
     ));
     r.end_line();
     r.push(&format!(
-        "Requeue=1 Restarts={} BatchFlag=1 Reboot=0 ExitCode={}",
+        "Requeue={} Restarts={} BatchFlag=1 Reboot=0 ExitCode={}",
+        u8::from(job.requeue),
         job.restarts,
         exit_code_text(job)
     ));
@@ -1052,6 +1053,8 @@ pub(crate) mod testdata {
             command: "/tmp/cli-gw/job.sh".to_string(),
             submit_host: "localhost".to_string(),
             now: T0 + 1,
+            // The capture's cluster ran with Slurm's JobRequeue=1 default.
+            requeue: true,
             ..Default::default()
         }
     }

@@ -36,6 +36,7 @@ const USAGE: &str = "drover — a Slurm-compatible workload manager with replica
 usage:
   drover up [--dir DIR] [--replicas 3|5] [--nodes N] [--cpus-per-node C] [--mem-per-node MB]
             [--job-record-retention-s S] [--accounting-store-flags job_script,job_env]
+            [--node-timeout-s S]
   drover restart --dir DIR ctld-<id>|noded-<name>
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
@@ -234,6 +235,7 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
             "mem-per-node",
             "job-record-retention-s",
             "accounting-store-flags",
+            "node-timeout-s",
         ],
     )
     .map_err(anyhow::Error::msg)?;
@@ -247,6 +249,7 @@ fn run_up(args: &[String]) -> anyhow::Result<()> {
         job_record_retention_s: n("job-record-retention-s")?
             .unwrap_or_else(config::default_record_retention),
         accounting_store_flags: f.get("accounting-store-flags").unwrap_or("").to_string(),
+        node_timeout_s: n("node-timeout-s")?.unwrap_or(30),
     })
 }
 

@@ -232,6 +232,8 @@ enum Key {
     MemPerGpu,
     Export,
     OpenMode,
+    Requeue,
+    NoRequeue,
     Wait,
     TestOnly,
     /// `--help`, `--usage`, `--version`: print and exit 0, at the first pass (as Slurm does).
@@ -339,7 +341,7 @@ static OPTIONS: &[OptDef] = &[
     opt("network", None, Required, Key::Ignored),
     opt("nice", None, Optional, Key::Nice),
     opt("no-kill", Some('k'), Optional, Key::Ignored),
-    opt("no-requeue", None, No, Key::Ignored),
+    opt("no-requeue", None, No, Key::NoRequeue),
     opt("nodefile", Some('F'), Required, Key::Ignored),
     opt("nodelist", Some('w'), Required, Key::Nodelist),
     opt("ntasks-per-core", None, Required, Key::Ignored),
@@ -356,7 +358,7 @@ static OPTIONS: &[OptDef] = &[
     opt("propagate", None, Optional, Key::Ignored),
     opt("qos", Some('q'), Required, Key::Ignored),
     opt("reboot", None, No, Key::Ignored),
-    opt("requeue", None, Optional, Key::Ignored),
+    opt("requeue", None, Optional, Key::Requeue),
     opt("reservation", None, Required, Key::Ignored),
     opt("resources", None, Required, Key::Ignored),
     opt("resv-ports", None, Optional, Key::Ignored),
@@ -647,6 +649,8 @@ struct Opts {
     export: Option<String>,
     /// `--open-mode=append`.
     open_append: bool,
+    /// `--requeue` / `--no-requeue` (the last one given).
+    requeue: Option<bool>,
     /// `-W/--wait`.
     wait: bool,
     /// `--test-only`.
@@ -774,6 +778,8 @@ impl Opts {
                     ))
                 }
             },
+            Key::Requeue => self.requeue = Some(true),
+            Key::NoRequeue => self.requeue = Some(false),
             Key::Wait => self.wait = true,
             Key::TestOnly => self.test_only = true,
             // Handled in the first pass; as a `#SBATCH` line they change nothing.
@@ -1410,6 +1416,7 @@ fn build_spec(
         dependency: opts.dependency.unwrap_or_default(),
         array: opts.array.unwrap_or_default(),
         open_append: opts.open_append,
+        requeue: opts.requeue.unwrap_or(false),
         warn_signal: opts.signal.map_or(0, |w| w.0),
         warn_secs: opts.signal.map_or(0, |w| w.1),
         warn_batch: opts.signal.is_some_and(|w| w.2),
@@ -2056,6 +2063,11 @@ mod tests {
         assert!(keys(&p).contains(&"FOO=3".to_string()));
         assert!(keys(&p).contains(&"HOME=/home/alice".to_string()));
         assert!(p.spec.open_append && p.wait);
+        assert!(!p.spec.requeue, "drover's JobRequeue default is 0");
+        let (p, _dir) = ok(&["--requeue", "job.sh"], &env, PLAIN);
+        assert!(p.spec.requeue);
+        let (p, _dir) = ok(&["--requeue", "--no-requeue", "job.sh"], &env, PLAIN);
+        assert!(!p.spec.requeue, "the last one given wins");
         let e = err(
             &["--open-mode=sideways", "job.sh"],
             &[("job.sh", PLAIN.as_bytes())],

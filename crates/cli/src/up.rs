@@ -26,6 +26,8 @@ pub struct UpArgs {
     pub job_record_retention_s: u64,
     /// AccountingStoreFlags (`job_script,job_env`) of a new cluster's config.
     pub accounting_store_flags: String,
+    /// SlurmdTimeout of a new cluster's config: a node not heard from this long is DOWN.
+    pub node_timeout_s: u64,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -57,6 +59,9 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
     if args.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
+    if args.node_timeout_s == 0 {
+        anyhow::bail!("--node-timeout-s must be at least 1");
+    }
     drover_controller::AccountingStore::parse(&args.accounting_store_flags)
         .map_err(|e| anyhow::anyhow!("--accounting-store-flags: {e}"))?;
     let mut controllers = Vec::new();
@@ -79,7 +84,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         .collect();
     let cfg = ClusterConfig {
         cluster_name: "drover".to_string(),
-        node_timeout_s: 30,
+        node_timeout_s: args.node_timeout_s,
         kill_wait_s: crate::config::default_kill_wait(),
         job_record_retention_s: args.job_record_retention_s,
         accounting_store_flags: args.accounting_store_flags.clone(),

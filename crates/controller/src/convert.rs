@@ -71,6 +71,7 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         // The replica that takes the submit decides (its AccountingStoreFlags).
         keep_script: false,
         keep_env: false,
+        requeue: spec.requeue,
         signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
             signal: spec.warn_signal,
             secs: spec.warn_secs,
@@ -271,6 +272,7 @@ pub fn job_info(
                 gpus: s.gpus.clone(),
             })
             .collect(),
+        requeue: job.spec.requeue,
     }
 }
 

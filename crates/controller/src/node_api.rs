@@ -181,6 +181,10 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
                 )))
             }
         };
+        let command = Command::RunReport {
+            restarts: req.restarts,
+            report: Box::new(command),
+        };
         let (applied_index, _) =
             write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
         Ok(Response::new(pb::JobReportReply { applied_index }))

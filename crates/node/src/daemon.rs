@@ -901,6 +901,7 @@ impl Daemon {
             } as i32,
             max_rss_kb: report.max_rss_kb,
             total_cpu_ms: report.total_cpu_ms,
+            restarts: report.restarts,
         };
         self.client
             .call("ReportJob", RPC_TIMEOUT, |mut c| {

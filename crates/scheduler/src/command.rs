@@ -152,6 +152,12 @@ pub enum Command {
         exit_code: i32,
         signal: i32,
     },
+    /// A node's report (`JobStarted`, `JobFinished`, `JobEnded`, `LaunchFailed`) about one
+    /// run of a job (`restarts`: 0 for the first run): applied only while that run is the
+    /// job's current one. A node cut off while its job was requeued elsewhere reports the
+    /// old run's end late; it must not end the new run (possibly on the same node).
+    #[serde(rename = "run_report")]
+    RunReport { restarts: u32, report: Box<Command> },
 }
 
 /// What `scontrol update partition` may change; `None`: left as it is. For the limits,

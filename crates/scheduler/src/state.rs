@@ -313,6 +313,20 @@ impl ClusterState {
                 exit_code,
                 signal,
             } => self.end_step(*job_id, *step_id, *exit_code, *signal),
+            Command::RunReport { restarts, report } => match report.as_ref() {
+                Command::JobStarted { job_id, .. }
+                | Command::JobFinished { job_id, .. }
+                | Command::JobEnded { job_id, .. }
+                | Command::LaunchFailed { job_id, .. } => match self.jobs.get(job_id) {
+                    // A past run's report (the job was requeued since): nothing to change,
+                    // and the node may forget it.
+                    Some(job) if job.restarts != *restarts => Ok(Reply::Ok),
+                    _ => return self.apply_command(report),
+                },
+                _ => Err(Reject::Invalid(
+                    "a run report carries a node's report about a job".into(),
+                )),
+            },
         };
         result.unwrap_or_else(Reply::Rejected)
     }
@@ -923,7 +937,7 @@ impl ClusterState {
                     // reconfigured): its jobs cannot be running as allocated.
                     let jobs: Vec<JobId> = node.jobs.iter().copied().collect();
                     for id in jobs {
-                        self.end_job(id, JobState::NodeFail, 0, 0);
+                        self.node_failed(id);
                     }
                 }
                 let Some(node) = self.nodes.get_mut(&reg.name) else {
@@ -990,7 +1004,7 @@ impl ClusterState {
         if fail_jobs {
             let jobs: Vec<JobId> = node.jobs.iter().copied().collect();
             for id in jobs {
-                self.end_job(id, JobState::NodeFail, 0, 0);
+                self.node_failed(id);
             }
         }
         Ok(Reply::Ok)
@@ -1247,6 +1261,23 @@ impl ClusterState {
     }
 
     /// Ends a running or completing job: records the outcome and frees its resources.
+    /// A node of the job failed: a running job that asked `--requeue` pends again (its next
+    /// run; reports about this run are ignored from now on, see `Command::RunReport`), any
+    /// other ends `NODE_FAIL`. A job already stopping (cancelled, or requeued by hand) ends as
+    /// it was going to.
+    fn node_failed(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            if job.spec.requeue
+                && job.state == JobState::Running
+                && !job.completing
+                && job.requeue.is_none()
+            {
+                job.requeue = Some(false);
+            }
+        }
+        self.end_job(id, JobState::NodeFail, 0, 0);
+    }
+
     fn end_job(&mut self, id: JobId, state: JobState, exit_code: i32, signal: i32) {
         let now = self.now;
         let Some(job) = self.jobs.get_mut(&id) else {

@@ -81,6 +81,10 @@ pub struct JobSpec {
     /// `AccountingStoreFlags=job_env`: the record keeps the job's environment
     /// (`sacct --env-vars`).
     pub keep_env: bool,
+    /// `--requeue`: when its node fails, the job pends again (a new run) instead of ending
+    /// NODE_FAIL. Off by default (Slurm's JobRequeue=0): a node that is only cut off may still
+    /// be running the job, so a second run is the user's choice.
+    pub requeue: bool,
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).

@@ -268,6 +268,79 @@ fn a_node_that_stops_responding_fails_its_jobs_and_returns_when_it_registers() {
 }
 
 #[test]
+fn a_requeue_job_on_a_failed_node_pends_again_and_its_old_runs_reports_change_nothing() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 1000));
+    c.run(node("n2", 4, 1000));
+    let mut spec = job(4);
+    spec.requeue = true;
+    let again = c.submit(spec);
+    let once = c.submit(job(4));
+    c.schedule();
+    let host = |c: &Cluster, id| c.job(id).batch_host().map(str::to_string);
+    let (again_host, once_host) = (host(&c, again).unwrap(), host(&c, once).unwrap());
+    assert_ne!(again_host, once_host);
+    for id in [again, once] {
+        let node = host(&c, id).unwrap();
+        c.run(Command::RunReport {
+            restarts: 0,
+            report: Box::new(Command::JobStarted {
+                job_id: id,
+                node,
+                pid: 7,
+            }),
+        });
+    }
+    // Both nodes stop responding: the --requeue job pends again, the other ends NODE_FAIL.
+    for n in ["n1", "n2"] {
+        c.run(Command::SetNodeState {
+            node: n.into(),
+            change: NodeStateChange::NotResponding,
+        });
+    }
+    assert_eq!(c.job(once).state, JobState::NodeFail);
+    assert_eq!(c.job(again).state, JobState::Pending);
+    assert_eq!(c.job(again).restarts, 1);
+    assert!(c.job(again).alloc.is_empty());
+    // The first node comes back; the job's second run starts there.
+    c.run(node(&again_host, 4, 1000));
+    c.schedule();
+    assert_eq!(c.job(again).state, JobState::Running);
+    assert_eq!(host(&c, again), Some(again_host.clone()));
+    // The first run's end, reported late by that node, does not end the second run.
+    let stale = c.run(Command::RunReport {
+        restarts: 0,
+        report: Box::new(Command::JobFinished {
+            job_id: again,
+            node: again_host.clone(),
+            exit_code: 0,
+            signal: 0,
+        }),
+    });
+    assert_eq!(stale, Reply::Ok);
+    assert_eq!(c.job(again).state, JobState::Running);
+    // The second run's own end does.
+    c.run(Command::RunReport {
+        restarts: 1,
+        report: Box::new(Command::JobFinished {
+            job_id: again,
+            node: again_host,
+            exit_code: 0,
+            signal: 0,
+        }),
+    });
+    assert_eq!(c.job(again).state, JobState::Completed);
+    // A run report must carry a node's report.
+    assert!(matches!(
+        c.run(Command::RunReport {
+            restarts: 0,
+            report: Box::new(Command::Submit(job(1))),
+        }),
+        Reply::Rejected(_)
+    ));
+}
+
+#[test]
 fn held_jobs_never_start_and_say_why() {
     let mut c = Cluster::new();
     c.run(node("n1", 4, 1000));
@@ -657,7 +730,17 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::NotResponding }),
         1 => name.clone().prop_map(|n| Command::SetNodeState { node: n.into(), change: NodeStateChange::Resume }),
-        2 => (1u64..20, name, -1i32..3).prop_map(|(id, n, code)| Command::JobFinished { job_id: JobId(id), node: n.into(), exit_code: code, signal: 0 }),
+        2 => (1u64..20, name.clone(), -1i32..3).prop_map(|(id, n, code)| Command::JobFinished { job_id: JobId(id), node: n.into(), exit_code: code, signal: 0 }),
+        // Reports about one run, current or not (a requeued job's late report).
+        1 => (1u64..20, name.clone(), 0u32..3).prop_map(|(id, n, restarts)| Command::RunReport {
+            restarts,
+            report: Box::new(Command::JobFinished { job_id: JobId(id), node: n.into(), exit_code: 0, signal: 0 }),
+        }),
+        1 => (1u32..3,).prop_map(|(cpus,)| {
+            let mut s = job(cpus);
+            s.requeue = true;
+            Command::Submit(s)
+        }),
         3 => Just(Command::Allocate(Plan::default())), // replaced by a real plan when applied
     ]
 }

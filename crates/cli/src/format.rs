@@ -616,8 +616,9 @@ pub fn scontrol_show_job(
     ));
     r.end_line();
     r.push(&format!(
-        "Requeue=1 Restarts={} BatchFlag=1 Reboot=0 ExitCode={}",
+        "Requeue=1 Restarts={} BatchFlag={} Reboot=0 ExitCode={}",
         job.restarts,
+        u8::from(!job.no_batch_script),
         exit_code_text(job)
     ));
     r.end_line();
@@ -771,6 +772,12 @@ pub fn scontrol_show_job(
     r.end_line();
     r.push(&format!("WorkDir={}", job.work_dir));
     r.end_line();
+    if job.no_batch_script {
+        // srun's own allocation: its output goes to srun, and Slurm prints no file names.
+        let mut out = r.out.trim_end().to_string();
+        out.push_str(if oneliner { "\n" } else { "\n\n" });
+        return out;
+    }
     let stdout_pattern = job.stdout.as_str();
     let stderr_pattern = if job.stderr.is_empty() {
         stdout_pattern

@@ -53,11 +53,17 @@ fn write_out(stderr: bool, bytes: &[u8]) {
     }
 }
 
+/// How a step ended: srun's exit status, the tasks' highest exit code and the signal that
+/// ended one of them (0: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub rc: i32,
+    pub exit_code: i32,
+    pub signal: i32,
+}
+
 /// Runs the step to its end; returns srun's exit status.
 pub async fn run(step: Step) -> i32 {
-    for w in &step.warnings {
-        eprintln!("{w}");
-    }
     let mut cluster = match Cluster::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +71,22 @@ pub async fn run(step: Step) -> i32 {
             return EXIT_ERROR;
         }
     };
+    let ended = run_in(&mut cluster, &step).await;
+    cluster.save();
+    ended.rc
+}
+
+/// Creates the step in its (running) job, runs its tasks and records its end. The one path
+/// for a step's tasks, inside a batch job and in srun's own allocation (`srun_alloc.rs`).
+pub async fn run_in(cluster: &mut Cluster, step: &Step) -> Ended {
+    let failed = Ended {
+        rc: EXIT_ERROR,
+        exit_code: EXIT_ERROR,
+        signal: 0,
+    };
+    for w in &step.warnings {
+        eprintln!("{w}");
+    }
     let create = pb::CreateStepRequest {
         request_id: request_id(),
         job_id: step.job_id,
@@ -88,16 +110,16 @@ pub async fn run(step: Step) -> i32 {
                 "srun: error: Unable to create step for job {}: {why}",
                 step.job_id
             );
-            return EXIT_ERROR;
+            return failed;
         }
         Err(e) => {
             eprintln!("srun: error: {e}");
-            return EXIT_ERROR;
+            return failed;
         }
     };
     cluster.saw(created.applied_index);
     let step_id = created.step_id;
-    let (rc, exit_code, signal) = launch(&step, &created).await;
+    let (rc, exit_code, signal) = launch(step, &created).await;
     // The step's record keeps the tasks' highest exit code and the signal apart (sacct's
     // `ExitCode` 0:9), srun's own status joins them (137).
     let end = pb::EndStepRequest {
@@ -120,8 +142,11 @@ pub async fn run(step: Step) -> i32 {
             step.job_id
         ),
     }
-    cluster.save();
-    rc
+    Ended {
+        rc,
+        exit_code,
+        signal,
+    }
 }
 
 /// Launches the tasks on the step's nodes and follows them; returns srun's exit status, the

@@ -220,20 +220,27 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         cgroup: attach.as_ref(),
         extra_env: gpu_environment(&spec.gpus, spec.gpus_constrained),
     };
-    let mut job = match launcher::launch(&a, &ctx, setup).await {
-        Ok(job) => job,
-        Err(e) => {
-            return finish(
-                &dir,
-                &JobStatus::launch_failed(e.to_string()),
-                Vec::new(),
-                cg,
-            )
-            .await
+    // srun's own allocation has no script: nothing to launch; the supervisor still holds the
+    // job's cgroup, its time limit and its end (see the module doc).
+    let mut job = if a.script.is_empty() {
+        None
+    } else {
+        match launcher::launch(&a, &ctx, setup).await {
+            Ok(job) => Some(job),
+            Err(e) => {
+                return finish(
+                    &dir,
+                    &JobStatus::launch_failed(e.to_string()),
+                    Vec::new(),
+                    cg,
+                )
+                .await
+            }
         }
     };
     drop(attach);
-    let pid = job.pid;
+    // No script: pid 0, which the launcher's signal helpers never signal as a group.
+    let pid = job.as_ref().map_or(0, |j| j.pid);
     tracing::info!(job_id, pid, "job started");
 
     let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
@@ -259,7 +266,19 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
 
     let waited = loop {
         tokio::select! {
-            s = job.child.wait() => break s,
+            s = async {
+                match job.as_mut() {
+                    Some(j) => j.child.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => break Some(s),
+            // No script: the job ends once it was asked to (stop, time limit) and what its
+            // cgroup held is gone.
+            _ = tokio::time::sleep(Duration::from_millis(100)), if job.is_none() && kill_at.is_some() => {
+                if pids(&cg).is_empty() {
+                    break None;
+                }
+            }
             conn = listener.accept() => {
                 if let Ok((stream, _)) = conn {
                     let (read, mut write) = stream.into_split();
@@ -275,6 +294,9 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                     cause = EndCause::Cancelled;
                     launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
                     kill_at = Some(Instant::now() + kill_wait);
+                    if job.is_none() && pids(&cg).is_empty() {
+                        break None;
+                    }
                 }
                 Request::Stop => {}
                 Request::Signal(sig, scope) => {
@@ -293,16 +315,24 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
                 tracing::info!(job_id, "time limit reached: SIGTERM");
                 cause = EndCause::TimeLimit;
-                time_limit_notice(&job.stderr_path, job_id, &spec.node_name);
+                if let Some(j) = &job {
+                    time_limit_notice(&j.stderr_path, job_id, &spec.node_name);
+                }
                 let members = pids(&cg);
                 launcher::signal_job(pid, &members, libc::SIGCONT);
                 launcher::signal_job(pid, &members, libc::SIGTERM);
                 kill_at = Some(Instant::now() + kill_wait);
+                if job.is_none() && members.is_empty() {
+                    break None;
+                }
             }
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                 tracing::info!(job_id, "still running after KillWait: SIGKILL");
                 launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
                 kill_at = Some(far);
+                if job.is_none() {
+                    break None;
+                }
             }
         }
     };
@@ -319,11 +349,13 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         cause = EndCause::OutOfMemory;
     }
     let (exit_code, signal, message) = match waited {
-        Ok(status) => {
+        Some(Ok(status)) => {
             let o = launcher::exit_outcome(status);
             (o.exit_code, o.signal, o.message)
         }
-        Err(e) => (1, 0, format!("cannot wait for the job script: {e}")),
+        Some(Err(e)) => (1, 0, format!("cannot wait for the job script: {e}")),
+        // No script: the outcome is srun's (`CompleteAllocation`), or the cause's.
+        None => (0, 0, String::new()),
     };
     let status = JobStatus {
         launched: true,

@@ -356,3 +356,60 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
     assert_eq!(rows[0].split('|').nth(2), Some("TIMEOUT"), "{rows:?}");
     assert!(!rows.iter().any(|r| r.contains(".batch")), "{rows:?}");
 }
+
+/// Processes running `sleep <marker>`.
+fn sleeps(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"sleep"))
+                && args.get(1).is_some_and(|a| *a == marker.as_bytes())
+        })
+        .count()
+}
+
+/// srun killed with SIGKILL ends nothing: its tasks go with their broken stream, but the job
+/// keeps its allocation (Slurm's InactiveLimit=0), also across a node daemon killed with
+/// SIGKILL and restarted (the job's supervisor is followed again); scancel then ends it.
+#[test]
+fn an_allocation_outlives_a_killed_srun_and_a_restarted_node_daemon() {
+    let c = TestCluster::start(1, 1);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = spawn_srun(
+        &c,
+        &work,
+        &["-J", "orphan", "sleep", "4444"],
+        &work.join("orphan.out"),
+        &work.join("orphan.err"),
+    );
+    let id = job_named(&c, "orphan", "RUNNING");
+    wait_until("the task runs", &c, Duration::from_secs(60), || {
+        sleeps("4444") == 1
+    });
+    child.kill().expect("kill -9 srun");
+    child.wait().expect("reaped");
+    wait_until(
+        "the task ends with srun's stream",
+        &c,
+        Duration::from_secs(60),
+        || sleeps("4444") == 0,
+    );
+    c.kill9("noded-n1");
+    c.restart("noded-n1");
+    // Give the restarted daemon time to take its assignments in again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(c.job_state(id).as_deref(), Some("RUNNING"));
+    let sinfo = c.cmd("sinfo", &["-h", "-o", "%C"]);
+    assert_eq!(text(&sinfo.stdout).trim(), "1/1/0/2", "still allocated");
+    let out = c.cmd("scancel", &[&id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    c.wait_state(id, "CANCELLED", Duration::from_secs(60));
+    wait_until("the CPU free again", &c, Duration::from_secs(60), || {
+        text(&c.cmd("sinfo", &["-h", "-o", "%C"]).stdout).trim() == "0/2/0/2"
+    });
+}

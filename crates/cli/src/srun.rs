@@ -1,4 +1,6 @@
-//! `srun` inside an allocation (a batch job, or `--jobid N`): a job step. srun asks the
+//! `srun` inside an allocation (a batch job, or `--jobid N`): a job step; outside one, a job
+//! of its own first (`Plan::Allocate`: the job's options in sbatch's form, `srun_alloc.rs`
+//! runs it), then the step in it. srun asks the
 //! controllers for the step (`Steps.CreateStep`: apply checks that the job runs and that the
 //! step fits its allocation, numbers it and lays its tasks out over the job's nodes), then
 //! launches the tasks through the node daemons of that layout (`Tasks.LaunchTasks`, one stream

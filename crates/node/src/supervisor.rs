@@ -15,6 +15,13 @@
 //!  read status.json → FINISHED report
 //! ```
 //!
+//! A job without a batch script (srun's own allocation, `BatchFlag=0`) launches nothing: the
+//! supervisor reports `running 0`, holds the job's cgroup (where the `Tasks` service puts the
+//! step's tasks) and its time limit, and ends once asked to stop, or at the limit, when its
+//! cgroup is empty (or after KillWait's SIGKILL). Its status then carries only the cause; the
+//! job's outcome is srun's (`Command::CompleteAllocation`). So a time limit, `scancel` and a
+//! daemon restart go through the same machinery as for a batch job.
+//!
 //! The final status is on disk before anyone is told, so a daemon that was away when the job
 //! ended finds it at its next start (and `state.rs`'s finished set makes the report go out
 //! exactly once). A daemon that starts again finds running supervisors by their sockets.

@@ -31,6 +31,8 @@ use drover_proto as pb;
 const EXIT_ERROR: i32 = 1;
 /// A job still unevaluated by the planner after this long is said to be queued all the same.
 const QUEUED_AFTER: Duration = Duration::from_secs(5);
+/// How long srun waits out a cluster it cannot reach while its job pends.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// Allocates the job (`spec`, shaped by `sbatch_prep::allocation`), runs the step in it and
 /// ends it; returns srun's exit status.
@@ -134,13 +136,32 @@ async fn wait_until_running(cluster: &mut Cluster, job_id: u64, quiet: bool) -> 
     let since = Instant::now();
     let mut queued = false;
     let mut pause = Duration::from_millis(50);
+    let mut unreachable_since: Option<Instant> = None;
     loop {
         let jobs = match crate::commands::load_jobs(cluster, vec![job_id]).await {
-            Ok(jobs) => jobs,
+            Ok(jobs) => {
+                unreachable_since = None;
+                jobs
+            }
+            // An election or a replica restart: the job waits on; so does srun, a while.
+            Err(e) if !matches!(e, ClientError::Rejected(_)) => {
+                let first = *unreachable_since.get_or_insert_with(Instant::now);
+                if first.elapsed() >= GIVE_UP_AFTER {
+                    return Waited::Failed(e);
+                }
+                Vec::new()
+            }
             Err(e) => return Waited::Failed(e),
         };
-        let Some(job) = jobs.iter().find(|j| j.job_id == job_id) else {
-            return Waited::Ended;
+        let job = match jobs.iter().find(|j| j.job_id == job_id) {
+            Some(job) => job,
+            None if unreachable_since.is_some() => {
+                if sleep_or_signal(&mut signals, pause).await {
+                    return Waited::Interrupted;
+                }
+                continue;
+            }
+            None => return Waited::Ended,
         };
         match job.state.as_str() {
             "PENDING" => {
@@ -161,14 +182,18 @@ async fn wait_until_running(cluster: &mut Cluster, job_id: u64, quiet: bool) -> 
             }
             _ => return Waited::Ended,
         }
-        let interrupted = tokio::select! {
-            () = tokio::time::sleep(pause) => false,
-            () = next_signal(&mut signals) => true,
-        };
-        if interrupted {
+        if sleep_or_signal(&mut signals, pause).await {
             return Waited::Interrupted;
         }
         pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// True when a signal came before `pause` ran out.
+async fn sleep_or_signal(signals: &mut [tokio::signal::unix::Signal], pause: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(pause) => false,
+        () = next_signal(signals) => true,
     }
 }
 

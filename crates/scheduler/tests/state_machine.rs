@@ -611,6 +611,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
             s.hold = hold;
             Command::Submit(s)
         }),
+        // srun's own allocation: no batch script.
+        1 => (1u32..3, 1u32..3).prop_map(|(cpus, nodes)| {
+            let mut s = job(cpus);
+            s.nodes_min = nodes;
+            s.script = String::new();
+            Command::Submit(s)
+        }),
         2 => (1u32..4, 0u32..4, 1u32..6, 0u32..3).prop_map(|(cpus, lo, len, throttle)| {
             let mut s = job(cpus);
             s.array = Some(ArraySpec { tasks: (lo..lo + len).collect(), max_running: throttle });

@@ -152,6 +152,14 @@ fn srun_outside_an_allocation_allocates_runs_and_ends_its_job() {
     // The job ended with srun, at once: no COMPLETING, nothing allocated.
     let sinfo = c.cmd("sinfo", &["-h", "-o", "%C"]);
     assert_eq!(text(&sinfo.stdout).trim(), "0/4/0/4");
+    // A job that needs every CPU starts next.
+    let next = c.sbatch(
+        &addrs,
+        &work,
+        &["-N2", "-n4", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    c.wait_state(next, "COMPLETED", Duration::from_secs(60));
 
     // `srun false`: exit 1, the job and its step FAILED 1:0, no batch step.
     let out = srun(&["-J", "falsejob", "false"]);

@@ -203,13 +203,13 @@ fn srun_outside_an_allocation_allocates_runs_and_ends_its_job() {
     assert_eq!(field(&show, "BatchFlag"), "0");
     assert_eq!(field(&show, "Command"), "sleep");
     assert!(!show.contains("StdOut="), "{show}");
+    // Both tasks run (so srun forwards signals to them by now).
     wait_until(
         "the step's tasks running",
         &c,
         Duration::from_secs(60),
-        || sacct_rows(&c, id).iter().any(|r| r.starts_with("ID.0|")),
+        || sleeps("4141") == 2,
     );
-    std::thread::sleep(Duration::from_millis(500));
     let pid = i32::try_from(child.id()).unwrap();
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on the srun this test started.
@@ -333,13 +333,14 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
     );
     let id = job_named(&c, "victim", "RUNNING");
     wait_until("the task runs", &c, Duration::from_secs(60), || {
-        sacct_rows(&c, id).iter().any(|r| r.starts_with("ID.0|"))
+        sleeps("4242") == 1
     });
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rc = wait_exit(&c, &mut child, Duration::from_secs(90));
     assert_eq!(rc, Some(143), "{}", read(&work.join("victim.err")));
     c.wait_state(id, "CANCELLED", Duration::from_secs(60));
+    assert_eq!(sleeps("4242"), 0, "the task is gone");
 
     // A time limit: the task gets SIGTERM, the job ends TIMEOUT.
     let mut child = spawn_srun(

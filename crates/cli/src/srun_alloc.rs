@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::client::{request_id, ClientError, Cluster};
 use crate::srun::Allocation;
-use crate::srun_step::{self, Ended};
+use crate::srun_step::{self, Ended, Signals};
 use drover_proto as pb;
 
 const EXIT_ERROR: i32 = 1;
@@ -44,12 +44,19 @@ pub async fn run(alloc: Allocation, spec: pb::JobSpec) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let rc = allocate_and_run(&mut cluster, alloc, spec).await;
+    // Caught before the job exists: a signal that comes at any point is seen.
+    let mut signals = Signals::catch();
+    let rc = allocate_and_run(&mut cluster, alloc, spec, &mut signals).await;
     cluster.save();
     rc
 }
 
-async fn allocate_and_run(cluster: &mut Cluster, alloc: Allocation, spec: pb::JobSpec) -> i32 {
+async fn allocate_and_run(
+    cluster: &mut Cluster,
+    alloc: Allocation,
+    spec: pb::JobSpec,
+    signals: &mut Signals,
+) -> i32 {
     let submit = pb::SubmitRequest {
         request_id: request_id(),
         spec: Some(spec),
@@ -74,7 +81,7 @@ async fn allocate_and_run(cluster: &mut Cluster, alloc: Allocation, spec: pb::Jo
             return EXIT_ERROR;
         }
     };
-    match wait_until_running(cluster, job_id, alloc.quiet).await {
+    match wait_until_running(cluster, job_id, alloc.quiet, signals).await {
         Waited::Running => {}
         Waited::Interrupted => {
             eprintln!("srun: Job allocation {job_id} has been revoked");
@@ -105,7 +112,7 @@ async fn allocate_and_run(cluster: &mut Cluster, alloc: Allocation, spec: pb::Jo
     }
     let mut step = alloc.step;
     step.job_id = job_id;
-    let ended = srun_step::run_in(cluster, &step).await;
+    let ended = srun_step::run_in(cluster, &step, signals).await;
     complete(cluster, job_id, ended).await;
     ended.rc
 }
@@ -120,19 +127,12 @@ enum Waited {
 }
 
 /// Polls the job until it runs, saying so as Slurm's srun does, unless `-Q`.
-async fn wait_until_running(cluster: &mut Cluster, job_id: u64, quiet: bool) -> Waited {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut signals = Vec::new();
-    for kind in [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-    ] {
-        match signal(kind) {
-            Ok(s) => signals.push(s),
-            Err(e) => eprintln!("srun: error: cannot catch signals: {e}"),
-        }
-    }
+async fn wait_until_running(
+    cluster: &mut Cluster,
+    job_id: u64,
+    quiet: bool,
+    signals: &mut Signals,
+) -> Waited {
     let since = Instant::now();
     let mut queued = false;
     let mut pause = Duration::from_millis(50);
@@ -156,7 +156,7 @@ async fn wait_until_running(cluster: &mut Cluster, job_id: u64, quiet: bool) -> 
         let job = match jobs.iter().find(|j| j.job_id == job_id) {
             Some(job) => job,
             None if unreachable_since.is_some() => {
-                if sleep_or_signal(&mut signals, pause).await {
+                if sleep_or_signal(signals, pause).await {
                     return Waited::Interrupted;
                 }
                 continue;
@@ -182,31 +182,34 @@ async fn wait_until_running(cluster: &mut Cluster, job_id: u64, quiet: bool) -> 
             }
             _ => return Waited::Ended,
         }
-        if sleep_or_signal(&mut signals, pause).await {
+        if sleep_or_signal(signals, pause).await {
             return Waited::Interrupted;
         }
         pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
-/// True when a signal came before `pause` ran out.
-async fn sleep_or_signal(signals: &mut [tokio::signal::unix::Signal], pause: Duration) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(pause) => false,
-        () = next_signal(signals) => true,
-    }
-}
-
-async fn next_signal(signals: &mut [tokio::signal::unix::Signal]) {
-    std::future::poll_fn(|cx| {
-        for s in signals.iter_mut() {
+/// True when SIGINT, SIGTERM or SIGHUP came before `pause` ran out (the others wait for the
+/// tasks).
+async fn sleep_or_signal(signals: &mut Signals, pause: Duration) -> bool {
+    let Signals { sigint, forwarded } = signals;
+    let cancel = std::future::poll_fn(|cx| {
+        if let Some(s) = sigint.as_mut() {
             if s.poll_recv(cx).is_ready() {
                 return std::task::Poll::Ready(());
             }
         }
+        for (n, s) in forwarded.iter_mut() {
+            if (*n == libc::SIGTERM || *n == libc::SIGHUP) && s.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
         std::task::Poll::Pending
-    })
-    .await
+    });
+    tokio::select! {
+        () = tokio::time::sleep(pause) => false,
+        () = cancel => true,
+    }
 }
 
 /// Ends the job with the step's outcome. A job that ended first (its time limit, scancel)

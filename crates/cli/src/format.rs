@@ -1219,6 +1219,25 @@ JobId=1 JobName=longname_job
         );
     }
 
+    /// srun's own allocation: `BatchFlag=0`, and no output file names (its output is
+    /// srun's); the record still ends as every record does.
+    #[test]
+    fn scontrol_show_job_without_a_batch_script() {
+        let jobs = captured_jobs();
+        let mut job = jobs[0].clone();
+        job.no_batch_script = true;
+        job.command = "hostname".to_string();
+        let out = scontrol_show_job(&job, 0, true, false);
+        assert!(out.contains(" BatchFlag=0 "), "{out}");
+        assert!(
+            out.ends_with(" Command=hostname SubmitLine=(null) WorkDir=/tmp/cli-gw\n"),
+            "{out}"
+        );
+        let out = scontrol_show_job(&job, 0, false, false);
+        assert!(out.ends_with("   WorkDir=/tmp/cli-gw\n\n"), "{out}");
+        assert!(!out.contains("StdOut="), "{out}");
+    }
+
     #[test]
     fn scontrol_show_job_details_layout() {
         // Slurm 22.05.8 `scontrol show job -d 1` / `scontrol -d -o show job 1`: -d adds

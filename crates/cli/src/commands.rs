@@ -604,7 +604,8 @@ pub fn sacctmgr(args: &[String]) -> i32 {
     }
 }
 
-/// srun inside an allocation: a job step (`srun.rs` decides, `srun_step.rs` runs it).
+/// srun: a job step (`srun.rs` decides, `srun_step.rs` runs it), inside an allocation or in
+/// one of its own (`srun_alloc.rs`).
 pub fn srun(args: &[String]) -> i32 {
     let env = |k: &str| std::env::var(k).ok();
     let vars: Vec<(String, String)> = std::env::vars().collect();
@@ -625,6 +626,32 @@ pub fn srun(args: &[String]) -> i32 {
             EXIT_OK
         }
         Ok(crate::srun::Plan::Run(step)) => runtime().block_on(crate::srun_step::run(*step)),
+        Ok(crate::srun::Plan::Allocate(alloc)) => {
+            // The job as sbatch shapes it from the same options; sbatch's words reworded.
+            let submit_env: BTreeMap<String, String> = vars.iter().cloned().collect();
+            let spec = match sbatch_prep::allocation(
+                &alloc.options,
+                &alloc.step.argv,
+                &submit_env,
+                std::path::Path::new(&cwd),
+                &identity::current(),
+            ) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    let text = e
+                        .message
+                        .replace("sbatch: ", "srun: ")
+                        .replace("Try \"sbatch --help\"", "Try \"srun --help\"")
+                        .replace(
+                            "Batch job submission failed",
+                            "Unable to allocate resources",
+                        );
+                    eprint!("{text}");
+                    return EXIT_ERROR;
+                }
+            };
+            runtime().block_on(crate::srun_alloc::run(*alloc, spec))
+        }
         Err(e) => {
             eprint!("{e}");
             EXIT_ERROR

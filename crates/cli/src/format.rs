@@ -616,9 +616,10 @@ pub fn scontrol_show_job(
     ));
     r.end_line();
     r.push(&format!(
-        "Requeue={} Restarts={} BatchFlag=1 Reboot=0 ExitCode={}",
+        "Requeue={} Restarts={} BatchFlag={} Reboot=0 ExitCode={}",
         u8::from(job.requeue),
         job.restarts,
+        u8::from(!job.no_batch_script),
         exit_code_text(job)
     ));
     r.end_line();
@@ -772,6 +773,12 @@ pub fn scontrol_show_job(
     r.end_line();
     r.push(&format!("WorkDir={}", job.work_dir));
     r.end_line();
+    if job.no_batch_script {
+        // srun's own allocation: its output goes to srun, and Slurm prints no file names.
+        let mut out = r.out.trim_end().to_string();
+        out.push_str(if oneliner { "\n" } else { "\n\n" });
+        return out;
+    }
     let stdout_pattern = job.stdout.as_str();
     let stderr_pattern = if job.stderr.is_empty() {
         stdout_pattern
@@ -1213,6 +1220,25 @@ JobId=1 JobName=longname_job
             out,
             "JobId=2 JobName=longname_job UserId=root(0) GroupId=0(0) MCS_label=N/A Priority=4294901758 Nice=0 Account=(null) QOS=normal JobState=PENDING Reason=Resources Dependency=(null) Requeue=1 Restarts=0 BatchFlag=1 Reboot=0 ExitCode=0:0 RunTime=00:00:00 TimeLimit=00:10:00 TimeMin=N/A SubmitTime=2026-11-26T08:55:48 EligibleTime=2026-11-26T08:55:48 AccrueTime=2026-11-26T08:55:48 StartTime=Unknown EndTime=Unknown Deadline=N/A SuspendTime=None SecsPreSuspend=0 LastSchedEval=2026-11-26T08:55:48 Scheduler=Main Partition=bench AllocNode:Sid=localhost:0 ReqNodeList=(null) ExcNodeList=(null) NodeList= NumNodes=4-4 NumCPUs=4 NumTasks=4 CPUs/Task=1 ReqB:S:C:T=0:0:*:* ReqTRES=cpu=4,mem=250G,node=4,billing=4 AllocTRES=(null) Socks/Node=* NtasksPerN:B:S:C=0:0:*:* CoreSpec=* MinCPUsNode=1 MinMemoryNode=64000M MinTmpDiskNode=0 Features=(null) DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null) Command=/tmp/cli-gw/job.sh SubmitLine=(null) WorkDir=/tmp/cli-gw StdErr=/tmp/cli-gw/out-2-longname_job.txt StdIn=/dev/null StdOut=/tmp/cli-gw/out-2-longname_job.txt\n"
         );
+    }
+
+    /// srun's own allocation: `BatchFlag=0`, and no output file names (its output is
+    /// srun's); the record still ends as every record does.
+    #[test]
+    fn scontrol_show_job_without_a_batch_script() {
+        let jobs = captured_jobs();
+        let mut job = jobs[0].clone();
+        job.no_batch_script = true;
+        job.command = "hostname".to_string();
+        let out = scontrol_show_job(&job, 0, true, false);
+        assert!(out.contains(" BatchFlag=0 "), "{out}");
+        assert!(
+            out.ends_with(" Command=hostname SubmitLine=(null) WorkDir=/tmp/cli-gw\n"),
+            "{out}"
+        );
+        let out = scontrol_show_job(&job, 0, false, false);
+        assert!(out.ends_with("   WorkDir=/tmp/cli-gw\n\n"), "{out}");
+        assert!(!out.contains("StdOut="), "{out}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod sim;
 pub mod sinfo;
 pub mod squeue;
 pub mod srun;
+pub mod srun_alloc;
 pub mod srun_step;
 pub mod up;
 

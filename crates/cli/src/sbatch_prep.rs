@@ -923,9 +923,16 @@ fn parse_time_limit_min(arg: &str) -> Option<Option<u64>> {
 
 /// Where the script came from; decides the default job name and `argv[0]`.
 enum ScriptSource {
-    File { path: PathBuf, args: Vec<String> },
+    File {
+        path: PathBuf,
+        args: Vec<String>,
+    },
     Stdin,
     Wrap,
+    /// srun's own allocation: no script; the command srun runs names the job.
+    Srun {
+        command: Vec<String>,
+    },
 }
 
 /// `_get_script_buffer`'s sanity tests, in its order, with its messages.
@@ -1224,6 +1231,36 @@ pub fn prepare(
     build_spec(opts, source, script, env, cwd, user)
 }
 
+/// The job srun allocates for itself outside any allocation (Slurm's `BatchFlag=0` job): sbatch's
+/// own option handling over `options` (sbatch's long options, as srun maps its own, each
+/// `--name=value` or `--name`), no script, named after `command` (its basename) unless `-J`.
+/// Errors are sbatch's texts; srun rewords their prefix.
+pub fn allocation(
+    options: &[String],
+    command: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    user: &UserIdentity,
+) -> Result<JobSpec, SbatchError> {
+    let (occs, stop) = getopt(options)?;
+    if let Some(word) = options.get(stop) {
+        return Err(SbatchError::error(
+            &[&format!(
+                "unexpected word in srun's allocation options: {word}"
+            )],
+            EXIT_ERROR,
+        ));
+    }
+    let mut opts = Opts::default();
+    for occ in &occs {
+        opts.apply(occ, Source::Cli)?;
+    }
+    let source = ScriptSource::Srun {
+        command: command.to_vec(),
+    };
+    build_spec(opts, source, String::new(), env, cwd, user).map(|p| p.spec)
+}
+
 /// The submit environment as `--export` passes it on (sbatch(1)): `ALL` (the default) or
 /// `ALL,VAR=val,...` (everything, plus or overriding the listed ones), `NONE` (nothing), or a
 /// list `VAR[=val],...` (only those, and the `SLURM_*` variables).
@@ -1372,6 +1409,14 @@ fn build_spec(
         }
         ScriptSource::Stdin => ("sbatch".to_string(), Vec::new(), String::new()),
         ScriptSource::Wrap => ("wrap".to_string(), Vec::new(), String::new()),
+        ScriptSource::Srun { command } => (
+            command
+                .first()
+                .map(|c| base_name(Path::new(c)))
+                .unwrap_or_default(),
+            Vec::new(),
+            command.join(" "),
+        ),
     };
 
     let spec = JobSpec {
@@ -2087,5 +2132,42 @@ mod tests {
         let e = err(&["-h", "job.sh"], &[]);
         assert_eq!((e.exit_code, e.message.as_str()), (0, HELP));
         assert!(HELP.contains("--array=indexes"));
+    }
+
+    /// srun's own allocation: sbatch's option handling, no script, the command's basename as
+    /// the name (`-J` wins), the command as Slurm's `Command=`; sbatch's errors as they are.
+    #[test]
+    fn srun_allocation_is_a_job_without_a_script() {
+        let cwd = Path::new("/work");
+        let env = BTreeMap::from([("HOME".to_string(), "/root".to_string())]);
+        let spec = allocation(
+            &args(&["--ntasks=4", "--nodes=2", "--time=5", "--chdir=sub"]),
+            &args(&["/bin/hostname", "-f"]),
+            &env,
+            cwd,
+            &user(),
+        )
+        .expect("a job");
+        assert_eq!(spec.name, "hostname");
+        assert!(spec.script.is_empty());
+        assert_eq!(spec.command, "/bin/hostname -f");
+        assert_eq!(
+            (spec.ntasks, spec.nodes_min, spec.time_limit_min),
+            (4, 2, Some(5))
+        );
+        assert_eq!(spec.work_dir, "/work/sub");
+        assert_eq!((spec.uid, spec.user.as_str()), (1000, "alice"));
+        let spec = allocation(
+            &args(&["--job-name=x"]),
+            &args(&["true"]),
+            &env,
+            cwd,
+            &user(),
+        )
+        .expect("a job");
+        assert_eq!(spec.name, "x");
+        let e =
+            allocation(&args(&["--mem=lots"]), &args(&["true"]), &env, cwd, &user()).unwrap_err();
+        assert!(e.message.starts_with("sbatch: error: "), "{e}");
     }
 }

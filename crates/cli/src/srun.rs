@@ -1,4 +1,6 @@
-//! `srun` inside an allocation (a batch job, or `--jobid N`): a job step. srun asks the
+//! `srun` inside an allocation (a batch job, or `--jobid N`): a job step; outside one, a job
+//! of its own first (`Plan::Allocate`: the job's options in sbatch's form, `srun_alloc.rs`
+//! runs it), then the step in it. srun asks the
 //! controllers for the step (`Steps.CreateStep`: apply checks that the job runs and that the
 //! step fits its allocation, numbers it and lays its tasks out over the job's nodes), then
 //! launches the tasks through the node daemons of that layout (`Tasks.LaunchTasks`, one stream
@@ -17,18 +19,18 @@ use crate::getopt::{self, long, opt, Arg, Opt};
 /// srun's options (src/srun/libsrun/opt.c), those that take a value marked so that the command
 /// after them is found; what each means for a step is decided in `plan`.
 const OPTIONS: &[Opt] = &[
-    opt('A', "account", Arg::Required, "ignore"),
-    opt('b', "begin", Arg::Required, "ignore"),
+    opt('A', "account", Arg::Required, "account"),
+    opt('b', "begin", Arg::Required, "begin"),
     opt('c', "cpus-per-task", Arg::Required, "cpus-per-task"),
-    opt('C', "constraint", Arg::Required, "ignore"),
-    opt('d', "dependency", Arg::Required, "ignore"),
+    opt('C', "constraint", Arg::Required, "constraint"),
+    opt('d', "dependency", Arg::Required, "dependency"),
     opt('D', "chdir", Arg::Required, "chdir"),
     opt('e', "error", Arg::Required, "error"),
     opt('E', "preserve-env", Arg::No, "ignore"),
-    opt('G', "gpus", Arg::Required, "ignore"),
+    opt('G', "gpus", Arg::Required, "gpus"),
     opt('h', "help", Arg::No, "help"),
     opt('i', "input", Arg::Required, "input"),
-    opt('I', "immediate", Arg::Optional, "ignore"),
+    opt('I', "immediate", Arg::Optional, "immediate"),
     opt('J', "job-name", Arg::Required, "job-name"),
     opt('k', "no-kill", Arg::Optional, "ignore"),
     opt('K', "kill-on-bad-exit", Arg::Optional, "kill-on-bad-exit"),
@@ -38,33 +40,33 @@ const OPTIONS: &[Opt] = &[
     opt('N', "nodes", Arg::Required, "nodes"),
     opt('o', "output", Arg::Required, "output"),
     opt('O', "overcommit", Arg::No, "refuse"),
-    opt('p', "partition", Arg::Required, "ignore"),
-    opt('q', "qos", Arg::Required, "ignore"),
-    opt('Q', "quiet", Arg::No, "ignore"),
+    opt('p', "partition", Arg::Required, "partition"),
+    opt('q', "qos", Arg::Required, "qos"),
+    opt('Q', "quiet", Arg::No, "quiet"),
     opt('r', "relative", Arg::Required, "relative"),
     opt('s', "oversubscribe", Arg::No, "ignore"),
-    opt('t', "time", Arg::Required, "refuse"),
+    opt('t', "time", Arg::Required, "time"),
     opt('T', "threads", Arg::Required, "ignore"),
     opt('u', "unbuffered", Arg::No, "unbuffered"),
     opt('v', "verbose", Arg::No, "ignore"),
     opt('V', "version", Arg::No, "version"),
     opt('w', "nodelist", Arg::Required, "nodelist"),
     opt('W', "wait", Arg::Required, "ignore"),
-    opt('x', "exclude", Arg::Required, "ignore"),
+    opt('x', "exclude", Arg::Required, "exclude"),
     opt('X', "disable-status", Arg::No, "interrupt-forwards"),
     opt('Z', "no-allocate", Arg::No, "refuse"),
     long("cpu-bind", Arg::Required, "ignore"),
     long("exact", Arg::No, "ignore"),
-    long("exclusive", Arg::Optional, "ignore"),
+    long("exclusive", Arg::Optional, "exclusive"),
     long("export", Arg::Required, "export"),
-    long("gpus-per-node", Arg::Required, "ignore"),
-    long("gpus-per-task", Arg::Required, "ignore"),
-    long("gres", Arg::Required, "ignore"),
+    long("gpus-per-node", Arg::Required, "gpus-per-node"),
+    long("gpus-per-task", Arg::Required, "gpus-per-task"),
+    long("gres", Arg::Required, "gres"),
     long("hint", Arg::Required, "ignore"),
     long("jobid", Arg::Required, "jobid"),
-    long("mem", Arg::Required, "ignore"),
+    long("mem", Arg::Required, "mem"),
     long("mem-bind", Arg::Required, "ignore"),
-    long("mem-per-cpu", Arg::Required, "ignore"),
+    long("mem-per-cpu", Arg::Required, "mem-per-cpu"),
     long("mpi", Arg::Required, "mpi"),
     long("multi-prog", Arg::No, "refuse"),
     long("ntasks-per-node", Arg::Required, "ntasks-per-node"),
@@ -78,11 +80,15 @@ const OPTIONS: &[Opt] = &[
 ];
 
 pub const USAGE: &str = "Usage: srun [OPTIONS(0)... [executable(0) [args(0)...]]]
-drover's srun runs a job step inside an allocation (a batch job, or --jobid):
-  srun [-n ntasks] [-N nodes] [--ntasks-per-node=n] [-c cpus] [-l] [-u] [-J name]
-       [-o FILE] [-e FILE] [-i FILE|all|none|taskid] [-D DIR] [--export=...] command [args...]
---pty, --multi-prog, --overcommit, -K, other distributions than block, and allocations of
-its own (srun outside a job) are not available yet.
+drover's srun runs a job step: inside an allocation (a batch job, or --jobid), or, outside
+one, in a job it allocates for itself (then ended with the step):
+  srun [-n ntasks] [-N nodes] [--ntasks-per-node=n] [-c cpus] [-l] [-u] [-J name] [-Q]
+       [-o FILE] [-e FILE] [-i FILE|all|none|taskid] [-D DIR] [--export=...]
+       [-t time] [-p partition] [--mem=MB] [--mem-per-cpu=MB] [-w hosts] [-x hosts]
+       [-C list] [--gpus=n] [--gres=list] [--exclusive] [--begin=time] [-d dependency]
+       command [args...]
+--pty, --multi-prog, --overcommit, -K, -I, other distributions than block, and a step's
+own time limit (-t inside an allocation) are not available yet.
 ";
 
 /// Which tasks read srun's stdin (`-i`).
@@ -123,12 +129,53 @@ pub struct Step {
     pub warnings: Vec<String>,
 }
 
+/// srun outside any allocation: the job it allocates for itself, then its step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// The job's options in sbatch's long form (`--nodes=2`, `--exclusive`), for
+    /// `sbatch_prep::allocation`, which shapes the job as sbatch would.
+    pub options: Vec<String>,
+    /// The step to run in it (`job_id` is set once the job is submitted).
+    pub step: Step,
+    /// `-Q`: no `queued and waiting` / `allocated resources` lines.
+    pub quiet: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     Help,
     Version,
+    /// A step inside an existing allocation.
     Run(Box<Step>),
+    /// An allocation of srun's own, then a step in it.
+    Allocate(Box<Allocation>),
 }
+
+/// srun's options that shape the job it allocates outside any allocation, by the sbatch
+/// option (same long name) they become; `nodes` and `ntasks` go as srun settles them.
+const ALLOCATION_OPTIONS: &[&str] = &[
+    "account",
+    "begin",
+    "constraint",
+    "cpus-per-task",
+    "dependency",
+    "exclude",
+    "exclusive",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-task",
+    "gres",
+    "job-name",
+    "mem",
+    "mem-per-cpu",
+    "nodelist",
+    "ntasks-per-node",
+    "partition",
+    "qos",
+    "time",
+    "chdir",
+    "export",
+];
 
 fn refuse(why: &str) -> String {
     format!("srun: error: {why}\n")
@@ -215,6 +262,9 @@ pub fn plan(
     let mut exported: Vec<(String, String)> = Vec::new();
     let mut nodelist: Option<String> = None;
     let mut mpi: Option<String> = None;
+    let mut quiet = false;
+    let mut time: Option<String> = None;
+    let mut immediate = false;
     let number = |v: &str, what: &str| -> Result<u32, String> {
         v.parse::<u32>()
             .ok()
@@ -226,9 +276,12 @@ pub fn plan(
         match *id {
             "refuse" => {
                 return Err(refuse(
-                    "this srun option is not available in drover yet (--pty, --multi-prog, --overcommit, --time, --signal, --het-group, --no-allocate)",
+                    "this srun option is not available in drover yet (--pty, --multi-prog, --overcommit, --signal, --het-group, --no-allocate)",
                 ))
             }
+            "quiet" => quiet = true,
+            "time" => time = Some(v),
+            "immediate" => immediate = true,
             "ntasks" => ntasks = Some(number(&v, "--ntasks")?),
             "nodes" => match count(&v) {
                 Some(n) => nodes = Some(n),
@@ -295,14 +348,26 @@ pub fn plan(
     if argv.is_empty() {
         return Err("srun: fatal: No command given to execute.\n".to_string());
     }
-    let Some(job_id) = job_id else {
+    let job = match &job_id {
+        Some(j) => match j.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return Err(refuse(&format!("Invalid job id: {j}"))),
+        },
+        None => None,
+    };
+    let inside = job.is_some();
+    if inside && time.is_some() {
         return Err(refuse(
-            "drover's srun runs inside an allocation only (SLURM_JOB_ID is not set and no --jobid was given); allocations of its own (srun outside sbatch, salloc) are not available yet",
+            "--time inside an allocation (a step's own time limit) is not available in drover yet",
         ));
-    };
-    let Ok(job) = job_id.parse::<u64>() else {
-        return Err(refuse(&format!("Invalid job id: {job_id}")));
-    };
+    }
+    if !inside && immediate {
+        return Err(refuse(
+            "--immediate is not available in drover yet (srun waits for its allocation)",
+        ));
+    }
+    // Inside an allocation, the job's variables give the defaults; outside, srun's options.
+    let env = |k: &str| if inside { env(k) } else { None };
     let mut warnings = Vec::new();
     // Slurm's srun takes its defaults from the allocation's variables: the job's task count
     // (when the job gave one), else one task per node.
@@ -327,7 +392,7 @@ pub fn plan(
         ));
         nodes = Some(ntasks);
     }
-    if let Some(list) = &nodelist {
+    if let Some(list) = nodelist.as_ref().filter(|_| inside) {
         let first = env("SLURMD_NODENAME").unwrap_or_default();
         if *list != first || nodes.unwrap_or(ntasks.min(job_nodes)) != 1 {
             return Err(refuse(&format!(
@@ -378,8 +443,8 @@ pub fn plan(
             .unwrap_or(argv[0].as_str())
             .to_string()
     });
-    Ok(Plan::Run(Box::new(Step {
-        job_id: job,
+    let step = Step {
+        job_id: job.unwrap_or(0),
         argv,
         name,
         ntasks,
@@ -396,6 +461,28 @@ pub fn plan(
         append,
         env: task_env,
         warnings,
+    };
+    if inside {
+        return Ok(Plan::Run(Box::new(step)));
+    }
+    // The job as sbatch would shape it from the same options; `-n` and `-N` as srun settled
+    // them, so that the step fits the job.
+    let mut options = vec![format!("--ntasks={}", step.ntasks)];
+    if let Some(n) = step.nodes {
+        options.push(format!("--nodes={n}"));
+    }
+    for (id, value) in &p.opts {
+        if ALLOCATION_OPTIONS.contains(id) {
+            options.push(match value {
+                Some(v) => format!("--{id}={v}"),
+                None => format!("--{id}"),
+            });
+        }
+    }
+    Ok(Plan::Allocate(Box::new(Allocation {
+        options,
+        step,
+        quiet,
     })))
 }
 
@@ -633,9 +720,10 @@ mod tests {
         assert!(run(&["-w", "n1", "hostname"], &env).is_ok());
         assert!(err(&["-n", "2", "--mpi=pmix", "true"]).contains("PMI"));
         assert!(err(&["-n", "2", "-i", "5", "cat"]).contains("--input=5"));
-        assert!(run(&["hostname"], &BTreeMap::new())
+        assert!(err(&["-t", "5", "true"]).contains("--time inside an allocation"));
+        assert!(run(&["-I", "true"], &BTreeMap::new())
             .unwrap_err()
-            .contains("inside an allocation only"));
+            .contains("--immediate"));
         assert_eq!(err(&["-u"]), "srun: fatal: No command given to execute.\n");
         assert!(err(&["--bogus", "x"]).starts_with("srun: unrecognized option '--bogus'"));
         assert!(err(&["-n", "0", "x"]).contains("Invalid numeric value"));
@@ -680,5 +768,83 @@ mod tests {
         l.push("1: ", b"tail", &mut out);
         l.finish("1: ", &mut out);
         assert_eq!(out, b"1: a\n1: bc\n1: d\n1: tail");
+    }
+
+    fn allocation(a: &[&str]) -> Allocation {
+        match run(
+            a,
+            &BTreeMap::from([("PATH", "/bin"), ("SLURM_NTASKS", "7")]),
+        ) {
+            Ok(Plan::Allocate(a)) => *a,
+            other => panic!("{a:?}: {other:?}"),
+        }
+    }
+
+    /// Outside any allocation srun allocates a job of its own: the job's options go to
+    /// sbatch's handling in its long form, `-n`/`-N` as srun settled them (so the step fits);
+    /// the step's defaults come from srun's options, never from stray job variables.
+    #[test]
+    fn outside_an_allocation_srun_shapes_a_job_of_its_own() {
+        let a = allocation(&["-N2", "-n4", "-l", "hostname"]);
+        assert_eq!(a.options, ["--ntasks=4", "--nodes=2"]);
+        assert_eq!(
+            (a.step.ntasks, a.step.nodes, a.step.job_id),
+            (4, Some(2), 0)
+        );
+        assert!(!a.quiet);
+        assert_eq!(a.step.name, "hostname");
+        let a = allocation(&[
+            "-Q",
+            "-t",
+            "5",
+            "-p",
+            "gpu",
+            "--mem=1G",
+            "-c",
+            "2",
+            "--exclusive",
+            "-w",
+            "n[1-2]",
+            "-x",
+            "n3",
+            "-C",
+            "fast",
+            "--gpus-per-node=1",
+            "-J",
+            "x",
+            "-D",
+            "sub",
+            "/bin/true",
+        ]);
+        assert!(a.quiet);
+        assert_eq!(
+            a.options,
+            [
+                "--ntasks=1",
+                "--time=5",
+                "--partition=gpu",
+                "--mem=1G",
+                "--cpus-per-task=2",
+                "--exclusive",
+                "--nodelist=n[1-2]",
+                "--exclude=n3",
+                "--constraint=fast",
+                "--gpus-per-node=1",
+                "--job-name=x",
+                "--chdir=sub",
+            ]
+        );
+        assert_eq!(
+            (a.step.cpus_per_task, a.step.cwd.as_str()),
+            (Some(2), "/work/sub")
+        );
+        assert_eq!(
+            a.step.ntasks, 1,
+            "SLURM_NTASKS outside a job is not a default"
+        );
+        let a = allocation(&["-N", "3", "true"]);
+        assert_eq!((a.step.ntasks, a.options[0].as_str()), (3, "--ntasks=3"));
+        let a = allocation(&["--ntasks-per-node=2", "-N2", "true"]);
+        assert_eq!(a.step.ntasks, 4);
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Signals, as Slurm's srun: a first SIGINT prints the tasks' states, another within a second
 //! sends SIGINT to the tasks (at once with `-X` or `--quit-on-interrupt`), a third SIGKILL.
-//! SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the tasks.
+//! SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the tasks. They are caught
+//! from srun's start ([`Signals`]), so one that comes before the tasks exist reaches them once
+//! they do (srun's own allocation uses the same catch while its job pends: `srun_alloc.rs`).
 
 use crate::client::{request_id, ClientError, Cluster};
 use crate::srun::{exit_status, failure_lines, label, Input, Labeller, Step};
@@ -53,11 +55,48 @@ fn write_out(stderr: bool, bytes: &[u8]) {
     }
 }
 
+/// How a step ended: srun's exit status, the tasks' highest exit code and the signal that
+/// ended one of them (0: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub rc: i32,
+    pub exit_code: i32,
+    pub signal: i32,
+}
+
+/// srun's signals, caught from the start (before the step exists): one that comes while the
+/// step is created, or while srun's own allocation pends, is not lost.
+pub struct Signals {
+    pub sigint: Option<tokio::signal::unix::Signal>,
+    /// SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, by number.
+    pub forwarded: Vec<(i32, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    pub fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut forwarded = Vec::new();
+        for kind in [
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+            SignalKind::user_defined1(),
+            SignalKind::user_defined2(),
+        ] {
+            if let Ok(s) = signal(kind) {
+                forwarded.push((kind.as_raw_value(), s));
+            }
+        }
+        Signals {
+            sigint: signal(SignalKind::interrupt()).ok(),
+            forwarded,
+        }
+    }
+}
+
 /// Runs the step to its end; returns srun's exit status.
 pub async fn run(step: Step) -> i32 {
-    for w in &step.warnings {
-        eprintln!("{w}");
-    }
+    let mut signals = Signals::catch();
     let mut cluster = match Cluster::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -65,6 +104,22 @@ pub async fn run(step: Step) -> i32 {
             return EXIT_ERROR;
         }
     };
+    let ended = run_in(&mut cluster, &step, &mut signals).await;
+    cluster.save();
+    ended.rc
+}
+
+/// Creates the step in its (running) job, runs its tasks and records its end. The one path
+/// for a step's tasks, inside a batch job and in srun's own allocation (`srun_alloc.rs`).
+pub async fn run_in(cluster: &mut Cluster, step: &Step, signals: &mut Signals) -> Ended {
+    let failed = Ended {
+        rc: EXIT_ERROR,
+        exit_code: EXIT_ERROR,
+        signal: 0,
+    };
+    for w in &step.warnings {
+        eprintln!("{w}");
+    }
     let create = pb::CreateStepRequest {
         request_id: request_id(),
         job_id: step.job_id,
@@ -88,16 +143,16 @@ pub async fn run(step: Step) -> i32 {
                 "srun: error: Unable to create step for job {}: {why}",
                 step.job_id
             );
-            return EXIT_ERROR;
+            return failed;
         }
         Err(e) => {
             eprintln!("srun: error: {e}");
-            return EXIT_ERROR;
+            return failed;
         }
     };
     cluster.saw(created.applied_index);
     let step_id = created.step_id;
-    let (rc, exit_code, signal) = launch(&step, &created).await;
+    let (rc, exit_code, signal) = launch(step, &created, signals).await;
     // The step's record keeps the tasks' highest exit code and the signal apart (sacct's
     // `ExitCode` 0:9), srun's own status joins them (137).
     let end = pb::EndStepRequest {
@@ -120,28 +175,21 @@ pub async fn run(step: Step) -> i32 {
             step.job_id
         ),
     }
-    cluster.save();
-    rc
+    Ended {
+        rc,
+        exit_code,
+        signal,
+    }
 }
 
 /// Launches the tasks on the step's nodes and follows them; returns srun's exit status, the
 /// tasks' highest exit code and the signal that ended one of them (0: none).
-async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
-    // Caught from here on: a signal that comes while the tasks start reaches them too.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut sigint = signal(SignalKind::interrupt()).ok();
-    let mut forwarded = Vec::new();
-    for kind in [
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-    ] {
-        if let Ok(s) = signal(kind) {
-            forwarded.push((kind.as_raw_value(), s));
-        }
-    }
+async fn launch(
+    step: &Step,
+    created: &pb::CreateStepReply,
+    signals: &mut Signals,
+) -> (i32, i32, i32) {
+    let Signals { sigint, forwarded } = signals;
     let mut interrupts = 0;
     let mut last_interrupt: Option<std::time::Instant> = None;
     let node_names: Vec<String> = created.nodes.iter().map(|n| n.name.clone()).collect();
@@ -376,7 +424,7 @@ async fn launch(step: &Step, created: &pb::CreateStepReply) -> (i32, i32, i32) {
                     }
                 }
             }
-            sig = next_signal(&mut forwarded) => {
+            sig = next_signal(forwarded) => {
                 send_signal(&inputs, sig);
             }
         }
@@ -462,7 +510,7 @@ fn emit(
 }
 
 /// The next of the forwarded signals to arrive (never, when none could be caught).
-async fn next_signal(forwarded: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
+pub async fn next_signal(forwarded: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
     std::future::poll_fn(|cx| {
         for (n, s) in forwarded.iter_mut() {
             if s.poll_recv(cx).is_ready() {

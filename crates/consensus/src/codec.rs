@@ -89,4 +89,51 @@ mod tests {
         assert!(decode::<Proposal>(&[]).is_err());
         assert!(decode::<Proposal>(&[POSTCARD, 0xff]).is_err());
     }
+
+    /// `Command::CompleteAllocation` is variant 20 (appended after `EndStep`): its bytes are
+    /// pinned, so a reordering of `Command` shows here.
+    #[test]
+    fn complete_allocation_encoding_is_pinned() {
+        let p = Proposal {
+            at: 7,
+            requests: vec![Request {
+                request_id: "r".into(),
+                command: Command::CompleteAllocation {
+                    job_id: drover_scheduler::JobId(5),
+                    uid: 1000,
+                    exit_code: 1,
+                    signal: 0,
+                },
+            }],
+        };
+        let bytes = encode(&p).unwrap();
+        assert_eq!(bytes, [POSTCARD, 7, 1, 1, b'r', 20, 5, 0xe8, 0x07, 2, 0]);
+        assert_eq!(decode::<Proposal>(&bytes).unwrap(), p);
+    }
+
+    /// `Command::RunReport` is variant 21, wrapping a node's report (here `JobStarted`,
+    /// variant 5) about run 2.
+    #[test]
+    fn run_report_encoding_is_pinned() {
+        let p = Proposal {
+            at: 7,
+            requests: vec![Request {
+                request_id: "r".into(),
+                command: Command::RunReport {
+                    restarts: 2,
+                    report: Box::new(Command::JobStarted {
+                        job_id: drover_scheduler::JobId(5),
+                        node: "n1".into(),
+                        pid: 9,
+                    }),
+                },
+            }],
+        };
+        let bytes = encode(&p).unwrap();
+        assert_eq!(
+            bytes,
+            [POSTCARD, 7, 1, 1, b'r', 21, 2, 5, 5, 2, b'n', b'1', 9]
+        );
+        assert_eq!(decode::<Proposal>(&bytes).unwrap(), p);
+    }
 }

@@ -262,6 +262,7 @@ pub fn job_info(
         exc_nodes: job.spec.exclude.clone(),
         gpus_per_node: job.spec.gpus_per_node,
         gpu_type: job.spec.gpu_type.clone().unwrap_or_default(),
+        no_batch_script: !job.spec.has_batch_script(),
         shares: job
             .alloc
             .iter()

@@ -1,4 +1,5 @@
-//! The `Steps` service: srun creates and ends the steps of a running job. Both are writes
+//! The `Steps` service: srun creates and ends the steps of a running job, and ends the job it
+//! allocated for itself outside any allocation. All are writes
 //! through the log (apply decides: the job must be running, the step must fit its
 //! allocation); the reply names the step's nodes with the addresses their daemons registered,
 //! so that srun talks to them directly.
@@ -81,6 +82,27 @@ impl pb::steps_server::Steps for StepsService {
         match reply {
             Some(Reply::Rejected(r)) => Err(Status::failed_precondition(r.to_string())),
             _ => Ok(Response::new(pb::EndStepReply {
+                applied_index: index,
+            })),
+        }
+    }
+
+    async fn complete_allocation(
+        &self,
+        request: Rpc<pb::CompleteAllocationRequest>,
+    ) -> Result<Response<pb::CompleteAllocationReply>, Status> {
+        let req = request.into_inner();
+        let command = Command::CompleteAllocation {
+            job_id: JobId(req.job_id),
+            uid: req.uid,
+            exit_code: req.exit_code,
+            signal: req.signal,
+        };
+        let (index, reply) =
+            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
+        match reply {
+            Some(Reply::Rejected(r)) => Err(Status::failed_precondition(r.to_string())),
+            _ => Ok(Response::new(pb::CompleteAllocationReply {
                 applied_index: index,
             })),
         }

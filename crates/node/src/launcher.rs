@@ -414,7 +414,12 @@ pub fn signal_scope(pid: u32, cgroup_pids: &[u32], sig: i32, scope: Scope) {
         Scope::Batch => signal_pid(pid, sig),
         Scope::Full => signal_job(pid, cgroup_pids, sig),
         Scope::Steps => {
-            let mut pids: std::collections::BTreeSet<u32> = group_members(pid);
+            // pid 0: a job without a script (srun's own allocation), only its cgroup's pids.
+            let mut pids: std::collections::BTreeSet<u32> = if pid > 1 {
+                group_members(pid)
+            } else {
+                Default::default()
+            };
             pids.extend(cgroup_pids.iter().copied());
             pids.remove(&pid);
             for p in pids {

@@ -4,7 +4,8 @@
 //!
 //! Rules:
 //! - only the batch host runs the script: an assignment with `batch_host == false` is never
-//!   launched here;
+//!   launched here (a job without a script, srun's own allocation, is launched all the same:
+//!   its supervisor holds its time limit and reports its end);
 //! - `run == true`, not running, never finished here → [`Action::Launch`];
 //! - `run == false` and running → [`Action::Stop`] (`Cancelled`);
 //! - `run == false` on the batch host, neither running nor finished here → [`Action::Gone`]:

@@ -15,6 +15,13 @@
 //!  read status.json → FINISHED report
 //! ```
 //!
+//! A job without a batch script (srun's own allocation, `BatchFlag=0`) launches nothing: the
+//! supervisor reports `running 0`, holds the job's cgroup (where the `Tasks` service puts the
+//! step's tasks) and its time limit, and ends once asked to stop, or at the limit, when its
+//! cgroup is empty (or after KillWait's SIGKILL). Its status then carries only the cause; the
+//! job's outcome is srun's (`Command::CompleteAllocation`). So a time limit, `scancel` and a
+//! daemon restart go through the same machinery as for a batch job.
+//!
 //! The final status is on disk before anyone is told, so a daemon that was away when the job
 //! ended finds it at its next start (and `state.rs`'s finished set makes the report go out
 //! exactly once). A daemon that starts again finds running supervisors by their sockets.
@@ -220,20 +227,27 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         cgroup: attach.as_ref(),
         extra_env: gpu_environment(&spec.gpus, spec.gpus_constrained),
     };
-    let mut job = match launcher::launch(&a, &ctx, setup).await {
-        Ok(job) => job,
-        Err(e) => {
-            return finish(
-                &dir,
-                &JobStatus::launch_failed(e.to_string()),
-                Vec::new(),
-                cg,
-            )
-            .await
+    // srun's own allocation has no script: nothing to launch; the supervisor still holds the
+    // job's cgroup, its time limit and its end (see the module doc).
+    let mut job = if a.script.is_empty() {
+        None
+    } else {
+        match launcher::launch(&a, &ctx, setup).await {
+            Ok(job) => Some(job),
+            Err(e) => {
+                return finish(
+                    &dir,
+                    &JobStatus::launch_failed(e.to_string()),
+                    Vec::new(),
+                    cg,
+                )
+                .await
+            }
         }
     };
     drop(attach);
-    let pid = job.pid;
+    // No script: pid 0, which the launcher's signal helpers never signal as a group.
+    let pid = job.as_ref().map_or(0, |j| j.pid);
     tracing::info!(job_id, pid, "job started");
 
     let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
@@ -259,7 +273,19 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
 
     let waited = loop {
         tokio::select! {
-            s = job.child.wait() => break s,
+            s = async {
+                match job.as_mut() {
+                    Some(j) => j.child.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => break Some(s),
+            // No script: the job ends once it was asked to (stop, time limit) and what its
+            // cgroup held is gone.
+            _ = tokio::time::sleep(Duration::from_millis(100)), if job.is_none() && kill_at.is_some() => {
+                if pids(&cg).is_empty() {
+                    break None;
+                }
+            }
             conn = listener.accept() => {
                 if let Ok((stream, _)) = conn {
                     let (read, mut write) = stream.into_split();
@@ -275,6 +301,9 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                     cause = EndCause::Cancelled;
                     launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
                     kill_at = Some(Instant::now() + kill_wait);
+                    if job.is_none() && pids(&cg).is_empty() {
+                        break None;
+                    }
                 }
                 Request::Stop => {}
                 Request::Signal(sig, scope) => {
@@ -293,16 +322,24 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
                 tracing::info!(job_id, "time limit reached: SIGTERM");
                 cause = EndCause::TimeLimit;
-                time_limit_notice(&job.stderr_path, job_id, &spec.node_name);
+                if let Some(j) = &job {
+                    time_limit_notice(&j.stderr_path, job_id, &spec.node_name);
+                }
                 let members = pids(&cg);
                 launcher::signal_job(pid, &members, libc::SIGCONT);
                 launcher::signal_job(pid, &members, libc::SIGTERM);
                 kill_at = Some(Instant::now() + kill_wait);
+                if job.is_none() && members.is_empty() {
+                    break None;
+                }
             }
             _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                 tracing::info!(job_id, "still running after KillWait: SIGKILL");
                 launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
                 kill_at = Some(far);
+                if job.is_none() {
+                    break None;
+                }
             }
         }
     };
@@ -319,11 +356,13 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         cause = EndCause::OutOfMemory;
     }
     let (exit_code, signal, message) = match waited {
-        Ok(status) => {
+        Some(Ok(status)) => {
             let o = launcher::exit_outcome(status);
             (o.exit_code, o.signal, o.message)
         }
-        Err(e) => (1, 0, format!("cannot wait for the job script: {e}")),
+        Some(Err(e)) => (1, 0, format!("cannot wait for the job script: {e}")),
+        // No script: the outcome is srun's (`CompleteAllocation`), or the cause's.
+        None => (0, 0, String::new()),
     };
     let status = JobStatus {
         launched: true,

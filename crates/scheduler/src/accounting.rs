@@ -102,32 +102,38 @@ impl JobRecord {
     pub fn of(job: &Job, cancelled_by: Option<u32>, step_exit: Option<(i32, i32)>) -> JobRecord {
         let spec = &job.spec;
         let ended = job.state.is_terminal() && !job.completing;
-        let batch = job.start_at.zip(job.alloc.first()).map(|(start, share)| {
-            let (exit_code, exit_signal) = step_exit.unwrap_or((job.exit_code, job.exit_signal));
-            let state = match job.state {
-                _ if !ended => JobState::Running,
-                JobState::Cancelled | JobState::Timeout => JobState::Cancelled,
-                JobState::Completed | JobState::Failed => {
-                    if exit_code == 0 && exit_signal == 0 {
-                        JobState::Completed
-                    } else {
-                        JobState::Failed
+        // srun's own allocation has no batch script, so no `N.batch` row (Slurm's neither).
+        let batch = job
+            .start_at
+            .zip(job.alloc.first())
+            .filter(|_| spec.has_batch_script())
+            .map(|(start, share)| {
+                let (exit_code, exit_signal) =
+                    step_exit.unwrap_or((job.exit_code, job.exit_signal));
+                let state = match job.state {
+                    _ if !ended => JobState::Running,
+                    JobState::Cancelled | JobState::Timeout => JobState::Cancelled,
+                    JobState::Completed | JobState::Failed => {
+                        if exit_code == 0 && exit_signal == 0 {
+                            JobState::Completed
+                        } else {
+                            JobState::Failed
+                        }
                     }
+                    other => other,
+                };
+                StepRecord {
+                    node: share.node.clone(),
+                    cpus: share.cpus,
+                    start_at: start,
+                    end_at: job.end_at.filter(|_| ended),
+                    state,
+                    exit_code,
+                    exit_signal,
+                    max_rss_kb: None,
+                    total_cpu_ms: None,
                 }
-                other => other,
-            };
-            StepRecord {
-                node: share.node.clone(),
-                cpus: share.cpus,
-                start_at: start,
-                end_at: job.end_at.filter(|_| ended),
-                state,
-                exit_code,
-                exit_signal,
-                max_rss_kb: None,
-                total_cpu_ms: None,
-            }
-        });
+            });
         let (array_job_id, array_task_id, array_pending, array_max_running) = match &job.array {
             Some(a) => (
                 Some(a.array_job_id),

@@ -152,6 +152,18 @@ pub enum Command {
         exit_code: i32,
         signal: i32,
     },
+    /// srun outside any allocation ends the job it allocated for itself (Slurm's
+    /// `slurm_complete_job` from srun): the job — running, without a batch script — ends with
+    /// srun's outcome (COMPLETED when every task exited 0, else FAILED with the tasks' highest
+    /// exit code, or the signal that ended one) and frees its resources at once. Only the
+    /// job's user (or root) may end it.
+    #[serde(rename = "complete_allocation")]
+    CompleteAllocation {
+        job_id: JobId,
+        uid: u32,
+        exit_code: i32,
+        signal: i32,
+    },
     /// A node's report (`JobStarted`, `JobFinished`, `JobEnded`, `LaunchFailed`) about one
     /// run of a job (`restarts`: 0 for the first run): applied only while that run is the
     /// job's current one. A node cut off while its job was requeued elsewhere reports the

@@ -313,6 +313,12 @@ impl ClusterState {
                 exit_code,
                 signal,
             } => self.end_step(*job_id, *step_id, *exit_code, *signal),
+            Command::CompleteAllocation {
+                job_id,
+                uid,
+                exit_code,
+                signal,
+            } => self.complete_allocation(*job_id, *uid, *exit_code, *signal),
             Command::RunReport { restarts, report } => match report.as_ref() {
                 Command::JobStarted { job_id, .. }
                 | Command::JobFinished { job_id, .. }
@@ -666,6 +672,12 @@ impl ClusterState {
             let Some(job) = self.jobs.get_mut(&id) else {
                 continue;
             };
+            if !job.spec.has_batch_script() {
+                // Slurm's ESLURM_BATCH_ONLY: srun's allocation cannot run again without srun.
+                return Err(Reject::Invalid(
+                    "Only batch jobs are accepted or processed".into(),
+                ));
+            }
             if job.holds_resources() {
                 // Stopped first: it pends again when the batch host reports the end.
                 job.completing = true;
@@ -1257,6 +1269,51 @@ impl ClusterState {
             step.exit_signal = signal;
         }
         trim_steps(&mut job.steps);
+        Ok(Reply::Ok)
+    }
+
+    /// srun's end of its own allocation. Its tasks have ended (srun saw every one end), so
+    /// the job ends at once, with srun's outcome (TIMEOUT past its time limit), and its
+    /// resources are free for the next plan; the batch host's supervisor, which holds no process of such a job, is stopped
+    /// when the assignment goes, and its late report finds the job ended.
+    fn complete_allocation(
+        &mut self,
+        id: JobId,
+        uid: u32,
+        exit_code: i32,
+        signal: i32,
+    ) -> Result<Reply, Reject> {
+        let job = self.jobs.get(&id).ok_or(Reject::InvalidJobId)?;
+        if uid != 0 && uid != job.spec.uid {
+            return Err(Reject::AccessDenied);
+        }
+        if job.spec.has_batch_script() {
+            return Err(Reject::Invalid(format!(
+                "Job {id} has a batch script: it ends when its script does"
+            )));
+        }
+        match job.state {
+            JobState::Running if !job.completing && job.requeue.is_none() => {}
+            JobState::Pending => return Err(Reject::JobPending),
+            _ => return Err(Reject::AlreadyDone),
+        }
+        // Past its time limit, the end is the limit's (the batch host's supervisor stopped
+        // the tasks; srun's report can come before the node's), as slurmctld, which enforces
+        // the limit itself, records it.
+        let timed_out = match (job.start_at, job.time_limit_min) {
+            (Some(start), Some(min)) => {
+                self.now >= start.saturating_add(min.saturating_mul(60_000))
+            }
+            _ => false,
+        };
+        let state = if timed_out {
+            JobState::Timeout
+        } else if exit_code == 0 && signal == 0 {
+            JobState::Completed
+        } else {
+            JobState::Failed
+        };
+        self.end_job(id, state, exit_code, signal);
         Ok(Reply::Ok)
     }
 

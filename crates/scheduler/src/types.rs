@@ -145,6 +145,13 @@ pub struct ArrayPart {
 }
 
 impl JobSpec {
+    /// False for srun's own allocation (srun outside any job; Slurm's `BatchFlag=0`): such a
+    /// job has no batch script. sbatch refuses an empty script (`Batch script is empty!`), so
+    /// an empty `script` means exactly this, and the encoding needs no field of its own.
+    pub fn has_batch_script(&self) -> bool {
+        !self.script.is_empty()
+    }
+
     /// Nodes the job needs (Slurm's `-N` minimum, at least one).
     pub fn nodes_needed(&self) -> u32 {
         self.nodes_min.max(1)

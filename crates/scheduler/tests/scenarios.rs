@@ -180,6 +180,8 @@ fn run_script(s: &mut Script, commands: &str) -> String {
             "submit" => {
                 let spec = JobSpec {
                     name: get("name").unwrap_or("job").to_string(),
+                    // A batch job (an empty script is srun's own allocation).
+                    script: "#!/bin/sh\n".to_string(),
                     partition: get("part").map(str::to_string),
                     nodes_min: get("nodes").map_or(1, |v| num(v) as u32),
                     ntasks: get("ntasks").map_or(1, |v| num(v) as u32),

@@ -684,6 +684,13 @@ fn arb_command() -> impl Strategy<Value = Command> {
             s.hold = hold;
             Command::Submit(s)
         }),
+        // srun's own allocation: no batch script.
+        1 => (1u32..3, 1u32..3).prop_map(|(cpus, nodes)| {
+            let mut s = job(cpus);
+            s.nodes_min = nodes;
+            s.script = String::new();
+            Command::Submit(s)
+        }),
         2 => (1u32..4, 0u32..4, 1u32..6, 0u32..3).prop_map(|(cpus, lo, len, throttle)| {
             let mut s = job(cpus);
             s.array = Some(ArraySpec { tasks: (lo..lo + len).collect(), max_running: throttle });
@@ -712,6 +719,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
             request: steps::StepRequest { ntasks, nodes, ntasks_per_node: None, cpus_per_task: cpt },
         }),
         1 => (1u64..20, 0u32..4, 0i32..3).prop_map(|(id, step_id, exit_code)| Command::EndStep { job_id: JobId(id), step_id, exit_code, signal: 0 }),
+        1 => (1u64..20, prop::sample::select(vec![0u32, 1000]), 0i32..3).prop_map(|(id, uid, exit_code)| Command::CompleteAllocation { job_id: JobId(id), uid, exit_code, signal: 0 }),
         1 => (1u64..20, prop::option::of(0u32..5)).prop_map(|(id, task)| Command::CancelRefs { targets: vec![JobRef { job: JobId(id), task }], uid: 0 }),
         1 => (1u64..20, prop::option::of(0u32..5), prop::bool::ANY, prop::sample::select(vec![0u32, 1000, 1001]))
             .prop_map(|(id, task, admin, uid)| Command::Hold { targets: vec![JobRef { job: JobId(id), task }], admin, uid }),
@@ -916,4 +924,154 @@ fn steps_are_numbered_per_run_and_stay_inside_the_allocation() {
         start(&mut c, 1000, 1),
         Reply::Rejected(Rejection::AlreadyDone)
     );
+}
+
+/// srun outside any allocation: its job has no batch script; srun ends it (owner or root,
+/// running, no script) with its outcome, and the CPUs are free at once for the next job;
+/// such a job cannot be requeued, and its accounting has the step rows but no `N.batch`.
+#[test]
+fn srun_ends_its_own_allocation_and_frees_it_at_once() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 4, 8000));
+    let alloc = |ntasks: u32| JobSpec {
+        name: "hostname".into(),
+        ntasks,
+        cpus_per_task: 1,
+        script: String::new(),
+        uid: 1000,
+        ..job(1)
+    };
+    let id = c.submit(alloc(4));
+    let batch = c.submit(JobSpec {
+        uid: 1000,
+        ..job(4)
+    });
+    let complete = |c: &mut Cluster, job_id: JobId, uid: u32, exit_code: i32| {
+        c.run(Command::CompleteAllocation {
+            job_id,
+            uid,
+            exit_code,
+            signal: 0,
+        })
+    };
+    assert_eq!(
+        complete(&mut c, id, 1000, 0),
+        Reply::Rejected(Rejection::JobPending)
+    );
+    c.schedule();
+    assert_eq!(c.job(id).state, JobState::Running);
+    assert_eq!(c.job(batch).state, JobState::Pending, "the CPUs are taken");
+    assert!(matches!(
+        c.run(Command::StartStep {
+            job_id: id,
+            uid: 1000,
+            name: "hostname".into(),
+            request: steps::StepRequest {
+                ntasks: 4,
+                nodes: None,
+                ntasks_per_node: None,
+                cpus_per_task: 1,
+            },
+        }),
+        Reply::StepStarted { step_id: 0, .. }
+    ));
+    assert_eq!(
+        complete(&mut c, id, 1001, 0),
+        Reply::Rejected(Rejection::AccessDenied)
+    );
+    assert_eq!(
+        c.run(Command::Requeue {
+            targets: vec![JobRef {
+                job: id,
+                task: None
+            }],
+            hold: false,
+            uid: 0,
+        }),
+        Reply::Outcomes {
+            outcomes: vec![(
+                JobRef {
+                    job: id,
+                    task: None
+                },
+                Some(Rejection::Invalid(
+                    "Only batch jobs are accepted or processed".into()
+                ))
+            )]
+        }
+    );
+    c.run(Command::EndStep {
+        job_id: id,
+        step_id: 0,
+        exit_code: 1,
+        signal: 0,
+    });
+    assert_eq!(complete(&mut c, id, 1000, 1), Reply::Ok);
+    let j = c.job(id);
+    assert_eq!(
+        (j.state, j.exit_code, j.completing),
+        (JobState::Failed, 1, false)
+    );
+    assert_eq!(c.state.nodes["n1"].alloc_cpus, 0, "freed at once");
+    assert_eq!(
+        complete(&mut c, id, 1000, 0),
+        Reply::Rejected(Rejection::AlreadyDone),
+        "ended once"
+    );
+    // The batch host's late report of its supervisor's stop changes nothing.
+    c.run(Command::JobEnded {
+        job_id: id,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 15,
+        cause: EndCause::Stopped,
+        max_rss_kb: 0,
+        total_cpu_ms: 0,
+    });
+    assert_eq!(c.job(id).state, JobState::Failed);
+    let r = c.state.accounting.get(id).expect("a record");
+    assert_eq!((r.state, r.exit_code), (JobState::Failed, 1));
+    assert!(r.batch.is_none(), "no N.batch row without a batch script");
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(
+        (r.steps[0].state, r.steps[0].exit_code),
+        (JobState::Failed, 1)
+    );
+    c.schedule();
+    assert_eq!(c.job(batch).state, JobState::Running);
+    // A batch job is not ended this way; a job's user or root only.
+    assert!(matches!(
+        complete(&mut c, batch, 0, 0),
+        Reply::Rejected(Rejection::Invalid(_))
+    ));
+    let other = c.submit(alloc(1));
+    assert_eq!(
+        complete(&mut c, JobId(999), 0, 0),
+        Reply::Rejected(Rejection::InvalidJobId)
+    );
+    c.run(Command::JobFinished {
+        job_id: batch,
+        node: "n1".into(),
+        exit_code: 0,
+        signal: 0,
+    });
+    c.schedule();
+    assert_eq!(c.job(other).state, JobState::Running);
+    assert_eq!(complete(&mut c, other, 0, 0), Reply::Ok, "root may end it");
+    assert_eq!(c.job(other).state, JobState::Completed);
+    // Past its time limit, srun's end (tasks killed by the supervisor's SIGTERM) is TIMEOUT.
+    let late = c.submit(JobSpec {
+        time_limit_min: Some(1),
+        ..alloc(1)
+    });
+    c.schedule();
+    assert_eq!(c.job(late).state, JobState::Running);
+    c.at += 60_000;
+    c.run(Command::CompleteAllocation {
+        job_id: late,
+        uid: 1000,
+        exit_code: 0,
+        signal: 15,
+    });
+    assert_eq!(c.job(late).state, JobState::Timeout);
 }

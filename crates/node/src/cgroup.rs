@@ -10,8 +10,11 @@
 //!
 //! - v1 (this host): `/sys/fs/cgroup/<controller>/<own path>/drover/<node>/job_<id>` for each
 //!   of `cpuset`, `memory`, `cpuacct`, `devices` that is mounted and writable;
-//! - v2 (unified): `/sys/fs/cgroup/<own path>/drover/<node>/job_<id>`, with `+cpuset +memory`
-//!   enabled in the parents' `cgroup.subtree_control` where the parent allows it.
+//! - v2 (unified): `/sys/fs/cgroup/<own path>/drover/<node>/job_<id>`, with `+cpuset` and
+//!   `+memory` enabled (each on its own) in the parents' `cgroup.subtree_control` where the
+//!   parent allows it; where the daemon's own cgroup holds processes (v2 then refuses
+//!   controllers to its children), `/sys/fs/cgroup/drover/<node>/job_<id>` directly under the
+//!   root, as Slurm's cgroup/v2 does with `IgnoreSystemd=yes`.
 //!
 //! A controller that is missing or not writable is left out, and [`Isolation`] says so: the
 //! node registers and logs what it really enforces, never more.
@@ -156,12 +159,33 @@ impl Host {
                 .lines()
                 .find_map(|l| l.strip_prefix("0::"))
                 .unwrap_or("/");
-            let base = root.join(own_path.trim_start_matches('/')).join(group);
             let controllers =
                 fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-            if make_v2_parents(root, &base).is_ok() {
-                let enabled =
-                    fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+            let wanted = |enabled: &str| {
+                ["cpuset", "memory"]
+                    .iter()
+                    .filter(|c| controllers.contains(*c))
+                    .all(|c| enabled.contains(c))
+            };
+            // Under the daemon's own cgroup first (a delegated subtree, as systemd's
+            // Delegate=yes gives). Its own cgroup holds processes, which v2 forbids to give
+            // controllers to children unless it is the root: then, as root, a tree of our own
+            // directly under the root (Slurm's cgroup/v2 with IgnoreSystemd=yes does the same).
+            let under_own = root.join(own_path.trim_start_matches('/')).join(group);
+            let under_root = root.join(group);
+            let mut base = None;
+            for candidate in [under_own, under_root] {
+                if make_v2_parents(root, &candidate).is_ok() {
+                    let enabled = fs::read_to_string(candidate.join("cgroup.subtree_control"))
+                        .unwrap_or_default();
+                    let good = wanted(&enabled);
+                    base = Some((candidate, enabled));
+                    if good {
+                        break;
+                    }
+                }
+            }
+            if let Some((base, enabled)) = base {
                 isolation.version = "v2".into();
                 isolation.cpuset = controllers.contains("cpuset") && enabled.contains("cpuset");
                 isolation.memory = controllers.contains("memory") && enabled.contains("memory");
@@ -468,15 +492,21 @@ fn make_v1_parents(mount: &Path, base: &Path, cpuset: bool) -> io::Result<()> {
 fn make_v2_parents(root: &Path, base: &Path) -> io::Result<()> {
     let rel = base.strip_prefix(root).map_err(io::Error::other)?;
     let mut dir = root.to_path_buf();
+    // Each controller on its own: one that a level lacks must not keep the other off.
+    let delegate = |dir: &Path| {
+        for c in ["+cpuset", "+memory"] {
+            let _ = write(&dir.join("cgroup.subtree_control"), c);
+        }
+    };
     for part in rel.components() {
         // Delegate the controllers one level down (the parent must not hold processes).
-        let _ = write(&dir.join("cgroup.subtree_control"), "+cpuset +memory");
+        delegate(&dir);
         dir.push(part);
         if !dir.exists() {
             mkdir(&dir)?;
         }
     }
-    let _ = write(&dir.join("cgroup.subtree_control"), "+cpuset +memory");
+    delegate(&dir);
     OpenOptions::new()
         .write(true)
         .open(dir.join("cgroup.procs"))

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use drover_proto::{JobSpec, KeyValue};
-use drover_scheduler::depend::{parse_array, DepKind, Dependency, MAX_ARRAY_SIZE};
+use drover_scheduler::depend::{parse_array, Dependency, MAX_ARRAY_SIZE};
 use drover_scheduler::time::parse_begin;
 use drover_scheduler::{time, units};
 
@@ -733,13 +733,7 @@ impl Opts {
                 Err(detail) => return Err(SbatchError::error(&[&detail], EXIT_OPTION)),
             },
             Key::Dependency => {
-                let detail = match Dependency::parse(&value) {
-                    Ok(d) if d.conditions.iter().any(|c| c.kind == DepKind::AfterCorr) => {
-                        Some("aftercorr dependencies are not supported by drover yet".to_string())
-                    }
-                    Ok(_) => None,
-                    Err(e) => Some(e),
-                };
+                let detail = Dependency::parse(&value).err();
                 if let Some(detail) = detail {
                     return Err(SbatchError::error(
                         &[
@@ -1947,11 +1941,8 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("bad job id `x`"), "{}", e.message);
-        let e = err(
-            &["-d", "aftercorr:5", "job.sh"],
-            &[("job.sh", PLAIN.as_bytes())],
-        );
-        assert!(e.message.contains("not supported"), "{}", e.message);
+        let (p, _dir) = ok(&["-d", "aftercorr:5?aftercorr:6", "job.sh"], &[], PLAIN);
+        assert_eq!(p.spec.dependency, "aftercorr:5?aftercorr:6");
         let e = err(
             &["--begin=someday", "job.sh"],
             &[("job.sh", PLAIN.as_bytes())],

@@ -343,10 +343,10 @@ impl ClusterState {
             }
         }
         if let Some(dep) = &spec.dependency {
-            let known = dep.conditions.iter().all(|c| {
-                c.kind == DepKind::Singleton
-                    || (c.kind != DepKind::AfterCorr && self.dep_records(c.job, c.task).is_some())
-            });
+            let known = dep
+                .conditions
+                .iter()
+                .all(|c| c.kind == DepKind::Singleton || self.dep_records(c.job, c.task).is_some());
             if dep.conditions.is_empty() || !known {
                 return Err(Reject::DependencyProblem);
             }
@@ -749,9 +749,7 @@ impl ClusterState {
         if let Some(Some(dep)) = &u.dependency {
             let known = dep.conditions.iter().all(|c| {
                 c.kind == DepKind::Singleton
-                    || (c.kind != DepKind::AfterCorr
-                        && !ids.contains(&c.job)
-                        && self.dep_records(c.job, c.task).is_some())
+                    || (!ids.contains(&c.job) && self.dep_records(c.job, c.task).is_some())
             });
             if !known {
                 return Err(Reject::DependencyProblem);
@@ -1396,9 +1394,78 @@ impl ClusterState {
         }
     }
 
+    /// `aftercorr`: task i of this record waits for task i of `target`; a record that stands
+    /// for no single task (a non-array job, or an array's tasks not yet started) and a task
+    /// with no counterpart in `target` wait for the whole of `target` to end, and are met only
+    /// if every one of its tasks completed (job_scheduler.c, SLURM_DEPEND_AFTER_CORRESPOND).
+    fn decide_corr(&self, target: JobId, own_task: Option<u32>) -> DepStatus {
+        let now = self.now;
+        let units = own_task
+            .filter(|_| self.is_array(target))
+            .and_then(|t| self.dep_records(target, DepTask::Task(t)))
+            .or_else(|| self.dep_records(target, DepTask::Whole));
+        let Some(units) = units else {
+            // Nothing left in memory: Slurm lifts a dependency on a job it no longer knows.
+            return DepStatus::Satisfied { at: now };
+        };
+        if !units.iter().all(|u| matches!(u, DepUnit::Ended { .. })) {
+            DepStatus::Waiting
+        } else if units
+            .iter()
+            .any(|u| matches!(u, DepUnit::Ended { ok: false, .. }))
+        {
+            DepStatus::Failed
+        } else {
+            DepStatus::Satisfied { at: now }
+        }
+    }
+
+    /// An array's first record whose tasks wait with `aftercorr` on another array: each task
+    /// whose counterpart has ended is split off into a record of its own, which the
+    /// counterpart's outcome decides (Slurm splits such tasks off as it schedules them). The
+    /// tasks left in the first record still wait on theirs, or have none.
+    fn split_decided_corr_tasks(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let (Some(dep), Some(part)) = (job.dependency.as_ref(), job.array.as_ref()) else {
+            return;
+        };
+        if job.state != JobState::Pending || part.pending.is_empty() {
+            return;
+        }
+        let targets: Vec<JobId> = dep
+            .conditions
+            .iter()
+            .filter(|c| c.kind == DepKind::AfterCorr && c.status == DepStatus::Waiting)
+            .map(|c| c.job)
+            .filter(|&t| self.is_array(t))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let decided: Vec<u32> = part
+            .pending
+            .iter()
+            .copied()
+            .filter(|&task| {
+                targets.iter().any(|&t| {
+                    self.dep_records(t, DepTask::Task(task))
+                        .is_some_and(|units| {
+                            units.iter().all(|u| matches!(u, DepUnit::Ended { .. }))
+                        })
+                })
+            })
+            .collect();
+        for task in decided {
+            self.split_task(id, task);
+        }
+    }
+
     /// Decides what can be decided of a pending job's dependency and keeps the reverse
     /// index (`dependents`) to the conditions still waiting.
     fn refresh_dependency(&mut self, id: JobId) {
+        self.split_decided_corr_tasks(id);
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
@@ -1409,9 +1476,12 @@ impl ClusterState {
             self.forget_dependent(id);
             return;
         }
+        let own_task = job.array.as_ref().and_then(|a| a.task_id);
         let mut dep = dep.clone();
         for c in &mut dep.conditions {
-            if c.status == DepStatus::Waiting && c.kind != DepKind::Singleton {
+            if c.status == DepStatus::Waiting && c.kind == DepKind::AfterCorr {
+                c.status = self.decide_corr(c.job, own_task);
+            } else if c.status == DepStatus::Waiting && c.kind != DepKind::Singleton {
                 c.status = self.decide(c.kind, c.job, c.task, c.delay_min);
             }
         }

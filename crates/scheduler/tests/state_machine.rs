@@ -616,9 +616,11 @@ fn arb_command() -> impl Strategy<Value = Command> {
             s.array = Some(ArraySpec { tasks: (lo..lo + len).collect(), max_running: throttle });
             Command::Submit(s)
         }),
-        2 => (1u32..3, prop::sample::select(vec!["afterok", "afterany", "afternotok", "after", "singleton"]), 1u64..20, prop::option::of(0u32..4), prop::bool::ANY)
-            .prop_map(|(cpus, kind, id, task, any)| {
+        2 => (1u32..3, prop::sample::select(vec!["afterok", "afterany", "afternotok", "after", "aftercorr", "singleton"]), 1u64..20, prop::option::of(0u32..4), prop::bool::ANY, prop::option::of(1u32..5))
+            .prop_map(|(cpus, kind, id, task, any, array)| {
                 let mut s = job(cpus);
+                // Dependent arrays (aftercorr pairs their tasks with the named array's).
+                s.array = array.map(|len| ArraySpec { tasks: (0..len).collect(), max_running: 0 });
                 let target = match task { Some(t) => format!("{id}_{t}"), None => id.to_string() };
                 let text = if kind == "singleton" {
                     "singleton".to_string()
@@ -832,5 +834,60 @@ fn steps_are_numbered_per_run_and_stay_inside_the_allocation() {
     assert_eq!(
         start(&mut c, 1000, 1),
         Reply::Rejected(Rejection::AlreadyDone)
+    );
+}
+
+/// `aftercorr` set with `scontrol update` on an array whose tasks have not started: a task
+/// whose counterpart already ended (cancelled) is split off at once and never satisfied; the
+/// tasks whose counterparts still pend keep waiting in the first record.
+#[test]
+fn aftercorr_given_by_update_decides_each_task() {
+    let mut c = Cluster::new();
+    let mut target = job(1);
+    target.array = Some(ArraySpec {
+        tasks: (0..3).collect(),
+        max_running: 0,
+    });
+    target.hold = true;
+    let a = c.submit(target.clone());
+    target.hold = false;
+    let b = c.submit(target);
+    let cancel = |c: &mut Cluster, task| {
+        c.run(Command::CancelRefs {
+            targets: vec![JobRef { job: a, task }],
+            uid: 0,
+        })
+    };
+    // a_1 is cancelled; a_0 and a_2 still pend, held.
+    cancel(&mut c, Some(1));
+    let reply = c.run(Command::UpdateJob {
+        targets: vec![JobRef { job: b, task: None }],
+        update: JobUpdate {
+            dependency: Some(Some(
+                depend::Dependency::parse(&format!("aftercorr:{a}")).unwrap(),
+            )),
+            ..JobUpdate::default()
+        },
+        uid: 0,
+    });
+    assert!(
+        matches!(reply, Reply::Outcomes { ref outcomes } if outcomes[0].1.is_none()),
+        "{reply:?}"
+    );
+    let task = |c: &Cluster, t: u32| {
+        c.state
+            .array_records(b)
+            .find(|j| j.array.as_ref().is_some_and(|p| p.task_id == Some(t)))
+            .map(|j| j.dependency.as_ref().unwrap().readiness(c.state.now))
+    };
+    assert_eq!(task(&c, 1), Some(depend::Readiness::Never));
+    assert_eq!(task(&c, 0), None, "task 0 still waits in the first record");
+    assert_eq!(
+        c.job(b).dependency.as_ref().unwrap().readiness(c.state.now),
+        depend::Readiness::Waiting
+    );
+    assert_eq!(
+        c.job(b).array.as_ref().unwrap().pending,
+        [0, 2].into_iter().collect()
     );
 }

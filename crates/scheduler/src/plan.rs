@@ -799,7 +799,41 @@ fn pass(
         }
 
         match found {
-            Some((t, chosen)) if t == now => {
+            Some((t, mut chosen)) if t == now => {
+                // `-N min-max`: the job starts on its minimum's nodes and takes as many more
+                // as can hold it now for its whole time limit, up to max (its tasks spread
+                // over them, so each needs less), in node order; the map holds every
+                // reservation booked so far, so none is delayed.
+                let mut per_node = wants;
+                let allowed = spec.nodes_allowed();
+                if allowed > needed {
+                    for k in (needed + 1..=allowed.min(nodes.len() as u32)).rev() {
+                        let want_k = Need {
+                            cpus: spec.cpus_per_node_on(k),
+                            mem: spec.mem_per_node_on(k),
+                            gpus: spec.gpus_per_node,
+                        };
+                        let more = (k - needed) as usize;
+                        let extra: Vec<usize> = (0..nodes.len())
+                            .filter(|&i| {
+                                let need = if exclusive { caps[i] } else { want_k };
+                                members[i]
+                                    && caps[i].cpus >= want_k.cpus
+                                    && caps[i].mem >= want_k.mem
+                                    && caps[i].gpus >= want_k.gpus
+                                    && !chosen.contains(&i)
+                                    && map.profiles[i].earliest_step(now, d, need, now).is_some()
+                            })
+                            .take(more)
+                            .collect();
+                        if extra.len() == more {
+                            chosen.extend(extra);
+                            per_node = want_k;
+                            break;
+                        }
+                    }
+                }
+                let need_of = |i: usize| if exclusive { caps[i] } else { per_node };
                 let mut shares = Vec::with_capacity(chosen.len());
                 for &i in &chosen {
                     let need = need_of(i);

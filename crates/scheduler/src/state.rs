@@ -1034,8 +1034,9 @@ impl ClusterState {
             return false;
         }
         let spec = &job.spec;
+        let granted = shares.len() as u32;
         if shares.len() < spec.nodes_needed() as usize
-            || (spec.nodes_max != 0 && shares.len() > spec.nodes_max.max(spec.nodes_min) as usize)
+            || granted > spec.nodes_allowed()
             || !spec
                 .nodelist
                 .iter()
@@ -1054,9 +1055,11 @@ impl ClusterState {
                         .all(|&g| gpus.insert(g) && g < n.reg.gpus && !n.alloc_gpus.contains(&g));
                     n.schedulable()
                         && part.contains(n.name())
-                        && spec.node_could_hold(&n.reg)
-                        && s.cpus >= spec.cpus_per_node()
-                        && s.mem_mb >= spec.mem_per_node()
+                        // (Sizes are checked against the share below: with `-N min-max`
+                        // a node's share shrinks as the job gets more nodes.)
+                        && spec.node_could_hold_type(&n.reg)
+                        && s.cpus >= spec.cpus_per_node_on(granted)
+                        && s.mem_mb >= spec.mem_per_node_on(granted)
                         && s.gpus.len() >= spec.gpus_per_node as usize
                         && n.free_cpus() >= s.cpus
                         && n.free_mem_mb() >= s.mem_mb

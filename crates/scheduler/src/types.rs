@@ -140,11 +140,27 @@ impl JobSpec {
         self.nodes_min.max(1)
     }
 
+    /// The most nodes the job may be given (`-N min-max`: as many as are free up to max);
+    /// with `-n`, no more nodes than tasks (each node runs at least one), never below min.
+    pub fn nodes_allowed(&self) -> u32 {
+        let needed = self.nodes_needed();
+        let max = self.nodes_max.max(needed);
+        if self.ntasks_set {
+            max.min(self.ntasks.max(needed))
+        } else {
+            max
+        }
+    }
+
     /// CPUs the job needs on each of its nodes: tasks spread evenly, `-c` CPUs per task.
     pub fn cpus_per_node(&self) -> u32 {
-        let nodes = self.nodes_needed();
+        self.cpus_per_node_on(self.nodes_needed())
+    }
+
+    /// CPUs on each node when the job runs on `nodes` nodes (its tasks spread over them).
+    pub fn cpus_per_node_on(&self, nodes: u32) -> u32 {
         let tasks = self.ntasks.max(1);
-        let tasks_per_node = tasks.div_ceil(nodes);
+        let tasks_per_node = tasks.div_ceil(nodes.max(1));
         tasks_per_node
             .saturating_mul(self.cpus_per_task.max(1))
             .max(1)
@@ -152,9 +168,16 @@ impl JobSpec {
 
     /// Memory the job needs on each of its nodes, in MiB (0 when none was asked for).
     pub fn mem_per_node(&self) -> u64 {
+        self.mem_per_node_on(self.nodes_needed())
+    }
+
+    /// Memory on each node when the job runs on `nodes` nodes.
+    pub fn mem_per_node_on(&self, nodes: u32) -> u64 {
         match (self.mem_per_node_mb, self.mem_per_cpu_mb) {
             (Some(mb), _) => mb,
-            (None, Some(per_cpu)) => per_cpu.saturating_mul(u64::from(self.cpus_per_node())),
+            (None, Some(per_cpu)) => {
+                per_cpu.saturating_mul(u64::from(self.cpus_per_node_on(nodes)))
+            }
             (None, None) => 0,
         }
     }

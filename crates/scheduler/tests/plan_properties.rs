@@ -8,6 +8,8 @@
 //!    byte for byte.
 //! 4. Every pending job has a reason after a pass.
 //!
+//! The queues include `-N min-max` jobs, which take more nodes than their minimum when free.
+//!
 //! Reference: Slurm backfill.c (`_test_resv_overlap`), slurm.md §4.2; cons_tres.
 
 use drover_scheduler::plan::{plan, plan_with_starts};
@@ -21,6 +23,8 @@ struct JobGen {
     cpus: u32,
     gpus: u32,
     nodes: u32,
+    /// `-N min-max`: this many nodes more at most (None: no range).
+    extra_nodes: Option<u32>,
     mem: u64,
     time: Option<u64>,
     exclusive: bool,
@@ -37,15 +41,21 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
         (
             prop::option::weighted(0.9, 1u64..=90),
             prop::bool::weighted(0.1),
+            prop::option::weighted(0.3, 1u32..=3),
         ),
         (0u8..3, -50i32..=50, 0u64..=40, 1u64..=90),
     )
         .prop_map(
-            |((cpus, gpus, nodes, mem), (time, exclusive), (user, nice, submit_min, runs_min))| {
+            |(
+                (cpus, gpus, nodes, mem),
+                (time, exclusive, extra_nodes),
+                (user, nice, submit_min, runs_min),
+            )| {
                 JobGen {
                     cpus,
                     gpus,
                     nodes,
+                    extra_nodes,
                     mem,
                     time,
                     exclusive,
@@ -179,7 +189,9 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
         let spec = JobSpec {
             name: "p".into(),
             nodes_min: j.nodes,
-            ntasks: j.nodes,
+            nodes_max: j.extra_nodes.map_or(0, |e| j.nodes + e),
+            // Ranged jobs have tasks to spread over the nodes they get.
+            ntasks: j.nodes + j.extra_nodes.unwrap_or(0),
             cpus_per_task: j.cpus,
             mem_per_node_mb: (j.mem > 0).then_some(j.mem),
             time_limit_min: j.time,

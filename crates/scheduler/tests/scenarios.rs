@@ -13,7 +13,7 @@
 //! node down|drain|resume NAME
 //! partition NAME [nodes=a,b] [default] [maxtime=M] [defaulttime=M] [maxnodes=N] [tier=N]
 //!                [factor=N] [state=up|down|drain|inactive]
-//! submit [id=N] [at=M] [nodes=N] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
+//! submit [id=N] [at=M] [nodes=N|MIN-MAX] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
 //!        [exclusive] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
 //!                                             -> nothing, or `rejected: <Slurm's text>`
@@ -181,8 +181,13 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                 let spec = JobSpec {
                     name: get("name").unwrap_or("job").to_string(),
                     partition: get("part").map(str::to_string),
-                    nodes_min: get("nodes").map_or(1, |v| num(v) as u32),
+                    nodes_min: get("nodes")
+                        .map_or(1, |v| num(v.split('-').next().unwrap_or(v)) as u32),
+                    nodes_max: get("nodes")
+                        .and_then(|v| v.split_once('-'))
+                        .map_or(0, |(_, max)| num(max) as u32),
                     ntasks: get("ntasks").map_or(1, |v| num(v) as u32),
+                    ntasks_set: get("ntasks").is_some(),
                     cpus_per_task: get("cpus").map_or(1, |v| num(v) as u32),
                     mem_per_node_mb: get("mem").map(num),
                     mem_per_cpu_mb: get("mem-per-cpu").map(num),

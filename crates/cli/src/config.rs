@@ -22,10 +22,13 @@
 //! nodes = "ALL"                         # or a host list: "n[1-16]"
 //! default = true
 //! max_time = "UNLIMITED"                # Slurm time syntax
+//! oversubscribe = "NO"                  # or YES[:N], FORCE[:N], EXCLUSIVE (slurm.conf's OverSubscribe)
 //! ```
 
 use drover_scheduler::priority::PriorityWeights;
-use drover_scheduler::{hostlist, time, NodeSet, Partition, PartitionState, SchedConfig};
+use drover_scheduler::{
+    hostlist, time, NodeSet, OverSubscribe, Partition, PartitionState, SchedConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -210,6 +213,9 @@ pub struct PartitionEntry {
     pub max_nodes: Option<u32>,
     #[serde(default)]
     pub state: Option<String>,
+    /// Slurm's `OverSubscribe=`: `NO` (default), `YES[:N]`, `FORCE[:N]`, `EXCLUSIVE`.
+    #[serde(default)]
+    pub oversubscribe: Option<String>,
 }
 
 fn all_nodes() -> String {
@@ -310,6 +316,12 @@ impl ClusterConfig {
                     ))
                 }
             };
+            let oversubscribe = match p.oversubscribe.as_deref() {
+                None => OverSubscribe::No,
+                Some(o) => {
+                    OverSubscribe::parse(o).map_err(|e| format!("partition {}: {e}", p.name))?
+                }
+            };
             out.push(Partition {
                 name: p.name.clone(),
                 nodes,
@@ -320,6 +332,7 @@ impl ClusterConfig {
                 max_nodes: p.max_nodes,
                 priority_tier: 1,
                 priority_job_factor: 1,
+                oversubscribe,
             });
         }
         for (i, p) in out.iter().enumerate() {
@@ -376,5 +389,34 @@ mod tests {
             .unwrap_err()
             .contains("priority_max_age"));
         assert!(toml::from_str::<ClusterConfig>("[scheduler]\nbf_windw = 1\n").is_err());
+    }
+
+    /// `oversubscribe` in slurm.conf's words (`OverSubscribe=`); a bad value names the
+    /// partition and the forms.
+    #[test]
+    fn partition_oversubscribe() {
+        let parts = |text: &str| {
+            toml::from_str::<ClusterConfig>(text)
+                .unwrap()
+                .partitions()
+                .map(|p| p.iter().map(|p| p.oversubscribe).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            parts(
+                "[[partition]]\nname = \"a\"\n[[partition]]\nname = \"b\"\noversubscribe = \"yes\"\n\
+                 [[partition]]\nname = \"c\"\noversubscribe = \"FORCE:2\"\n\
+                 [[partition]]\nname = \"d\"\noversubscribe = \"EXCLUSIVE\"\n"
+            ),
+            Ok(vec![
+                OverSubscribe::No,
+                OverSubscribe::Yes(4),
+                OverSubscribe::Force(2),
+                OverSubscribe::Exclusive
+            ])
+        );
+        let e = parts("[[partition]]\nname = \"a\"\noversubscribe = \"MAYBE\"\n").unwrap_err();
+        assert!(e.contains("partition a: bad OverSubscribe `MAYBE`"), "{e}");
+        let e = parts("[[partition]]\nname = \"a\"\noversubscribe = \"YES:0\"\n").unwrap_err();
+        assert!(e.contains("bad OverSubscribe count"), "{e}");
     }
 }

@@ -573,6 +573,19 @@ pub(crate) fn or_null(s: &str) -> &str {
 /// `details` (`-d`) adds `DerivedExitCode=` and, for a job holding nodes, `JOB_GRES=` and one
 /// line per node. drover's controller does not know which CPU ids a node gave the job (the
 /// node picks them), so `CPU_IDs=N/A`.
+/// A job's `OverSubscribe=` (`scontrol show job`, squeue `%h`): `NO` for `--exclusive`, `YES`
+/// for `--oversubscribe`, `OK` otherwise (src/common/slurm_protocol_defs.c
+/// `job_share_string`; drover has no `USER` or `MCS` exclusivity).
+pub fn job_oversubscribe(job: &JobInfo) -> &'static str {
+    if job.exclusive {
+        "NO"
+    } else if job.oversubscribe {
+        "YES"
+    } else {
+        "OK"
+    }
+}
+
 pub fn scontrol_show_job(
     job: &JobInfo,
     utc_offset_secs: i32,
@@ -762,7 +775,7 @@ pub fn scontrol_show_job(
     r.end_line();
     r.push(&format!(
         "OverSubscribe={} Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)",
-        if job.exclusive { "NO" } else { "OK" }
+        job_oversubscribe(job)
     ));
     r.end_line();
     r.push(&format!("Command={}", or_null(&job.command)));
@@ -932,8 +945,14 @@ pub fn scontrol_show_partition(part: &PartitionInfo, nodes: &[NodeInfo], oneline
     r.push(&format!("Nodes={members}"));
     r.end_line();
     r.push(&format!(
-        "PriorityJobFactor={} PriorityTier={} RootOnly=NO ReqResv=NO OverSubscribe=NO",
-        part.priority_job_factor, part.priority_tier
+        "PriorityJobFactor={} PriorityTier={} RootOnly=NO ReqResv=NO OverSubscribe={}",
+        part.priority_job_factor,
+        part.priority_tier,
+        if part.oversubscribe.is_empty() {
+            "NO"
+        } else {
+            &part.oversubscribe
+        }
     ));
     r.end_line();
     r.push("OverTimeLimit=NONE PreemptMode=OFF");

@@ -219,6 +219,7 @@ enum Key {
     GpusPerNode,
     Constraint,
     Exclusive,
+    Oversubscribe,
     Nodelist,
     Exclude,
     Nice,
@@ -349,7 +350,7 @@ static OPTIONS: &[OptDef] = &[
     opt("oom-kill-step", None, Optional, Key::Ignored),
     opt("open-mode", None, Required, Key::OpenMode),
     opt("overcommit", Some('O'), No, Key::Ignored),
-    opt("oversubscribe", Some('s'), No, Key::Ignored),
+    opt("oversubscribe", Some('s'), No, Key::Oversubscribe),
     opt("prefer", None, Required, Key::Ignored),
     opt("priority", None, Required, Key::Ignored),
     opt("profile", None, Required, Key::Ignored),
@@ -627,6 +628,8 @@ struct Opts {
     gpus: Option<(u32, Option<String>)>,
     constraint: Option<String>,
     exclusive: bool,
+    /// `-s/--oversubscribe` (the later of it and `--exclusive` wins, as in Slurm).
+    oversubscribe: bool,
     nodelist: Vec<String>,
     exclude: Vec<String>,
     nice: Option<i32>,
@@ -704,7 +707,14 @@ impl Opts {
             Key::Gres => self.gpus = parse_gres(&value)?,
             Key::GpusPerNode => self.gpus = Some(parse_gpus(&value, "--gpus-per-node")?),
             Key::Constraint => self.constraint = Some(value),
-            Key::Exclusive => self.exclusive = true,
+            Key::Exclusive => {
+                self.exclusive = true;
+                self.oversubscribe = false;
+            }
+            Key::Oversubscribe => {
+                self.oversubscribe = true;
+                self.exclusive = false;
+            }
             Key::Nodelist => self.nodelist = parse_hostlist(&value, "--nodelist")?,
             Key::Exclude => self.exclude = parse_hostlist(&value, "--exclude")?,
             Key::Nice => {
@@ -1397,6 +1407,7 @@ fn build_spec(
         gpu_type: opts.gpus.and_then(|g| g.1).unwrap_or_default(),
         constraint: opts.constraint.unwrap_or_default(),
         exclusive: opts.exclusive,
+        oversubscribe: opts.oversubscribe,
         nodelist: opts.nodelist,
         exclude: opts.exclude,
         nice: opts.nice.unwrap_or(0),
@@ -1556,6 +1567,12 @@ mod tests {
         assert_eq!(s.nice, 100);
         let (p, _dir) = ok(&["--gpus-per-node=3", "--nice=-5", "job.sh"], &[], PLAIN);
         assert_eq!((p.spec.gpus_per_node, p.spec.nice), (3, -5));
+        assert!(!p.spec.oversubscribe);
+        // -s/--oversubscribe and --exclusive: the later one wins.
+        let (p, _dir) = ok(&["--exclusive", "-s", "job.sh"], &[], PLAIN);
+        assert!(p.spec.oversubscribe && !p.spec.exclusive);
+        let (p, _dir) = ok(&["--oversubscribe", "--exclusive", "job.sh"], &[], PLAIN);
+        assert!(!p.spec.oversubscribe && p.spec.exclusive);
         assert_eq!(
             err(
                 &["--gres=fpga:1", "job.sh"],

@@ -277,7 +277,7 @@ pub fn value(job: &JobInfo, field: Field, utc: i32) -> (String, bool) {
         NodeList => (sorted_nodes(&job.node_list), false),
         Nodes => s(job.num_nodes.to_string()),
         NumTasks => s(job.num_tasks.to_string()),
-        OverSubscribe => s(if job.exclusive { "NO" } else { "OK" }.to_string()),
+        OverSubscribe => s(crate::format::job_oversubscribe(job).to_string()),
         Partition => s(job.partition.clone()),
         PendingTime => {
             let until = if job.start_time != 0 && !is_pending(job) {

@@ -68,6 +68,7 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         dependency,
         array,
         open_append: spec.open_append,
+        oversubscribe: spec.oversubscribe,
         signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
             signal: spec.warn_signal,
             secs: spec.warn_secs,
@@ -115,6 +116,13 @@ pub fn partition_update(u: &pb::UpdatePartitionRequest) -> Result<sched::Partiti
         Some("INACTIVE") => Some(sched::PartitionState::Inactive),
         Some(other) => return Err(format!("Invalid input: State={other}")),
     };
+    let oversubscribe = match u.oversubscribe.as_deref() {
+        None => None,
+        Some(o) => Some(
+            sched::OverSubscribe::parse(o)
+                .map_err(|_| format!("Invalid input: OverSubscribe={o}"))?,
+        ),
+    };
     let limit = |unlimited: bool, v: Option<u64>| if unlimited { Some(None) } else { v.map(Some) };
     let nodes = if u.all_nodes == Some(true) {
         Some(NodeSet::All)
@@ -136,6 +144,7 @@ pub fn partition_update(u: &pb::UpdatePartitionRequest) -> Result<sched::Partiti
         priority_tier: u.priority_tier,
         priority_job_factor: u.priority_job_factor,
         nodes,
+        oversubscribe,
     })
 }
 
@@ -253,6 +262,7 @@ pub fn job_info(
         restarts: job.restarts,
         nice: job.spec.nice,
         exclusive: job.spec.exclusive,
+        oversubscribe: job.spec.oversubscribe,
         constraint: job.spec.constraint.clone(),
         req_nodes: job.spec.nodelist.clone(),
         exc_nodes: job.spec.exclude.clone(),
@@ -318,6 +328,7 @@ pub fn partition_info(part: &Partition, state: &ClusterState) -> pb::PartitionIn
         priority_tier: part.priority_tier,
         priority_job_factor: part.priority_job_factor,
         total_cpus: nodes.iter().map(|n| n.reg.cpus).sum(),
+        oversubscribe: part.oversubscribe.name(),
     }
 }
 

@@ -169,6 +169,8 @@ pub struct PartitionUpdate {
     pub priority_job_factor: Option<u32>,
     /// `Nodes=` (`ALL` or names).
     pub nodes: Option<NodeSet>,
+    /// `OverSubscribe=` (jobs already running keep the sharing they started with).
+    pub oversubscribe: Option<crate::types::OverSubscribe>,
 }
 
 impl PartitionUpdate {
@@ -196,6 +198,9 @@ impl PartitionUpdate {
         }
         if let Some(n) = &self.nodes {
             p.nodes = n.clone();
+        }
+        if let Some(o) = self.oversubscribe {
+            p.oversubscribe = o;
         }
     }
 }

@@ -33,7 +33,9 @@ use crate::command::{Plan, PlannedAllocation, PlannedStart};
 use crate::depend::Readiness;
 use crate::priority::{PriorityContext, PriorityWeights};
 use crate::state::ClusterState;
-use crate::types::{Job, JobId, Node, NodeShare, PartitionState, PendingReason, TimestampMs};
+use crate::types::{
+    Job, JobId, Node, NodeShare, OverSubscribe, PartitionState, PendingReason, TimestampMs,
+};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +69,9 @@ impl Default for SchedConfig {
         }
     }
 }
+
+/// The most shares per CPU the planner counts in (see `scale` in `pass`).
+const MAX_CPU_SCALE: u64 = 4096;
 
 /// A long time that still leaves room for additions: "no time limit".
 const FOREVER: u64 = u64::MAX / 4;
@@ -449,6 +454,21 @@ fn pass(
     // Users' job names in use (for `--dependency=singleton`).
     let mut active_names: BTreeSet<(&str, &str)> = BTreeSet::new();
     let mut last: Option<(JobId, bool)> = None;
+    // CPUs are counted in `scale` shares each when some are oversubscribed (`OverSubscribe=`):
+    // a job whose CPUs n jobs may share takes scale/n of each. 1 (CPUs as they are) otherwise.
+    let scale = match state.cpu_scale() {
+        s if s <= MAX_CPU_SCALE => s as u32,
+        // Counts whose least common multiple is too large: plan every job as if it shared
+        // nothing (what it holds is over-counted, never under-counted; apply decides exactly).
+        _ => 1,
+    };
+    let weight = |share: u32| {
+        if scale == 1 {
+            1
+        } else {
+            scale / share.max(1)
+        }
+    };
     for job in state.jobs.values().filter(|j| j.holds_resources()) {
         active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
         let end = if job.completing {
@@ -469,7 +489,7 @@ fn pass(
                 ends[i].push((
                     end,
                     Need {
-                        cpus: share.cpus,
+                        cpus: share.cpus.saturating_mul(weight(job.cpu_share)),
                         mem: share.mem_mb,
                         gpus: share.gpus.len() as u32,
                     },
@@ -480,7 +500,12 @@ fn pass(
     for (i, node) in nodes.iter().enumerate() {
         let mut steps = vec![Step {
             at: now,
-            cpus: node.free_cpus(),
+            cpus: if scale == 1 {
+                node.free_cpus()
+            } else {
+                let cap = u64::from(node.reg.cpus) * u64::from(scale);
+                cap.saturating_sub(state.node_cpu_load(node, u64::from(scale))) as u32
+            },
             gpus: node.free_gpus(),
             mem: node.free_mem_mb(),
         }];
@@ -493,7 +518,10 @@ fn pass(
             } else {
                 Step { at: t, ..last }
             };
-            s.cpus = s.cpus.saturating_add(freed.cpus).min(node.reg.cpus);
+            s.cpus = s
+                .cpus
+                .saturating_add(freed.cpus)
+                .min(node.reg.cpus.saturating_mul(scale));
             s.mem = s.mem.saturating_add(freed.mem).min(node.reg.real_memory_mb);
             s.gpus = s.gpus.saturating_add(freed.gpus).min(node.reg.gpus);
             steps.push(s);
@@ -552,7 +580,7 @@ fn pass(
     let caps: Vec<Need> = nodes
         .iter()
         .map(|n| Need {
-            cpus: n.reg.cpus,
+            cpus: n.reg.cpus.saturating_mul(scale),
             mem: n.reg.real_memory_mb,
             gpus: n.reg.gpus,
         })
@@ -677,12 +705,21 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
+        // `--exclusive`, or a partition with `OverSubscribe=EXCLUSIVE`: whole nodes.
+        let whole_nodes = spec.exclusive || part.oversubscribe == OverSubscribe::Exclusive;
+        // Shares of a CPU it takes per CPU (`scale` unless its CPUs may be shared).
+        let w = if whole_nodes {
+            scale
+        } else {
+            weight(part.oversubscribe.cpu_share(spec.oversubscribe))
+        };
+        let real_cpus = spec.cpus_per_node();
         let placement: Placement = (
             part.name.as_str(),
             spec.gpu_type.as_deref().filter(|_| spec.gpus_per_node > 0),
             spec.constraint.as_str(),
             spec.exclude.as_slice(),
-            spec.exclusive,
+            whole_nodes,
         );
         // Nodes of the partition that are up and match the job's type, features and
         // exclusions (cached per placement); capacity is checked per job.
@@ -698,13 +735,14 @@ fn pass(
         });
         let members = &placements[placement];
         let wants = Need {
-            cpus: spec.cpus_per_node(),
+            cpus: real_cpus.saturating_mul(w),
             mem: spec.mem_per_node(),
             gpus: spec.gpus_per_node,
         };
         let member = |i: usize| {
             members[i]
                 && caps[i].cpus >= wants.cpus
+                && (scale == 1 || nodes[i].reg.cpus >= real_cpus)
                 && caps[i].mem >= wants.mem
                 && caps[i].gpus >= wants.gpus
         };
@@ -721,7 +759,7 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
-        let exclusive = spec.exclusive;
+        let exclusive = whole_nodes;
         let need_of = |i: usize| -> Need {
             if exclusive {
                 caps[i]
@@ -733,7 +771,7 @@ fn pass(
             .time_limit_min
             .map_or(FOREVER, |m| m.saturating_mul(60_000).max(1));
         let base_need = Need {
-            cpus: spec.cpus_per_node(),
+            cpus: real_cpus.saturating_mul(w),
             mem: spec.mem_per_node(),
             gpus: spec.gpus_per_node,
         };
@@ -809,7 +847,7 @@ fn pass(
                 if allowed > needed {
                     for k in (needed + 1..=allowed.min(nodes.len() as u32)).rev() {
                         let want_k = Need {
-                            cpus: spec.cpus_per_node_on(k),
+                            cpus: spec.cpus_per_node_on(k).saturating_mul(w),
                             mem: spec.mem_per_node_on(k),
                             gpus: spec.gpus_per_node,
                         };
@@ -821,6 +859,7 @@ fn pass(
                                     && caps[i].cpus >= want_k.cpus
                                     && caps[i].mem >= want_k.mem
                                     && caps[i].gpus >= want_k.gpus
+                                    && nodes[i].reg.cpus >= spec.cpus_per_node_on(k)
                                     && !chosen.contains(&i)
                                     && map.profiles[i].earliest_step(now, d, need, now).is_some()
                             })
@@ -847,7 +886,7 @@ fn pass(
                     taken.extend(gpus.iter().copied());
                     shares.push(NodeShare {
                         node: names[i].to_string(),
-                        cpus: need.cpus,
+                        cpus: need.cpus / w,
                         mem_mb: need.mem,
                         gpus,
                     });

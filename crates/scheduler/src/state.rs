@@ -13,8 +13,9 @@ use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
 use crate::steps::{Step, StepRequest, ENDED_STEPS_KEPT};
 use crate::types::{
-    ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
-    PendingReason, SignalRequest, SignalScope, TimestampMs, SIGNALS_KEPT,
+    lcm, ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, OverSubscribe,
+    Partition, PartitionState, PendingReason, SignalRequest, SignalScope, TimestampMs,
+    SIGNALS_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -388,6 +389,7 @@ impl ClusterState {
             admin_priority: None,
             steps: Vec::new(),
             next_step_id: 0,
+            cpu_share: 0,
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -977,7 +979,9 @@ impl ClusterState {
                     }
                 }
                 self.queued.remove(&id);
+                let cpu_share = self.cpu_share_for(&self.jobs[&id]);
                 if let Some(job) = self.jobs.get_mut(&id) {
+                    job.cpu_share = cpu_share;
                     job.state = JobState::Running;
                     job.reason = PendingReason::None;
                     job.start_at = Some(now);
@@ -1035,6 +1039,8 @@ impl ClusterState {
         }
         let spec = &job.spec;
         let granted = shares.len() as u32;
+        let cpu_share = self.cpu_share_for(job);
+        let whole_nodes = self.whole_nodes(job);
         if shares.len() < spec.nodes_needed() as usize
             || granted > spec.nodes_allowed()
             || !spec
@@ -1061,10 +1067,11 @@ impl ClusterState {
                         && s.cpus >= spec.cpus_per_node_on(granted)
                         && s.mem_mb >= spec.mem_per_node_on(granted)
                         && s.gpus.len() >= spec.gpus_per_node as usize
-                        && n.free_cpus() >= s.cpus
+                        && s.cpus <= n.reg.cpus
+                        && self.cpus_fit(n, s.cpus, cpu_share)
                         && n.free_mem_mb() >= s.mem_mb
                         && gpus_free
-                        && (!spec.exclusive || n.jobs.is_empty())
+                        && (!whole_nodes || n.jobs.is_empty())
                 })
         })
     }
@@ -1598,6 +1605,74 @@ impl ClusterState {
             .into_iter()
             .flatten()
             .filter_map(|i| self.jobs.get(i))
+    }
+
+    /// Does `job` get whole nodes (`--exclusive`, or a partition with
+    /// `OverSubscribe=EXCLUSIVE`)?
+    pub fn whole_nodes(&self, job: &Job) -> bool {
+        job.spec.exclusive
+            || self
+                .partition(Some(&job.partition))
+                .is_some_and(|p| p.oversubscribe == OverSubscribe::Exclusive)
+    }
+
+    /// How many jobs may hold each CPU `job` would get in its partition now (1: not shared).
+    pub fn cpu_share_for(&self, job: &Job) -> u32 {
+        if self.whole_nodes(job) {
+            return 1;
+        }
+        self.partition(Some(&job.partition))
+            .map_or(1, |p| p.oversubscribe.cpu_share(job.spec.oversubscribe))
+    }
+
+    /// The shares per CPU in which the planner counts CPUs: the least common multiple of the
+    /// `OverSubscribe=` counts of the partitions and of the jobs holding CPUs (1 when nothing
+    /// is shared, the common case: CPUs are then counted as they are).
+    pub fn cpu_scale(&self) -> u64 {
+        let parts = self
+            .partitions
+            .iter()
+            .map(|p| u64::from(p.oversubscribe.cpu_share(true)));
+        let jobs = self
+            .jobs
+            .values()
+            .filter(|j| j.holds_resources())
+            .map(|j| u64::from(j.cpu_share));
+        parts.chain(jobs).fold(1, lcm)
+    }
+
+    /// The CPUs the jobs on `node` hold, in `scale` shares per CPU: a job whose CPUs `n` jobs
+    /// may share holds `scale / n` of each (`scale` must be a multiple of every such `n`).
+    pub fn node_cpu_load(&self, node: &Node, scale: u64) -> u64 {
+        node.jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .map(|j| {
+                let cpus = j
+                    .alloc
+                    .iter()
+                    .find(|s| s.node == node.reg.name)
+                    .map_or(0, |s| u64::from(s.cpus));
+                cpus.saturating_mul(scale / u64::from(j.cpu_share.max(1)))
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Do `cpus` more CPUs, shared by up to `share` jobs each, fit on `node` beside what its
+    /// jobs hold (each CPU's holders, weighted by 1/their share count, at most one)?
+    pub fn cpus_fit(&self, node: &Node, cpus: u32, share: u32) -> bool {
+        let scale = node
+            .jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .map(|j| u64::from(j.cpu_share))
+            .fold(u64::from(share.max(1)), lcm);
+        if scale == 1 {
+            return node.free_cpus() >= cpus;
+        }
+        let want = u64::from(cpus).saturating_mul(scale / u64::from(share.max(1)));
+        self.node_cpu_load(node, scale).saturating_add(want)
+            <= u64::from(node.reg.cpus).saturating_mul(scale)
     }
 
     /// Is `id` a job array (for `N_*` in dependency strings)?

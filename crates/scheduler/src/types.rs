@@ -75,6 +75,9 @@ pub struct JobSpec {
     pub signal_warning: Option<SignalWarning>,
     /// `--open-mode=append`: output files are appended to rather than emptied.
     pub open_append: bool,
+    /// `-s/--oversubscribe`: its CPUs may be shared with other jobs that asked the same, where
+    /// the partition allows it (`OverSubscribe=YES`).
+    pub oversubscribe: bool,
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).
@@ -345,6 +348,9 @@ pub struct Job {
     pub steps: Vec<crate::steps::Step>,
     /// The id the next step of this run gets (0 at each start, as Slurm numbers them).
     pub next_step_id: u32,
+    /// How many jobs may hold each CPU this job holds (its partition's `OverSubscribe=`
+    /// count when it started sharing; 1, or 0 before it ever started: not shared).
+    pub cpu_share: u32,
 }
 
 /// How many signal requests a job remembers for its batch host.
@@ -519,6 +525,93 @@ pub struct Partition {
     pub max_nodes: Option<u32>,
     pub priority_tier: u32,
     pub priority_job_factor: u32,
+    /// `OverSubscribe=`: whether (and how many) jobs share a CPU, or whole nodes.
+    pub oversubscribe: OverSubscribe,
+}
+
+/// The most jobs `OverSubscribe=YES:N|FORCE:N` may put on one CPU (drover's bound; the
+/// planner keeps CPUs in shares of the least common multiple of the counts in use).
+pub const MAX_OVERSUBSCRIBE: u32 = 32;
+
+/// A partition's `OverSubscribe=` (man5/slurm.conf.5): `NO` (the default: CPUs are never
+/// shared, nodes are), `YES[:N]` (CPUs of jobs that ask `--oversubscribe` are shared by up to
+/// N such jobs, 4 by default), `FORCE[:N]` (every job's CPUs are, up to N), `EXCLUSIVE`
+/// (every job gets whole nodes). Memory is never oversubscribed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OverSubscribe {
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    #[serde(rename = "yes")]
+    Yes(u32),
+    #[serde(rename = "force")]
+    Force(u32),
+    #[serde(rename = "exclusive")]
+    Exclusive,
+}
+
+impl OverSubscribe {
+    /// Slurm's spelling (`scontrol show partition`): `NO`, `YES:4`, `FORCE:4`, `EXCLUSIVE`.
+    pub fn name(self) -> String {
+        match self {
+            OverSubscribe::No => "NO".to_string(),
+            OverSubscribe::Yes(n) => format!("YES:{n}"),
+            OverSubscribe::Force(n) => format!("FORCE:{n}"),
+            OverSubscribe::Exclusive => "EXCLUSIVE".to_string(),
+        }
+    }
+
+    /// Parses `NO`, `YES`, `YES:N`, `FORCE`, `FORCE:N`, `EXCLUSIVE` (any case).
+    pub fn parse(s: &str) -> Result<OverSubscribe, String> {
+        let (word, count) = match s.split_once(':') {
+            Some((w, c)) => (w, Some(c)),
+            None => (s, None),
+        };
+        let count = match count {
+            None => 4,
+            Some(c) => c
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_OVERSUBSCRIBE).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "bad OverSubscribe count `{c}` in `{s}` (1 to {MAX_OVERSUBSCRIBE} expected)"
+                    )
+                })?,
+        };
+        match (word.trim().to_ascii_uppercase().as_str(), s.contains(':')) {
+            ("NO", false) => Ok(OverSubscribe::No),
+            ("EXCLUSIVE", false) => Ok(OverSubscribe::Exclusive),
+            ("YES", _) => Ok(OverSubscribe::Yes(count)),
+            ("FORCE", _) => Ok(OverSubscribe::Force(count)),
+            _ => Err(format!(
+                "bad OverSubscribe `{s}` (NO, YES[:N], FORCE[:N] or EXCLUSIVE expected)"
+            )),
+        }
+    }
+
+    /// How many jobs may hold each CPU of a job that did (or did not) ask `--oversubscribe`
+    /// (and did not ask `--exclusive`) in this partition.
+    pub fn cpu_share(self, asked: bool) -> u32 {
+        match self {
+            OverSubscribe::Yes(n) if asked => n.max(1),
+            OverSubscribe::Force(n) => n.max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// Least common multiple (for CPU share counts, all at most `MAX_OVERSUBSCRIBE`).
+pub fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(mut a: u64, mut b: u64) -> u64 {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+    let (a, b) = (a.max(1), b.max(1));
+    (a / gcd(a, b)).saturating_mul(b)
 }
 
 impl Partition {
@@ -534,6 +627,7 @@ impl Partition {
             max_nodes: None,
             priority_tier: 1,
             priority_job_factor: 1,
+            oversubscribe: OverSubscribe::No,
         }
     }
 

@@ -8,7 +8,8 @@
 //!    byte for byte.
 //! 4. Every pending job has a reason after a pass.
 //!
-//! The queues include `-N min-max` jobs, which take more nodes than their minimum when free.
+//! The queues include `-N min-max` jobs, which take more nodes than their minimum when free,
+//! and jobs asking `--oversubscribe`; the partition has a random `OverSubscribe=`.
 //!
 //! Reference: Slurm backfill.c (`_test_resv_overlap`), slurm.md §4.2; cons_tres.
 
@@ -28,6 +29,8 @@ struct JobGen {
     mem: u64,
     time: Option<u64>,
     exclusive: bool,
+    /// `--oversubscribe`.
+    share: bool,
     user: u8,
     nice: i32,
     submit_min: u64,
@@ -43,13 +46,13 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
             prop::bool::weighted(0.1),
             prop::option::weighted(0.3, 1u32..=3),
         ),
-        (0u8..3, -50i32..=50, 0u64..=40, 1u64..=90),
+        (0u8..3, -50i32..=50, 0u64..=40, 1u64..=90, prop::bool::ANY),
     )
         .prop_map(
             |(
                 (cpus, gpus, nodes, mem),
                 (time, exclusive, extra_nodes),
-                (user, nice, submit_min, runs_min),
+                (user, nice, submit_min, runs_min, share),
             )| {
                 JobGen {
                     cpus,
@@ -59,6 +62,7 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
                     mem,
                     time,
                     exclusive,
+                    share,
                     user,
                     nice,
                     submit_min,
@@ -136,14 +140,22 @@ impl Sim {
     }
 }
 
-fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(), TestCaseError> {
+fn run(
+    nodes: &[(u32, u32, u64)],
+    jobs: &[JobGen],
+    cfg: SchedConfig,
+    oversubscribe: OverSubscribe,
+) -> Result<(), TestCaseError> {
     let mut sim = Sim {
         state: ClusterState::new(),
         cfg,
     };
     sim.apply(
         0,
-        Command::DefinePartitions(vec![Partition::default_debug()]),
+        Command::DefinePartitions(vec![Partition {
+            oversubscribe,
+            ..Partition::default_debug()
+        }]),
     );
     for (i, &(cpus, gpus, mem)) in nodes.iter().enumerate() {
         sim.apply(
@@ -199,6 +211,7 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
             nice: j.nice,
             gpus_per_node: j.gpus,
             exclusive: j.exclusive,
+            oversubscribe: j.share,
             ..Default::default()
         };
         if let Reply::Submitted { job_id } = sim.apply(at, Command::Submit(spec)) {
@@ -209,6 +222,17 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
 
     sim.pass(sim.state.now + MIN)?;
     Ok(())
+}
+
+fn oversubscribe_gen() -> impl Strategy<Value = OverSubscribe> {
+    prop::sample::select(vec![
+        OverSubscribe::No,
+        OverSubscribe::No,
+        OverSubscribe::Yes(2),
+        OverSubscribe::Yes(4),
+        OverSubscribe::Force(3),
+        OverSubscribe::Exclusive,
+    ])
 }
 
 fn nodes_gen() -> impl Strategy<Value = Vec<(u32, u32, u64)>> {
@@ -223,8 +247,9 @@ proptest! {
     fn conservative_backfill_keeps_every_property(
         nodes in nodes_gen(),
         jobs in prop::collection::vec(job_gen(), 1..80),
+        oversubscribe in oversubscribe_gen(),
     ) {
-        run(&nodes, &jobs, SchedConfig::default())?;
+        run(&nodes, &jobs, SchedConfig::default(), oversubscribe)?;
     }
 
     #[test]
@@ -232,12 +257,13 @@ proptest! {
         nodes in nodes_gen(),
         jobs in prop::collection::vec(job_gen(), 1..30),
         easy in any::<bool>(),
+        oversubscribe in oversubscribe_gen(),
     ) {
         let cfg = SchedConfig {
             backfill: easy,
             bf_job_part_count_reserve: 1,
             ..SchedConfig::default()
         };
-        run(&nodes, &jobs, cfg)?;
+        run(&nodes, &jobs, cfg, oversubscribe)?;
     }
 }

@@ -12,10 +12,10 @@
 //! node add NAME cpus=N [mem=MB] [gpus=N] [type=T] [features=a,b]
 //! node down|drain|resume NAME
 //! partition NAME [nodes=a,b] [default] [maxtime=M] [defaulttime=M] [maxnodes=N] [tier=N]
-//!                [factor=N] [state=up|down|drain|inactive]
+//!                [factor=N] [state=up|down|drain|inactive] [oversubscribe=NO|YES:N|FORCE:N|EXCLUSIVE]
 //! submit [id=N] [at=M] [nodes=N|MIN-MAX] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
-//!        [exclusive] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
+//!        [exclusive] [oversubscribe] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
 //!                                             -> nothing, or `rejected: <Slurm's text>`
 //! schedule at=M [fifo] [easy] [window=M]      -> allocations, expected starts written to the
 //!                                                log (if any), then every pending job
@@ -164,6 +164,9 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     max_nodes: get("maxnodes").map(|v| num(v) as u32),
                     priority_tier: get("tier").map_or(1, |v| num(v) as u32),
                     priority_job_factor: get("factor").map_or(1, |v| num(v) as u32),
+                    oversubscribe: get("oversubscribe").map_or(OverSubscribe::No, |v| {
+                        OverSubscribe::parse(v).expect("OverSubscribe parses")
+                    }),
                 };
                 s.partitions.retain(|p| p.name != name);
                 if part.is_default {
@@ -199,6 +202,7 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     gpu_type: get("type").map(str::to_string),
                     constraint: get("constraint").unwrap_or("").to_string(),
                     exclusive: flags.contains("exclusive"),
+                    oversubscribe: flags.contains("oversubscribe"),
                     nodelist: list(get("w").unwrap_or("")),
                     exclude: list(get("x").unwrap_or("")),
                     uid: get("uid").map_or(1000, |v| num(v) as u32),

@@ -605,10 +605,11 @@ fn test_only_plans_on_a_copy() {
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["n1", "n2", "n3"]);
     prop_oneof![
-        3 => (1u32..6, 1u32..3, prop::bool::weighted(0.1)).prop_map(|(cpus, nodes, hold)| {
+        3 => (1u32..6, 1u32..3, prop::bool::weighted(0.1), prop::bool::ANY).prop_map(|(cpus, nodes, hold, share)| {
             let mut s = job(cpus);
             s.nodes_min = nodes;
             s.hold = hold;
+            s.oversubscribe = share;
             Command::Submit(s)
         }),
         2 => (1u32..4, 0u32..4, 1u32..6, 0u32..3).prop_map(|(cpus, lo, len, throttle)| {
@@ -653,7 +654,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => (prop::sample::select(vec![PartitionState::Up, PartitionState::Down, PartitionState::Drain, PartitionState::Inactive]), prop::option::of(1u64..10), prop::sample::select(vec![0u32, 1000]))
             .prop_map(|(state, max_time, uid)| Command::UpdatePartition {
                 name: "debug".into(),
-                update: PartitionUpdate { state: Some(state), max_time_min: Some(max_time), ..PartitionUpdate::default() },
+                update: PartitionUpdate { state: Some(state), max_time_min: Some(max_time), oversubscribe: Some(match max_time {
+                    Some(1) => OverSubscribe::Yes(2),
+                    Some(2) => OverSubscribe::Force(3),
+                    Some(3) => OverSubscribe::Exclusive,
+                    _ => OverSubscribe::No,
+                }), ..PartitionUpdate::default() },
                 uid,
             }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),

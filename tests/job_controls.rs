@@ -622,3 +622,34 @@ fn oversubscribe_shows_in_slurms_words() {
     let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &shared.to_string()]));
     assert!(show.contains(" OverSubscribe=YES "), "{show}");
 }
+
+/// `sbatch -q`: `normal` always exists (squeue `%q`, `scontrol show job QOS=`, sacctmgr lists
+/// it); an unknown QOS is refused in Slurm's words, exit 1.
+#[test]
+fn sbatch_qos_is_checked_and_shown() {
+    let (c, work, addrs) = cluster();
+    let bad = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["-q", "gold"],
+        &work,
+        Some("#!/bin/sh\ntrue\n"),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad),
+        "sbatch: error: Batch job submission failed: Invalid qos specification\n"
+    );
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-q", "normal", "-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let q = stdout(&c.cmd("squeue", &["-h", "-o", "%i %q"]));
+    assert_eq!(q.trim(), format!("{id} normal"));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &id.to_string()]));
+    assert!(show.contains(" QOS=normal "), "{show}");
+    let qos = stdout(&c.cmd("sacctmgr", &["-nP", "show", "qos", "format=name,priority"]));
+    assert_eq!(qos, "normal|0\n");
+}

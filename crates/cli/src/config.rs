@@ -27,7 +27,7 @@
 
 use drover_scheduler::priority::PriorityWeights;
 use drover_scheduler::{
-    hostlist, time, NodeSet, OverSubscribe, Partition, PartitionState, SchedConfig,
+    hostlist, time, NodeSet, OverSubscribe, Partition, PartitionState, Qos, SchedConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,6 +61,9 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeEntry>,
     #[serde(default, rename = "partition")]
     pub partitions: Vec<PartitionEntry>,
+    /// QOS definitions (sacctmgr's `add qos`); `normal` (priority 0) exists without one.
+    #[serde(default, rename = "qos")]
+    pub qos: Vec<QosEntry>,
     /// Slurm's SchedulerType/SchedulerParameters and PriorityWeight* (`[scheduler]`).
     #[serde(default)]
     pub scheduler: SchedulerEntry,
@@ -218,6 +221,20 @@ pub struct PartitionEntry {
     pub oversubscribe: Option<String>,
 }
 
+/// `[[qos]]`: a QOS as `sacctmgr add qos NAME Priority= MaxWall= MaxJobsPerUser=` makes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QosEntry {
+    pub name: String,
+    #[serde(default)]
+    pub priority: u32,
+    /// Slurm time syntax (`2:00:00`, `1-0`).
+    #[serde(default)]
+    pub max_wall: Option<String>,
+    #[serde(default)]
+    pub max_jobs_per_user: Option<u32>,
+}
+
 fn all_nodes() -> String {
     "ALL".to_string()
 }
@@ -268,7 +285,32 @@ impl ClusterConfig {
             ));
         }
         self.partitions()?;
+        self.qos()?;
         Ok(())
+    }
+
+    /// The QOS table (empty: only the implied `normal`).
+    pub fn qos(&self) -> Result<Vec<Qos>, String> {
+        let mut out: Vec<Qos> = Vec::new();
+        for q in &self.qos {
+            if q.name.is_empty() {
+                return Err("a [[qos]] needs a name".to_string());
+            }
+            if out.iter().any(|o| o.name == q.name) {
+                return Err(format!("qos {} is defined twice", q.name));
+            }
+            let max_wall_min = match &q.max_wall {
+                None => None,
+                Some(s) => time::parse_time_limit(s).map_err(|e| format!("qos {}: {e}", q.name))?,
+            };
+            out.push(Qos {
+                name: q.name.clone(),
+                priority: q.priority,
+                max_wall_min,
+                max_jobs_per_user: q.max_jobs_per_user,
+            });
+        }
+        Ok(out)
     }
 
     pub fn members(&self) -> BTreeMap<u64, String> {
@@ -389,6 +431,30 @@ mod tests {
             .unwrap_err()
             .contains("priority_max_age"));
         assert!(toml::from_str::<ClusterConfig>("[scheduler]\nbf_windw = 1\n").is_err());
+    }
+
+    /// `[[qos]]`: Slurm's time syntax for MaxWall; names distinct.
+    #[test]
+    fn qos_entries() {
+        let cfg: ClusterConfig = toml::from_str(
+            "[[qos]]\nname = \"short\"\npriority = 10\nmax_wall = \"2:00:00\"\nmax_jobs_per_user = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.qos().unwrap(),
+            vec![Qos {
+                name: "short".into(),
+                priority: 10,
+                max_wall_min: Some(120),
+                max_jobs_per_user: Some(3)
+            }]
+        );
+        let twice: ClusterConfig =
+            toml::from_str("[[qos]]\nname = \"a\"\n[[qos]]\nname = \"a\"\n").unwrap();
+        assert!(twice.qos().unwrap_err().contains("defined twice"));
+        let bad: ClusterConfig =
+            toml::from_str("[[qos]]\nname = \"a\"\nmax_wall = \"soon\"\n").unwrap();
+        assert!(bad.qos().unwrap_err().starts_with("qos a: "));
     }
 
     /// `oversubscribe` in slurm.conf's words (`OverSubscribe=`); a bad value names the

@@ -220,6 +220,7 @@ enum Key {
     Constraint,
     Exclusive,
     Oversubscribe,
+    Qos,
     Nodelist,
     Exclude,
     Nice,
@@ -355,7 +356,7 @@ static OPTIONS: &[OptDef] = &[
     opt("priority", None, Required, Key::Ignored),
     opt("profile", None, Required, Key::Ignored),
     opt("propagate", None, Optional, Key::Ignored),
-    opt("qos", Some('q'), Required, Key::Ignored),
+    opt("qos", Some('q'), Required, Key::Qos),
     opt("reboot", None, No, Key::Ignored),
     opt("requeue", None, Optional, Key::Ignored),
     opt("reservation", None, Required, Key::Ignored),
@@ -630,6 +631,8 @@ struct Opts {
     exclusive: bool,
     /// `-s/--oversubscribe` (the later of it and `--exclusive` wins, as in Slurm).
     oversubscribe: bool,
+    /// `-q/--qos` (checked by the controller: `Invalid qos specification`).
+    qos: Option<String>,
     nodelist: Vec<String>,
     exclude: Vec<String>,
     nice: Option<i32>,
@@ -715,6 +718,7 @@ impl Opts {
                 self.oversubscribe = true;
                 self.exclusive = false;
             }
+            Key::Qos => self.qos = Some(value.to_string()),
             Key::Nodelist => self.nodelist = parse_hostlist(&value, "--nodelist")?,
             Key::Exclude => self.exclude = parse_hostlist(&value, "--exclude")?,
             Key::Nice => {
@@ -1408,6 +1412,7 @@ fn build_spec(
         constraint: opts.constraint.unwrap_or_default(),
         exclusive: opts.exclusive,
         oversubscribe: opts.oversubscribe,
+        qos: opts.qos.unwrap_or_default(),
         nodelist: opts.nodelist,
         exclude: opts.exclude,
         nice: opts.nice.unwrap_or(0),
@@ -1568,6 +1573,9 @@ mod tests {
         let (p, _dir) = ok(&["--gpus-per-node=3", "--nice=-5", "job.sh"], &[], PLAIN);
         assert_eq!((p.spec.gpus_per_node, p.spec.nice), (3, -5));
         assert!(!p.spec.oversubscribe);
+        assert_eq!(p.spec.qos, "");
+        let (p, _dir) = ok(&["-q", "high", "job.sh"], &[], PLAIN);
+        assert_eq!(p.spec.qos, "high");
         // -s/--oversubscribe and --exclusive: the later one wins.
         let (p, _dir) = ok(&["--exclusive", "-s", "job.sh"], &[], PLAIN);
         assert!(p.spec.oversubscribe && !p.spec.exclusive);

@@ -44,7 +44,7 @@ const KEY_SNAPSHOT_DATA: &[u8] = b"data";
 /// 3: jobs with srun steps and accounting records with their steps, on one branch, and the
 /// partition table as configured beside the one operators updated, on another; 4: both;
 /// 5: `OverSubscribe=` on partitions, `--oversubscribe` on job specs and each job's CPU share
-/// count). postcard is positional, so a field added anywhere in the state makes older snapshots
+/// count; QOS: the QOS table, `--qos` on job specs and accounting records). postcard is positional, so a field added anywhere in the state makes older snapshots
 /// unreadable: the version says so in words instead of a decode error. No release has
 /// shipped, so there is no migration.
 pub const SNAPSHOT_VERSION: u32 = 5;

@@ -69,6 +69,7 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         array,
         open_append: spec.open_append,
         oversubscribe: spec.oversubscribe,
+        qos: nonzero(spec.qos),
         signal_warning: (spec.warn_signal > 0).then_some(sched::SignalWarning {
             signal: spec.warn_signal,
             secs: spec.warn_secs,
@@ -263,6 +264,7 @@ pub fn job_info(
         nice: job.spec.nice,
         exclusive: job.spec.exclusive,
         oversubscribe: job.spec.oversubscribe,
+        qos: job.spec.qos_name().to_string(),
         constraint: job.spec.constraint.clone(),
         req_nodes: job.spec.nodelist.clone(),
         exc_nodes: job.spec.exclude.clone(),
@@ -478,7 +480,7 @@ pub fn job_record(r: &sched::accounting::JobRecord) -> pb::JobRecord {
         reason: r.reason.name().to_string(),
         work_dir: r.work_dir.clone(),
         priority: r.priority,
-        qos: "normal".to_string(),
+        qos: r.qos.clone(),
         batch: r.batch.as_ref().map(|s| pb::StepRecord {
             node: s.node.clone(),
             cpus: s.cpus,

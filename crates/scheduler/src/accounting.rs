@@ -73,6 +73,8 @@ pub struct JobRecord {
     pub batch: Option<StepRecord>,
     /// The srun steps of its (last) run, `N.0`, `N.1`… (`steps.rs`).
     pub steps: Vec<crate::steps::Step>,
+    /// Its QOS (sacct's `QOS`).
+    pub qos: String,
 }
 
 /// A step's row (`N.batch`).
@@ -177,6 +179,7 @@ impl JobRecord {
             priority: job.priority,
             batch,
             steps: job.steps.clone(),
+            qos: spec.qos_name().to_string(),
         }
     }
 

@@ -152,6 +152,9 @@ pub enum Command {
         exit_code: i32,
         signal: i32,
     },
+    /// Replace the QOS table (from the leader's configuration; `normal` exists without it).
+    #[serde(rename = "define_qos")]
+    DefineQos(Vec<crate::types::Qos>),
 }
 
 /// What `scontrol update partition` may change; `None`: left as it is. For the limits,
@@ -375,4 +378,6 @@ pub enum Rejection {
     JobPending,
     #[error("More processors requested than permitted")]
     TooManyProcessors,
+    #[error("Invalid qos specification")]
+    InvalidQos,
 }

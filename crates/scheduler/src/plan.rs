@@ -469,8 +469,16 @@ fn pass(
             scale / share.max(1)
         }
     };
+    // Running jobs per (QOS, user), kept only when some QOS limits them (`MaxJobsPerUser`).
+    let qos_user_limits = state.qos.iter().any(|q| q.max_jobs_per_user.is_some());
+    let mut qos_running: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for job in state.jobs.values().filter(|j| j.holds_resources()) {
         active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
+        if qos_user_limits {
+            *qos_running
+                .entry((job.spec.qos_name(), job.spec.user.as_str()))
+                .or_default() += 1;
+        }
         let end = if job.completing {
             now.saturating_add(resolution_ms.max(1))
         } else {
@@ -680,6 +688,26 @@ fn pass(
         if let (Some(limit), Some(max)) = (job.time_limit_min, part.max_time_min) {
             if limit > max {
                 set_reason(&mut out, job, PendingReason::PartitionTimeLimit);
+                continue;
+            }
+        }
+        // QOS limits (acct_policy.c): MaxWall per job, MaxJobsPerUser running.
+        let qos_name = job.spec.qos_name();
+        let qos = state.qos.iter().find(|q| q.name == qos_name);
+        if let Some(max) = qos.and_then(|q| q.max_wall_min) {
+            if job.time_limit_min.is_none_or(|l| l > max) {
+                set_reason(&mut out, job, PendingReason::QOSMaxWallDurationPerJobLimit);
+                continue;
+            }
+        }
+        if let Some(max) = qos.and_then(|q| q.max_jobs_per_user) {
+            let running = qos_running
+                .get(&(qos_name, job.spec.user.as_str()))
+                .copied()
+                .unwrap_or(0);
+            if running >= max {
+                set_reason(&mut out, job, PendingReason::QOSMaxJobsPerUserLimit);
+                set_start(&mut out, job, None, &[]);
                 continue;
             }
         }
@@ -896,6 +924,11 @@ fn pass(
                     nodes: shares,
                 });
                 active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
+                if qos_user_limits {
+                    *qos_running
+                        .entry((job.spec.qos_name(), job.spec.user.as_str()))
+                        .or_default() += 1;
+                }
                 last = Some((job.id, true));
             }
             found => {

@@ -14,8 +14,8 @@ use crate::invariants;
 use crate::steps::{Step, StepRequest, ENDED_STEPS_KEPT};
 use crate::types::{
     lcm, ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, OverSubscribe,
-    Partition, PartitionState, PendingReason, SignalRequest, SignalScope, TimestampMs,
-    SIGNALS_KEPT,
+    Partition, PartitionState, PendingReason, Qos, SignalRequest, SignalScope, TimestampMs,
+    DEFAULT_QOS, SIGNALS_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -82,6 +82,8 @@ pub struct ClusterState {
     array_records: BTreeMap<JobId, BTreeSet<JobId>>,
     /// sacct's records (`accounting.rs`).
     pub accounting: Accounting,
+    /// The QOS table as the configuration defines it (`normal` is implied when absent).
+    pub qos: Vec<Qos>,
 }
 
 /// What one job (or array task) named by a dependency is doing.
@@ -219,6 +221,18 @@ impl ClusterState {
                     "a partition table needs distinct names and at most one default".into(),
                 ))
             }
+            Command::DefineQos(list)
+                if list
+                    .iter()
+                    .enumerate()
+                    .any(|(i, q)| list[..i].iter().any(|o| o.name == q.name)) =>
+            {
+                Err(Reject::Invalid("a QOS table needs distinct names".into()))
+            }
+            Command::DefineQos(list) => {
+                self.qos = list.clone();
+                Ok(Reply::Ok)
+            }
             Command::DefinePartitions(parts) => {
                 self.partitions = parts.clone();
                 self.partitions_config = parts.clone();
@@ -352,10 +366,13 @@ impl ClusterState {
                 return Err(Reject::DependencyProblem);
             }
         }
+        let qos = self.qos(spec.qos_name()).ok_or(Reject::InvalidQos)?;
+        // A job with no limit gets its QOS's MaxWall (Slurm's acct_policy_validate).
         let time_limit_min = spec
             .time_limit_min
             .or(part.default_time_min)
-            .or(part.max_time_min);
+            .or(part.max_time_min)
+            .or(qos.max_wall_min);
         let partition = part.name.clone();
         let id = JobId(self.next_job_id);
         self.next_job_id += 1;
@@ -1031,6 +1048,18 @@ impl ClusterState {
         {
             return false;
         }
+        let Some(qos) = self.qos(job.spec.qos_name()) else {
+            return false;
+        };
+        if qos
+            .max_wall_min
+            .is_some_and(|max| job.time_limit_min.is_none_or(|l| l > max))
+            || qos
+                .max_jobs_per_user
+                .is_some_and(|max| self.running_in_qos(&job.spec.user, job.spec.qos_name()) >= max)
+        {
+            return false;
+        }
         let Some(part) = self.partition(Some(&job.partition)) else {
             return false;
         };
@@ -1605,6 +1634,23 @@ impl ClusterState {
             .into_iter()
             .flatten()
             .filter_map(|i| self.jobs.get(i))
+    }
+
+    /// The QOS named `name`: the configured one, or the built-in `normal`.
+    pub fn qos(&self, name: &str) -> Option<Qos> {
+        self.qos
+            .iter()
+            .find(|q| q.name == name)
+            .cloned()
+            .or_else(|| (name == DEFAULT_QOS).then(Qos::normal))
+    }
+
+    /// Running (or completing) jobs of `user` in QOS `qos` (for `MaxJobsPerUser`).
+    pub fn running_in_qos(&self, user: &str, qos: &str) -> u32 {
+        self.jobs
+            .values()
+            .filter(|j| j.holds_resources() && j.spec.user == user && j.spec.qos_name() == qos)
+            .count() as u32
     }
 
     /// Does `job` get whole nodes (`--exclusive`, or a partition with

@@ -78,6 +78,43 @@ pub struct JobSpec {
     /// `-s/--oversubscribe`: its CPUs may be shared with other jobs that asked the same, where
     /// the partition allows it (`OverSubscribe=YES`).
     pub oversubscribe: bool,
+    /// `-q/--qos`; `None`: the default QOS, `normal`.
+    pub qos: Option<String>,
+}
+
+/// The QOS every job gets unless it asks for another; it always exists (priority 0).
+pub const DEFAULT_QOS: &str = "normal";
+
+/// A quality of service (sacctmgr's QOS), as the configuration defines it: a priority for the
+/// multifactor QOS factor and per-job / per-user limits (man1/sacctmgr.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qos {
+    pub name: String,
+    pub priority: u32,
+    /// `MaxWall`, minutes: a job with a longer time limit pends
+    /// (`QOSMaxWallDurationPerJobLimit`); one without a limit gets this one.
+    pub max_wall_min: Option<u64>,
+    /// `MaxJobsPerUser`: running jobs of one user in this QOS (`QOSMaxJobsPerUserLimit`).
+    pub max_jobs_per_user: Option<u32>,
+}
+
+impl Qos {
+    /// `normal`, as Slurm creates it: priority 0, no limits.
+    pub fn normal() -> Qos {
+        Qos {
+            name: DEFAULT_QOS.to_string(),
+            priority: 0,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        }
+    }
+}
+
+impl JobSpec {
+    /// The QOS the job asked for (`normal` when none).
+    pub fn qos_name(&self) -> &str {
+        self.qos.as_deref().unwrap_or(DEFAULT_QOS)
+    }
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).
@@ -270,6 +307,8 @@ pub enum PendingReason {
     Dependency,
     DependencyNeverSatisfied,
     JobArrayTaskLimit,
+    QOSMaxWallDurationPerJobLimit,
+    QOSMaxJobsPerUserLimit,
 }
 
 impl PendingReason {
@@ -289,6 +328,8 @@ impl PendingReason {
             PendingReason::Dependency => "Dependency",
             PendingReason::DependencyNeverSatisfied => "DependencyNeverSatisfied",
             PendingReason::JobArrayTaskLimit => "JobArrayTaskLimit",
+            PendingReason::QOSMaxWallDurationPerJobLimit => "QOSMaxWallDurationPerJobLimit",
+            PendingReason::QOSMaxJobsPerUserLimit => "QOSMaxJobsPerUserLimit",
         }
     }
 }

@@ -13,9 +13,10 @@
 //! node down|drain|resume NAME
 //! partition NAME [nodes=a,b] [default] [maxtime=M] [defaulttime=M] [maxnodes=N] [tier=N]
 //!                [factor=N] [state=up|down|drain|inactive] [oversubscribe=NO|YES:N|FORCE:N|EXCLUSIVE]
+//! qos NAME [priority=N] [maxwall=M] [maxjobsperuser=N]
 //! submit [id=N] [at=M] [nodes=N|MIN-MAX] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
-//!        [exclusive] [oversubscribe] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
+//!        [exclusive] [oversubscribe] [qos=Q] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
 //!                                             -> nothing, or `rejected: <Slurm's text>`
 //! schedule at=M [fifo] [easy] [window=M]      -> allocations, expected starts written to the
 //!                                                log (if any), then every pending job
@@ -36,6 +37,7 @@ const MIN: u64 = 60_000;
 struct Script {
     state: ClusterState,
     partitions: Vec<Partition>,
+    qos: Vec<Qos>,
 }
 
 impl Script {
@@ -147,6 +149,18 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                 let reply = s.apply(at, command);
                 reply_line(&mut out, reply);
             }
+            "qos" => {
+                let q = Qos {
+                    name: positional[0].to_string(),
+                    priority: get("priority").map_or(0, |v| num(v) as u32),
+                    max_wall_min: get("maxwall").map(num),
+                    max_jobs_per_user: get("maxjobsperuser").map(|v| num(v) as u32),
+                };
+                s.qos.push(q);
+                let list = s.qos.clone();
+                let reply = s.apply(at, Command::DefineQos(list));
+                reply_line(&mut out, reply);
+            }
             "partition" => {
                 let name = positional[0].to_string();
                 let part = Partition {
@@ -203,6 +217,7 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     constraint: get("constraint").unwrap_or("").to_string(),
                     exclusive: flags.contains("exclusive"),
                     oversubscribe: flags.contains("oversubscribe"),
+                    qos: get("qos").map(str::to_string),
                     nodelist: list(get("w").unwrap_or("")),
                     exclude: list(get("x").unwrap_or("")),
                     uid: get("uid").map_or(1000, |v| num(v) as u32),
@@ -394,6 +409,7 @@ fn run_file(path: &Path) -> Result<(), String> {
     let mut script = Script {
         state: ClusterState::new(),
         partitions: vec![Partition::default_debug()],
+        qos: Vec::new(),
     };
     script.apply(0, Command::DefinePartitions(script.partitions.clone()));
     let mut rewritten = String::new();

@@ -897,3 +897,55 @@ fn aftercorr_given_by_update_decides_each_task() {
         [0, 2].into_iter().collect()
     );
 }
+
+/// The multifactor QOS factor (priority_multifactor.shtml): the job's QOS priority over the
+/// highest QOS priority; `normal` (0 here) gives 0, and the weight turns it into priority.
+#[test]
+fn qos_priority_is_a_factor_of_the_highest() {
+    let mut c = Cluster::new();
+    c.run(Command::DefineQos(vec![
+        Qos::normal(),
+        Qos {
+            name: "high".into(),
+            priority: 100,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        },
+        Qos {
+            name: "mid".into(),
+            priority: 25,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        },
+    ]));
+    let ids: Vec<JobId> = [None, Some("high"), Some("mid")]
+        .into_iter()
+        .map(|q| {
+            let mut s = job(1);
+            s.qos = q.map(str::to_string);
+            c.submit(s)
+        })
+        .collect();
+    let weights = priority::PriorityWeights {
+        qos: 1000,
+        ..priority::PriorityWeights::default()
+    };
+    let ctx = priority::PriorityContext::new(&c.state, c.state.now);
+    let f: Vec<(f64, u32)> = ids
+        .iter()
+        .map(|id| {
+            let f = ctx.factors(&c.state, c.job(*id), &weights);
+            (f.qos, f.priority)
+        })
+        .collect();
+    assert_eq!((f[0].0, f[1].0, f[2].0), (0.0, 1.0, 0.25));
+    assert_eq!(f[1].1 - f[0].1, 1000);
+    assert_eq!(f[2].1 - f[0].1, 250);
+    // A QOS the table does not name is refused at submit.
+    let mut s = job(1);
+    s.qos = Some("gold".into());
+    assert_eq!(
+        c.run(Command::Submit(s)),
+        Reply::Rejected(Rejection::InvalidQos)
+    );
+}

@@ -1483,22 +1483,31 @@ impl ClusterState {
         if targets.is_empty() {
             return;
         }
-        let decided: Vec<u32> = part
-            .pending
-            .iter()
-            .copied()
-            .filter(|&task| {
-                targets.iter().any(|&t| {
-                    self.dep_records(t, DepTask::Task(task))
-                        .is_some_and(|units| {
-                            units.iter().all(|u| matches!(u, DepUnit::Ended { .. }))
-                        })
-                })
-            })
-            .collect();
+        // The targets' ended tasks, each array's records read once (not once per task).
+        let mut ended: BTreeSet<u32> = BTreeSet::new();
+        for &t in &targets {
+            ended.extend(self.ended_tasks(t));
+        }
+        let decided: Vec<u32> = part.pending.intersection(&ended).copied().collect();
         for task in decided {
             self.split_task(id, task);
         }
+    }
+
+    /// The task ids of array `array` that have ended (for `aftercorr`: what `dep_records`
+    /// calls `Ended` for each of them).
+    fn ended_tasks(&self, array: JobId) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        for j in self.array_records(array) {
+            if !j.state.is_terminal() || j.completing {
+                continue;
+            }
+            if let Some(a) = &j.array {
+                out.extend(a.task_id);
+                out.extend(a.pending.iter().copied());
+            }
+        }
+        out
     }
 
     /// Decides what can be decided of a pending job's dependency and keeps the reverse

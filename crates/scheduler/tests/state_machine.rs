@@ -949,3 +949,87 @@ fn qos_priority_is_a_factor_of_the_highest() {
         Reply::Rejected(Rejection::InvalidQos)
     );
 }
+
+/// `aftercorr` between two 150-task arrays, run to the end: each dependent task runs only
+/// after its counterpart completed, and the tasks whose counterparts failed (every seventh)
+/// are left DependencyNeverSatisfied.
+#[test]
+fn aftercorr_pairs_every_task_of_large_arrays() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 64, 64_000));
+    let tasks = 150u32;
+    let array = |c: &mut Cluster, dep: Option<String>| {
+        let mut s = job(1);
+        s.array = Some(ArraySpec {
+            tasks: (0..tasks).collect(),
+            max_running: 0,
+        });
+        s.dependency = dep.map(|d| depend::Dependency::parse(&d).unwrap());
+        c.submit(s)
+    };
+    let first = array(&mut c, None);
+    let second = array(&mut c, Some(format!("aftercorr:{first}")));
+    let task_of = |j: &Job| j.array.as_ref().and_then(|a| a.task_id);
+    // (array, task) → (start, end) of each task that ran (records are purged after MinJobAge).
+    let mut ran: std::collections::BTreeMap<(JobId, u32), (u64, u64)> = Default::default();
+    for _ in 0..100 {
+        c.schedule();
+        let running: Vec<(JobId, JobId, u32, u64)> = c
+            .state
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .map(|j| {
+                let a = j.array.as_ref().unwrap();
+                (
+                    j.id,
+                    a.array_job_id,
+                    a.task_id.unwrap(),
+                    j.start_at.unwrap(),
+                )
+            })
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        for (id, array, task, start) in running {
+            let code = i32::from(array == first && task % 7 == 0);
+            c.run(Command::JobFinished {
+                job_id: id,
+                node: "n1".into(),
+                exit_code: code,
+                signal: 0,
+            });
+            ran.insert((array, task), (start, c.state.now));
+        }
+    }
+    for t in 0..tasks {
+        let counterpart = ran[&(first, t)];
+        match ran.get(&(second, t)) {
+            Some(&(start, _)) => {
+                assert!(t % 7 != 0, "task {t} ran after its counterpart failed");
+                assert!(
+                    start >= counterpart.1,
+                    "task {t} started before its counterpart ended"
+                );
+            }
+            None => {
+                assert_eq!(t % 7, 0, "task {t} never ran");
+                let dependent = c
+                    .state
+                    .array_records(second)
+                    .find(|j| task_of(j) == Some(t))
+                    .unwrap_or_else(|| panic!("task {t} has a record of its own"));
+                assert_eq!(
+                    dependent
+                        .dependency
+                        .as_ref()
+                        .unwrap()
+                        .readiness(c.state.now),
+                    depend::Readiness::Never,
+                    "task {t}"
+                );
+            }
+        }
+    }
+}

@@ -653,3 +653,28 @@ fn sbatch_qos_is_checked_and_shown() {
     let qos = stdout(&c.cmd("sacctmgr", &["-nP", "show", "qos", "format=name,priority"]));
     assert_eq!(qos, "normal|0\n");
 }
+
+/// `sbatch -N 1-2 -n 2` on two idle nodes: the job gets both (as many as are free, up to
+/// max), its tasks spread one per node, and the batch script sees the count and the list it
+/// was granted.
+#[test]
+fn a_node_range_gets_the_free_nodes_and_its_environment_says_so() {
+    let c = TestCluster::start(3, 2);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-N", "1-2", "-n", "2", "-o", "range.out"],
+        "#!/bin/sh\necho \"$SLURM_JOB_NUM_NODES $SLURM_NNODES $SLURM_JOB_NODELIST $SLURM_NTASKS\"\n",
+    );
+    c.wait_state(id, "COMPLETED", Duration::from_secs(60));
+    let text = std::fs::read_to_string(work.join("range.out")).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{text}");
+    assert_eq!((fields[0], fields[1], fields[3]), ("2", "2", "2"), "{text}");
+    let names = stdout(&c.cmd("scontrol", &["show", "hostnames", fields[2]]));
+    assert_eq!(names.lines().count(), 2, "{text} -> {names}");
+}

@@ -35,6 +35,7 @@ use crate::priority::{PriorityContext, PriorityWeights};
 use crate::state::ClusterState;
 use crate::types::{
     Job, JobId, Node, NodeShare, OverSubscribe, PartitionState, PendingReason, TimestampMs,
+    DEFAULT_QOS,
 };
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -512,7 +513,8 @@ fn pass(
                 node.free_cpus()
             } else {
                 let cap = u64::from(node.reg.cpus) * u64::from(scale);
-                cap.saturating_sub(state.node_cpu_load(node, u64::from(scale))) as u32
+                let free = cap.saturating_sub(state.node_cpu_load(node, u64::from(scale)));
+                u32::try_from(free).unwrap_or(u32::MAX)
             },
             gpus: node.free_gpus(),
             mem: node.free_mem_mb(),
@@ -694,6 +696,11 @@ fn pass(
         // QOS limits (acct_policy.c): MaxWall per job, MaxJobsPerUser running.
         let qos_name = job.spec.qos_name();
         let qos = state.qos.iter().find(|q| q.name == qos_name);
+        if qos.is_none() && qos_name != DEFAULT_QOS {
+            // Dropped from the configuration since the job was submitted.
+            set_reason(&mut out, job, PendingReason::InvalidQOS);
+            continue;
+        }
         if let Some(max) = qos.and_then(|q| q.max_wall_min) {
             if job.time_limit_min.is_none_or(|l| l > max) {
                 set_reason(&mut out, job, PendingReason::QOSMaxWallDurationPerJobLimit);

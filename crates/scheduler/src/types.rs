@@ -309,6 +309,8 @@ pub enum PendingReason {
     JobArrayTaskLimit,
     QOSMaxWallDurationPerJobLimit,
     QOSMaxJobsPerUserLimit,
+    /// Its QOS is no longer defined (the configuration dropped it).
+    InvalidQOS,
 }
 
 impl PendingReason {
@@ -330,6 +332,7 @@ impl PendingReason {
             PendingReason::JobArrayTaskLimit => "JobArrayTaskLimit",
             PendingReason::QOSMaxWallDurationPerJobLimit => "QOSMaxWallDurationPerJobLimit",
             PendingReason::QOSMaxJobsPerUserLimit => "QOSMaxJobsPerUserLimit",
+            PendingReason::InvalidQOS => "InvalidQOS",
         }
     }
 }

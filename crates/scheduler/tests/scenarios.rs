@@ -13,7 +13,7 @@
 //! node down|drain|resume NAME
 //! partition NAME [nodes=a,b] [default] [maxtime=M] [defaulttime=M] [maxnodes=N] [tier=N]
 //!                [factor=N] [state=up|down|drain|inactive] [oversubscribe=NO|YES:N|FORCE:N|EXCLUSIVE]
-//! qos NAME [priority=N] [maxwall=M] [maxjobsperuser=N]
+//! qos NAME [priority=N] [maxwall=M] [maxjobsperuser=N]   qos none (drops every QOS)
 //! submit [id=N] [at=M] [nodes=N|MIN-MAX] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
 //!        [exclusive] [oversubscribe] [qos=Q] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
@@ -147,6 +147,11 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     },
                 };
                 let reply = s.apply(at, command);
+                reply_line(&mut out, reply);
+            }
+            "qos" if positional[0] == "none" => {
+                s.qos.clear();
+                let reply = s.apply(at, Command::DefineQos(Vec::new()));
                 reply_line(&mut out, reply);
             }
             "qos" => {

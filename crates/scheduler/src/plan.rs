@@ -748,7 +748,6 @@ fn pass(
         } else {
             weight(part.oversubscribe.cpu_share(spec.oversubscribe))
         };
-        let real_cpus = spec.cpus_per_node();
         let placement: Placement = (
             part.name.as_str(),
             spec.gpu_type.as_deref().filter(|_| spec.gpus_per_node > 0),
@@ -769,9 +768,32 @@ fn pass(
             placements.len() - 1
         });
         let members = &placements[placement];
+        // `-N min-max` whose tasks do not fit on min nodes: the fewest nodes of the range they
+        // fit on, as the job's minimum here (its planning and reservation). Ordinary jobs:
+        // their -N.
+        let needed = if spec.nodes_allowed() > needed {
+            (needed..=spec.nodes_allowed().min(nodes.len() as u32))
+                .find(|&k| {
+                    let (c, m) = (spec.cpus_per_node_on(k), spec.mem_per_node_on(k));
+                    (0..nodes.len())
+                        .filter(|&i| {
+                            members[i]
+                                && nodes[i].reg.cpus >= c
+                                && caps[i].mem >= m
+                                && caps[i].gpus >= spec.gpus_per_node
+                        })
+                        .take(k as usize)
+                        .count()
+                        >= k as usize
+                })
+                .unwrap_or(needed)
+        } else {
+            needed
+        };
+        let real_cpus = spec.cpus_per_node_on(needed);
         let wants = Need {
             cpus: real_cpus.saturating_mul(w),
-            mem: spec.mem_per_node(),
+            mem: spec.mem_per_node_on(needed),
             gpus: spec.gpus_per_node,
         };
         let member = |i: usize| {
@@ -807,7 +829,7 @@ fn pass(
             .map_or(FOREVER, |m| m.saturating_mul(60_000).max(1));
         let base_need = Need {
             cpus: real_cpus.saturating_mul(w),
-            mem: spec.mem_per_node(),
+            mem: spec.mem_per_node_on(needed),
             gpus: spec.gpus_per_node,
         };
         let use_bounds = spec.nodelist.is_empty();

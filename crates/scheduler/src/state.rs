@@ -336,16 +336,24 @@ impl ClusterState {
             {
                 return Err(Reject::InvalidFeature);
             }
-            let fitting = nodes
-                .iter()
-                .filter(|n| spec.node_could_hold(&n.reg))
-                .count();
+            // `-N min-max` with tasks that do not fit on min nodes: the fewest nodes of the
+            // range they fit on (Slurm's select plugin takes as many as the tasks need).
+            let count = |k: u32| {
+                nodes
+                    .iter()
+                    .filter(|n| spec.node_could_hold_on(&n.reg, k))
+                    .count()
+            };
+            let needed = (spec.nodes_needed()..=spec.nodes_allowed().min(nodes.len() as u32))
+                .find(|&k| count(k) >= k as usize)
+                .unwrap_or(spec.nodes_needed());
+            let fitting = count(needed);
             let listed_fit = spec.nodelist.iter().all(|name| {
                 nodes
                     .iter()
-                    .any(|n| n.name() == name && spec.node_could_hold(&n.reg))
+                    .any(|n| n.name() == name && spec.node_could_hold_on(&n.reg, needed))
             });
-            if fitting < spec.nodes_needed() as usize
+            if fitting < needed as usize
                 || !listed_fit
                 || spec.nodelist.len() > spec.nodes_needed().max(spec.nodes_max) as usize
             {

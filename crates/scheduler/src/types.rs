@@ -239,8 +239,13 @@ impl JobSpec {
     /// Can this node ever hold one node's share of the job (its total resources, type,
     /// features, exclusions)?
     pub fn node_could_hold(&self, reg: &NodeRegistration) -> bool {
-        reg.cpus >= self.cpus_per_node()
-            && reg.real_memory_mb >= self.mem_per_node()
+        self.node_could_hold_on(reg, self.nodes_needed())
+    }
+
+    /// `node_could_hold` for the job spread over `nodes` nodes.
+    pub fn node_could_hold_on(&self, reg: &NodeRegistration, nodes: u32) -> bool {
+        reg.cpus >= self.cpus_per_node_on(nodes)
+            && reg.real_memory_mb >= self.mem_per_node_on(nodes)
             && reg.gpus >= self.gpus_per_node
             && self.node_could_hold_type(reg)
     }

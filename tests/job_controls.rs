@@ -614,3 +614,164 @@ fn a_failed_nodes_requeue_job_runs_again_elsewhere_and_another_ends_node_fail() 
     assert_eq!(c.job_state(once).as_deref(), Some("NODE_FAIL"));
     assert_eq!(runs().lines().count(), 3, "{}", runs());
 }
+
+/// `--dependency=aftercorr:N` through sbatch (man1/sbatch.1): task i of the dependent array
+/// runs once task i of N completed successfully; task 1's counterpart fails, so that task
+/// never can (DependencyNeverSatisfied) while task 0 runs. scontrol spells the dependency as
+/// Slurm does.
+#[test]
+fn aftercorr_pairs_the_tasks_of_two_arrays() {
+    let (c, work, addrs) = cluster();
+    let first = c.sbatch(
+        &addrs,
+        &work,
+        &["--array=0-1", "-H", "-J", "first", "-o", "/dev/null"],
+        "#!/bin/sh\nexit $SLURM_ARRAY_TASK_ID\n",
+    );
+    let second = c.sbatch(
+        &addrs,
+        &work,
+        &[
+            "--array=0-1",
+            &format!("--dependency=aftercorr:{first}"),
+            "-J",
+            "second",
+        ],
+        "#!/bin/sh\necho corr $SLURM_ARRAY_TASK_ID\n",
+    );
+    wait_listed(&c, &format!("{second}_[0-1] PENDING Dependency"));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &second.to_string()]));
+    assert!(
+        show.contains(&format!("Dependency=aftercorr:{first}_*(unfulfilled)")),
+        "{show}"
+    );
+    let rel = c.cmd("scontrol", &["release", &first.to_string()]);
+    assert!(rel.status.success(), "{}", stderr(&rel));
+    let out = work.join(format!("slurm-{second}_0.out"));
+    wait_for(
+        &c,
+        "task 0 of the dependent array",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&out).is_ok_and(|t| t == "corr 0\n"),
+    );
+    let q = queue(&c);
+    let never: Vec<&String> = q
+        .iter()
+        .filter(|l| l.ends_with("PENDING DependencyNeverSatisfied"))
+        .collect();
+    assert_eq!(never.len(), 1, "{q:?}");
+    assert!(never[0].starts_with(&format!("{second}_")), "{q:?}");
+    assert!(!work.join(format!("slurm-{second}_1.out")).exists());
+}
+
+/// `OverSubscribe=` through the commands: `scontrol update PartitionName= OverSubscribe=`
+/// shows in `scontrol show partition` and `sinfo %h` in Slurm's words, a bad value is refused
+/// in them; `sbatch -s` shows as squeue's `%h` YES and a job with `--exclusive` as NO.
+#[test]
+fn oversubscribe_shows_in_slurms_words() {
+    let (c, work, addrs) = cluster();
+    let up = c.cmd(
+        "scontrol",
+        &["update", "PartitionName=debug", "OverSubscribe=FORCE:2"],
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "partition", "debug"]));
+    assert!(show.contains(" OverSubscribe=FORCE:2 "), "{show}");
+    let sinfo = stdout(&c.cmd("sinfo", &["-h", "-o", "%h"]));
+    assert_eq!(sinfo.trim(), "FORCE:2");
+    let bad = c.cmd(
+        "scontrol",
+        &["update", "PartitionName=debug", "OverSubscribe=maybe"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad)
+            .contains("Acceptable OverSubscribe values are NO, EXCLUSIVE, YES:#, and FORCE:#"),
+        "{}",
+        stderr(&bad)
+    );
+    let shared = c.sbatch(
+        &addrs,
+        &work,
+        &["-s", "-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let whole = c.sbatch(
+        &addrs,
+        &work,
+        &["--exclusive", "-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let plain = c.sbatch(
+        &addrs,
+        &work,
+        &["-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let h = stdout(&c.cmd("squeue", &["-h", "-o", "%i %h"]));
+    for line in [
+        format!("{shared} YES"),
+        format!("{whole} NO"),
+        format!("{plain} OK"),
+    ] {
+        assert!(h.lines().any(|l| l == line), "{line:?} not in {h}");
+    }
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &shared.to_string()]));
+    assert!(show.contains(" OverSubscribe=YES "), "{show}");
+}
+
+/// `sbatch -q`: `normal` always exists (squeue `%q`, `scontrol show job QOS=`, sacctmgr lists
+/// it); an unknown QOS is refused in Slurm's words, exit 1.
+#[test]
+fn sbatch_qos_is_checked_and_shown() {
+    let (c, work, addrs) = cluster();
+    let bad = c.cmd_at(
+        &addrs,
+        "sbatch",
+        &["-q", "gold"],
+        &work,
+        Some("#!/bin/sh\ntrue\n"),
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(
+        stderr(&bad),
+        "sbatch: error: Batch job submission failed: Invalid qos specification\n"
+    );
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-q", "normal", "-H", "-o", "/dev/null"],
+        "#!/bin/sh\ntrue\n",
+    );
+    let q = stdout(&c.cmd("squeue", &["-h", "-o", "%i %q"]));
+    assert_eq!(q.trim(), format!("{id} normal"));
+    let show = stdout(&c.cmd("scontrol", &["-o", "show", "job", &id.to_string()]));
+    assert!(show.contains(" QOS=normal "), "{show}");
+    let qos = stdout(&c.cmd("sacctmgr", &["-nP", "show", "qos", "format=name,priority"]));
+    assert_eq!(qos, "normal|0\n");
+}
+
+/// `sbatch -N 1-2 -n 2` on two idle nodes: the job gets both (as many as are free, up to
+/// max), its tasks spread one per node, and the batch script sees the count and the list it
+/// was granted.
+#[test]
+fn a_node_range_gets_the_free_nodes_and_its_environment_says_so() {
+    let c = TestCluster::start(3, 2);
+    c.leader(Duration::from_secs(10));
+    let work = c.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let addrs = c.all_addrs();
+    let id = c.sbatch(
+        &addrs,
+        &work,
+        &["-N", "1-2", "-n", "2", "-o", "range.out"],
+        "#!/bin/sh\necho \"$SLURM_JOB_NUM_NODES $SLURM_NNODES $SLURM_JOB_NODELIST $SLURM_NTASKS\"\n",
+    );
+    c.wait_state(id, "COMPLETED", Duration::from_secs(60));
+    let text = std::fs::read_to_string(work.join("range.out")).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{text}");
+    assert_eq!((fields[0], fields[1], fields[3]), ("2", "2", "2"), "{text}");
+    let names = stdout(&c.cmd("scontrol", &["show", "hostnames", fields[2]]));
+    assert_eq!(names.lines().count(), 2, "{text} -> {names}");
+}

@@ -591,6 +591,22 @@ pub fn sacctmgr(args: &[String]) -> i32 {
         cluster: config.cluster_name,
         control: config.controllers.first().cloned().unwrap_or_default(),
         users,
+        qos: if config.qos.is_empty() {
+            vec![("normal".to_string(), 0, None, None)]
+        } else {
+            config
+                .qos
+                .iter()
+                .map(|q| {
+                    (
+                        q.name.clone(),
+                        q.priority,
+                        q.max_wall_min,
+                        q.max_jobs_per_user,
+                    )
+                })
+                .collect()
+        },
     };
     match sacctmgr::render(&show, &facts) {
         Ok(text) => {

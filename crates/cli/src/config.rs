@@ -22,10 +22,13 @@
 //! nodes = "ALL"                         # or a host list: "n[1-16]"
 //! default = true
 //! max_time = "UNLIMITED"                # Slurm time syntax
+//! oversubscribe = "NO"                  # or YES[:N], FORCE[:N], EXCLUSIVE (slurm.conf's OverSubscribe)
 //! ```
 
 use drover_scheduler::priority::PriorityWeights;
-use drover_scheduler::{hostlist, time, NodeSet, Partition, PartitionState, SchedConfig};
+use drover_scheduler::{
+    hostlist, time, NodeSet, OverSubscribe, Partition, PartitionState, Qos, SchedConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +65,9 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeEntry>,
     #[serde(default, rename = "partition")]
     pub partitions: Vec<PartitionEntry>,
+    /// QOS definitions (sacctmgr's `add qos`); `normal` (priority 0) exists without one.
+    #[serde(default, rename = "qos")]
+    pub qos: Vec<QosEntry>,
     /// Slurm's SchedulerType/SchedulerParameters and PriorityWeight* (`[scheduler]`).
     #[serde(default)]
     pub scheduler: SchedulerEntry,
@@ -214,6 +220,23 @@ pub struct PartitionEntry {
     pub max_nodes: Option<u32>,
     #[serde(default)]
     pub state: Option<String>,
+    /// Slurm's `OverSubscribe=`: `NO` (default), `YES[:N]`, `FORCE[:N]`, `EXCLUSIVE`.
+    #[serde(default)]
+    pub oversubscribe: Option<String>,
+}
+
+/// `[[qos]]`: a QOS as `sacctmgr add qos NAME Priority= MaxWall= MaxJobsPerUser=` makes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QosEntry {
+    pub name: String,
+    #[serde(default)]
+    pub priority: u32,
+    /// Slurm time syntax (`2:00:00`, `1-0`).
+    #[serde(default)]
+    pub max_wall: Option<String>,
+    #[serde(default)]
+    pub max_jobs_per_user: Option<u32>,
 }
 
 fn all_nodes() -> String {
@@ -266,7 +289,32 @@ impl ClusterConfig {
             ));
         }
         self.partitions()?;
+        self.qos()?;
         Ok(())
+    }
+
+    /// The QOS table (empty: only the implied `normal`).
+    pub fn qos(&self) -> Result<Vec<Qos>, String> {
+        let mut out: Vec<Qos> = Vec::new();
+        for q in &self.qos {
+            if q.name.is_empty() {
+                return Err("a [[qos]] needs a name".to_string());
+            }
+            if out.iter().any(|o| o.name == q.name) {
+                return Err(format!("qos {} is defined twice", q.name));
+            }
+            let max_wall_min = match &q.max_wall {
+                None => None,
+                Some(s) => time::parse_time_limit(s).map_err(|e| format!("qos {}: {e}", q.name))?,
+            };
+            out.push(Qos {
+                name: q.name.clone(),
+                priority: q.priority,
+                max_wall_min,
+                max_jobs_per_user: q.max_jobs_per_user,
+            });
+        }
+        Ok(out)
     }
 
     pub fn members(&self) -> BTreeMap<u64, String> {
@@ -314,6 +362,12 @@ impl ClusterConfig {
                     ))
                 }
             };
+            let oversubscribe = match p.oversubscribe.as_deref() {
+                None => OverSubscribe::No,
+                Some(o) => {
+                    OverSubscribe::parse(o).map_err(|e| format!("partition {}: {e}", p.name))?
+                }
+            };
             out.push(Partition {
                 name: p.name.clone(),
                 nodes,
@@ -324,6 +378,7 @@ impl ClusterConfig {
                 max_nodes: p.max_nodes,
                 priority_tier: 1,
                 priority_job_factor: 1,
+                oversubscribe,
             });
         }
         for (i, p) in out.iter().enumerate() {
@@ -380,5 +435,58 @@ mod tests {
             .unwrap_err()
             .contains("priority_max_age"));
         assert!(toml::from_str::<ClusterConfig>("[scheduler]\nbf_windw = 1\n").is_err());
+    }
+
+    /// `[[qos]]`: Slurm's time syntax for MaxWall; names distinct.
+    #[test]
+    fn qos_entries() {
+        let cfg: ClusterConfig = toml::from_str(
+            "[[qos]]\nname = \"short\"\npriority = 10\nmax_wall = \"2:00:00\"\nmax_jobs_per_user = 3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.qos().unwrap(),
+            vec![Qos {
+                name: "short".into(),
+                priority: 10,
+                max_wall_min: Some(120),
+                max_jobs_per_user: Some(3)
+            }]
+        );
+        let twice: ClusterConfig =
+            toml::from_str("[[qos]]\nname = \"a\"\n[[qos]]\nname = \"a\"\n").unwrap();
+        assert!(twice.qos().unwrap_err().contains("defined twice"));
+        let bad: ClusterConfig =
+            toml::from_str("[[qos]]\nname = \"a\"\nmax_wall = \"soon\"\n").unwrap();
+        assert!(bad.qos().unwrap_err().starts_with("qos a: "));
+    }
+
+    /// `oversubscribe` in slurm.conf's words (`OverSubscribe=`); a bad value names the
+    /// partition and the forms.
+    #[test]
+    fn partition_oversubscribe() {
+        let parts = |text: &str| {
+            toml::from_str::<ClusterConfig>(text)
+                .unwrap()
+                .partitions()
+                .map(|p| p.iter().map(|p| p.oversubscribe).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            parts(
+                "[[partition]]\nname = \"a\"\n[[partition]]\nname = \"b\"\noversubscribe = \"yes\"\n\
+                 [[partition]]\nname = \"c\"\noversubscribe = \"FORCE:2\"\n\
+                 [[partition]]\nname = \"d\"\noversubscribe = \"EXCLUSIVE\"\n"
+            ),
+            Ok(vec![
+                OverSubscribe::No,
+                OverSubscribe::Yes(4),
+                OverSubscribe::Force(2),
+                OverSubscribe::Exclusive
+            ])
+        );
+        let e = parts("[[partition]]\nname = \"a\"\noversubscribe = \"MAYBE\"\n").unwrap_err();
+        assert!(e.contains("partition a: bad OverSubscribe `MAYBE`"), "{e}");
+        let e = parts("[[partition]]\nname = \"a\"\noversubscribe = \"YES:0\"\n").unwrap_err();
+        assert!(e.contains("bad OverSubscribe count"), "{e}");
     }
 }

@@ -455,6 +455,14 @@ fn parse_partition_update(words: &[String]) -> Result<Update, String> {
                     )
                 })?;
             u.state = Some(state);
+        } else if abbreviates(&key, "oversubscribe", 2) || abbreviates(&key, "shared", 2) {
+            let o = drover_scheduler::OverSubscribe::parse(val).map_err(|_| {
+                format!(
+                    "{}\nscontrol: error: Acceptable OverSubscribe values are NO, EXCLUSIVE, YES:#, and FORCE:#",
+                    invalid()
+                )
+            })?;
+            u.oversubscribe = Some(o.name());
         } else if abbreviates(&key, "nodes", 1) {
             if value == "all" {
                 u.all_nodes = Some(true);
@@ -604,5 +612,28 @@ mod tests {
         };
         assert_eq!(u.all_nodes, Some(true));
         assert!(u.max_nodes_unlimited);
+        // OverSubscribe=: Slurm's forms, sent in its spelling; anything else refused.
+        let Ok(Update::Partition(u)) =
+            parse_update(&words(&["PartitionName=gpu", "OverSubscribe=force"]), now)
+        else {
+            panic!("not a partition update")
+        };
+        assert_eq!(u.oversubscribe.as_deref(), Some("FORCE:4"));
+        let Ok(Update::Partition(u)) =
+            parse_update(&words(&["PartitionName=gpu", "OverSubscribe=YES:2"]), now)
+        else {
+            panic!("not a partition update")
+        };
+        assert_eq!(u.oversubscribe.as_deref(), Some("YES:2"));
+        let Err(e) = parse_update(
+            &words(&["PartitionName=gpu", "OverSubscribe=sometimes"]),
+            now,
+        ) else {
+            panic!("accepted")
+        };
+        assert_eq!(
+            e,
+            "scontrol: error: Invalid input: OverSubscribe=sometimes\nscontrol: error: Acceptable OverSubscribe values are NO, EXCLUSIVE, YES:#, and FORCE:#"
+        );
     }
 }

@@ -573,6 +573,28 @@ pub(crate) fn or_null(s: &str) -> &str {
 /// `details` (`-d`) adds `DerivedExitCode=` and, for a job holding nodes, `JOB_GRES=` and one
 /// line per node. drover's controller does not know which CPU ids a node gave the job (the
 /// node picks them), so `CPU_IDs=N/A`.
+/// A job's QOS (`scontrol show job QOS=`, squeue `%q`): `normal` when none is named.
+pub fn job_qos(job: &JobInfo) -> &str {
+    if job.qos.is_empty() {
+        "normal"
+    } else {
+        &job.qos
+    }
+}
+
+/// A job's `OverSubscribe=` (`scontrol show job`, squeue `%h`): `NO` for `--exclusive`, `YES`
+/// for `--oversubscribe`, `OK` otherwise (src/common/slurm_protocol_defs.c
+/// `job_share_string`; drover has no `USER` or `MCS` exclusivity).
+pub fn job_oversubscribe(job: &JobInfo) -> &'static str {
+    if job.exclusive {
+        "NO"
+    } else if job.oversubscribe {
+        "YES"
+    } else {
+        "OK"
+    }
+}
+
 pub fn scontrol_show_job(
     job: &JobInfo,
     utc_offset_secs: i32,
@@ -600,8 +622,10 @@ pub fn scontrol_show_job(
     ));
     r.end_line();
     r.push(&format!(
-        "Priority={} Nice={} Account=(null) QOS=normal",
-        job.priority, job.nice
+        "Priority={} Nice={} Account=(null) QOS={}",
+        job.priority,
+        job.nice,
+        job_qos(job)
     ));
     r.end_line();
     let dependency = if job.dependency.is_empty() {
@@ -764,7 +788,7 @@ pub fn scontrol_show_job(
     r.end_line();
     r.push(&format!(
         "OverSubscribe={} Contiguous=0 Licenses=(null) LicensesAlloc=(null) Network=(null)",
-        if job.exclusive { "NO" } else { "OK" }
+        job_oversubscribe(job)
     ));
     r.end_line();
     r.push(&format!("Command={}", or_null(&job.command)));
@@ -940,8 +964,14 @@ pub fn scontrol_show_partition(part: &PartitionInfo, nodes: &[NodeInfo], oneline
     r.push(&format!("Nodes={members}"));
     r.end_line();
     r.push(&format!(
-        "PriorityJobFactor={} PriorityTier={} RootOnly=NO ReqResv=NO OverSubscribe=NO",
-        part.priority_job_factor, part.priority_tier
+        "PriorityJobFactor={} PriorityTier={} RootOnly=NO ReqResv=NO OverSubscribe={}",
+        part.priority_job_factor,
+        part.priority_tier,
+        if part.oversubscribe.is_empty() {
+            "NO"
+        } else {
+            &part.oversubscribe
+        }
     ));
     r.end_line();
     r.push("OverTimeLimit=NONE PreemptMode=OFF");

@@ -56,6 +56,7 @@ pub fn ctld(config: &Path, id: u64, data_dir: Option<PathBuf>) -> anyhow::Result
         .unwrap_or_else(|| PathBuf::from(format!("/var/lib/drover/ctld-{id}")));
     let mut cc = drover_controller::ControllerConfig::new(id, cfg.members(), data_dir);
     cc.partitions = cfg.partitions().map_err(anyhow::Error::msg)?;
+    cc.qos = cfg.qos().map_err(anyhow::Error::msg)?;
     cc.node_timeout = Duration::from_secs(cfg.node_timeout_s);
     cc.cluster_name = cfg.cluster_name.clone();
     cc.kill_wait_s = cfg.kill_wait_s;

@@ -33,6 +33,8 @@ pub struct Facts {
     pub control: String,
     /// Users seen in the job records (root is always there).
     pub users: Vec<String>,
+    /// The QOS table: name, priority, MaxWall (minutes), MaxJobsPerUser.
+    pub qos: Vec<(String, u32, Option<u64>, Option<u32>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -443,13 +445,36 @@ fn rows(entity: Entity, with_assoc: bool, f: &Facts) -> Vec<Vec<(&'static str, S
         Entity::Association => std::iter::once(assoc("root", ""))
             .chain(f.users.iter().map(|u| assoc("root", u)))
             .collect(),
-        Entity::Qos => vec![vec![
-            ("name", "normal".to_string()),
-            ("priority", "0".to_string()),
-            ("gracetime", "00:00:00".to_string()),
-            ("preemptmode", "cluster".to_string()),
-            ("usagefactor", "1.000000".to_string()),
-        ]],
+        Entity::Qos => f
+            .qos
+            .iter()
+            .map(|(name, priority, max_wall, max_jobs)| {
+                let mut row = vec![
+                    ("name", name.clone()),
+                    ("priority", priority.to_string()),
+                    ("gracetime", "00:00:00".to_string()),
+                    ("preemptmode", "cluster".to_string()),
+                    ("usagefactor", "1.000000".to_string()),
+                ];
+                if let Some(m) = max_wall {
+                    row.push(("maxwall", qos_wall(*m)));
+                }
+                if let Some(n) = max_jobs {
+                    row.push(("maxjobspu", n.to_string()));
+                }
+                row
+            })
+            .collect(),
+    }
+}
+
+/// sacctmgr's MaxWall: `[days-]hours:minutes:seconds` (`1-00:00:00`, `02:00:00`).
+fn qos_wall(min: u64) -> String {
+    let (d, h, m) = (min / 1440, (min % 1440) / 60, min % 60);
+    if d > 0 {
+        format!("{d}-{h:02}:{m:02}:00")
+    } else {
+        format!("{h:02}:{m:02}:00")
     }
 }
 
@@ -568,6 +593,7 @@ mod tests {
             cluster: "bench".into(),
             control: "127.0.0.1:26817".into(),
             users: vec!["root".into()],
+            qos: vec![("normal".into(), 0, None, None)],
         }
     }
 
@@ -644,6 +670,30 @@ mod tests {
         assert_eq!(
             show("-n -p show cluster format=cluster,rpc"),
             "bench|9728|\n"
+        );
+    }
+
+    /// Configured QOSes are listed with their Priority, MaxWall and MaxJobsPU.
+    #[test]
+    fn configured_qos_are_listed() {
+        let f = Facts {
+            qos: vec![
+                ("normal".into(), 0, None, None),
+                ("short".into(), 10, Some(90), Some(2)),
+                ("long".into(), 5, Some(2 * 1440), None),
+            ],
+            ..facts()
+        };
+        let args: Vec<String> = "-nP show qos format=name,priority,maxwall,maxjobspu"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let Ok(Parsed::Show(s)) = parse(&args) else {
+            panic!("not a show")
+        };
+        assert_eq!(
+            render(&s, &f).unwrap(),
+            "normal|0||\nshort|10|01:30:00|2\nlong|5|2-00:00:00|\n"
         );
     }
 

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use drover_proto::{JobSpec, KeyValue};
-use drover_scheduler::depend::{parse_array, DepKind, Dependency, MAX_ARRAY_SIZE};
+use drover_scheduler::depend::{parse_array, Dependency, MAX_ARRAY_SIZE};
 use drover_scheduler::time::parse_begin;
 use drover_scheduler::{time, units};
 
@@ -219,6 +219,8 @@ enum Key {
     GpusPerNode,
     Constraint,
     Exclusive,
+    Oversubscribe,
+    Qos,
     Nodelist,
     Exclude,
     Nice,
@@ -351,12 +353,12 @@ static OPTIONS: &[OptDef] = &[
     opt("oom-kill-step", None, Optional, Key::Ignored),
     opt("open-mode", None, Required, Key::OpenMode),
     opt("overcommit", Some('O'), No, Key::Ignored),
-    opt("oversubscribe", Some('s'), No, Key::Ignored),
+    opt("oversubscribe", Some('s'), No, Key::Oversubscribe),
     opt("prefer", None, Required, Key::Ignored),
     opt("priority", None, Required, Key::Ignored),
     opt("profile", None, Required, Key::Ignored),
     opt("propagate", None, Optional, Key::Ignored),
-    opt("qos", Some('q'), Required, Key::Ignored),
+    opt("qos", Some('q'), Required, Key::Qos),
     opt("reboot", None, No, Key::Ignored),
     opt("requeue", None, Optional, Key::Requeue),
     opt("reservation", None, Required, Key::Ignored),
@@ -629,6 +631,10 @@ struct Opts {
     gpus: Option<(u32, Option<String>)>,
     constraint: Option<String>,
     exclusive: bool,
+    /// `-s/--oversubscribe` (the later of it and `--exclusive` wins, as in Slurm).
+    oversubscribe: bool,
+    /// `-q/--qos` (checked by the controller: `Invalid qos specification`).
+    qos: Option<String>,
     nodelist: Vec<String>,
     exclude: Vec<String>,
     nice: Option<i32>,
@@ -708,7 +714,15 @@ impl Opts {
             Key::Gres => self.gpus = parse_gres(&value)?,
             Key::GpusPerNode => self.gpus = Some(parse_gpus(&value, "--gpus-per-node")?),
             Key::Constraint => self.constraint = Some(value),
-            Key::Exclusive => self.exclusive = true,
+            Key::Exclusive => {
+                self.exclusive = true;
+                self.oversubscribe = false;
+            }
+            Key::Oversubscribe => {
+                self.oversubscribe = true;
+                self.exclusive = false;
+            }
+            Key::Qos => self.qos = Some(value.to_string()),
             Key::Nodelist => self.nodelist = parse_hostlist(&value, "--nodelist")?,
             Key::Exclude => self.exclude = parse_hostlist(&value, "--exclude")?,
             Key::Nice => {
@@ -737,13 +751,7 @@ impl Opts {
                 Err(detail) => return Err(SbatchError::error(&[&detail], EXIT_OPTION)),
             },
             Key::Dependency => {
-                let detail = match Dependency::parse(&value) {
-                    Ok(d) if d.conditions.iter().any(|c| c.kind == DepKind::AfterCorr) => {
-                        Some("aftercorr dependencies are not supported by drover yet".to_string())
-                    }
-                    Ok(_) => None,
-                    Err(e) => Some(e),
-                };
+                let detail = Dependency::parse(&value).err();
                 if let Some(detail) = detail {
                     return Err(SbatchError::error(
                         &[
@@ -1454,6 +1462,8 @@ fn build_spec(
         gpu_type: opts.gpus.and_then(|g| g.1).unwrap_or_default(),
         constraint: opts.constraint.unwrap_or_default(),
         exclusive: opts.exclusive,
+        oversubscribe: opts.oversubscribe,
+        qos: opts.qos.unwrap_or_default(),
         nodelist: opts.nodelist,
         exclude: opts.exclude,
         nice: opts.nice.unwrap_or(0),
@@ -1614,6 +1624,15 @@ mod tests {
         assert_eq!(s.nice, 100);
         let (p, _dir) = ok(&["--gpus-per-node=3", "--nice=-5", "job.sh"], &[], PLAIN);
         assert_eq!((p.spec.gpus_per_node, p.spec.nice), (3, -5));
+        assert!(!p.spec.oversubscribe);
+        assert_eq!(p.spec.qos, "");
+        let (p, _dir) = ok(&["-q", "high", "job.sh"], &[], PLAIN);
+        assert_eq!(p.spec.qos, "high");
+        // -s/--oversubscribe and --exclusive: the later one wins.
+        let (p, _dir) = ok(&["--exclusive", "-s", "job.sh"], &[], PLAIN);
+        assert!(p.spec.oversubscribe && !p.spec.exclusive);
+        let (p, _dir) = ok(&["--oversubscribe", "--exclusive", "job.sh"], &[], PLAIN);
+        assert!(!p.spec.oversubscribe && p.spec.exclusive);
         assert_eq!(
             err(
                 &["--gres=fpga:1", "job.sh"],
@@ -1999,11 +2018,8 @@ mod tests {
             e.message
         );
         assert!(e.message.contains("bad job id `x`"), "{}", e.message);
-        let e = err(
-            &["-d", "aftercorr:5", "job.sh"],
-            &[("job.sh", PLAIN.as_bytes())],
-        );
-        assert!(e.message.contains("not supported"), "{}", e.message);
+        let (p, _dir) = ok(&["-d", "aftercorr:5?aftercorr:6", "job.sh"], &[], PLAIN);
+        assert_eq!(p.spec.dependency, "aftercorr:5?aftercorr:6");
         let e = err(
             &["--begin=someday", "job.sh"],
             &[("job.sh", PLAIN.as_bytes())],

@@ -598,7 +598,11 @@ fn value(r: &Record, letter: char, utc: i32) -> String {
         'g' => "all".to_string(),
         'G' => first.map_or("(null)".to_string(), |n| gres(n, n.gpus)),
         '3' => first.map_or("(null)".to_string(), |n| gres(n, n.alloc_gpus)),
-        'h' => "NO".to_string(),
+        'h' => part
+            .map(|p| p.oversubscribe.as_str())
+            .filter(|o| !o.is_empty())
+            .unwrap_or("NO")
+            .to_string(),
         // drover does not record who set a node's reason, or when.
         'H' | 'u' | 'U' => "Unknown".to_string(),
         'I' => part.map_or(String::new(), |p| p.priority_job_factor.to_string()),

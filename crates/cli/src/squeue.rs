@@ -187,8 +187,10 @@ pub fn group_name(gid: u32) -> String {
         .unwrap_or_else(|| gid.to_string())
 }
 
-/// QOS: drover has one QOS, Slurm's default `normal` (the same word `scontrol show job` prints).
-const QOS: &str = "normal";
+/// A job's QOS (`normal` when the controller sent none, as older replies do).
+fn qos_of(job: &JobInfo) -> &str {
+    crate::format::job_qos(job)
+}
 
 fn ts(t: i64, utc: i32) -> String {
     timestamp(t, utc, "N/A")
@@ -277,7 +279,7 @@ pub fn value(job: &JobInfo, field: Field, utc: i32) -> (String, bool) {
         NodeList => (sorted_nodes(&job.node_list), false),
         Nodes => s(job.num_nodes.to_string()),
         NumTasks => s(job.num_tasks.to_string()),
-        OverSubscribe => s(if job.exclusive { "NO" } else { "OK" }.to_string()),
+        OverSubscribe => s(crate::format::job_oversubscribe(job).to_string()),
         Partition => s(job.partition.clone()),
         PendingTime => {
             let until = if job.start_time != 0 && !is_pending(job) {
@@ -292,7 +294,7 @@ pub fn value(job: &JobInfo, field: Field, utc: i32) -> (String, bool) {
             f64::from(job.priority) / f64::from(u32::MAX)
         )),
         PriorityLong => s(job.priority.to_string()),
-        Qos => s(QOS.to_string()),
+        Qos => s(qos_of(job).to_string()),
         Reason => s(reason_name(job).to_string()),
         ReasonList => reason_or_nodes(job),
         ReqNodes => s(hostlist_of(&job.req_nodes)),
@@ -849,7 +851,7 @@ pub fn select(jobs: Vec<JobInfo>, o: &Opts) -> Vec<JobInfo> {
         .filter(|_| o.accounts.is_empty())
         .filter(|j| o.names.is_empty() || o.names.contains(&j.name))
         .filter(|j| o.partitions.is_empty() || o.partitions.contains(&j.partition))
-        .filter(|_| o.qos.is_empty() || o.qos.iter().any(|q| q == QOS))
+        .filter(|j| o.qos.is_empty() || o.qos.iter().any(|q| q == qos_of(j)))
         .filter(|_| o.reservation.is_none() && o.licenses.is_none())
         .filter(|j| {
             node_set.is_empty()
@@ -1069,7 +1071,7 @@ fn job_json(j: &JobInfo) -> serde_json::Value {
         "priority".to_string(),
         serde_json::json!(json_number(Some(i64::from(j.priority)))),
     );
-    m.insert("qos".to_string(), serde_json::json!(QOS));
+    m.insert("qos".to_string(), serde_json::json!(qos_of(j)));
     m.insert(
         "required_nodes".to_string(),
         serde_json::json!(hostlist_of(&j.req_nodes)),

@@ -94,6 +94,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
         controllers,
         nodes,
         partitions: Vec::new(),
+        qos: Vec::new(),
         scheduler: crate::config::SchedulerEntry::default(),
     };
     let text = toml::to_string_pretty(&cfg)?;

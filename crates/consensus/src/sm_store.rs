@@ -43,13 +43,15 @@ const KEY_SNAPSHOT_DATA: &[u8] = b"data";
 /// The snapshot format version written by this build (2: jobs with dependencies and arrays;
 /// 3: jobs with srun steps and accounting records with their steps, on one branch, and the
 /// partition table as configured beside the one operators updated, on another; 4: both;
-/// 5: accounting records with constraints and, when kept, scripts and environments).
+/// 5: accounting records with constraints and, when kept, scripts and environments, on one
+/// branch; `OverSubscribe=` on partitions, `--oversubscribe` on job specs and each job's CPU
+/// share count, and QOS (the table, `--qos` on job specs and records) on another; 6: both).
 /// postcard is positional, so a field added anywhere in the state makes older snapshots
 /// unreadable: the version says so in words instead of a decode error. No release has
 /// shipped, so there is no migration.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
-/// What a snapshot holds (version 4). Fields are only ever added at the end, with a new version.
+/// What a snapshot holds (version 5). Fields are only ever added at the end, with a new version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotBody {
     /// serde_json of `Option<LogId>`.

@@ -68,6 +68,8 @@ pub fn job_spec(spec: pb::JobSpec) -> Result<sched::JobSpec, String> {
         dependency,
         array,
         open_append: spec.open_append,
+        oversubscribe: spec.oversubscribe,
+        qos: nonzero(spec.qos),
         // The replica that takes the submit decides (its AccountingStoreFlags).
         keep_script: false,
         keep_env: false,
@@ -119,6 +121,13 @@ pub fn partition_update(u: &pb::UpdatePartitionRequest) -> Result<sched::Partiti
         Some("INACTIVE") => Some(sched::PartitionState::Inactive),
         Some(other) => return Err(format!("Invalid input: State={other}")),
     };
+    let oversubscribe = match u.oversubscribe.as_deref() {
+        None => None,
+        Some(o) => Some(
+            sched::OverSubscribe::parse(o)
+                .map_err(|_| format!("Invalid input: OverSubscribe={o}"))?,
+        ),
+    };
     let limit = |unlimited: bool, v: Option<u64>| if unlimited { Some(None) } else { v.map(Some) };
     let nodes = if u.all_nodes == Some(true) {
         Some(NodeSet::All)
@@ -140,6 +149,7 @@ pub fn partition_update(u: &pb::UpdatePartitionRequest) -> Result<sched::Partiti
         priority_tier: u.priority_tier,
         priority_job_factor: u.priority_job_factor,
         nodes,
+        oversubscribe,
     })
 }
 
@@ -257,6 +267,8 @@ pub fn job_info(
         restarts: job.restarts,
         nice: job.spec.nice,
         exclusive: job.spec.exclusive,
+        oversubscribe: job.spec.oversubscribe,
+        qos: job.spec.qos_name().to_string(),
         constraint: job.spec.constraint.clone(),
         req_nodes: job.spec.nodelist.clone(),
         exc_nodes: job.spec.exclude.clone(),
@@ -324,6 +336,7 @@ pub fn partition_info(part: &Partition, state: &ClusterState) -> pb::PartitionIn
         priority_tier: part.priority_tier,
         priority_job_factor: part.priority_job_factor,
         total_cpus: nodes.iter().map(|n| n.reg.cpus).sum(),
+        oversubscribe: part.oversubscribe.name(),
     }
 }
 
@@ -473,7 +486,7 @@ pub fn job_record(r: &sched::accounting::JobRecord) -> pb::JobRecord {
         reason: r.reason.name().to_string(),
         work_dir: r.work_dir.clone(),
         priority: r.priority,
-        qos: "normal".to_string(),
+        qos: r.qos.clone(),
         constraints: r.constraints.clone(),
         script: r.script.clone(),
         environment: r.environment.clone(),

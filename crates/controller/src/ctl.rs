@@ -463,7 +463,13 @@ impl pb::ctl_server::Ctl for CtlService {
         let req = request.into_inner();
         catch_up(&self.replica, req.consistency).await?;
         let sched = &self.sched;
-        let (next_job_id, applied_index) = self.replica.read(|s| s.next_job_id);
+        let ((next_job_id, qos), applied_index) = self.replica.read(|s| {
+            let mut qos = s.qos.clone();
+            if !qos.iter().any(|q| q.name == drover_scheduler::DEFAULT_QOS) {
+                qos.insert(0, drover_scheduler::Qos::normal());
+            }
+            (s.next_job_id, qos)
+        });
         Ok(Response::new(pb::ShowConfigReply {
             cluster_name: self.shown.cluster_name.clone(),
             controllers: self.replica.members().into_values().collect(),
@@ -488,6 +494,15 @@ impl pb::ctl_server::Ctl for CtlService {
             priority_max_age_s: sched.weights.max_age_s,
             priority_decay_half_life_s: USAGE_HALF_LIFE_MS / 1000,
             applied_index,
+            qos: qos
+                .into_iter()
+                .map(|q| pb::QosInfo {
+                    name: q.name,
+                    priority: q.priority,
+                    max_wall_min: q.max_wall_min,
+                    max_jobs_per_user: q.max_jobs_per_user,
+                })
+                .collect(),
         }))
     }
 }

@@ -10,7 +10,7 @@
 use crate::liveness::Liveness;
 use crate::write::{self, Peers};
 use drover_consensus::Replica;
-use drover_scheduler::{plan, Command, NodeStateChange, Partition, Request, SchedConfig};
+use drover_scheduler::{plan, Command, NodeStateChange, Partition, Qos, Request, SchedConfig};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
@@ -36,6 +36,8 @@ const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
     pub partitions: Vec<Partition>,
+    /// The QOS table from the configuration (`normal` exists without it).
+    pub qos: Vec<Qos>,
     /// A node not heard from for this long is marked DOWN (Slurm's SlurmdTimeout).
     pub node_timeout: Duration,
     /// After an election, no node is marked down before this much time has passed.
@@ -71,6 +73,12 @@ pub async fn supervise(
                     replica.clone(),
                     peers.clone(),
                     cfg.partitions.clone(),
+                    token.clone(),
+                ));
+                tokio::spawn(sync_qos(
+                    replica.clone(),
+                    peers.clone(),
+                    cfg.qos.clone(),
                     token.clone(),
                 ));
                 tokio::spawn(schedule(
@@ -125,6 +133,28 @@ async fn sync_partitions(
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!("could not define partitions yet: {}", e.message());
+                sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The QOS table comes from the leader's configuration: defined whenever the applied one
+/// differs from it.
+async fn sync_qos(replica: Replica, peers: Peers, qos: Vec<Qos>, token: CancellationToken) {
+    while !token.is_cancelled() {
+        let (current, _) = replica.read(|s| s.qos.clone());
+        if current == qos {
+            return;
+        }
+        let request = Request {
+            request_id: String::new(),
+            command: Command::DefineQos(qos.clone()),
+        };
+        match write::write(&replica, &peers, vec![request]).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!("could not define the QOS table yet: {}", e.message());
                 sleep(Duration::from_millis(200)).await;
             }
         }

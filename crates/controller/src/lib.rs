@@ -37,6 +37,8 @@ pub struct ControllerConfig {
     pub members: BTreeMap<u64, String>,
     pub data_dir: PathBuf,
     pub partitions: Vec<Partition>,
+    /// QOS definitions (`[[qos]]`); `normal` exists without one.
+    pub qos: Vec<drover_scheduler::Qos>,
     pub node_timeout: Duration,
     pub election_grace: Duration,
     pub heartbeat_ms: u64,
@@ -103,6 +105,7 @@ impl ControllerConfig {
             members,
             data_dir,
             partitions: vec![Partition::default_debug()],
+            qos: Vec::new(),
             node_timeout: Duration::from_secs(300),
             election_grace: Duration::from_secs(60),
             heartbeat_ms: 100,
@@ -167,6 +170,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
     let liveness = liveness::Liveness::default();
     let leader_cfg = leader::LeaderConfig {
         partitions: cfg.partitions.clone(),
+        qos: cfg.qos.clone(),
         node_timeout: cfg.node_timeout,
         election_grace: cfg.election_grace,
         sched: cfg.sched.clone(),

@@ -73,6 +73,8 @@ pub struct JobRecord {
     pub batch: Option<StepRecord>,
     /// The srun steps of its (last) run, `N.0`, `N.1`… (`steps.rs`).
     pub steps: Vec<crate::steps::Step>,
+    /// Its QOS (sacct's `QOS`).
+    pub qos: String,
     /// `--constraint` as given (`sacct -C`, Constraints).
     pub constraints: String,
     /// The batch script, when the submit asked the record to keep it (`JobSpec::keep_script`).
@@ -189,6 +191,7 @@ impl JobRecord {
             priority: job.priority,
             batch,
             steps: job.steps.clone(),
+            qos: spec.qos_name().to_string(),
             constraints: spec.constraint.clone(),
             script: spec.keep_script.then(|| spec.script.clone()),
             environment: spec

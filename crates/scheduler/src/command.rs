@@ -170,6 +170,9 @@ pub enum Command {
     /// old run's end late; it must not end the new run (possibly on the same node).
     #[serde(rename = "run_report")]
     RunReport { restarts: u32, report: Box<Command> },
+    /// Replace the QOS table (from the leader's configuration; `normal` exists without it).
+    #[serde(rename = "define_qos")]
+    DefineQos(Vec<crate::types::Qos>),
 }
 
 /// What `scontrol update partition` may change; `None`: left as it is. For the limits,
@@ -187,6 +190,8 @@ pub struct PartitionUpdate {
     pub priority_job_factor: Option<u32>,
     /// `Nodes=` (`ALL` or names).
     pub nodes: Option<NodeSet>,
+    /// `OverSubscribe=` (jobs already running keep the sharing they started with).
+    pub oversubscribe: Option<crate::types::OverSubscribe>,
 }
 
 impl PartitionUpdate {
@@ -214,6 +219,9 @@ impl PartitionUpdate {
         }
         if let Some(n) = &self.nodes {
             p.nodes = n.clone();
+        }
+        if let Some(o) = self.oversubscribe {
+            p.oversubscribe = o;
         }
     }
 }
@@ -388,4 +396,6 @@ pub enum Rejection {
     JobPending,
     #[error("More processors requested than permitted")]
     TooManyProcessors,
+    #[error("Invalid qos specification")]
+    InvalidQos,
 }

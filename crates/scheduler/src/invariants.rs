@@ -214,13 +214,39 @@ fn array_records_exact(state: &ClusterState) -> Result<(), String> {
     Ok(())
 }
 
-/// No node holds more CPUs or memory than it has (Slurm's cons_tres never oversubscribes
-/// unless asked to).
+/// No CPU of a node is held by more jobs than their partitions' `OverSubscribe=` counts
+/// allow: each job holding a CPU that `n` jobs may share takes 1/n of it, and the shares of a
+/// node's CPUs add up to no more than its CPU count; no job holds more CPUs of a node than it
+/// has. Without oversubscription (every count 1) this is: no node holds more CPUs than it has
+/// (Slurm's cons_tres never oversubscribes unless asked to; man5/slurm.conf.5 OverSubscribe).
 fn capacity_respected(state: &ClusterState) -> Result<(), String> {
-    for node in state.nodes.values() {
-        if node.alloc_cpus > node.reg.cpus && node.up {
+    for node in state.nodes.values().filter(|n| n.up) {
+        let mut scale = 1u64;
+        for id in &node.jobs {
+            let Some(job) = state.jobs.get(id) else {
+                continue;
+            };
+            if job.cpu_share > crate::types::MAX_OVERSUBSCRIBE {
+                return Err(format!("job {id} shares its CPUs {} ways", job.cpu_share));
+            }
+            scale = crate::types::lcm(scale, u64::from(job.cpu_share));
+            let cpus = job
+                .alloc
+                .iter()
+                .find(|s| s.node == node.reg.name)
+                .map_or(0, |s| s.cpus);
+            if cpus > node.reg.cpus {
+                return Err(format!(
+                    "job {id} holds {cpus} CPUs of node {} with {}",
+                    node.name(),
+                    node.reg.cpus
+                ));
+            }
+        }
+        let load = state.node_cpu_load(node, scale);
+        if load > u64::from(node.reg.cpus).saturating_mul(scale) {
             return Err(format!(
-                "node {} has {} CPUs allocated of {}",
+                "node {} has {} CPUs allocated of {} ({load} shares of {scale} per CPU)",
                 node.name(),
                 node.alloc_cpus,
                 node.reg.cpus

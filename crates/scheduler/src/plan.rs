@@ -33,7 +33,10 @@ use crate::command::{Plan, PlannedAllocation, PlannedStart};
 use crate::depend::Readiness;
 use crate::priority::{PriorityContext, PriorityWeights};
 use crate::state::ClusterState;
-use crate::types::{Job, JobId, Node, NodeShare, PartitionState, PendingReason, TimestampMs};
+use crate::types::{
+    Job, JobId, Node, NodeShare, OverSubscribe, PartitionState, PendingReason, TimestampMs,
+    DEFAULT_QOS,
+};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +70,9 @@ impl Default for SchedConfig {
         }
     }
 }
+
+/// The most shares per CPU the planner counts in (see `scale` in `pass`).
+const MAX_CPU_SCALE: u64 = 4096;
 
 /// A long time that still leaves room for additions: "no time limit".
 const FOREVER: u64 = u64::MAX / 4;
@@ -449,8 +455,31 @@ fn pass(
     // Users' job names in use (for `--dependency=singleton`).
     let mut active_names: BTreeSet<(&str, &str)> = BTreeSet::new();
     let mut last: Option<(JobId, bool)> = None;
+    // CPUs are counted in `scale` shares each when some are oversubscribed (`OverSubscribe=`):
+    // a job whose CPUs n jobs may share takes scale/n of each. 1 (CPUs as they are) otherwise.
+    let scale = match state.cpu_scale() {
+        s if s <= MAX_CPU_SCALE => s as u32,
+        // Counts whose least common multiple is too large: plan every job as if it shared
+        // nothing (what it holds is over-counted, never under-counted; apply decides exactly).
+        _ => 1,
+    };
+    let weight = |share: u32| {
+        if scale == 1 {
+            1
+        } else {
+            scale / share.max(1)
+        }
+    };
+    // Running jobs per (QOS, user), kept only when some QOS limits them (`MaxJobsPerUser`).
+    let qos_user_limits = state.qos.iter().any(|q| q.max_jobs_per_user.is_some());
+    let mut qos_running: BTreeMap<(&str, &str), u32> = BTreeMap::new();
     for job in state.jobs.values().filter(|j| j.holds_resources()) {
         active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
+        if qos_user_limits {
+            *qos_running
+                .entry((job.spec.qos_name(), job.spec.user.as_str()))
+                .or_default() += 1;
+        }
         let end = if job.completing {
             now.saturating_add(resolution_ms.max(1))
         } else {
@@ -469,7 +498,7 @@ fn pass(
                 ends[i].push((
                     end,
                     Need {
-                        cpus: share.cpus,
+                        cpus: share.cpus.saturating_mul(weight(job.cpu_share)),
                         mem: share.mem_mb,
                         gpus: share.gpus.len() as u32,
                     },
@@ -480,7 +509,13 @@ fn pass(
     for (i, node) in nodes.iter().enumerate() {
         let mut steps = vec![Step {
             at: now,
-            cpus: node.free_cpus(),
+            cpus: if scale == 1 {
+                node.free_cpus()
+            } else {
+                let cap = u64::from(node.reg.cpus) * u64::from(scale);
+                let free = cap.saturating_sub(state.node_cpu_load(node, u64::from(scale)));
+                u32::try_from(free).unwrap_or(u32::MAX)
+            },
             gpus: node.free_gpus(),
             mem: node.free_mem_mb(),
         }];
@@ -493,7 +528,10 @@ fn pass(
             } else {
                 Step { at: t, ..last }
             };
-            s.cpus = s.cpus.saturating_add(freed.cpus).min(node.reg.cpus);
+            s.cpus = s
+                .cpus
+                .saturating_add(freed.cpus)
+                .min(node.reg.cpus.saturating_mul(scale));
             s.mem = s.mem.saturating_add(freed.mem).min(node.reg.real_memory_mb);
             s.gpus = s.gpus.saturating_add(freed.gpus).min(node.reg.gpus);
             steps.push(s);
@@ -552,7 +590,7 @@ fn pass(
     let caps: Vec<Need> = nodes
         .iter()
         .map(|n| Need {
-            cpus: n.reg.cpus,
+            cpus: n.reg.cpus.saturating_mul(scale),
             mem: n.reg.real_memory_mb,
             gpus: n.reg.gpus,
         })
@@ -655,6 +693,31 @@ fn pass(
                 continue;
             }
         }
+        // QOS limits (acct_policy.c): MaxWall per job, MaxJobsPerUser running.
+        let qos_name = job.spec.qos_name();
+        let qos = state.qos.iter().find(|q| q.name == qos_name);
+        if qos.is_none() && qos_name != DEFAULT_QOS {
+            // Dropped from the configuration since the job was submitted.
+            set_reason(&mut out, job, PendingReason::InvalidQOS);
+            continue;
+        }
+        if let Some(max) = qos.and_then(|q| q.max_wall_min) {
+            if job.time_limit_min.is_none_or(|l| l > max) {
+                set_reason(&mut out, job, PendingReason::QOSMaxWallDurationPerJobLimit);
+                continue;
+            }
+        }
+        if let Some(max) = qos.and_then(|q| q.max_jobs_per_user) {
+            let running = qos_running
+                .get(&(qos_name, job.spec.user.as_str()))
+                .copied()
+                .unwrap_or(0);
+            if running >= max {
+                set_reason(&mut out, job, PendingReason::QOSMaxJobsPerUserLimit);
+                set_start(&mut out, job, None, &[]);
+                continue;
+            }
+        }
         let spec = &job.spec;
         let needed = spec.nodes_needed();
         if part.max_nodes.is_some_and(|max| needed > max) {
@@ -677,12 +740,20 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
+        // `--exclusive`, or a partition with `OverSubscribe=EXCLUSIVE`: whole nodes.
+        let whole_nodes = spec.exclusive || part.oversubscribe == OverSubscribe::Exclusive;
+        // Shares of a CPU it takes per CPU (`scale` unless its CPUs may be shared).
+        let w = if whole_nodes {
+            scale
+        } else {
+            weight(part.oversubscribe.cpu_share(spec.oversubscribe))
+        };
         let placement: Placement = (
             part.name.as_str(),
             spec.gpu_type.as_deref().filter(|_| spec.gpus_per_node > 0),
             spec.constraint.as_str(),
             spec.exclude.as_slice(),
-            spec.exclusive,
+            whole_nodes,
         );
         // Nodes of the partition that are up and match the job's type, features and
         // exclusions (cached per placement); capacity is checked per job.
@@ -697,14 +768,38 @@ fn pass(
             placements.len() - 1
         });
         let members = &placements[placement];
+        // `-N min-max` whose tasks do not fit on min nodes: the fewest nodes of the range they
+        // fit on, as the job's minimum here (its planning and reservation). Ordinary jobs:
+        // their -N.
+        let needed = if spec.nodes_allowed() > needed {
+            (needed..=spec.nodes_allowed().min(nodes.len() as u32))
+                .find(|&k| {
+                    let (c, m) = (spec.cpus_per_node_on(k), spec.mem_per_node_on(k));
+                    (0..nodes.len())
+                        .filter(|&i| {
+                            members[i]
+                                && nodes[i].reg.cpus >= c
+                                && caps[i].mem >= m
+                                && caps[i].gpus >= spec.gpus_per_node
+                        })
+                        .take(k as usize)
+                        .count()
+                        >= k as usize
+                })
+                .unwrap_or(needed)
+        } else {
+            needed
+        };
+        let real_cpus = spec.cpus_per_node_on(needed);
         let wants = Need {
-            cpus: spec.cpus_per_node(),
-            mem: spec.mem_per_node(),
+            cpus: real_cpus.saturating_mul(w),
+            mem: spec.mem_per_node_on(needed),
             gpus: spec.gpus_per_node,
         };
         let member = |i: usize| {
             members[i]
                 && caps[i].cpus >= wants.cpus
+                && (scale == 1 || nodes[i].reg.cpus >= real_cpus)
                 && caps[i].mem >= wants.mem
                 && caps[i].gpus >= wants.gpus
         };
@@ -721,7 +816,7 @@ fn pass(
             set_start(&mut out, job, None, &[]);
             continue;
         }
-        let exclusive = spec.exclusive;
+        let exclusive = whole_nodes;
         let need_of = |i: usize| -> Need {
             if exclusive {
                 caps[i]
@@ -733,8 +828,8 @@ fn pass(
             .time_limit_min
             .map_or(FOREVER, |m| m.saturating_mul(60_000).max(1));
         let base_need = Need {
-            cpus: spec.cpus_per_node(),
-            mem: spec.mem_per_node(),
+            cpus: real_cpus.saturating_mul(w),
+            mem: spec.mem_per_node_on(needed),
             gpus: spec.gpus_per_node,
         };
         let use_bounds = spec.nodelist.is_empty();
@@ -799,7 +894,42 @@ fn pass(
         }
 
         match found {
-            Some((t, chosen)) if t == now => {
+            Some((t, mut chosen)) if t == now => {
+                // `-N min-max`: the job starts on its minimum's nodes and takes as many more
+                // as can hold it now for its whole time limit, up to max (its tasks spread
+                // over them, so each needs less), in node order; the map holds every
+                // reservation booked so far, so none is delayed.
+                let mut per_node = wants;
+                let allowed = spec.nodes_allowed();
+                if allowed > needed {
+                    for k in (needed + 1..=allowed.min(nodes.len() as u32)).rev() {
+                        let want_k = Need {
+                            cpus: spec.cpus_per_node_on(k).saturating_mul(w),
+                            mem: spec.mem_per_node_on(k),
+                            gpus: spec.gpus_per_node,
+                        };
+                        let more = (k - needed) as usize;
+                        let extra: Vec<usize> = (0..nodes.len())
+                            .filter(|&i| {
+                                let need = if exclusive { caps[i] } else { want_k };
+                                members[i]
+                                    && caps[i].cpus >= want_k.cpus
+                                    && caps[i].mem >= want_k.mem
+                                    && caps[i].gpus >= want_k.gpus
+                                    && nodes[i].reg.cpus >= spec.cpus_per_node_on(k)
+                                    && !chosen.contains(&i)
+                                    && map.profiles[i].earliest_step(now, d, need, now).is_some()
+                            })
+                            .take(more)
+                            .collect();
+                        if extra.len() == more {
+                            chosen.extend(extra);
+                            per_node = want_k;
+                            break;
+                        }
+                    }
+                }
+                let need_of = |i: usize| if exclusive { caps[i] } else { per_node };
                 let mut shares = Vec::with_capacity(chosen.len());
                 for &i in &chosen {
                     let need = need_of(i);
@@ -813,7 +943,7 @@ fn pass(
                     taken.extend(gpus.iter().copied());
                     shares.push(NodeShare {
                         node: names[i].to_string(),
-                        cpus: need.cpus,
+                        cpus: need.cpus / w,
                         mem_mb: need.mem,
                         gpus,
                     });
@@ -823,6 +953,11 @@ fn pass(
                     nodes: shares,
                 });
                 active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
+                if qos_user_limits {
+                    *qos_running
+                        .entry((job.spec.qos_name(), job.spec.user.as_str()))
+                        .or_default() += 1;
+                }
                 last = Some((job.id, true));
             }
             found => {

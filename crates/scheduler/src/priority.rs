@@ -10,7 +10,7 @@
 //! Fairshare (classic formula, per user until accounting supplies associations):
 //! `F = 2^(−U/S)`, U = the user's share of all decayed usage, S = 1 / number of users known
 //! (with usage or with a job in the state).
-//! QOS is 0 until QOSes exist. A priority is never 0 (0 means held).
+//! QOS is the job's QOS priority over the highest QOS priority (0 when every QOS has 0). A priority is never 0 (0 means held).
 //!
 //! The stored `Job::priority` keeps its role as the held marker (0); the order a pass uses is
 //! recomputed here every pass, so it is never written to the log.
@@ -66,6 +66,8 @@ pub struct PriorityContext {
     total_usage: u64,
     users: u64,
     usage: BTreeMap<String, u64>,
+    /// The highest QOS priority (the QOS factor is a job's QOS priority over it).
+    max_qos_priority: u32,
 }
 
 impl PriorityContext {
@@ -96,6 +98,7 @@ impl PriorityContext {
             total_usage: usage.values().sum(),
             users: usage.len().max(1) as u64,
             usage,
+            max_qos_priority: state.qos.iter().map(|q| q.priority).max().unwrap_or(0),
         }
     }
 
@@ -120,7 +123,17 @@ impl PriorityContext {
         let partition = state.partition(Some(&job.partition)).map_or(0.0, |p| {
             f64::from(p.priority_job_factor) / f64::from(self.max_part_factor)
         });
-        let qos = 0.0;
+        let qos = if self.max_qos_priority == 0 {
+            0.0
+        } else {
+            let name = job.spec.qos_name();
+            let p = state
+                .qos
+                .iter()
+                .find(|q| q.name == name)
+                .map_or(0, |q| q.priority);
+            f64::from(p) / f64::from(self.max_qos_priority)
+        };
         let nice = i64::from(job.spec.nice);
         let sum = f64::from(weights.site)
             + f64::from(weights.age) * age

@@ -13,8 +13,9 @@ use crate::depend::{DepKind, DepStatus, DepTask, Readiness, MAX_ARRAY_SIZE};
 use crate::invariants;
 use crate::steps::{Step, StepRequest, ENDED_STEPS_KEPT};
 use crate::types::{
-    ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, Partition, PartitionState,
-    PendingReason, SignalRequest, SignalScope, TimestampMs, SIGNALS_KEPT,
+    lcm, ArrayPart, Job, JobId, JobSpec, JobState, Node, NodeRegistration, OverSubscribe,
+    Partition, PartitionState, PendingReason, Qos, SignalRequest, SignalScope, TimestampMs,
+    DEFAULT_QOS, SIGNALS_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -81,6 +82,8 @@ pub struct ClusterState {
     array_records: BTreeMap<JobId, BTreeSet<JobId>>,
     /// sacct's records (`accounting.rs`).
     pub accounting: Accounting,
+    /// The QOS table as the configuration defines it (`normal` is implied when absent).
+    pub qos: Vec<Qos>,
 }
 
 /// What one job (or array task) named by a dependency is doing.
@@ -171,6 +174,7 @@ impl ClusterState {
             dependents: self.dependents.clone(),
             array_records: self.array_records.clone(),
             accounting: Accounting::default(),
+            qos: self.qos.clone(),
         }
     }
 
@@ -258,6 +262,18 @@ impl ClusterState {
                 Err(Reject::Invalid(
                     "a partition table needs distinct names and at most one default".into(),
                 ))
+            }
+            Command::DefineQos(list)
+                if list
+                    .iter()
+                    .enumerate()
+                    .any(|(i, q)| list[..i].iter().any(|o| o.name == q.name)) =>
+            {
+                Err(Reject::Invalid("a QOS table needs distinct names".into()))
+            }
+            Command::DefineQos(list) => {
+                self.qos = list.clone();
+                Ok(Reply::Ok)
             }
             Command::DefinePartitions(parts) => {
                 self.partitions = parts.clone();
@@ -382,16 +398,24 @@ impl ClusterState {
             {
                 return Err(Reject::InvalidFeature);
             }
-            let fitting = nodes
-                .iter()
-                .filter(|n| spec.node_could_hold(&n.reg))
-                .count();
+            // `-N min-max` with tasks that do not fit on min nodes: the fewest nodes of the
+            // range they fit on (Slurm's select plugin takes as many as the tasks need).
+            let count = |k: u32| {
+                nodes
+                    .iter()
+                    .filter(|n| spec.node_could_hold_on(&n.reg, k))
+                    .count()
+            };
+            let needed = (spec.nodes_needed()..=spec.nodes_allowed().min(nodes.len() as u32))
+                .find(|&k| count(k) >= k as usize)
+                .unwrap_or(spec.nodes_needed());
+            let fitting = count(needed);
             let listed_fit = spec.nodelist.iter().all(|name| {
                 nodes
                     .iter()
-                    .any(|n| n.name() == name && spec.node_could_hold(&n.reg))
+                    .any(|n| n.name() == name && spec.node_could_hold_on(&n.reg, needed))
             });
-            if fitting < spec.nodes_needed() as usize
+            if fitting < needed as usize
                 || !listed_fit
                 || spec.nodelist.len() > spec.nodes_needed().max(spec.nodes_max) as usize
             {
@@ -404,18 +428,21 @@ impl ClusterState {
             }
         }
         if let Some(dep) = &spec.dependency {
-            let known = dep.conditions.iter().all(|c| {
-                c.kind == DepKind::Singleton
-                    || (c.kind != DepKind::AfterCorr && self.dep_records(c.job, c.task).is_some())
-            });
+            let known = dep
+                .conditions
+                .iter()
+                .all(|c| c.kind == DepKind::Singleton || self.dep_records(c.job, c.task).is_some());
             if dep.conditions.is_empty() || !known {
                 return Err(Reject::DependencyProblem);
             }
         }
+        let qos = self.qos(spec.qos_name()).ok_or(Reject::InvalidQos)?;
+        // A job with no limit gets its QOS's MaxWall (Slurm's acct_policy_validate).
         let time_limit_min = spec
             .time_limit_min
             .or(part.default_time_min)
-            .or(part.max_time_min);
+            .or(part.max_time_min)
+            .or(qos.max_wall_min);
         let partition = part.name.clone();
         let id = JobId(self.next_job_id);
         self.next_job_id += 1;
@@ -449,6 +476,7 @@ impl ClusterState {
             admin_priority: None,
             steps: Vec::new(),
             next_step_id: 0,
+            cpu_share: 0,
             array: spec.array.as_ref().map(|a| ArrayPart {
                 array_job_id: id,
                 task_id: None,
@@ -816,9 +844,7 @@ impl ClusterState {
         if let Some(Some(dep)) = &u.dependency {
             let known = dep.conditions.iter().all(|c| {
                 c.kind == DepKind::Singleton
-                    || (c.kind != DepKind::AfterCorr
-                        && !ids.contains(&c.job)
-                        && self.dep_records(c.job, c.task).is_some())
+                    || (!ids.contains(&c.job) && self.dep_records(c.job, c.task).is_some())
             });
             if !known {
                 return Err(Reject::DependencyProblem);
@@ -1046,7 +1072,9 @@ impl ClusterState {
                     }
                 }
                 self.queued.remove(&id);
+                let cpu_share = self.cpu_share_for(&self.jobs[&id]);
                 if let Some(job) = self.jobs.get_mut(&id) {
+                    job.cpu_share = cpu_share;
                     job.state = JobState::Running;
                     job.reason = PendingReason::None;
                     job.start_at = Some(now);
@@ -1096,6 +1124,18 @@ impl ClusterState {
         {
             return false;
         }
+        let Some(qos) = self.qos(job.spec.qos_name()) else {
+            return false;
+        };
+        if qos
+            .max_wall_min
+            .is_some_and(|max| job.time_limit_min.is_none_or(|l| l > max))
+            || qos
+                .max_jobs_per_user
+                .is_some_and(|max| self.running_in_qos(&job.spec.user, job.spec.qos_name()) >= max)
+        {
+            return false;
+        }
         let Some(part) = self.partition(Some(&job.partition)) else {
             return false;
         };
@@ -1103,8 +1143,11 @@ impl ClusterState {
             return false;
         }
         let spec = &job.spec;
+        let granted = shares.len() as u32;
+        let cpu_share = self.cpu_share_for(job);
+        let whole_nodes = self.whole_nodes(job);
         if shares.len() < spec.nodes_needed() as usize
-            || (spec.nodes_max != 0 && shares.len() > spec.nodes_max.max(spec.nodes_min) as usize)
+            || granted > spec.nodes_allowed()
             || !spec
                 .nodelist
                 .iter()
@@ -1123,14 +1166,17 @@ impl ClusterState {
                         .all(|&g| gpus.insert(g) && g < n.reg.gpus && !n.alloc_gpus.contains(&g));
                     n.schedulable()
                         && part.contains(n.name())
-                        && spec.node_could_hold(&n.reg)
-                        && s.cpus >= spec.cpus_per_node()
-                        && s.mem_mb >= spec.mem_per_node()
+                        // (Sizes are checked against the share below: with `-N min-max`
+                        // a node's share shrinks as the job gets more nodes.)
+                        && spec.node_could_hold_type(&n.reg)
+                        && s.cpus >= spec.cpus_per_node_on(granted)
+                        && s.mem_mb >= spec.mem_per_node_on(granted)
                         && s.gpus.len() >= spec.gpus_per_node as usize
-                        && n.free_cpus() >= s.cpus
+                        && s.cpus <= n.reg.cpus
+                        && self.cpus_fit(n, s.cpus, cpu_share)
                         && n.free_mem_mb() >= s.mem_mb
                         && gpus_free
-                        && (!spec.exclusive || n.jobs.is_empty())
+                        && (!whole_nodes || n.jobs.is_empty())
                 })
         })
     }
@@ -1525,9 +1571,87 @@ impl ClusterState {
         }
     }
 
+    /// `aftercorr`: task i of this record waits for task i of `target`; a record that stands
+    /// for no single task (a non-array job, or an array's tasks not yet started) and a task
+    /// with no counterpart in `target` wait for the whole of `target` to end, and are met only
+    /// if every one of its tasks completed (job_scheduler.c, SLURM_DEPEND_AFTER_CORRESPOND).
+    fn decide_corr(&self, target: JobId, own_task: Option<u32>) -> DepStatus {
+        let now = self.now;
+        let units = own_task
+            .filter(|_| self.is_array(target))
+            .and_then(|t| self.dep_records(target, DepTask::Task(t)))
+            .or_else(|| self.dep_records(target, DepTask::Whole));
+        let Some(units) = units else {
+            // Nothing left in memory: Slurm lifts a dependency on a job it no longer knows.
+            return DepStatus::Satisfied { at: now };
+        };
+        if !units.iter().all(|u| matches!(u, DepUnit::Ended { .. })) {
+            DepStatus::Waiting
+        } else if units
+            .iter()
+            .any(|u| matches!(u, DepUnit::Ended { ok: false, .. }))
+        {
+            DepStatus::Failed
+        } else {
+            DepStatus::Satisfied { at: now }
+        }
+    }
+
+    /// An array's first record whose tasks wait with `aftercorr` on another array: each task
+    /// whose counterpart has ended is split off into a record of its own, which the
+    /// counterpart's outcome decides (Slurm splits such tasks off as it schedules them). The
+    /// tasks left in the first record still wait on theirs, or have none.
+    fn split_decided_corr_tasks(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        let (Some(dep), Some(part)) = (job.dependency.as_ref(), job.array.as_ref()) else {
+            return;
+        };
+        if job.state != JobState::Pending || part.pending.is_empty() {
+            return;
+        }
+        let targets: Vec<JobId> = dep
+            .conditions
+            .iter()
+            .filter(|c| c.kind == DepKind::AfterCorr && c.status == DepStatus::Waiting)
+            .map(|c| c.job)
+            .filter(|&t| self.is_array(t))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        // The targets' ended tasks, each array's records read once (not once per task).
+        let mut ended: BTreeSet<u32> = BTreeSet::new();
+        for &t in &targets {
+            ended.extend(self.ended_tasks(t));
+        }
+        let decided: Vec<u32> = part.pending.intersection(&ended).copied().collect();
+        for task in decided {
+            self.split_task(id, task);
+        }
+    }
+
+    /// The task ids of array `array` that have ended (for `aftercorr`: what `dep_records`
+    /// calls `Ended` for each of them).
+    fn ended_tasks(&self, array: JobId) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        for j in self.array_records(array) {
+            if !j.state.is_terminal() || j.completing {
+                continue;
+            }
+            if let Some(a) = &j.array {
+                out.extend(a.task_id);
+                out.extend(a.pending.iter().copied());
+            }
+        }
+        out
+    }
+
     /// Decides what can be decided of a pending job's dependency and keeps the reverse
     /// index (`dependents`) to the conditions still waiting.
     fn refresh_dependency(&mut self, id: JobId) {
+        self.split_decided_corr_tasks(id);
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
@@ -1538,9 +1662,12 @@ impl ClusterState {
             self.forget_dependent(id);
             return;
         }
+        let own_task = job.array.as_ref().and_then(|a| a.task_id);
         let mut dep = dep.clone();
         for c in &mut dep.conditions {
-            if c.status == DepStatus::Waiting && c.kind != DepKind::Singleton {
+            if c.status == DepStatus::Waiting && c.kind == DepKind::AfterCorr {
+                c.status = self.decide_corr(c.job, own_task);
+            } else if c.status == DepStatus::Waiting && c.kind != DepKind::Singleton {
                 c.status = self.decide(c.kind, c.job, c.task, c.delay_min);
             }
         }
@@ -1654,6 +1781,91 @@ impl ClusterState {
             .into_iter()
             .flatten()
             .filter_map(|i| self.jobs.get(i))
+    }
+
+    /// The QOS named `name`: the configured one, or the built-in `normal`.
+    pub fn qos(&self, name: &str) -> Option<Qos> {
+        self.qos
+            .iter()
+            .find(|q| q.name == name)
+            .cloned()
+            .or_else(|| (name == DEFAULT_QOS).then(Qos::normal))
+    }
+
+    /// Running (or completing) jobs of `user` in QOS `qos` (for `MaxJobsPerUser`).
+    pub fn running_in_qos(&self, user: &str, qos: &str) -> u32 {
+        self.jobs
+            .values()
+            .filter(|j| j.holds_resources() && j.spec.user == user && j.spec.qos_name() == qos)
+            .count() as u32
+    }
+
+    /// Does `job` get whole nodes (`--exclusive`, or a partition with
+    /// `OverSubscribe=EXCLUSIVE`)?
+    pub fn whole_nodes(&self, job: &Job) -> bool {
+        job.spec.exclusive
+            || self
+                .partition(Some(&job.partition))
+                .is_some_and(|p| p.oversubscribe == OverSubscribe::Exclusive)
+    }
+
+    /// How many jobs may hold each CPU `job` would get in its partition now (1: not shared).
+    pub fn cpu_share_for(&self, job: &Job) -> u32 {
+        if self.whole_nodes(job) {
+            return 1;
+        }
+        self.partition(Some(&job.partition))
+            .map_or(1, |p| p.oversubscribe.cpu_share(job.spec.oversubscribe))
+    }
+
+    /// The shares per CPU in which the planner counts CPUs: the least common multiple of the
+    /// `OverSubscribe=` counts of the partitions and of the jobs holding CPUs (1 when nothing
+    /// is shared, the common case: CPUs are then counted as they are).
+    pub fn cpu_scale(&self) -> u64 {
+        let parts = self
+            .partitions
+            .iter()
+            .map(|p| u64::from(p.oversubscribe.cpu_share(true)));
+        let jobs = self
+            .jobs
+            .values()
+            .filter(|j| j.holds_resources())
+            .map(|j| u64::from(j.cpu_share));
+        parts.chain(jobs).fold(1, lcm)
+    }
+
+    /// The CPUs the jobs on `node` hold, in `scale` shares per CPU: a job whose CPUs `n` jobs
+    /// may share holds `scale / n` of each (`scale` must be a multiple of every such `n`).
+    pub fn node_cpu_load(&self, node: &Node, scale: u64) -> u64 {
+        node.jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .map(|j| {
+                let cpus = j
+                    .alloc
+                    .iter()
+                    .find(|s| s.node == node.reg.name)
+                    .map_or(0, |s| u64::from(s.cpus));
+                cpus.saturating_mul(scale / u64::from(j.cpu_share.max(1)))
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Do `cpus` more CPUs, shared by up to `share` jobs each, fit on `node` beside what its
+    /// jobs hold (each CPU's holders, weighted by 1/their share count, at most one)?
+    pub fn cpus_fit(&self, node: &Node, cpus: u32, share: u32) -> bool {
+        let scale = node
+            .jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .map(|j| u64::from(j.cpu_share))
+            .fold(u64::from(share.max(1)), lcm);
+        if scale == 1 {
+            return node.free_cpus() >= cpus;
+        }
+        let want = u64::from(cpus).saturating_mul(scale / u64::from(share.max(1)));
+        self.node_cpu_load(node, scale).saturating_add(want)
+            <= u64::from(node.reg.cpus).saturating_mul(scale)
     }
 
     /// Is `id` a job array (for `N_*` in dependency strings)?

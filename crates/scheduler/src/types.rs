@@ -75,6 +75,11 @@ pub struct JobSpec {
     pub signal_warning: Option<SignalWarning>,
     /// `--open-mode=append`: output files are appended to rather than emptied.
     pub open_append: bool,
+    /// `-s/--oversubscribe`: its CPUs may be shared with other jobs that asked the same, where
+    /// the partition allows it (`OverSubscribe=YES`).
+    pub oversubscribe: bool,
+    /// `-q/--qos`; `None`: the default QOS, `normal`.
+    pub qos: Option<String>,
     /// Slurm's `AccountingStoreFlags=job_script`, decided by the controller that took the
     /// submit: the job's accounting record keeps its script (`sacct -B`).
     pub keep_script: bool,
@@ -85,6 +90,41 @@ pub struct JobSpec {
     /// NODE_FAIL. Off by default (Slurm's JobRequeue=0): a node that is only cut off may still
     /// be running the job, so a second run is the user's choice.
     pub requeue: bool,
+}
+
+/// The QOS every job gets unless it asks for another; it always exists (priority 0).
+pub const DEFAULT_QOS: &str = "normal";
+
+/// A quality of service (sacctmgr's QOS), as the configuration defines it: a priority for the
+/// multifactor QOS factor and per-job / per-user limits (man1/sacctmgr.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qos {
+    pub name: String,
+    pub priority: u32,
+    /// `MaxWall`, minutes: a job with a longer time limit pends
+    /// (`QOSMaxWallDurationPerJobLimit`); one without a limit gets this one.
+    pub max_wall_min: Option<u64>,
+    /// `MaxJobsPerUser`: running jobs of one user in this QOS (`QOSMaxJobsPerUserLimit`).
+    pub max_jobs_per_user: Option<u32>,
+}
+
+impl Qos {
+    /// `normal`, as Slurm creates it: priority 0, no limits.
+    pub fn normal() -> Qos {
+        Qos {
+            name: DEFAULT_QOS.to_string(),
+            priority: 0,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        }
+    }
+}
+
+impl JobSpec {
+    /// The QOS the job asked for (`normal` when none).
+    pub fn qos_name(&self) -> &str {
+        self.qos.as_deref().unwrap_or(DEFAULT_QOS)
+    }
 }
 
 /// Which of a job's processes a signal reaches (scancel's default, `--batch`, `--full`).
@@ -157,11 +197,27 @@ impl JobSpec {
         self.nodes_min.max(1)
     }
 
+    /// The most nodes the job may be given (`-N min-max`: as many as are free up to max);
+    /// with `-n`, no more nodes than tasks (each node runs at least one), never below min.
+    pub fn nodes_allowed(&self) -> u32 {
+        let needed = self.nodes_needed();
+        let max = self.nodes_max.max(needed);
+        if self.ntasks_set {
+            max.min(self.ntasks.max(needed))
+        } else {
+            max
+        }
+    }
+
     /// CPUs the job needs on each of its nodes: tasks spread evenly, `-c` CPUs per task.
     pub fn cpus_per_node(&self) -> u32 {
-        let nodes = self.nodes_needed();
+        self.cpus_per_node_on(self.nodes_needed())
+    }
+
+    /// CPUs on each node when the job runs on `nodes` nodes (its tasks spread over them).
+    pub fn cpus_per_node_on(&self, nodes: u32) -> u32 {
         let tasks = self.ntasks.max(1);
-        let tasks_per_node = tasks.div_ceil(nodes);
+        let tasks_per_node = tasks.div_ceil(nodes.max(1));
         tasks_per_node
             .saturating_mul(self.cpus_per_task.max(1))
             .max(1)
@@ -169,9 +225,16 @@ impl JobSpec {
 
     /// Memory the job needs on each of its nodes, in MiB (0 when none was asked for).
     pub fn mem_per_node(&self) -> u64 {
+        self.mem_per_node_on(self.nodes_needed())
+    }
+
+    /// Memory on each node when the job runs on `nodes` nodes.
+    pub fn mem_per_node_on(&self, nodes: u32) -> u64 {
         match (self.mem_per_node_mb, self.mem_per_cpu_mb) {
             (Some(mb), _) => mb,
-            (None, Some(per_cpu)) => per_cpu.saturating_mul(u64::from(self.cpus_per_node())),
+            (None, Some(per_cpu)) => {
+                per_cpu.saturating_mul(u64::from(self.cpus_per_node_on(nodes)))
+            }
             (None, None) => 0,
         }
     }
@@ -193,8 +256,13 @@ impl JobSpec {
     /// Can this node ever hold one node's share of the job (its total resources, type,
     /// features, exclusions)?
     pub fn node_could_hold(&self, reg: &NodeRegistration) -> bool {
-        reg.cpus >= self.cpus_per_node()
-            && reg.real_memory_mb >= self.mem_per_node()
+        self.node_could_hold_on(reg, self.nodes_needed())
+    }
+
+    /// `node_could_hold` for the job spread over `nodes` nodes.
+    pub fn node_could_hold_on(&self, reg: &NodeRegistration, nodes: u32) -> bool {
+        reg.cpus >= self.cpus_per_node_on(nodes)
+            && reg.real_memory_mb >= self.mem_per_node_on(nodes)
             && reg.gpus >= self.gpus_per_node
             && self.node_could_hold_type(reg)
     }
@@ -261,6 +329,10 @@ pub enum PendingReason {
     Dependency,
     DependencyNeverSatisfied,
     JobArrayTaskLimit,
+    QOSMaxWallDurationPerJobLimit,
+    QOSMaxJobsPerUserLimit,
+    /// Its QOS is no longer defined (the configuration dropped it).
+    InvalidQOS,
 }
 
 impl PendingReason {
@@ -280,6 +352,9 @@ impl PendingReason {
             PendingReason::Dependency => "Dependency",
             PendingReason::DependencyNeverSatisfied => "DependencyNeverSatisfied",
             PendingReason::JobArrayTaskLimit => "JobArrayTaskLimit",
+            PendingReason::QOSMaxWallDurationPerJobLimit => "QOSMaxWallDurationPerJobLimit",
+            PendingReason::QOSMaxJobsPerUserLimit => "QOSMaxJobsPerUserLimit",
+            PendingReason::InvalidQOS => "InvalidQOS",
         }
     }
 }
@@ -339,6 +414,9 @@ pub struct Job {
     pub steps: Vec<crate::steps::Step>,
     /// The id the next step of this run gets (0 at each start, as Slurm numbers them).
     pub next_step_id: u32,
+    /// How many jobs may hold each CPU this job holds (its partition's `OverSubscribe=`
+    /// count when it started sharing; 1, or 0 before it ever started: not shared).
+    pub cpu_share: u32,
 }
 
 /// How many signal requests a job remembers for its batch host.
@@ -513,6 +591,93 @@ pub struct Partition {
     pub max_nodes: Option<u32>,
     pub priority_tier: u32,
     pub priority_job_factor: u32,
+    /// `OverSubscribe=`: whether (and how many) jobs share a CPU, or whole nodes.
+    pub oversubscribe: OverSubscribe,
+}
+
+/// The most jobs `OverSubscribe=YES:N|FORCE:N` may put on one CPU (drover's bound; the
+/// planner keeps CPUs in shares of the least common multiple of the counts in use).
+pub const MAX_OVERSUBSCRIBE: u32 = 32;
+
+/// A partition's `OverSubscribe=` (man5/slurm.conf.5): `NO` (the default: CPUs are never
+/// shared, nodes are), `YES[:N]` (CPUs of jobs that ask `--oversubscribe` are shared by up to
+/// N such jobs, 4 by default), `FORCE[:N]` (every job's CPUs are, up to N), `EXCLUSIVE`
+/// (every job gets whole nodes). Memory is never oversubscribed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OverSubscribe {
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    #[serde(rename = "yes")]
+    Yes(u32),
+    #[serde(rename = "force")]
+    Force(u32),
+    #[serde(rename = "exclusive")]
+    Exclusive,
+}
+
+impl OverSubscribe {
+    /// Slurm's spelling (`scontrol show partition`): `NO`, `YES:4`, `FORCE:4`, `EXCLUSIVE`.
+    pub fn name(self) -> String {
+        match self {
+            OverSubscribe::No => "NO".to_string(),
+            OverSubscribe::Yes(n) => format!("YES:{n}"),
+            OverSubscribe::Force(n) => format!("FORCE:{n}"),
+            OverSubscribe::Exclusive => "EXCLUSIVE".to_string(),
+        }
+    }
+
+    /// Parses `NO`, `YES`, `YES:N`, `FORCE`, `FORCE:N`, `EXCLUSIVE` (any case).
+    pub fn parse(s: &str) -> Result<OverSubscribe, String> {
+        let (word, count) = match s.split_once(':') {
+            Some((w, c)) => (w, Some(c)),
+            None => (s, None),
+        };
+        let count = match count {
+            None => 4,
+            Some(c) => c
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_OVERSUBSCRIBE).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "bad OverSubscribe count `{c}` in `{s}` (1 to {MAX_OVERSUBSCRIBE} expected)"
+                    )
+                })?,
+        };
+        match (word.trim().to_ascii_uppercase().as_str(), s.contains(':')) {
+            ("NO", false) => Ok(OverSubscribe::No),
+            ("EXCLUSIVE", false) => Ok(OverSubscribe::Exclusive),
+            ("YES", _) => Ok(OverSubscribe::Yes(count)),
+            ("FORCE", _) => Ok(OverSubscribe::Force(count)),
+            _ => Err(format!(
+                "bad OverSubscribe `{s}` (NO, YES[:N], FORCE[:N] or EXCLUSIVE expected)"
+            )),
+        }
+    }
+
+    /// How many jobs may hold each CPU of a job that did (or did not) ask `--oversubscribe`
+    /// (and did not ask `--exclusive`) in this partition.
+    pub fn cpu_share(self, asked: bool) -> u32 {
+        match self {
+            OverSubscribe::Yes(n) if asked => n.max(1),
+            OverSubscribe::Force(n) => n.max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// Least common multiple (for CPU share counts, all at most `MAX_OVERSUBSCRIBE`).
+pub fn lcm(a: u64, b: u64) -> u64 {
+    fn gcd(mut a: u64, mut b: u64) -> u64 {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+    let (a, b) = (a.max(1), b.max(1));
+    (a / gcd(a, b)).saturating_mul(b)
 }
 
 impl Partition {
@@ -528,6 +693,7 @@ impl Partition {
             max_nodes: None,
             priority_tier: 1,
             priority_job_factor: 1,
+            oversubscribe: OverSubscribe::No,
         }
     }
 

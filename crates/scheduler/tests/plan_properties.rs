@@ -8,6 +8,9 @@
 //!    byte for byte.
 //! 4. Every pending job has a reason after a pass.
 //!
+//! The queues include `-N min-max` jobs, which take more nodes than their minimum when free,
+//! and jobs asking `--oversubscribe`; the partition has a random `OverSubscribe=`.
+//!
 //! Reference: Slurm backfill.c (`_test_resv_overlap`), slurm.md §4.2; cons_tres.
 
 use drover_scheduler::plan::{plan, plan_with_starts};
@@ -21,9 +24,13 @@ struct JobGen {
     cpus: u32,
     gpus: u32,
     nodes: u32,
+    /// `-N min-max`: this many nodes more at most (None: no range).
+    extra_nodes: Option<u32>,
     mem: u64,
     time: Option<u64>,
     exclusive: bool,
+    /// `--oversubscribe`.
+    share: bool,
     user: u8,
     nice: i32,
     submit_min: u64,
@@ -37,18 +44,25 @@ fn job_gen() -> impl Strategy<Value = JobGen> {
         (
             prop::option::weighted(0.9, 1u64..=90),
             prop::bool::weighted(0.1),
+            prop::option::weighted(0.3, 1u32..=3),
         ),
-        (0u8..3, -50i32..=50, 0u64..=40, 1u64..=90),
+        (0u8..3, -50i32..=50, 0u64..=40, 1u64..=90, prop::bool::ANY),
     )
         .prop_map(
-            |((cpus, gpus, nodes, mem), (time, exclusive), (user, nice, submit_min, runs_min))| {
+            |(
+                (cpus, gpus, nodes, mem),
+                (time, exclusive, extra_nodes),
+                (user, nice, submit_min, runs_min, share),
+            )| {
                 JobGen {
                     cpus,
                     gpus,
                     nodes,
+                    extra_nodes,
                     mem,
                     time,
                     exclusive,
+                    share,
                     user,
                     nice,
                     submit_min,
@@ -133,14 +147,22 @@ impl Sim {
     }
 }
 
-fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(), TestCaseError> {
+fn run(
+    nodes: &[(u32, u32, u64)],
+    jobs: &[JobGen],
+    cfg: SchedConfig,
+    oversubscribe: OverSubscribe,
+) -> Result<(), TestCaseError> {
     let mut sim = Sim {
         state: ClusterState::new(),
         cfg,
     };
     sim.apply(
         0,
-        Command::DefinePartitions(vec![Partition::default_debug()]),
+        Command::DefinePartitions(vec![Partition {
+            oversubscribe,
+            ..Partition::default_debug()
+        }]),
     );
     for (i, &(cpus, gpus, mem)) in nodes.iter().enumerate() {
         sim.apply(
@@ -186,7 +208,9 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
         let spec = JobSpec {
             name: "p".into(),
             nodes_min: j.nodes,
-            ntasks: j.nodes,
+            nodes_max: j.extra_nodes.map_or(0, |e| j.nodes + e),
+            // Ranged jobs have tasks to spread over the nodes they get.
+            ntasks: j.nodes + j.extra_nodes.unwrap_or(0),
             cpus_per_task: j.cpus,
             mem_per_node_mb: (j.mem > 0).then_some(j.mem),
             time_limit_min: j.time,
@@ -194,6 +218,7 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
             nice: j.nice,
             gpus_per_node: j.gpus,
             exclusive: j.exclusive,
+            oversubscribe: j.share,
             ..Default::default()
         };
         if let Reply::Submitted { job_id } = sim.apply(at, Command::Submit(spec)) {
@@ -204,6 +229,17 @@ fn run(nodes: &[(u32, u32, u64)], jobs: &[JobGen], cfg: SchedConfig) -> Result<(
 
     sim.pass(sim.state.now + MIN)?;
     Ok(())
+}
+
+fn oversubscribe_gen() -> impl Strategy<Value = OverSubscribe> {
+    prop::sample::select(vec![
+        OverSubscribe::No,
+        OverSubscribe::No,
+        OverSubscribe::Yes(2),
+        OverSubscribe::Yes(4),
+        OverSubscribe::Force(3),
+        OverSubscribe::Exclusive,
+    ])
 }
 
 fn nodes_gen() -> impl Strategy<Value = Vec<(u32, u32, u64)>> {
@@ -218,8 +254,9 @@ proptest! {
     fn conservative_backfill_keeps_every_property(
         nodes in nodes_gen(),
         jobs in prop::collection::vec(job_gen(), 1..80),
+        oversubscribe in oversubscribe_gen(),
     ) {
-        run(&nodes, &jobs, SchedConfig::default())?;
+        run(&nodes, &jobs, SchedConfig::default(), oversubscribe)?;
     }
 
     #[test]
@@ -227,12 +264,13 @@ proptest! {
         nodes in nodes_gen(),
         jobs in prop::collection::vec(job_gen(), 1..30),
         easy in any::<bool>(),
+        oversubscribe in oversubscribe_gen(),
     ) {
         let cfg = SchedConfig {
             backfill: easy,
             bf_job_part_count_reserve: 1,
             ..SchedConfig::default()
         };
-        run(&nodes, &jobs, cfg)?;
+        run(&nodes, &jobs, cfg, oversubscribe)?;
     }
 }

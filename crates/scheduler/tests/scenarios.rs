@@ -12,10 +12,11 @@
 //! node add NAME cpus=N [mem=MB] [gpus=N] [type=T] [features=a,b]
 //! node down|drain|resume NAME
 //! partition NAME [nodes=a,b] [default] [maxtime=M] [defaulttime=M] [maxnodes=N] [tier=N]
-//!                [factor=N] [state=up|down|drain|inactive]
-//! submit [id=N] [at=M] [nodes=N] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
+//!                [factor=N] [state=up|down|drain|inactive] [oversubscribe=NO|YES:N|FORCE:N|EXCLUSIVE]
+//! qos NAME [priority=N] [maxwall=M] [maxjobsperuser=N]   qos none (drops every QOS)
+//! submit [id=N] [at=M] [nodes=N|MIN-MAX] [ntasks=N] [cpus=N] [mem=MB] [mem-per-cpu=MB] [gpus=N]
 //!        [type=T] [time=M] [user=U] [nice=N] [part=P] [constraint=C] [w=a,b] [x=a,b]
-//!        [exclusive] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
+//!        [exclusive] [oversubscribe] [qos=Q] [hold] [name=S] [uid=N] [dep=afterok:1,...] [begin=M] [array=0-3%2]
 //!                                             -> nothing, or `rejected: <Slurm's text>`
 //! schedule at=M [fifo] [easy] [window=M]      -> allocations, expected starts written to the
 //!                                                log (if any), then every pending job
@@ -36,6 +37,7 @@ const MIN: u64 = 60_000;
 struct Script {
     state: ClusterState,
     partitions: Vec<Partition>,
+    qos: Vec<Qos>,
 }
 
 impl Script {
@@ -147,6 +149,23 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                 let reply = s.apply(at, command);
                 reply_line(&mut out, reply);
             }
+            "qos" if positional[0] == "none" => {
+                s.qos.clear();
+                let reply = s.apply(at, Command::DefineQos(Vec::new()));
+                reply_line(&mut out, reply);
+            }
+            "qos" => {
+                let q = Qos {
+                    name: positional[0].to_string(),
+                    priority: get("priority").map_or(0, |v| num(v) as u32),
+                    max_wall_min: get("maxwall").map(num),
+                    max_jobs_per_user: get("maxjobsperuser").map(|v| num(v) as u32),
+                };
+                s.qos.push(q);
+                let list = s.qos.clone();
+                let reply = s.apply(at, Command::DefineQos(list));
+                reply_line(&mut out, reply);
+            }
             "partition" => {
                 let name = positional[0].to_string();
                 let part = Partition {
@@ -164,6 +183,9 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     max_nodes: get("maxnodes").map(|v| num(v) as u32),
                     priority_tier: get("tier").map_or(1, |v| num(v) as u32),
                     priority_job_factor: get("factor").map_or(1, |v| num(v) as u32),
+                    oversubscribe: get("oversubscribe").map_or(OverSubscribe::No, |v| {
+                        OverSubscribe::parse(v).expect("OverSubscribe parses")
+                    }),
                 };
                 s.partitions.retain(|p| p.name != name);
                 if part.is_default {
@@ -183,8 +205,13 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     // A batch job (an empty script is srun's own allocation).
                     script: "#!/bin/sh\n".to_string(),
                     partition: get("part").map(str::to_string),
-                    nodes_min: get("nodes").map_or(1, |v| num(v) as u32),
+                    nodes_min: get("nodes")
+                        .map_or(1, |v| num(v.split('-').next().unwrap_or(v)) as u32),
+                    nodes_max: get("nodes")
+                        .and_then(|v| v.split_once('-'))
+                        .map_or(0, |(_, max)| num(max) as u32),
                     ntasks: get("ntasks").map_or(1, |v| num(v) as u32),
+                    ntasks_set: get("ntasks").is_some(),
                     cpus_per_task: get("cpus").map_or(1, |v| num(v) as u32),
                     mem_per_node_mb: get("mem").map(num),
                     mem_per_cpu_mb: get("mem-per-cpu").map(num),
@@ -196,6 +223,8 @@ fn run_script(s: &mut Script, commands: &str) -> String {
                     gpu_type: get("type").map(str::to_string),
                     constraint: get("constraint").unwrap_or("").to_string(),
                     exclusive: flags.contains("exclusive"),
+                    oversubscribe: flags.contains("oversubscribe"),
+                    qos: get("qos").map(str::to_string),
                     nodelist: list(get("w").unwrap_or("")),
                     exclude: list(get("x").unwrap_or("")),
                     uid: get("uid").map_or(1000, |v| num(v) as u32),
@@ -387,6 +416,7 @@ fn run_file(path: &Path) -> Result<(), String> {
     let mut script = Script {
         state: ClusterState::new(),
         partitions: vec![Partition::default_debug()],
+        qos: Vec::new(),
     };
     script.apply(0, Command::DefinePartitions(script.partitions.clone()));
     let mut rewritten = String::new();

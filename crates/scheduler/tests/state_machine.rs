@@ -678,10 +678,11 @@ fn test_only_plans_on_a_copy() {
 fn arb_command() -> impl Strategy<Value = Command> {
     let name = prop::sample::select(vec!["n1", "n2", "n3"]);
     prop_oneof![
-        3 => (1u32..6, 1u32..3, prop::bool::weighted(0.1)).prop_map(|(cpus, nodes, hold)| {
+        3 => (1u32..6, 1u32..3, prop::bool::weighted(0.1), prop::bool::ANY).prop_map(|(cpus, nodes, hold, share)| {
             let mut s = job(cpus);
             s.nodes_min = nodes;
             s.hold = hold;
+            s.oversubscribe = share;
             Command::Submit(s)
         }),
         // srun's own allocation: no batch script.
@@ -696,9 +697,11 @@ fn arb_command() -> impl Strategy<Value = Command> {
             s.array = Some(ArraySpec { tasks: (lo..lo + len).collect(), max_running: throttle });
             Command::Submit(s)
         }),
-        2 => (1u32..3, prop::sample::select(vec!["afterok", "afterany", "afternotok", "after", "singleton"]), 1u64..20, prop::option::of(0u32..4), prop::bool::ANY)
-            .prop_map(|(cpus, kind, id, task, any)| {
+        2 => (1u32..3, prop::sample::select(vec!["afterok", "afterany", "afternotok", "after", "aftercorr", "singleton"]), 1u64..20, prop::option::of(0u32..4), prop::bool::ANY, prop::option::of(1u32..5))
+            .prop_map(|(cpus, kind, id, task, any, array)| {
                 let mut s = job(cpus);
+                // Dependent arrays (aftercorr pairs their tasks with the named array's).
+                s.array = array.map(|len| ArraySpec { tasks: (0..len).collect(), max_running: 0 });
                 let target = match task { Some(t) => format!("{id}_{t}"), None => id.to_string() };
                 let text = if kind == "singleton" {
                     "singleton".to_string()
@@ -732,7 +735,12 @@ fn arb_command() -> impl Strategy<Value = Command> {
         1 => (prop::sample::select(vec![PartitionState::Up, PartitionState::Down, PartitionState::Drain, PartitionState::Inactive]), prop::option::of(1u64..10), prop::sample::select(vec![0u32, 1000]))
             .prop_map(|(state, max_time, uid)| Command::UpdatePartition {
                 name: "debug".into(),
-                update: PartitionUpdate { state: Some(state), max_time_min: Some(max_time), ..PartitionUpdate::default() },
+                update: PartitionUpdate { state: Some(state), max_time_min: Some(max_time), oversubscribe: Some(match max_time {
+                    Some(1) => OverSubscribe::Yes(2),
+                    Some(2) => OverSubscribe::Force(3),
+                    Some(3) => OverSubscribe::Exclusive,
+                    _ => OverSubscribe::No,
+                }), ..PartitionUpdate::default() },
                 uid,
             }),
         1 => (name.clone(), 1u32..8).prop_map(|(n, cpus)| node(n, cpus, 4000)),
@@ -1074,4 +1082,195 @@ fn srun_ends_its_own_allocation_and_frees_it_at_once() {
         signal: 15,
     });
     assert_eq!(c.job(late).state, JobState::Timeout);
+}
+
+/// `aftercorr` set with `scontrol update` on an array whose tasks have not started: a task
+/// whose counterpart already ended (cancelled) is split off at once and never satisfied; the
+/// tasks whose counterparts still pend keep waiting in the first record.
+#[test]
+fn aftercorr_given_by_update_decides_each_task() {
+    let mut c = Cluster::new();
+    let mut target = job(1);
+    target.array = Some(ArraySpec {
+        tasks: (0..3).collect(),
+        max_running: 0,
+    });
+    target.hold = true;
+    let a = c.submit(target.clone());
+    target.hold = false;
+    let b = c.submit(target);
+    let cancel = |c: &mut Cluster, task| {
+        c.run(Command::CancelRefs {
+            targets: vec![JobRef { job: a, task }],
+            uid: 0,
+        })
+    };
+    // a_1 is cancelled; a_0 and a_2 still pend, held.
+    cancel(&mut c, Some(1));
+    let reply = c.run(Command::UpdateJob {
+        targets: vec![JobRef { job: b, task: None }],
+        update: JobUpdate {
+            dependency: Some(Some(
+                depend::Dependency::parse(&format!("aftercorr:{a}")).unwrap(),
+            )),
+            ..JobUpdate::default()
+        },
+        uid: 0,
+    });
+    assert!(
+        matches!(reply, Reply::Outcomes { ref outcomes } if outcomes[0].1.is_none()),
+        "{reply:?}"
+    );
+    let task = |c: &Cluster, t: u32| {
+        c.state
+            .array_records(b)
+            .find(|j| j.array.as_ref().is_some_and(|p| p.task_id == Some(t)))
+            .map(|j| j.dependency.as_ref().unwrap().readiness(c.state.now))
+    };
+    assert_eq!(task(&c, 1), Some(depend::Readiness::Never));
+    assert_eq!(task(&c, 0), None, "task 0 still waits in the first record");
+    assert_eq!(
+        c.job(b).dependency.as_ref().unwrap().readiness(c.state.now),
+        depend::Readiness::Waiting
+    );
+    assert_eq!(
+        c.job(b).array.as_ref().unwrap().pending,
+        [0, 2].into_iter().collect()
+    );
+}
+
+/// The multifactor QOS factor (priority_multifactor.shtml): the job's QOS priority over the
+/// highest QOS priority; `normal` (0 here) gives 0, and the weight turns it into priority.
+#[test]
+fn qos_priority_is_a_factor_of_the_highest() {
+    let mut c = Cluster::new();
+    c.run(Command::DefineQos(vec![
+        Qos::normal(),
+        Qos {
+            name: "high".into(),
+            priority: 100,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        },
+        Qos {
+            name: "mid".into(),
+            priority: 25,
+            max_wall_min: None,
+            max_jobs_per_user: None,
+        },
+    ]));
+    let ids: Vec<JobId> = [None, Some("high"), Some("mid")]
+        .into_iter()
+        .map(|q| {
+            let mut s = job(1);
+            s.qos = q.map(str::to_string);
+            c.submit(s)
+        })
+        .collect();
+    let weights = priority::PriorityWeights {
+        qos: 1000,
+        ..priority::PriorityWeights::default()
+    };
+    let ctx = priority::PriorityContext::new(&c.state, c.state.now);
+    let f: Vec<(f64, u32)> = ids
+        .iter()
+        .map(|id| {
+            let f = ctx.factors(&c.state, c.job(*id), &weights);
+            (f.qos, f.priority)
+        })
+        .collect();
+    assert_eq!((f[0].0, f[1].0, f[2].0), (0.0, 1.0, 0.25));
+    assert_eq!(f[1].1 - f[0].1, 1000);
+    assert_eq!(f[2].1 - f[0].1, 250);
+    // A QOS the table does not name is refused at submit.
+    let mut s = job(1);
+    s.qos = Some("gold".into());
+    assert_eq!(
+        c.run(Command::Submit(s)),
+        Reply::Rejected(Rejection::InvalidQos)
+    );
+}
+
+/// `aftercorr` between two 150-task arrays, run to the end: each dependent task runs only
+/// after its counterpart completed, and the tasks whose counterparts failed (every seventh)
+/// are left DependencyNeverSatisfied.
+#[test]
+fn aftercorr_pairs_every_task_of_large_arrays() {
+    let mut c = Cluster::new();
+    c.run(node("n1", 64, 64_000));
+    let tasks = 150u32;
+    let array = |c: &mut Cluster, dep: Option<String>| {
+        let mut s = job(1);
+        s.array = Some(ArraySpec {
+            tasks: (0..tasks).collect(),
+            max_running: 0,
+        });
+        s.dependency = dep.map(|d| depend::Dependency::parse(&d).unwrap());
+        c.submit(s)
+    };
+    let first = array(&mut c, None);
+    let second = array(&mut c, Some(format!("aftercorr:{first}")));
+    let task_of = |j: &Job| j.array.as_ref().and_then(|a| a.task_id);
+    // (array, task) → (start, end) of each task that ran (records are purged after MinJobAge).
+    let mut ran: std::collections::BTreeMap<(JobId, u32), (u64, u64)> = Default::default();
+    for _ in 0..100 {
+        c.schedule();
+        let running: Vec<(JobId, JobId, u32, u64)> = c
+            .state
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .map(|j| {
+                let a = j.array.as_ref().unwrap();
+                (
+                    j.id,
+                    a.array_job_id,
+                    a.task_id.unwrap(),
+                    j.start_at.unwrap(),
+                )
+            })
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        for (id, array, task, start) in running {
+            let code = i32::from(array == first && task % 7 == 0);
+            c.run(Command::JobFinished {
+                job_id: id,
+                node: "n1".into(),
+                exit_code: code,
+                signal: 0,
+            });
+            ran.insert((array, task), (start, c.state.now));
+        }
+    }
+    for t in 0..tasks {
+        let counterpart = ran[&(first, t)];
+        match ran.get(&(second, t)) {
+            Some(&(start, _)) => {
+                assert!(t % 7 != 0, "task {t} ran after its counterpart failed");
+                assert!(
+                    start >= counterpart.1,
+                    "task {t} started before its counterpart ended"
+                );
+            }
+            None => {
+                assert_eq!(t % 7, 0, "task {t} never ran");
+                let dependent = c
+                    .state
+                    .array_records(second)
+                    .find(|j| task_of(j) == Some(t))
+                    .unwrap_or_else(|| panic!("task {t} has a record of its own"));
+                assert_eq!(
+                    dependent
+                        .dependency
+                        .as_ref()
+                        .unwrap()
+                        .readiness(c.state.now),
+                    depend::Readiness::Never,
+                    "task {t}"
+                );
+            }
+        }
+    }
 }

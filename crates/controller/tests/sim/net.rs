@@ -287,6 +287,7 @@ impl Net {
             liveness.clone(),
             LeaderConfig {
                 partitions: vec![Partition::default_debug()],
+                qos: Vec::new(),
                 node_timeout: NODE_TIMEOUT,
                 election_grace: Duration::from_secs(3),
                 sched: SchedConfig::default(),

@@ -1448,12 +1448,21 @@ fn build_spec(
         user: user.name.clone(),
         uid: user.uid,
         gid: user.gid,
+        // Slurm sets SLURM_NTASKS_PER_NODE in the job's environment only when it was asked
+        // (whatever --export says); srun inside the job takes it as its --ntasks-per-node.
         env: env
             .iter()
+            .filter(|(k, _)| {
+                opts.ntasks_per_node.is_none() || k.as_str() != "SLURM_NTASKS_PER_NODE"
+            })
             .map(|(k, v)| KeyValue {
                 key: k.clone(),
                 value: v.clone(),
             })
+            .chain(opts.ntasks_per_node.map(|n| KeyValue {
+                key: "SLURM_NTASKS_PER_NODE".into(),
+                value: n.to_string(),
+            }))
             .collect(),
         hold: opts.hold,
         submit_host: user.host.clone(),
@@ -1752,6 +1761,14 @@ mod tests {
             (2, 6, true)
         );
         assert!(p.parsable);
+        let per_node: Vec<&str> = p
+            .spec
+            .env
+            .iter()
+            .filter(|kv| kv.key == "SLURM_NTASKS_PER_NODE")
+            .map(|kv| kv.value.as_str())
+            .collect();
+        assert_eq!(per_node, ["3"], "set for the job, for srun inside it");
     }
 
     #[test]

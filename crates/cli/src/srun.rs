@@ -375,6 +375,12 @@ pub fn plan(
         .or_else(|| env("SLURM_NNODES"))
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(1);
+    // SLURM_NTASKS_PER_NODE (set for a job that asked --ntasks-per-node) is srun's
+    // --ntasks-per-node when neither it nor -n is given (srun(1), INPUT ENVIRONMENT).
+    if ntasks.is_none() && per_node.is_none() {
+        per_node =
+            env("SLURM_NTASKS_PER_NODE").and_then(|v| v.parse::<u32>().ok().filter(|&k| k > 0));
+    }
     let ntasks = match (ntasks, per_node, nodes) {
         (Some(n), _, _) => n,
         (None, Some(k), n) => k.saturating_mul(n.unwrap_or(job_nodes)),
@@ -695,6 +701,13 @@ mod tests {
         );
         env.insert("SLURM_NTASKS", "3");
         assert_eq!(step(&["hostname"], &env).ntasks, 3);
+        // A job that asked --ntasks-per-node: its SLURM_NTASKS_PER_NODE is srun's default.
+        let mut per_node = env.clone();
+        per_node.insert("SLURM_NTASKS_PER_NODE", "2");
+        let s = step(&["-N", "1", "hostname"], &per_node);
+        assert_eq!((s.ntasks, s.ntasks_per_node), (2, Some(2)));
+        let s = step(&["-n", "1", "hostname"], &per_node);
+        assert_eq!((s.ntasks, s.ntasks_per_node), (1, None), "-n wins");
         assert_eq!(step(&["-c", "2", "hostname"], &env).cpus_per_task, Some(2));
         let s = step(&["-D", "sub", "-i", "none", "-J", "x", "true"], &env);
         assert_eq!(

@@ -240,6 +240,25 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
     wait_until("both tasks running", &c, || {
         pids_with("3131", "sleep").len() == 2
     });
+    // squeue -s lists the running steps: srun's, then the batch step (Slurm's P,i order).
+    let listed = c.cmd("squeue", &["-s", "-h", "-o", "%i %j %A %N"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        format!("{id}.0 sleep 2 n[1-2]\n{id}.batch batch 1 n1\n")
+    );
+    let one = c.cmd(
+        "squeue",
+        &["-h", "-o", "%i", "--steps", &format!("{id}.batch")],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout),
+        format!("{id}.batch\n")
+    );
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success());
     wait_until("the tasks gone after scancel", &c, || {

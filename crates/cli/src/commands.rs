@@ -4,6 +4,7 @@
 use crate::client::{request_id, ClientError, Cluster};
 use crate::{
     control, format, identity, sacct, sacctmgr, sbatch_prep, scancel, scontrol_show, sinfo, squeue,
+    squeue_steps,
 };
 use drover_proto as pb;
 use std::collections::BTreeMap;
@@ -408,6 +409,38 @@ pub fn squeue(args: &[String]) -> i32 {
         return EXIT_ERROR;
     };
     let rt = runtime();
+    if let Some(steps) = &opts.steps {
+        let filter = squeue_steps::StepFilter {
+            jobs: opts.job_ids.clone(),
+            steps: steps.clone(),
+            partitions: opts.partitions.clone(),
+            uids: opts.users_given.then(|| opts.uids.clone()),
+            nodes: opts.nodes.clone(),
+        };
+        loop {
+            let reply = match rt.block_on(load_records(&mut cluster, opts.job_ids.clone(), 0)) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("slurm_get_job_steps error: {e}");
+                    return EXIT_ERROR;
+                }
+            };
+            cluster.save();
+            let now = reply.now.max(wall_clock_s());
+            let mut rows = squeue_steps::select(squeue_steps::rows(&reply.records), &filter);
+            squeue_steps::sort(&mut rows, opts.sort.as_deref());
+            let format = opts
+                .format
+                .as_deref()
+                .unwrap_or(squeue_steps::DEFAULT_FORMAT);
+            let (text, errors) =
+                squeue_steps::render(&rows, format, !opts.noheader, now, UTC_OFFSET_S);
+            eprint!("{errors}");
+            if let Some(rc) = print_round(&text, opts.iterate_s) {
+                return rc;
+            }
+        }
+    }
     loop {
         // Exactly one -j id is Slurm's single-job RPC: an unknown id is an error.
         let single = opts.job_ids.len() == 1;

@@ -22,6 +22,7 @@ pub mod scontrol_show;
 pub mod sim;
 pub mod sinfo;
 pub mod squeue;
+pub mod squeue_steps;
 pub mod srun;
 pub mod srun_alloc;
 pub mod srun_step;

@@ -621,6 +621,8 @@ pub struct Opts {
     pub sort: Option<String>,
     /// Warnings squeue prints on stderr and carries on (invalid users).
     pub warnings: String,
+    /// `-s/--steps[=LIST]`: list steps instead of jobs (`Some(empty)`: every step).
+    pub steps: Option<Vec<crate::squeue_steps::StepSel>>,
 }
 
 /// Every job state squeue accepts, in the order of its error message.
@@ -707,9 +709,6 @@ pub fn parse(
                     "squeue: error: --{id} needs a federation; drover is one cluster\n"
                 ))
             }
-            "steps" => {
-                return Err("squeue: error: job steps are not supported by drover yet\n".into())
-            }
             _ => {}
         }
     }
@@ -725,11 +724,29 @@ pub fn parse(
             }
         }
     }
+    // -s with its list attached, or bare -s and the list as the next word (opts.c).
+    let mut words: &[String] = &p.words;
+    if p.has("steps") {
+        let mut list = p.all("steps").join(",");
+        if list.is_empty() && !p.has("jobs") {
+            if let Some((first, rest)) = words.split_first() {
+                list = first.clone();
+                words = rest;
+            }
+        }
+        o.steps = Some(crate::squeue_steps::parse_list(&list)?);
+        if p.has("Format") || o.output == Some(Output::Json) {
+            return Err(
+                "squeue: error: -O/--Format and --json are not available with --steps in drover; use -o\n"
+                    .into(),
+            );
+        }
+    }
     // -j with its value attached, or bare -j and the ids as the other words.
     let mut ids: Vec<String> = p.all("jobs").iter().flat_map(|v| split_list(v)).collect();
     if p.has("jobs") {
-        ids.extend(p.words.iter().flat_map(|w| split_list(w)));
-    } else if let Some(w) = p.words.first() {
+        ids.extend(words.iter().flat_map(|w| split_list(w)));
+    } else if let Some(w) = words.first() {
         return Err(format!(
             "squeue: error: Unrecognized option: {w}\nUsage: squeue [-A account] [--clusters names] [-i seconds] [--job jobid]\n              [-n name] [-o format] [-p partitions] [--qos qos]\n              [--reservation reservation] [--sort fields] [--start]\n              [--step step_id] [-t states] [-u user_name] [--usage]\n              [-L licenses] [-w nodes] [--federation] [--local] [--sibling]\n\t      [-ahjlrsv]\n"
         ));
@@ -1481,6 +1498,17 @@ mod tests {
         assert_eq!(e(&["-t", "bogus"]), "squeue: error: Invalid job state specified: bogus\nsqueue: error: Valid job states include: PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,DEADLINE,OUT_OF_MEMORY,COMPLETING,CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,REQUEUE_HOLD,REVOKED,SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED\n\n");
         assert!(e(&["--bogus"]).starts_with("squeue: unrecognized option '--bogus'\n"));
         assert!(e(&["-z"]).starts_with("squeue: invalid option -- 'z'\n"));
+        // -s: every step, a list attached or as the next word; -O and --json are refused.
+        assert_eq!(opts(&["-s"]).steps, Some(vec![]));
+        let one = crate::squeue_steps::StepSel {
+            job: 12,
+            task: None,
+            step: "0".into(),
+        };
+        assert_eq!(opts(&["-s", "12.0"]).steps, Some(vec![one.clone()]));
+        assert_eq!(opts(&["--steps=12.0"]).steps, Some(vec![one]));
+        assert!(e(&["-s", "-O", "JobId"]).contains("not available with --steps"));
+        assert_eq!(e(&["-s", "12"]), "squeue: error: Invalid job step id: 12\n");
         // An unknown user is reported and matches nothing (22.05.8: rc 0, header only).
         let o = opts(&["-u", "nosuchuser_xyz"]);
         assert_eq!(

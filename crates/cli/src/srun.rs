@@ -44,7 +44,7 @@ const OPTIONS: &[Opt] = &[
     opt('q', "qos", Arg::Required, "qos"),
     opt('Q', "quiet", Arg::No, "quiet"),
     opt('r', "relative", Arg::Required, "relative"),
-    opt('s', "oversubscribe", Arg::No, "ignore"),
+    opt('s', "oversubscribe", Arg::No, "oversubscribe"),
     opt('t', "time", Arg::Required, "time"),
     opt('T', "threads", Arg::Required, "ignore"),
     opt('u', "unbuffered", Arg::No, "unbuffered"),
@@ -170,6 +170,7 @@ const ALLOCATION_OPTIONS: &[&str] = &[
     "mem-per-cpu",
     "nodelist",
     "ntasks-per-node",
+    "oversubscribe",
     "partition",
     "qos",
     "time",
@@ -800,6 +801,8 @@ mod tests {
     fn outside_an_allocation_srun_shapes_a_job_of_its_own() {
         let a = allocation(&["-N2", "-n4", "-l", "hostname"]);
         assert_eq!(a.options, ["--ntasks=4", "--nodes=2"]);
+        let shared = allocation(&["-s", "hostname"]);
+        assert_eq!(shared.options, ["--ntasks=1", "--oversubscribe"]);
         assert_eq!(
             (a.step.ntasks, a.step.nodes, a.step.job_id),
             (4, Some(2), 0)

@@ -14,11 +14,12 @@ use serde::Serialize;
 pub struct CodecError(String);
 
 /// The first byte of a postcard-encoded value (format 2: job specs with `--begin`,
-/// `--dependency` and `--array`).
-const POSTCARD: u8 = 2;
+/// `--dependency` and `--array`; format 3: job specs with `--oversubscribe`, `--qos`,
+/// `--requeue` and the accounting flags, partition updates with `OverSubscribe=`).
+const POSTCARD: u8 = 3;
 
-/// The first byte written by builds before format 2, whose entries this build cannot read.
-const POSTCARD_V1: u8 = 1;
+/// The first bytes written by earlier builds, whose entries this build cannot read.
+const POSTCARD_OLD: [u8; 2] = [1, 2];
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![POSTCARD];
@@ -32,11 +33,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         Some(b'{') | Some(b'[') | Some(b'"') => {
             serde_json::from_slice(bytes).map_err(|e| CodecError(e.to_string()))
         }
-        Some(&POSTCARD_V1) => Err(CodecError(
-            "entry written by a pre-release drover (encoding 1): this build reads encoding 2; \
-             start the cluster from an empty state directory"
-                .to_string(),
-        )),
+        Some(&old) if POSTCARD_OLD.contains(&old) => Err(CodecError(format!(
+            "entry written by an earlier pre-release drover (encoding {old}): this build reads \
+             encoding {POSTCARD}; start the cluster from an empty state directory"
+        ))),
         Some(other) => Err(CodecError(format!("unknown encoding byte {other:#04x}"))),
         None => Err(CodecError("empty value".to_string())),
     }
@@ -82,10 +82,11 @@ mod tests {
             p
         );
         assert!(decode::<Proposal>(&[9, 9]).is_err());
-        let old = decode::<Proposal>(&[POSTCARD_V1, 0])
-            .unwrap_err()
-            .to_string();
-        assert!(old.contains("empty state directory"), "{old}");
+        for byte in POSTCARD_OLD {
+            let old = decode::<Proposal>(&[byte, 0]).unwrap_err().to_string();
+            assert!(old.contains("empty state directory"), "{old}");
+            assert!(old.contains(&format!("encoding {byte}")), "{old}");
+        }
         assert!(decode::<Proposal>(&[]).is_err());
         assert!(decode::<Proposal>(&[POSTCARD, 0xff]).is_err());
     }

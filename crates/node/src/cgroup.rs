@@ -173,13 +173,25 @@ impl Host {
             // directly under the root (Slurm's cgroup/v2 with IgnoreSystemd=yes does the same).
             let under_own = root.join(own_path.trim_start_matches('/')).join(group);
             let under_root = root.join(group);
-            let mut base = None;
+            let count = |enabled: &str| {
+                ["cpuset", "memory"]
+                    .iter()
+                    .filter(|c| controllers.contains(*c) && enabled.contains(*c))
+                    .count()
+            };
+            // The first that gives every controller the root has, else the one giving most.
+            let mut base: Option<(PathBuf, String)> = None;
             for candidate in [under_own, under_root] {
                 if make_v2_parents(root, &candidate).is_ok() {
                     let enabled = fs::read_to_string(candidate.join("cgroup.subtree_control"))
                         .unwrap_or_default();
                     let good = wanted(&enabled);
-                    base = Some((candidate, enabled));
+                    if base
+                        .as_ref()
+                        .is_none_or(|(_, best)| count(&enabled) > count(best))
+                    {
+                        base = Some((candidate, enabled));
+                    }
                     if good {
                         break;
                     }

@@ -26,6 +26,8 @@ use crate::NodeConfig;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const ASSIGNMENTS_WAIT_MS: u32 = 5_000;
+/// The assignments wait while a superseded run is being stopped (its next run waits on it).
+const SUPERSEDED_WAIT_MS: u32 = 200;
 /// Bound on one try of a short RPC (the long poll adds its wait to this).
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a new supervisor may take to start its job (it normally takes milliseconds).
@@ -73,6 +75,9 @@ struct Jobs {
     attempts: Attempts,
     /// Highest applied index seen in an assignments reply: older replies are ignored.
     highest_index: u64,
+    /// Jobs stopped because a later run is assigned here: until it is launched, the
+    /// assignments are polled briefly, so that it starts soon after the earlier run ends.
+    superseded: BTreeSet<u64>,
 }
 
 struct RunningJob {
@@ -89,6 +94,11 @@ impl Jobs {
     fn actual(&self) -> Actual {
         Actual {
             running: self.running.keys().copied().collect(),
+            runs: self
+                .running
+                .keys()
+                .map(|&id| (id, self.attempt(id)))
+                .collect(),
             stopping: self
                 .running
                 .iter()
@@ -311,10 +321,17 @@ impl Daemon {
     async fn assignments_loop(self: &Arc<Self>) {
         let poll_timeout = Duration::from_millis(u64::from(ASSIGNMENTS_WAIT_MS)) + RPC_TIMEOUT;
         loop {
-            let req = AssignmentsRequest {
-                name: self.name.clone(),
-                after_index: lock(&self.jobs).highest_index,
-                wait_ms: ASSIGNMENTS_WAIT_MS,
+            let req = {
+                let jobs = lock(&self.jobs);
+                AssignmentsRequest {
+                    name: self.name.clone(),
+                    after_index: jobs.highest_index,
+                    wait_ms: if jobs.superseded.is_empty() {
+                        ASSIGNMENTS_WAIT_MS
+                    } else {
+                        SUPERSEDED_WAIT_MS
+                    },
+                }
             };
             match self
                 .client
@@ -363,6 +380,14 @@ impl Daemon {
             // A finished job whose final report was applied at or before this state and that
             // this state no longer lists will never be listed again: forget it.
             let listed: BTreeSet<u64> = reply.jobs.iter().map(|a| a.job_id).collect();
+            // A superseded job whose later run is no longer assigned here: nothing to wait for.
+            let relaunch: BTreeSet<u64> = reply
+                .jobs
+                .iter()
+                .filter(|a| a.run && a.batch_host)
+                .map(|a| a.job_id)
+                .collect();
+            jobs.superseded.retain(|id| relaunch.contains(id));
             let before = jobs.finished.len();
             jobs.finished.retain(|id, ack| {
                 listed.contains(id) || ack.is_none_or(|at| at > reply.applied_index)
@@ -441,6 +466,7 @@ impl Daemon {
             let spec = self.supervise_spec(&a, cpus.clone());
             // A later run of a requeued job that ended here before: this run is new.
             jobs.finished.remove(&job_id);
+            jobs.superseded.remove(&job_id);
             jobs.attempts.insert(job_id, a.restarts);
             jobs.running.insert(
                 job_id,
@@ -690,6 +716,9 @@ impl Daemon {
             tracing::info!(job_id, ?reason, "stopping job");
             job.stopping = true;
             job.stop.cancel();
+            if reason == StopReason::Superseded {
+                jobs.superseded.insert(job_id);
+            }
         }
     }
 

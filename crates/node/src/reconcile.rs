@@ -16,7 +16,11 @@
 //! - a job that finished here (or failed to launch) is never launched again, even when a
 //!   stale assignment still lists it — unless the assignment is a later run of it (requeued:
 //!   `restarts` higher than the run that finished);
-//! - a job already being stopped is not stopped twice.
+//! - a job already being stopped is not stopped twice;
+//! - running here as an earlier run than the one assigned (the job was requeued while this
+//!   node ran it: its node failed, or this one was cut off) → [`Action::Stop`]
+//!   (`Superseded`); the assigned run is launched by a later reconcile, once this one ended,
+//!   so the two never run at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +33,8 @@ pub struct Actual {
     pub running: BTreeSet<u64>,
     /// Running jobs already asked to stop.
     pub stopping: BTreeSet<u64>,
+    /// The run (times requeued) of each running job.
+    pub runs: BTreeMap<u64, u32>,
     /// Jobs that ran here and ended, or failed to launch, with the run that did (times
     /// requeued): never launched again for that run.
     pub finished: BTreeMap<u64, u32>,
@@ -40,6 +46,8 @@ pub enum StopReason {
     Cancelled,
     /// The applied state no longer lists the job for this node.
     NotAssigned,
+    /// The applied state assigns a later run of the job than the one running here.
+    Superseded,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +82,18 @@ pub fn reconcile(desired: &[Assignment], actual: &Actual) -> Vec<Action> {
             .finished
             .get(&a.job_id)
             .is_some_and(|&run| run >= a.restarts);
+        let earlier_run = actual
+            .runs
+            .get(&a.job_id)
+            .is_some_and(|&run| run < a.restarts);
         if a.run {
             if a.batch_host && !running && !done_here {
                 actions.push(Action::Launch(Box::new(a.clone())));
+            } else if running && earlier_run && !actual.stopping.contains(&a.job_id) {
+                actions.push(Action::Stop {
+                    job_id: a.job_id,
+                    reason: StopReason::Superseded,
+                });
             }
         } else if running {
             if !actual.stopping.contains(&a.job_id) {
@@ -126,6 +143,7 @@ mod tests {
         Actual {
             running: running.iter().copied().collect(),
             stopping: stopping.iter().copied().collect(),
+            runs: running.iter().map(|&id| (id, 0)).collect(),
             finished: finished.iter().map(|&id| (id, 0)).collect(),
         }
     }
@@ -245,6 +263,37 @@ mod tests {
                 reason: StopReason::NotAssigned
             }]
         );
+    }
+
+    /// A job requeued (its other node failed) while its first run went on here: the later
+    /// run is assigned here too. The first run is stopped; the later one is launched only
+    /// once it has ended, never beside it (review of node-failure requeue).
+    #[test]
+    fn an_earlier_run_is_stopped_before_the_assigned_run_starts() {
+        let next = Assignment {
+            restarts: 1,
+            ..job(7, true, true)
+        };
+        let actions = reconcile(std::slice::from_ref(&next), &actual(&[7], &[], &[]));
+        assert_eq!(
+            actions,
+            vec![Action::Stop {
+                job_id: 7,
+                reason: StopReason::Superseded
+            }]
+        );
+        // Asked already: nothing more while it stops.
+        assert!(reconcile(std::slice::from_ref(&next), &actual(&[7], &[7], &[])).is_empty());
+        // The first run has ended: the assigned one starts.
+        assert_eq!(
+            launched(&reconcile(
+                std::slice::from_ref(&next),
+                &actual(&[], &[], &[7])
+            )),
+            vec![7]
+        );
+        // The same run assigned: it just goes on.
+        assert!(reconcile(&[job(7, true, true)], &actual(&[7], &[], &[])).is_empty());
     }
 
     #[test]

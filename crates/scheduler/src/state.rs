@@ -437,12 +437,13 @@ impl ClusterState {
             }
         }
         let qos = self.qos(spec.qos_name()).ok_or(Reject::InvalidQos)?;
-        // A job with no limit gets its QOS's MaxWall (Slurm's acct_policy_validate).
-        let time_limit_min = spec
-            .time_limit_min
-            .or(part.default_time_min)
-            .or(part.max_time_min)
-            .or(qos.max_wall_min);
+        // A job with no limit gets its QOS's MaxWall, within the partition's MaxTime, before
+        // the partition's DefaultTime is considered (Slurm's acct_policy `_set_time_limit`);
+        // otherwise the partition's DefaultTime, else its MaxTime.
+        let time_limit_min = spec.time_limit_min.or_else(|| match qos.max_wall_min {
+            Some(wall) => Some(part.max_time_min.map_or(wall, |max| wall.min(max))),
+            None => part.default_time_min.or(part.max_time_min),
+        });
         let partition = part.name.clone();
         let id = JobId(self.next_job_id);
         self.next_job_id += 1;
@@ -1370,7 +1371,10 @@ impl ClusterState {
     /// it was going to.
     fn node_failed(&mut self, id: JobId) {
         if let Some(job) = self.jobs.get_mut(&id) {
+            // Only batch jobs run again (Slurm's `Only batch jobs are accepted or processed`):
+            // srun's own allocation has no script to restart.
             if job.spec.requeue
+                && job.spec.has_batch_script()
                 && job.state == JobState::Running
                 && !job.completing
                 && job.requeue.is_none()
@@ -1793,9 +1797,16 @@ impl ClusterState {
     }
 
     /// Running (or completing) jobs of `user` in QOS `qos` (for `MaxJobsPerUser`).
+    /// Walks the jobs the nodes hold (every job holding resources is on a node: see the
+    /// invariants), not every job remembered, since apply runs this on every replica.
     pub fn running_in_qos(&self, user: &str, qos: &str) -> u32 {
-        self.jobs
+        let held: BTreeSet<JobId> = self
+            .nodes
             .values()
+            .flat_map(|n| n.jobs.iter().copied())
+            .collect();
+        held.iter()
+            .filter_map(|id| self.jobs.get(id))
             .filter(|j| j.holds_resources() && j.spec.user == user && j.spec.qos_name() == qos)
             .count() as u32
     }

@@ -220,6 +220,21 @@ fn array_records_exact(state: &ClusterState) -> Result<(), String> {
 /// has. Without oversubscription (every count 1) this is: no node holds more CPUs than it has
 /// (Slurm's cons_tres never oversubscribes unless asked to; man5/slurm.conf.5 OverSubscribe).
 fn capacity_respected(state: &ClusterState) -> Result<(), String> {
+    for node in state.nodes.values() {
+        // The jobs on a node share their CPUs in one way only (see `ClusterState::cpus_fit`).
+        let shares: BTreeSet<u32> = node
+            .jobs
+            .iter()
+            .filter_map(|id| state.jobs.get(id))
+            .map(|j| j.cpu_share)
+            .collect();
+        if shares.len() > 1 {
+            return Err(format!(
+                "node {} runs jobs sharing their CPUs {shares:?} ways at once",
+                node.name()
+            ));
+        }
+    }
     for node in state.nodes.values().filter(|n| n.up) {
         let mut scale = 1u64;
         for id in &node.jobs {

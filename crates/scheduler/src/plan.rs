@@ -385,7 +385,9 @@ impl Profile {
 /// Where a job may run, apart from how much it needs: jobs with the same placement compete for
 /// the same nodes. Borrowed from the state (partition, GPU type, constraint, excluded nodes,
 /// `--exclusive`); a pass numbers the placements it meets and keeps their data by number.
-type Placement<'a> = (&'a str, Option<&'a str>, &'a str, &'a [String], bool);
+/// Partition, GPU type, features, exclusions, whole nodes, and the CPU share count (spans of
+/// another count keep a job off a node for a while, so bounds are kept per count).
+type Placement<'a> = (&'a str, Option<&'a str>, &'a str, &'a [String], bool, u32);
 
 /// A job of some placement that could not start before `t`: a later job of that placement that
 /// needs at least as much of everything, for at least as long, cannot start before `t` either,
@@ -473,7 +475,26 @@ fn pass(
     // Running jobs per (QOS, user), kept only when some QOS limits them (`MaxJobsPerUser`).
     let qos_user_limits = state.qos.iter().any(|q| q.max_jobs_per_user.is_some());
     let mut qos_running: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    // When CPUs may be shared, each node's spans `[start, end)` of one share count (jobs
+    // running, and those this pass starts or reserves): a node runs jobs of one count at a
+    // time (`ClusterState::cpus_fit`), so a job of another count is planned there only outside
+    // them. Empty, and never looked at, when nothing is shared.
+    let mut spans: Vec<Vec<(u64, u64, u32)>> = vec![Vec::new(); names.len()];
     for job in state.jobs.values().filter(|j| j.holds_resources()) {
+        if scale > 1 {
+            let end = match (job.completing, job.start_at, job.time_limit_min) {
+                (true, _, _) => now.saturating_add(resolution_ms.max(1)),
+                (false, Some(start), Some(limit)) => start
+                    .saturating_add(limit.saturating_mul(60_000))
+                    .max(now.saturating_add(1)),
+                _ => u64::MAX,
+            };
+            for share in &job.alloc {
+                if let Some(&i) = index.get(share.node.as_str()) {
+                    spans[i].push((now, end, job.cpu_share.max(1)));
+                }
+            }
+        }
         active_names.insert((job.spec.user.as_str(), job.spec.name.as_str()));
         if qos_user_limits {
             *qos_running
@@ -754,6 +775,7 @@ fn pass(
             spec.constraint.as_str(),
             spec.exclude.as_slice(),
             whole_nodes,
+            part.oversubscribe.cpu_share(spec.oversubscribe),
         );
         // Nodes of the partition that are up and match the job's type, features and
         // exclusions (cached per placement); capacity is checked per job.
@@ -849,6 +871,25 @@ fn pass(
             .iter()
             .filter_map(|n| index.get(n.as_str()).copied())
             .collect();
+        // Its CPU share count, as apply will fix it when it starts (`cpu_share_for`), and the
+        // first start at or after `t` at which it overlaps no span of another count on node
+        // `i` (the identity when nothing is shared).
+        let share = part.oversubscribe.cpu_share(spec.oversubscribe);
+        let clear_from = |i: usize, t: u64| -> u64 {
+            let mut t = t;
+            loop {
+                let until = t.saturating_add(d);
+                let blocking = spans[i]
+                    .iter()
+                    .filter(|&&(s, e, k)| k != share && s < until && t < e)
+                    .map(|&(_, e, _)| e)
+                    .max();
+                match blocking {
+                    Some(e) if e > t => t = e,
+                    _ => return t,
+                }
+            }
+        };
         let found = if from > window_end {
             None
         } else {
@@ -864,6 +905,7 @@ fn pass(
                 d,
                 window_end,
                 need_of,
+                clear_from,
             )
         };
         if found.is_none() && from <= window_end && too_few_capable() {
@@ -918,6 +960,7 @@ fn pass(
                                     && caps[i].gpus >= want_k.gpus
                                     && nodes[i].reg.cpus >= spec.cpus_per_node_on(k)
                                     && !chosen.contains(&i)
+                                    && clear_from(i, now) == now
                                     && map.profiles[i].earliest_step(now, d, need, now).is_some()
                             })
                             .take(more)
@@ -948,6 +991,11 @@ fn pass(
                         gpus,
                     });
                 }
+                if scale > 1 {
+                    for &i in &chosen {
+                        spans[i].push((now, now.saturating_add(d), share));
+                    }
+                }
                 out.allocations.push(PlannedAllocation {
                     job_id: job.id,
                     nodes: shares,
@@ -977,6 +1025,9 @@ fn pass(
                         *count += 1;
                         for &i in &chosen {
                             map.book(i, t, d, need_of(i));
+                            if scale > 1 {
+                                spans[i].push((t, t.saturating_add(d), share));
+                            }
                         }
                         set_start(&mut out, job, Some(t), &chosen);
                     }
@@ -1008,6 +1059,7 @@ fn earliest_start(
     d: u64,
     limit: u64,
     need_of: impl Fn(usize) -> Need,
+    clear_from: impl Fn(usize, u64) -> u64,
 ) -> Option<(u64, Vec<usize>)> {
     let profiles = &map.profiles;
     // Best fit: keep GPUs for jobs that ask for them, then the fewest free CPUs, in the step
@@ -1021,6 +1073,7 @@ fn earliest_start(
     let cells = map.cell_row(k, j);
     // Node `i`'s earliest start from `from` (not after `bound`) and the step holding it.
     // `cells[i]` is its lower bound for `base`; `need_of(i)` differs only for --exclusive.
+    // (A start must also be clear of spans of another share count: `clear_from`.)
     let earliest = |i: usize, from: u64, lower: u64, bound: u64| {
         let need = need_of(i);
         let lower = if need == base {
@@ -1029,7 +1082,18 @@ fn earliest_start(
             let (k, j) = cell(need, d);
             lower.max(map.tables[i][k][j])
         };
-        profiles[i].earliest_step(from.max(lower), d, need, bound)
+        let mut at = from.max(lower);
+        loop {
+            let clear = clear_from(i, at);
+            if clear > bound {
+                return None;
+            }
+            let (t, step) = profiles[i].earliest_step(clear, d, need, bound)?;
+            if clear_from(i, t) == t {
+                return Some((t, step));
+            }
+            at = t;
+        }
     };
     if needed == 1 && required.is_empty() {
         // One node: the best start over all members, pruned by the best so far, block by
@@ -1571,7 +1635,7 @@ mod tests {
             for _ in 0..2 {
                 let fast = earliest_start(
                     &map, member, base, &mut scratch, &required, &c.preferred, c.needed,
-                    from, d, limit, need_of,
+                    from, d, limit, need_of, |_, t| t,
                 );
                 let slow = reference(
                     &map, &member, base, &required, &c.preferred, c.needed, from, d, limit,

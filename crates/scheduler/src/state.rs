@@ -1864,7 +1864,19 @@ impl ClusterState {
 
     /// Do `cpus` more CPUs, shared by up to `share` jobs each, fit on `node` beside what its
     /// jobs hold (each CPU's holders, weighted by 1/their share count, at most one)?
+    ///
+    /// A node runs jobs of one share count at a time: the controller counts CPUs per node, not
+    /// which CPU each job runs on (the node's cpuset choice), so a job that did not ask to share
+    /// (count 1) beside jobs that did could be given one of their CPUs.
     pub fn cpus_fit(&self, node: &Node, cpus: u32, share: u32) -> bool {
+        let other_kind = node
+            .jobs
+            .iter()
+            .filter_map(|id| self.jobs.get(id))
+            .any(|j| j.cpu_share != share.max(1));
+        if other_kind {
+            return false;
+        }
         let scale = node
             .jobs
             .iter()

@@ -134,59 +134,88 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
     ) -> Result<Response<pb::JobReportReply>, Status> {
         let req = request.into_inner();
         self.liveness.seen(&req.node);
-        let job_id = JobId(req.job_id);
-        let node = req.node.clone();
-        let command = match pb::job_report::Kind::try_from(req.kind) {
-            Ok(pb::job_report::Kind::Started) => Command::JobStarted {
-                job_id,
-                node,
-                pid: req.pid,
-            },
-            // A plain exit stays `JobFinished`; a cause or usage needs `JobEnded`.
-            Ok(pb::job_report::Kind::Finished)
-                if req.cause == pb::job_report::Cause::Exited as i32
-                    && req.max_rss_kb == 0
-                    && req.total_cpu_ms == 0 =>
-            {
-                Command::JobFinished {
-                    job_id,
-                    node,
-                    exit_code: req.exit_code,
-                    signal: req.signal,
-                }
-            }
-            Ok(pb::job_report::Kind::Finished) => Command::JobEnded {
+        let request_id = req.request_id.clone();
+        let command = report_command(req)?;
+        let (applied_index, _) =
+            write::write_one(&self.replica, &self.peers, request_id, command).await?;
+        Ok(Response::new(pb::JobReportReply { applied_index }))
+    }
+
+    async fn report_jobs(
+        &self,
+        request: Rpc<pb::JobReports>,
+    ) -> Result<Response<pb::JobReportReply>, Status> {
+        let req = request.into_inner();
+        self.liveness.seen(&req.node);
+        let requests = req
+            .reports
+            .into_iter()
+            .map(|r| {
+                Ok(Request {
+                    request_id: r.request_id.clone(),
+                    command: report_command(r)?,
+                })
+            })
+            .collect::<Result<Vec<Request>, Status>>()?;
+        if requests.is_empty() {
+            return Err(Status::invalid_argument("a report batch without reports"));
+        }
+        let (applied_index, _) = write::write(&self.replica, &self.peers, requests).await?;
+        Ok(Response::new(pb::JobReportReply { applied_index }))
+    }
+}
+
+/// A node's report in the log's terms, tied to its run (`Command::RunReport`): a plain exit
+/// stays `JobFinished`; a cause or usage needs `JobEnded`.
+fn report_command(req: pb::JobReport) -> Result<Command, Status> {
+    let job_id = JobId(req.job_id);
+    let node = req.node;
+    let report = match pb::job_report::Kind::try_from(req.kind) {
+        Ok(pb::job_report::Kind::Started) => Command::JobStarted {
+            job_id,
+            node,
+            pid: req.pid,
+        },
+        Ok(pb::job_report::Kind::Finished)
+            if req.cause == pb::job_report::Cause::Exited as i32
+                && req.max_rss_kb == 0
+                && req.total_cpu_ms == 0 =>
+        {
+            Command::JobFinished {
                 job_id,
                 node,
                 exit_code: req.exit_code,
                 signal: req.signal,
-                cause: match pb::job_report::Cause::try_from(req.cause) {
-                    Ok(pb::job_report::Cause::TimeLimit) => EndCause::TimeLimit,
-                    Ok(pb::job_report::Cause::OutOfMemory) => EndCause::OutOfMemory,
-                    Ok(pb::job_report::Cause::Stopped) => EndCause::Stopped,
-                    Ok(pb::job_report::Cause::Exited) | Err(_) => EndCause::Exited,
-                },
-                max_rss_kb: req.max_rss_kb,
-                total_cpu_ms: req.total_cpu_ms,
-            },
-            Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed {
-                job_id,
-                node,
-                message: req.message,
-            },
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown report kind {}",
-                    req.kind
-                )))
             }
-        };
-        let command = Command::RunReport {
-            restarts: req.restarts,
-            report: Box::new(command),
-        };
-        let (applied_index, _) =
-            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
-        Ok(Response::new(pb::JobReportReply { applied_index }))
-    }
+        }
+        Ok(pb::job_report::Kind::Finished) => Command::JobEnded {
+            job_id,
+            node,
+            exit_code: req.exit_code,
+            signal: req.signal,
+            cause: match pb::job_report::Cause::try_from(req.cause) {
+                Ok(pb::job_report::Cause::TimeLimit) => EndCause::TimeLimit,
+                Ok(pb::job_report::Cause::OutOfMemory) => EndCause::OutOfMemory,
+                Ok(pb::job_report::Cause::Stopped) => EndCause::Stopped,
+                Ok(pb::job_report::Cause::Exited) | Err(_) => EndCause::Exited,
+            },
+            max_rss_kb: req.max_rss_kb,
+            total_cpu_ms: req.total_cpu_ms,
+        },
+        Ok(pb::job_report::Kind::LaunchFailed) => Command::LaunchFailed {
+            job_id,
+            node,
+            message: req.message,
+        },
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown report kind {}",
+                req.kind
+            )))
+        }
+    };
+    Ok(Command::RunReport {
+        restarts: req.restarts,
+        report: Box::new(report),
+    })
 }

@@ -35,8 +35,9 @@ const SUPERVISOR_START_PATIENCE: Duration = Duration::from_secs(30);
 /// A report the controllers reject this many times in a row is dropped, so that one bad
 /// report cannot block every later one.
 const REPORT_REJECTIONS_TOLERATED: u32 = 5;
-/// Reports sent at once (of different jobs): the controllers batch them into one log entry.
-const REPORTS_IN_FLIGHT: usize = 32;
+/// Reports sent in one call (in queue order, several of one job included): the controllers
+/// apply them as one write.
+const REPORTS_PER_CALL: usize = 256;
 
 pub(crate) struct Daemon {
     name: String,
@@ -821,54 +822,49 @@ impl Daemon {
         }
     }
 
-    /// Sends reports until a controller answers each: up to [`REPORTS_IN_FLIGHT`] at once,
-    /// but never two of the same job, so each job's reports arrive in the order they were made.
+    /// Sends reports until a controller answers each: the queue's first [`REPORTS_PER_CALL`],
+    /// in their order, in one call that the controllers apply as one write (a short job's
+    /// start and end, and the ends of many jobs, cost one round trip). A batch a controller
+    /// refuses goes again one report at a time, in order, so that one bad report cannot hold
+    /// up the rest (it is dropped after [`REPORT_REJECTIONS_TOLERATED`] refusals).
     async fn outbox_loop(self: &Arc<Self>) {
         let mut rejections: BTreeMap<String, u32> = BTreeMap::new();
         loop {
-            let batch: Vec<PendingReport> = {
-                let queue = lock(&self.outbox);
-                let mut jobs = BTreeSet::new();
-                queue
-                    .iter()
-                    .filter(|r| jobs.insert(r.job_id))
-                    .take(REPORTS_IN_FLIGHT)
-                    .cloned()
-                    .collect()
-            };
+            let batch: Vec<PendingReport> = lock(&self.outbox)
+                .iter()
+                .take(REPORTS_PER_CALL)
+                .cloned()
+                .collect();
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
                     _ = self.outbox_wake.notified() => continue,
                 }
             }
-            let mut sending = tokio::task::JoinSet::new();
-            for report in batch {
-                let me = self.clone();
-                sending.spawn(async move {
-                    let result = me.send_report(&report).await;
-                    (report, result)
-                });
-            }
             let mut delivered: Vec<(PendingReport, u64)> = Vec::new();
             let mut retry = false;
-            while let Some(joined) = sending.join_next().await {
-                let Ok((report, result)) = joined else {
-                    continue;
-                };
-                match result {
-                    Ok(ack_index) => delivered.push((report, ack_index)),
-                    Err(CallError::Cancelled) => return,
-                    Err(e) => {
-                        let n = rejections.entry(report.request_id.clone()).or_insert(0);
-                        *n += 1;
-                        if *n < REPORT_REJECTIONS_TOLERATED {
-                            tracing::warn!(job_id = report.job_id, error = %e, "report rejected; retrying");
-                            retry = true;
-                        } else {
-                            tracing::error!(job_id = report.job_id, kind = ?report.kind, error = %e,
-                                "report rejected {n} times; dropping it");
-                            delivered.push((report, 0));
+            match self.send_reports(&batch).await {
+                Ok(ack_index) => delivered = batch.into_iter().map(|r| (r, ack_index)).collect(),
+                Err(CallError::Cancelled) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, reports = batch.len(), "report batch refused; sending them one by one");
+                    for report in batch {
+                        match self.send_report(&report).await {
+                            Ok(ack_index) => delivered.push((report, ack_index)),
+                            Err(CallError::Cancelled) => return,
+                            Err(e) => {
+                                let n = rejections.entry(report.request_id.clone()).or_insert(0);
+                                *n += 1;
+                                if *n < REPORT_REJECTIONS_TOLERATED {
+                                    tracing::warn!(job_id = report.job_id, error = %e, "report rejected; retrying");
+                                    // The ones after it wait: a job's reports keep their order.
+                                    retry = true;
+                                    break;
+                                }
+                                tracing::error!(job_id = report.job_id, kind = ?report.kind, error = %e,
+                                    "report rejected {n} times; dropping it");
+                                delivered.push((report, 0));
+                            }
                         }
                     }
                 }
@@ -907,9 +903,9 @@ impl Daemon {
         }
     }
 
-    /// One try (with the client's failover) of one report; the applied index of the answer.
-    async fn send_report(&self, report: &PendingReport) -> Result<u64, CallError> {
-        let req = JobReport {
+    /// A pending report as the controllers take it.
+    fn job_report(&self, report: &PendingReport) -> JobReport {
+        JobReport {
             request_id: report.request_id.clone(),
             node: self.name.clone(),
             job_id: report.job_id,
@@ -931,7 +927,28 @@ impl Daemon {
             max_rss_kb: report.max_rss_kb,
             total_cpu_ms: report.total_cpu_ms,
             restarts: report.restarts,
+        }
+    }
+
+    /// One try (with the client's failover) of reports, in order, in one call; the applied
+    /// index of the answer.
+    async fn send_reports(&self, reports: &[PendingReport]) -> Result<u64, CallError> {
+        let req = drover_proto::JobReports {
+            node: self.name.clone(),
+            reports: reports.iter().map(|r| self.job_report(r)).collect(),
         };
+        self.client
+            .call("ReportJobs", RPC_TIMEOUT, |mut c| {
+                let req = req.clone();
+                async move { c.report_jobs(req).await }
+            })
+            .await
+            .map(|reply| reply.applied_index)
+    }
+
+    /// One try (with the client's failover) of one report; the applied index of the answer.
+    async fn send_report(&self, report: &PendingReport) -> Result<u64, CallError> {
+        let req = self.job_report(report);
         self.client
             .call("ReportJob", RPC_TIMEOUT, |mut c| {
                 let req = req.clone();

@@ -12,7 +12,7 @@ use drover_node::{run, NodeConfig};
 use drover_proto::node_ctl_server::{NodeCtl, NodeCtlServer};
 use drover_proto::{
     job_report::Kind, Assignment, AssignmentsReply, AssignmentsRequest, HeartbeatReply,
-    HeartbeatRequest, JobReport, JobReportReply, RegisterReply, RegisterRequest,
+    HeartbeatRequest, JobReport, JobReportReply, JobReports, RegisterReply, RegisterRequest,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -96,6 +96,36 @@ impl NodeCtl for Controller {
             }
             s.applied_index += 1;
             s.reports.push(report);
+            Ok(Response::new(JobReportReply {
+                applied_index: s.applied_index,
+            }))
+        })
+    }
+
+    /// A batch as one write: refused as a whole, or every report taken in order.
+    async fn report_jobs(
+        &self,
+        req: Request<JobReports>,
+    ) -> Result<Response<JobReportReply>, Status> {
+        let batch = req.into_inner();
+        self.with(|s| {
+            if s.refuse_reports > 0 {
+                if s.refuse_reports != u32::MAX {
+                    s.refuse_reports -= 1;
+                }
+                s.refused_ids
+                    .extend(batch.reports.iter().map(|r| r.request_id.clone()));
+                return Err(Status::unavailable("no leader (test)"));
+            }
+            for report in batch.reports {
+                if report.job_id == 3 && report.kind == Kind::Started as i32 {
+                    for j in s.jobs.iter_mut().filter(|j| j.job_id == 3) {
+                        j.run = false;
+                    }
+                }
+                s.applied_index += 1;
+                s.reports.push(report);
+            }
             Ok(Response::new(JobReportReply {
                 applied_index: s.applied_index,
             }))

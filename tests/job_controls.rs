@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestCluster;
+use common::{pids_with, TestCluster};
 use std::time::{Duration, Instant};
 
 fn stdout(o: &std::process::Output) -> String {
@@ -44,18 +44,6 @@ fn wait_listed(c: &TestCluster, line: &str) {
             "squeue never listed {line:?}: {q:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_for(c: &TestCluster, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -153,18 +141,13 @@ fn hold_release_cancel_of_one_task_and_begin_time() {
     wait_listed(&c, &format!("{array}_[0,2] PENDING JobHeldUser"));
     let rel = c.cmd("scontrol", &["release", &array.to_string()]);
     assert!(rel.status.success(), "{}", stderr(&rel));
-    wait_for(
-        &c,
-        "the array's tasks to end",
-        Duration::from_secs(60),
-        || {
-            let out = c.cmd("scontrol", &["-o", "show", "job", &array.to_string()]);
-            let text = stdout(&out);
-            text.lines().count() == 3
-                && text.matches("JobState=COMPLETED").count() == 2
-                && text.matches("JobState=CANCELLED").count() == 1
-        },
-    );
+    c.wait_until("the array's tasks to end", Duration::from_secs(60), || {
+        let out = c.cmd("scontrol", &["-o", "show", "job", &array.to_string()]);
+        let text = stdout(&out);
+        text.lines().count() == 3
+            && text.matches("JobState=COMPLETED").count() == 2
+            && text.matches("JobState=CANCELLED").count() == 1
+    });
 
     let release = c.cmd("scontrol", &["release", &id.to_string()]);
     assert!(release.status.success(), "{}", stderr(&release));
@@ -189,12 +172,9 @@ fn a_requeued_job_runs_again_with_its_restart_count() {
         "#!/bin/sh\necho \"run ${SLURM_RESTART_COUNT:-0}\" >> runs.txt\nif [ -z \"$SLURM_RESTART_COUNT\" ]; then sleep 600; fi\n",
     );
     c.wait_state(id, "RUNNING", Duration::from_secs(30));
-    wait_for(
-        &c,
-        "the first run to start",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(work.join("runs.txt")).is_ok_and(|t| t == "run 0\n"),
-    );
+    c.wait_until("the first run to start", Duration::from_secs(30), || {
+        std::fs::read_to_string(work.join("runs.txt")).is_ok_and(|t| t == "run 0\n")
+    });
     // The running job's batch step, as `scontrol show step` lists it.
     let steps = stdout(&c.cmd("scontrol", &["show", "step"]));
     assert!(
@@ -241,20 +221,14 @@ fn a_node_daemon_killed_during_a_requeued_run_does_not_start_it_again() {
         "#!/bin/sh\necho \"run ${SLURM_RESTART_COUNT:-0}\" >> runs.txt\nif [ -z \"$SLURM_RESTART_COUNT\" ]; then sleep 600; else sleep 4; fi\n",
     );
     let runs = || std::fs::read_to_string(work.join("runs.txt")).unwrap_or_default();
-    wait_for(
-        &c,
-        "the first run to start",
-        Duration::from_secs(30),
-        || runs() == "run 0\n",
-    );
+    c.wait_until("the first run to start", Duration::from_secs(30), || {
+        runs() == "run 0\n"
+    });
     let rq = c.cmd("scontrol", &["requeue", &id.to_string()]);
     assert!(rq.status.success(), "{}", stderr(&rq));
-    wait_for(
-        &c,
-        "the second run to start",
-        Duration::from_secs(30),
-        || runs() == "run 0\nrun 1\n",
-    );
+    c.wait_until("the second run to start", Duration::from_secs(30), || {
+        runs() == "run 0\nrun 1\n"
+    });
     c.kill9("noded-n1");
     c.restart("noded-n1");
     c.wait_state(id, "COMPLETED", Duration::from_secs(60));
@@ -276,7 +250,7 @@ fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
 
     // Default scope: the job's processes but not the batch shell.
     let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], &script("steps"));
-    wait_for(&c, "the job to start", Duration::from_secs(30), || {
+    c.wait_until("the job to start", Duration::from_secs(30), || {
         read("steps") == "ready\n"
     });
     let out = c.cmd("scancel", &[&id.to_string(), "--signal", "USR1"]);
@@ -286,17 +260,14 @@ fn scancel_signal_reaches_the_chosen_processes_and_sbatch_signal_warns() {
 
     // --batch: the batch shell only (its child keeps running until cancelled).
     let id = c.sbatch(&addrs, &work, &["-o", "/dev/null"], &script("batch"));
-    wait_for(&c, "the job to start", Duration::from_secs(30), || {
+    c.wait_until("the job to start", Duration::from_secs(30), || {
         read("batch") == "ready\n"
     });
     let out = c.cmd("scancel", &["-b", "-s", "USR1", &id.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for(
-        &c,
-        "the batch shell's trap",
-        Duration::from_secs(30),
-        || read("batch") == "ready\nbatch-usr1\n",
-    );
+    c.wait_until("the batch shell's trap", Duration::from_secs(30), || {
+        read("batch") == "ready\nbatch-usr1\n"
+    });
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     c.wait_state(id, "CANCELLED", Duration::from_secs(30));
@@ -546,7 +517,7 @@ fn a_failed_nodes_requeue_job_runs_again_elsewhere_and_another_ends_node_fail() 
         &script("once"),
     );
     let runs = || std::fs::read_to_string(work.join("runs.txt")).unwrap_or_default();
-    wait_for(&c, "both first runs", Duration::from_secs(30), || {
+    c.wait_until("both first runs", Duration::from_secs(30), || {
         runs().lines().count() == 2
     });
     let node_of = |name: &str| {
@@ -596,17 +567,10 @@ fn a_failed_nodes_requeue_job_runs_again_elsewhere_and_another_ends_node_fail() 
 
     // The daemons answer again: the first runs, no longer assigned, are stopped.
     signal("-CONT");
-    wait_for(
-        &c,
+    c.wait_until(
         "the old runs to be stopped",
         Duration::from_secs(60),
-        || {
-            !std::process::Command::new("pgrep")
-                .args(["-f", "sleep 6001"])
-                .stdout(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        },
+        || pids_with("6001", "sleep").is_empty(),
     );
     // Their late reports changed nothing.
     std::thread::sleep(Duration::from_secs(1));
@@ -648,8 +612,7 @@ fn aftercorr_pairs_the_tasks_of_two_arrays() {
     let rel = c.cmd("scontrol", &["release", &first.to_string()]);
     assert!(rel.status.success(), "{}", stderr(&rel));
     let out = work.join(format!("slurm-{second}_0.out"));
-    wait_for(
-        &c,
+    c.wait_until(
         "task 0 of the dependent array",
         Duration::from_secs(60),
         || std::fs::read_to_string(&out).is_ok_and(|t| t == "corr 0\n"),

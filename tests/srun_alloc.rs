@@ -6,21 +6,13 @@
 
 mod common;
 
-use common::TestCluster;
+use common::{pids_with, TestCluster};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
-}
-
-fn wait_until(what: &str, c: &TestCluster, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}:\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// srun in the background, its stderr to `err`, its stdout to `out`.
@@ -59,9 +51,8 @@ fn read(path: &Path) -> String {
 /// The id of the (only) job named `name`, from squeue, once it has the state `want`.
 fn job_named(c: &TestCluster, name: &str, want: &str) -> u64 {
     let mut id = 0;
-    wait_until(
+    c.wait_until(
         &format!("job {name} {want} in squeue"),
-        c,
         Duration::from_secs(60),
         || {
             let out = c.cmd("squeue", &["-h", "-t", "all", "-o", "%i %j %T"]);
@@ -204,12 +195,9 @@ fn srun_outside_an_allocation_allocates_runs_and_ends_its_job() {
     assert_eq!(field(&show, "Command"), "sleep");
     assert!(!show.contains("StdOut="), "{show}");
     // Both tasks run (so srun forwards signals to them by now).
-    wait_until(
-        "the step's tasks running",
-        &c,
-        Duration::from_secs(60),
-        || sleeps("4141") == 2,
-    );
+    c.wait_until("the step's tasks running", Duration::from_secs(60), || {
+        pids_with("4141", "sleep").len() == 2
+    });
     let pid = i32::try_from(child.id()).unwrap();
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on the srun this test started.
@@ -278,7 +266,7 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
         &work.join("impatient.err"),
     );
     let id = job_named(&c, "impatient", "PENDING");
-    wait_until("srun says it waits", &c, Duration::from_secs(60), || {
+    c.wait_until("srun says it waits", Duration::from_secs(60), || {
         read(&work.join("impatient.err")).contains("queued and waiting for resources")
     });
     #[allow(unsafe_code)]
@@ -303,7 +291,7 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
         &work.join("waiter.out"),
         &work.join("waiter.err"),
     );
-    wait_until("srun says it waits", &c, Duration::from_secs(60), || {
+    c.wait_until("srun says it waits", Duration::from_secs(60), || {
         read(&work.join("waiter.err")).contains("queued and waiting for resources")
     });
     std::fs::write(&release, "").unwrap();
@@ -332,15 +320,15 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
         &work.join("victim.err"),
     );
     let id = job_named(&c, "victim", "RUNNING");
-    wait_until("the task runs", &c, Duration::from_secs(60), || {
-        sleeps("4242") == 1
+    c.wait_until("the task runs", Duration::from_secs(60), || {
+        pids_with("4242", "sleep").len() == 1
     });
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rc = wait_exit(&c, &mut child, Duration::from_secs(90));
     assert_eq!(rc, Some(143), "{}", read(&work.join("victim.err")));
     c.wait_state(id, "CANCELLED", Duration::from_secs(60));
-    assert_eq!(sleeps("4242"), 0, "the task is gone");
+    assert!(pids_with("4242", "sleep").is_empty(), "the task is gone");
 
     // A time limit: the task gets SIGTERM, the job ends TIMEOUT.
     let mut child = spawn_srun(
@@ -366,20 +354,6 @@ fn srun_waits_for_resources_and_its_job_ends_by_cancel_or_time_limit() {
     assert!(!rows.iter().any(|r| r.contains(".batch")), "{rows:?}");
 }
 
-/// Processes running `sleep <marker>`.
-fn sleeps(marker: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(b"sleep"))
-                && args.get(1).is_some_and(|a| *a == marker.as_bytes())
-        })
-        .count()
-}
-
 /// srun killed with SIGKILL ends nothing: its tasks go with their broken stream, but the job
 /// keeps its allocation (Slurm's InactiveLimit=0), also across a node daemon killed with
 /// SIGKILL and restarted (the job's supervisor is followed again); scancel then ends it.
@@ -397,16 +371,15 @@ fn an_allocation_outlives_a_killed_srun_and_a_restarted_node_daemon() {
         &work.join("orphan.err"),
     );
     let id = job_named(&c, "orphan", "RUNNING");
-    wait_until("the task runs", &c, Duration::from_secs(60), || {
-        sleeps("4444") == 1
+    c.wait_until("the task runs", Duration::from_secs(60), || {
+        pids_with("4444", "sleep").len() == 1
     });
     child.kill().expect("kill -9 srun");
     child.wait().expect("reaped");
-    wait_until(
+    c.wait_until(
         "the task ends with srun's stream",
-        &c,
         Duration::from_secs(60),
-        || sleeps("4444") == 0,
+        || pids_with("4444", "sleep").is_empty(),
     );
     c.kill9("noded-n1");
     c.restart("noded-n1");
@@ -418,7 +391,7 @@ fn an_allocation_outlives_a_killed_srun_and_a_restarted_node_daemon() {
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     c.wait_state(id, "CANCELLED", Duration::from_secs(60));
-    wait_until("the CPU free again", &c, Duration::from_secs(60), || {
+    c.wait_until("the CPU free again", Duration::from_secs(60), || {
         text(&c.cmd("sinfo", &["-h", "-o", "%C"]).stdout).trim() == "0/2/0/2"
     });
 }

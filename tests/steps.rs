@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::TestCluster;
+use common::{pids_with, TestCluster};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -188,37 +188,6 @@ echo done > done.txt
     );
 }
 
-/// Processes whose command line holds `marker` (this test's tasks, on every local node).
-fn pids_with(marker: &str, argv0_suffix: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        if args.first().is_some_and(|a| a.ends_with(argv0_suffix))
-            && args.iter().any(|a| a.contains(marker))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn wait_until(what: &str, c: &TestCluster, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}:\n{}", c.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// scancel reaches a step's tasks on every node; srun forwards SIGTERM to its tasks and
 /// exits with their status; a job that ended gets no more steps.
 #[test]
@@ -237,7 +206,7 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
         &["-N", "2", "-n", "2", "-o", "cancel.out"],
         &format!("#!/bin/sh\n{path}\nsrun -n 2 sleep 3131\n"),
     );
-    wait_until("both tasks running", &c, || {
+    c.wait_until("both tasks running", Duration::from_secs(60), || {
         pids_with("3131", "sleep").len() == 2
     });
     // squeue -s lists the running steps: srun's, then the batch step (Slurm's P,i order).
@@ -261,9 +230,11 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
     );
     let out = c.cmd("scancel", &[&id.to_string()]);
     assert!(out.status.success());
-    wait_until("the tasks gone after scancel", &c, || {
-        pids_with("3131", "sleep").is_empty()
-    });
+    c.wait_until(
+        "the tasks gone after scancel",
+        Duration::from_secs(60),
+        || pids_with("3131", "sleep").is_empty(),
+    );
     c.wait_state(id, "CANCELLED", Duration::from_secs(60));
     let out = c.cmd("srun", &["--jobid", &id.to_string(), "true"]);
     assert_eq!(out.status.code(), Some(1));
@@ -284,7 +255,7 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
         ),
     );
     let sig = work.join("sig.txt");
-    wait_until("both tasks ready", &c, || {
+    c.wait_until("both tasks ready", Duration::from_secs(60), || {
         std::fs::read_to_string(&sig).is_ok_and(|t| t.matches("ready").count() == 2)
     });
     let srun = pids_with("marker4242", "srun");
@@ -294,7 +265,7 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
         .status()
         .unwrap();
     assert!(status.success());
-    wait_until("srun's status written", &c, || {
+    c.wait_until("srun's status written", Duration::from_secs(60), || {
         std::fs::read_to_string(&sig).is_ok_and(|t| t.contains("rc="))
     });
     let mut lines: Vec<String> = std::fs::read_to_string(&sig)
@@ -320,7 +291,7 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
         ),
     );
     let int = work.join("int.txt");
-    wait_until("both tasks ready", &c, || {
+    c.wait_until("both tasks ready", Duration::from_secs(60), || {
         std::fs::read_to_string(&int).is_ok_and(|t| t.matches("ready").count() == 2)
     });
     let srun = pids_with("marker5353", "srun");
@@ -341,7 +312,7 @@ fn steps_end_with_their_job_and_srun_forwards_signals() {
     interrupt();
     std::thread::sleep(Duration::from_millis(100));
     interrupt();
-    wait_until("srun's status written", &c, || {
+    c.wait_until("srun's status written", Duration::from_secs(60), || {
         std::fs::read_to_string(&int).is_ok_and(|t| t.contains("rc="))
     });
     let mut lines: Vec<String> = read(&int).lines().map(str::to_string).collect();

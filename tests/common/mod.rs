@@ -246,6 +246,19 @@ impl TestCluster {
         }
     }
 
+    /// Waits until `f` holds, failing with `what` and the cluster's logs after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn logs(&self) -> String {
         let mut out = String::new();
         if let Ok(dir) = std::fs::read_dir(self.root().join("log")) {
@@ -323,4 +336,28 @@ pub fn cgroups_usable() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"));
     root_user && (v1 || v2)
+}
+
+/// Processes whose program ends with `argv0_suffix` and whose command line holds `marker` (a
+/// test's tasks, on every local node).
+pub fn pids_with(marker: &str, argv0_suffix: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with(argv0_suffix))
+            && args.iter().any(|a| a.contains(marker))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }

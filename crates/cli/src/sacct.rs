@@ -1300,12 +1300,6 @@ fn cpu_text(ms: u64) -> String {
     }
 }
 
-/// convert_num_unit2 with divisor 1024, from `unit` (0 = none, 1 = K, 2 = M …), as
-/// `--units`/`--noconvert` say (exact by default).
-fn convert(n: u64, unit: usize, how: Conversion) -> String {
-    convert_num_unit(n, unit, how)
-}
-
 fn exit_text(code: i32, signal: i32) -> String {
     let code = if code >= 128 { code - 128 } else { code };
     format!("{}:{signal}", code.max(0))
@@ -1333,7 +1327,7 @@ fn group_name(gid: u32) -> Option<String> {
 fn tres(cpus: u32, mem_mb: u64, nodes: u32, how: Conversion) -> String {
     let mut parts = vec![format!("billing={cpus}"), format!("cpu={cpus}")];
     if mem_mb > 0 {
-        parts.push(format!("mem={}", convert(mem_mb, 2, how)));
+        parts.push(format!("mem={}", convert_num_unit(mem_mb, 2, how)));
     }
     parts.push(format!("node={nodes}"));
     parts.join(",")
@@ -1388,7 +1382,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str, how: Conversion) -> 
                 "QOSRAW" => Val::Num(1),
                 "Reason" => s(&r.reason),
                 "ReqCPUS" => Val::Num(r.req_cpus.into()),
-                "ReqMem" => Val::Str(convert(r.req_mem_mb, 2, how)),
+                "ReqMem" => Val::Str(convert_num_unit(r.req_mem_mb, 2, how)),
                 "ReqNodes" => Val::Str(r.req_nodes.to_string()),
                 "ReqTRES" => Val::Str(tres(r.req_cpus, r.req_mem_mb, r.req_nodes, how)),
                 "Restarts" => Val::Num(0),
@@ -1413,7 +1407,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str, how: Conversion) -> 
         }
         Row::Step(r, st) => {
             let el = elapsed(st.start_time, st.end_time, now);
-            let rss = st.max_rss_kb.map(|kb| convert(kb * 1024, 0, how));
+            let rss = st.max_rss_kb.map(|kb| convert_num_unit(kb * 1024, 0, how));
             let cpu = st.total_cpu_ms.map(cpu_text);
             match col {
                 "Account" => s(&r.account),
@@ -1422,7 +1416,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str, how: Conversion) -> 
                 "AllocTRES" => Val::Str(format!(
                     "cpu={},mem={},node=1",
                     st.cpus,
-                    convert(r.req_mem_mb / u64::from(r.num_nodes.max(1)), 2, how)
+                    convert_num_unit(r.req_mem_mb / u64::from(r.num_nodes.max(1)), 2, how)
                 )),
                 "AveCPU" | "MinCPU" => cpu.map_or(Val::None, Val::Str),
                 "MinCPUNode" | "MaxRSSNode" if st.max_rss_kb.is_some() => s(&st.node),
@@ -1448,7 +1442,7 @@ fn value(col: &str, row: &Row<'_>, now: i64, cluster: &str, how: Conversion) -> 
                     (Some(kb), Some(ms)) => Val::Str(format!(
                         "cpu={},mem={}",
                         secs_text(ms / 1000),
-                        convert(kb * 1024, 0, how)
+                        convert_num_unit(kb * 1024, 0, how)
                     )),
                     _ => Val::None,
                 },
@@ -2203,9 +2197,9 @@ JobID           JobName  Partition    Account  AllocCPUS      State ExitCode
 
     #[test]
     fn sizes_and_times_print_as_slurm_converts_them() {
-        assert_eq!(convert(1234 * 1024, 0, Conversion::Exact), "1234K");
-        assert_eq!(convert(2048 * 1024, 0, Conversion::Exact), "2M");
-        assert_eq!(convert(0, 0, Conversion::Exact), "0");
+        assert_eq!(convert_num_unit(1234 * 1024, 0, Conversion::Exact), "1234K");
+        assert_eq!(convert_num_unit(2048 * 1024, 0, Conversion::Exact), "2M");
+        assert_eq!(convert_num_unit(0, 0, Conversion::Exact), "0");
         assert_eq!(cpu_text(1500), "00:01.500");
         assert_eq!(cpu_text(61_000), "00:01:01");
         assert_eq!(cpu_text(3_600_000), "01:00:00");

@@ -77,14 +77,8 @@ impl pb::steps_server::Steps for StepsService {
             exit_code: req.exit_code,
             signal: req.signal,
         };
-        let (index, reply) =
-            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
-        match reply {
-            Some(Reply::Rejected(r)) => Err(Status::failed_precondition(r.to_string())),
-            _ => Ok(Response::new(pb::EndStepReply {
-                applied_index: index,
-            })),
-        }
+        let applied_index = write_accepted(self, req.request_id, command).await?;
+        Ok(Response::new(pb::EndStepReply { applied_index }))
     }
 
     async fn complete_allocation(
@@ -98,13 +92,22 @@ impl pb::steps_server::Steps for StepsService {
             exit_code: req.exit_code,
             signal: req.signal,
         };
-        let (index, reply) =
-            write::write_one(&self.replica, &self.peers, req.request_id, command).await?;
-        match reply {
-            Some(Reply::Rejected(r)) => Err(Status::failed_precondition(r.to_string())),
-            _ => Ok(Response::new(pb::CompleteAllocationReply {
-                applied_index: index,
-            })),
-        }
+        let applied_index = write_accepted(self, req.request_id, command).await?;
+        Ok(Response::new(pb::CompleteAllocationReply { applied_index }))
+    }
+}
+
+/// Writes `command` and answers with the applied index, or with apply's refusal in Slurm's
+/// words (`FailedPrecondition`).
+async fn write_accepted(
+    service: &StepsService,
+    request_id: String,
+    command: Command,
+) -> Result<u64, Status> {
+    let (index, reply) =
+        write::write_one(&service.replica, &service.peers, request_id, command).await?;
+    match reply {
+        Some(Reply::Rejected(r)) => Err(Status::failed_precondition(r.to_string())),
+        _ => Ok(index),
     }
 }

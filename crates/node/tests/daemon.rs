@@ -22,10 +22,23 @@ struct Stub {
     applied_index: u64,
     jobs: Vec<Assignment>,
     registered: Vec<RegisterRequest>,
-    /// Answer this many ReportJob calls with `Unavailable` (u32::MAX: all).
+    /// Answer this many ReportJob(s) calls with `Unavailable` (u32::MAX: all).
     refuse_reports: u32,
     refused_ids: Vec<String>,
     reports: Vec<JobReport>,
+}
+
+impl Stub {
+    /// Applies one report: job 3 is cancelled once it has started.
+    fn take(&mut self, report: JobReport) {
+        if report.job_id == 3 && report.kind == Kind::Started as i32 {
+            for j in self.jobs.iter_mut().filter(|j| j.job_id == 3) {
+                j.run = false;
+            }
+        }
+        self.applied_index += 1;
+        self.reports.push(report);
+    }
 }
 
 #[derive(Clone, Default)]
@@ -88,14 +101,7 @@ impl NodeCtl for Controller {
                 s.refused_ids.push(report.request_id.clone());
                 return Err(Status::unavailable("no leader (test)"));
             }
-            // Cancel job 3 once it has started.
-            if report.job_id == 3 && report.kind == Kind::Started as i32 {
-                for j in s.jobs.iter_mut().filter(|j| j.job_id == 3) {
-                    j.run = false;
-                }
-            }
-            s.applied_index += 1;
-            s.reports.push(report);
+            s.take(report);
             Ok(Response::new(JobReportReply {
                 applied_index: s.applied_index,
             }))
@@ -118,13 +124,7 @@ impl NodeCtl for Controller {
                 return Err(Status::unavailable("no leader (test)"));
             }
             for report in batch.reports {
-                if report.job_id == 3 && report.kind == Kind::Started as i32 {
-                    for j in s.jobs.iter_mut().filter(|j| j.job_id == 3) {
-                        j.run = false;
-                    }
-                }
-                s.applied_index += 1;
-                s.reports.push(report);
+                s.take(report);
             }
             Ok(Response::new(JobReportReply {
                 applied_index: s.applied_index,

@@ -195,6 +195,11 @@ pub struct NodeEntry {
     pub memory_mb: Option<u64>,
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Where the node's job directories go (each job's script, supervisor socket and status,
+    /// for as long as the job runs); absent: a directory of the daemon's own on /dev/shm when
+    /// that is a tmpfs allowing exec, else the state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_dir: Option<PathBuf>,
     /// Pretend GPUs (a fake probe, for tests); absent: what NVML finds (none without a driver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,

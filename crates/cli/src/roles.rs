@@ -87,6 +87,7 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
         name: name.to_string(),
         controllers: cfg.controller_addrs(),
         state_dir,
+        runtime_dir: entry.and_then(|e| e.runtime_dir.clone()),
         cpus: entry.and_then(|e| e.cpus),
         real_memory_mb: entry.and_then(|e| e.memory_mb),
         addr: entry.and_then(|e| e.addr.clone()).unwrap_or_default(),
@@ -102,7 +103,7 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
 }
 
 /// `drover supervise --state-dir DIR --job ID`: one job's supervisor, started by `drover noded`
-/// in a session of its own (crates/node `supervisor`). Logs go to the job's `supervisor.log`.
+/// in a session of its own (crates/node `supervisor`). Its messages go to the daemon's log.
 pub fn supervise(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     init_tracing();
     drover_node::supervise(state_dir, job_id)

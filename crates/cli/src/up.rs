@@ -78,6 +78,7 @@ pub fn prepare(args: &UpArgs) -> anyhow::Result<(Layout, ClusterConfig, bool)> {
             cpus: args.cpus_per_node,
             memory_mb: args.mem_per_node_mb,
             state_dir: None,
+            runtime_dir: None,
             addr: None,
             gpus: None,
         })

@@ -51,6 +51,11 @@ pub(crate) struct Daemon {
     host_cpus: Vec<u32>,
     found: Discovered,
     store: Store,
+    /// Where the job directories go (`<runtime>/jobs/<id>`): see `NodeConfig::runtime_dir`.
+    runtime: PathBuf,
+    /// Runs launched by an earlier life of this daemon and not recorded as ended, taken by
+    /// [`Daemon::reattach`]: one with no job directory left is lost.
+    unended_runs: Mutex<BTreeMap<u64, u32>>,
     client: Controllers,
     ids: RequestIds,
     jobs: Mutex<Jobs>,
@@ -143,7 +148,7 @@ impl Daemon {
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Daemon, crate::state::StateError> {
         let pending = store.load_pending()?;
-        let (finished, attempts, fence_index) = store.load_finished(&pending)?;
+        let loaded = store.load_finished(&pending)?;
         if !pending.is_empty() {
             tracing::info!(
                 count = pending.len(),
@@ -170,11 +175,13 @@ impl Daemon {
             host_cpus: cgroup::host_cpus(),
             found,
             store,
+            runtime: crate::runtime_dir(config),
+            unended_runs: Mutex::new(loaded.running),
             client,
             jobs: Mutex::new(Jobs {
-                finished,
-                attempts,
-                highest_index: fence_index,
+                finished: loaded.jobs,
+                attempts: loaded.attempts,
+                highest_index: loaded.fence_index,
                 ..Jobs::default()
             }),
             outbox: Mutex::new(pending.into()),
@@ -212,8 +219,13 @@ impl Daemon {
         tracing::info!(node = %self.name, "shutting down");
         self.tasks.close();
         self.tasks.wait().await;
-        // Jobs keep running under their supervisors; an empty group is tidied away.
+        // Jobs keep running under their supervisors; an empty group is tidied away, and so
+        // is a runtime directory of our own without job directories.
         self.cgroups.remove_group_if_empty();
+        if self.runtime != self.store.dir() {
+            let _ = std::fs::remove_dir(self.runtime.join("jobs"));
+            let _ = std::fs::remove_dir(&self.runtime);
+        }
         Ok(())
     }
 
@@ -489,7 +501,7 @@ impl Daemon {
         self.tasks.spawn(async move {
             match me.start_supervisor(&a, &spec).await {
                 Ok(()) => {
-                    let dir = launcher::job_dir(me.store.dir(), job_id);
+                    let dir = launcher::job_dir(&me.runtime, job_id);
                     let alive = supervisor_alive(&dir);
                     let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
                     me.on_attach(job_id, found, stop, signal_rx, true).await;
@@ -542,7 +554,7 @@ impl Daemon {
         a: &drover_proto::Assignment,
         spec: &SuperviseSpec,
     ) -> std::io::Result<()> {
-        let state_dir = self.store.dir();
+        let state_dir = &self.runtime;
         supervisor::prepare(state_dir, a, spec)?;
         let mut child = launcher::spawn_supervisor(&self.supervisor_exe, state_dir, a.job_id)?;
         if let Some(pid) = child.id() {
@@ -581,7 +593,7 @@ impl Daemon {
         }
         if last != job.signaled {
             job.signaled = last;
-            let dir = launcher::job_dir(self.store.dir(), a.job_id);
+            let dir = launcher::job_dir(&self.runtime, a.job_id);
             if let Err(e) =
                 crate::state::write_replace(&dir.join(SIGNALED_FILE), last.to_string().as_bytes())
             {
@@ -599,7 +611,7 @@ impl Daemon {
         signals: mpsc::UnboundedReceiver<supervisor::Request>,
         new: bool,
     ) {
-        let dir = launcher::job_dir(self.store.dir(), job_id);
+        let dir = launcher::job_dir(&self.runtime, job_id);
         match found {
             Attach::Running { pid, conn } => {
                 if new {
@@ -636,7 +648,7 @@ impl Daemon {
     /// The supervisor is gone and left no status: whatever remains of the job is killed and
     /// the job reported failed.
     fn lost_job(&self, job_id: u64) {
-        let killed = launcher::kill_orphaned_job(self.store.dir(), job_id);
+        let killed = launcher::kill_orphaned_job(&self.runtime, job_id);
         let message = if killed {
             "the job's supervisor died; its processes were killed"
         } else {
@@ -691,7 +703,7 @@ impl Daemon {
         jobs.running.remove(&job_id);
         jobs.finished.entry(job_id).or_insert(None);
         self.save_finished(&jobs);
-        launcher::remove_job_dir(self.store.dir(), job_id);
+        launcher::remove_job_dir(&self.runtime, job_id);
     }
 
     fn report(&self, job_id: u64, kind: ReportKind) -> PendingReport {
@@ -726,17 +738,43 @@ impl Daemon {
     /// At start: the job directories of an earlier life. A job whose supervisor still runs
     /// is followed again; one that ended meanwhile is reported (once: the finished set
     /// remembers reports already made); one whose supervisor vanished is killed and failed.
+    ///
+    /// A run recorded as launched whose directory is gone (the machine restarted, taking the
+    /// runtime directory with it) is reported lost, never launched again.
     async fn reattach(self: &Arc<Self>) {
-        let Ok(entries) = std::fs::read_dir(self.store.dir().join("jobs")) else {
-            return;
-        };
-        let mut ids: Vec<u64> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
+        launcher::link_legacy_job_dirs(self.store.dir(), &self.runtime);
+        let mut ids: Vec<u64> = std::fs::read_dir(self.runtime.join("jobs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         ids.sort_unstable();
+        let unended = std::mem::take(&mut *lock(&self.unended_runs));
+        for (&job_id, &run) in unended.iter().filter(|(id, _)| !ids.contains(id)) {
+            tracing::warn!(
+                job_id,
+                run,
+                runtime_dir = %self.runtime.display(),
+                "a run launched here left no job directory (the machine restarted?): reporting it lost"
+            );
+            lock(&self.jobs).attempts.insert(job_id, run);
+            self.end_job(
+                job_id,
+                &JobStatus::unobserved(
+                    1,
+                    0,
+                    EndCause::Exited,
+                    "the job's directory on this node is gone (the node restarted); \
+                     the job's exit status is unknown"
+                        .into(),
+                ),
+            );
+        }
         for job_id in ids {
-            let dir = launcher::job_dir(self.store.dir(), job_id);
+            let dir = launcher::job_dir(&self.runtime, job_id);
             // The run this directory belongs to, for the reports and the finished set.
             let spec = supervisor::read_spec(&dir);
             {
@@ -750,7 +788,7 @@ impl Daemon {
                     // The end of this very run is already recorded.
                     (Some(ended), run) if run.is_none_or(|r| r <= ended) => {
                         drop(jobs);
-                        launcher::remove_job_dir(self.store.dir(), job_id);
+                        launcher::remove_job_dir(&self.runtime, job_id);
                         continue;
                     }
                     // A later run than the one that ended here (requeued): follow it.
@@ -798,10 +836,12 @@ impl Daemon {
 
     /// Saves the finished set with the current fence (see `state::FinishedFile`).
     fn save_finished(&self, jobs: &Jobs) {
-        if let Err(e) = self
-            .store
-            .save_finished(&jobs.finished, &jobs.attempts, jobs.highest_index)
-        {
+        if let Err(e) = self.store.save_finished(
+            &jobs.finished,
+            &jobs.attempts,
+            jobs.running.keys(),
+            jobs.highest_index,
+        ) {
             tracing::error!(error = %e, "cannot save the finished job set");
         }
     }
@@ -967,8 +1007,8 @@ fn supervisor_alive(dir: &std::path::Path) -> impl Fn() -> bool + Sync {
     move || record.is_some_and(|r| launcher::same_process(r.pid, r.start_ticks))
 }
 
-/// FNV-1a, to name a daemon's cgroup after its state dir.
-fn fnv1a(bytes: &[u8]) -> u32 {
+/// FNV-1a, to name a daemon's cgroup and runtime directory after its state dir.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })

@@ -30,6 +30,66 @@ pub enum DiscoveryError {
     Memory(String),
 }
 
+/// True when `path` lies on a tmpfs mounted without `noexec` (`/proc/self/mountinfo`: the
+/// mount with the longest mount point that contains `path`).
+pub fn is_exec_tmpfs(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mount_allows_exec_tmpfs(&text, path)
+}
+
+fn mount_allows_exec_tmpfs(mountinfo: &str, path: &Path) -> bool {
+    let mut best: Option<(usize, bool)> = None;
+    for line in mountinfo.lines() {
+        // `id parent dev root mount_point options [optional…] - fstype source super_options`
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount_point), Some(options)) = (fields.get(4), fields.get(5)) else {
+            continue;
+        };
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let fstype = fields.get(dash + 1).copied().unwrap_or("");
+        // Mount points escape spaces and the like as octal (`\040`): such mounts never match.
+        if !path.starts_with(mount_point) {
+            continue;
+        }
+        let depth = Path::new(mount_point).components().count();
+        let ok = fstype == "tmpfs" && !options.split(',').any(|o| o == "noexec");
+        // A later line with the same mount point is mounted over the earlier one.
+        if best.is_none_or(|(d, _)| depth >= d) {
+            best = Some((depth, ok));
+        }
+    }
+    best.is_some_and(|(_, ok)| ok)
+}
+
+/// Makes `dir` (mode 0700) unless it exists, then checks it is a directory (not a link)
+/// owned by this process's user with no access for others: a directory someone else made
+/// first in a shared place like `/dev/shm` must not hold job scripts.
+pub fn own_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = std::fs::metadata("/proc/self")?.uid();
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "not a directory of uid {me} with mode 0700 (uid {}, mode {:o})",
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the node's resources from the OS, taking each override where given.
 pub fn discover(
     cpus: Option<u32>,
@@ -113,6 +173,48 @@ pub fn parse_boot_time(stat: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_dirs_need_a_tmpfs_that_allows_exec() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+23 22 0:5 / /dev rw,nosuid shared:2 - devtmpfs udev rw
+24 23 0:20 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw
+25 22 0:21 / /run rw,nosuid,nodev,noexec,relatime shared:4 - tmpfs tmpfs rw,mode=755
+26 22 0:22 / /tmp/x rw master:7 - tmpfs tmpfs rw
+27 22 0:23 / /tmp/x rw,noexec master:8 - tmpfs tmpfs rw
+";
+        assert!(mount_allows_exec_tmpfs(info, Path::new("/dev/shm")));
+        assert!(mount_allows_exec_tmpfs(info, Path::new("/dev/shm/a/b")));
+        assert!(!mount_allows_exec_tmpfs(info, Path::new("/dev/shmx")));
+        assert!(
+            !mount_allows_exec_tmpfs(info, Path::new("/run/drover")),
+            "noexec"
+        );
+        assert!(
+            !mount_allows_exec_tmpfs(info, Path::new("/var/lib")),
+            "ext4"
+        );
+        assert!(
+            !mount_allows_exec_tmpfs(info, Path::new("/tmp/x")),
+            "mounted over"
+        );
+        assert!(!mount_allows_exec_tmpfs("", Path::new("/dev/shm")));
+    }
+
+    #[test]
+    fn a_private_dir_is_made_or_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("rt");
+        own_private_dir(&dir).expect("made");
+        own_private_dir(&dir).expect("made again");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(own_private_dir(&dir).is_err(), "open to others");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path(), &link).expect("symlink");
+        assert!(own_private_dir(&link).is_err(), "a link");
+    }
 
     #[test]
     fn meminfo_total_in_mib() {

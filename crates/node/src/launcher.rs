@@ -3,8 +3,9 @@
 //! A batch job's script is written to `state_dir/jobs/<id>/script` (mode 0700) and executed
 //! directly, so its `#!` line picks the interpreter, in its own process group, with `cwd` =
 //! the job's work dir, stdin from /dev/null and stdout/stderr appended to the files its
-//! `--output`/`--error` patterns name. The exec goes through a one-line `/bin/sh -c` that sets
-//! `SLURM_TASK_PID=$$` and then `exec`s the script, so the script keeps the pid we report.
+//! `--output`/`--error` patterns name. Its environment carries `SLURM_TASK_PID`, its own pid,
+//! which only the child knows: the child writes it into room left in the environment built
+//! before the fork, and calls execve(2) itself ([`ExecImage`]).
 //!
 //! Three kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
 //! per job, in a session of its own), the supervisor's [`launch`] of the batch script,
@@ -20,6 +21,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drover_proto::Assignment;
@@ -191,24 +193,29 @@ pub async fn launch(
     );
     let attach = setup.cgroup.map(AttachFds::handle);
     let ids = switch_user.then_some((a.uid, a.gid));
+    let argv: Vec<OsString> = std::iter::once(script.clone().into_os_string())
+        .chain(a.argv.iter().map(OsString::from))
+        .collect();
+    let image = Arc::new(ExecImage::new(&script, &argv, &env).map_err(LaunchError::Spawn)?);
 
     let mut attempt = 0;
     let child = loop {
         #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c")
-            .arg(r#"SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$0" "$@""#)
-            .arg(&script)
-            .args(&a.argv)
-            .current_dir(&work_dir)
+        let mut cmd = Command::new(&script);
+        cmd.current_dir(&work_dir)
             .env_clear()
-            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(stdout.try_clone().map_err(LaunchError::Spawn)?)
             .stderr(stderr.try_clone().map_err(LaunchError::Spawn)?)
             .process_group(0)
             .kill_on_drop(false);
-        enter_job_before_exec(&mut cmd, attach.clone(), ids, groups.clone());
+        enter_job_before_exec(
+            &mut cmd,
+            attach.clone(),
+            ids,
+            groups.clone(),
+            Arc::clone(&image),
+        );
         match cmd.spawn() {
             Ok(child) => break child,
             Err(e)
@@ -288,17 +295,20 @@ fn supplementary_groups(switch_user: bool, account: Option<&users::Account>, gid
     }
 }
 
-/// Between fork and exec, the child joins the job's cgroup (when given), then becomes the job's
-/// user (when `ids` is set): the batch script and step tasks both start this way.
+/// Between fork and exec, the child joins the job's cgroup (when given), becomes the job's
+/// user (when `ids` is set), then executes `image` with its own pid in `SLURM_TASK_PID`: the
+/// batch script and step tasks both start this way.
 fn enter_job_before_exec(
     cmd: &mut Command,
     attach: Option<crate::cgroup::AttachHandle>,
     ids: Option<(u32, u32)>,
     groups: Vec<u32>,
+    image: Arc<ExecImage>,
 ) {
     #[allow(unsafe_code)]
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (write, setgroups, setgid, setuid) on memory prepared before the fork.
+    // system calls (write, setgroups, setgid, setuid, getpid, execve) on memory prepared
+    // before the fork (`ExecImage::exec` allocates nothing).
     unsafe {
         cmd.pre_exec(move || {
             if let Some(attach) = &attach {
@@ -307,33 +317,156 @@ fn enter_job_before_exec(
             if let Some((uid, gid)) = ids {
                 users::become_user(uid, gid, &groups)?;
             }
-            Ok(())
+            Err(image.exec())
         });
+    }
+}
+
+/// `SLURM_TASK_PID=` and room for any pid (at most 10 digits) and the terminating NUL.
+const TASK_PID_VAR: &[u8] = b"SLURM_TASK_PID=";
+const TASK_PID_ROOM: usize = 11;
+
+/// A program, its arguments and its whole environment as execve(2) takes them, built before
+/// the fork so that the child allocates nothing. The environment's last entry is
+/// `SLURM_TASK_PID=`, with room for the pid the child writes in before it executes (a task's
+/// pid is its own: the one-line shell `SLURM_TASK_PID=$$; exec …` that used to do this cost a
+/// process per job). A file the kernel cannot execute (no `#!` line: ENOEXEC) is run by
+/// `/bin/sh`, as execvp(3) and the shells do.
+pub(crate) struct ExecImage {
+    path: std::ffi::CString,
+    /// Owns what `argv`, `sh_argv` and `envp` point into (the vectors' heap buffers never
+    /// move).
+    _strings: Vec<std::ffi::CString>,
+    task_pid: Box<[u8]>,
+    argv: Vec<*const libc::c_char>,
+    sh_argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: the pointers point into buffers the image owns and never changes after `new`; only
+// the forked child (its own copy of memory) writes into `task_pid`.
+unsafe impl Send for ExecImage {}
+#[allow(unsafe_code)]
+// SAFETY: as for Send; shared references never write.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    pub(crate) fn new<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        path: &Path,
+        argv: &[OsString],
+        env: &[(K, V)],
+    ) -> io::Result<ExecImage> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let c = |bytes: &[u8]| {
+            std::ffi::CString::new(bytes).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a NUL byte in {:?}", String::from_utf8_lossy(bytes)),
+                )
+            })
+        };
+        let path = c(path.as_os_str().as_bytes())?;
+        let args: Vec<std::ffi::CString> = argv
+            .iter()
+            .map(|a| c(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let vars: Vec<std::ffi::CString> = env
+            .iter()
+            .filter(|(k, _)| k.as_ref().as_bytes() != b"SLURM_TASK_PID")
+            .map(|(k, v)| {
+                let mut kv = k.as_ref().as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_ref().as_bytes());
+                c(&kv)
+            })
+            .collect::<io::Result<_>>()?;
+        let sh = c(b"/bin/sh")?;
+        let mut task_pid = TASK_PID_VAR.to_vec();
+        task_pid.resize(TASK_PID_VAR.len() + TASK_PID_ROOM, 0);
+        let task_pid = task_pid.into_boxed_slice();
+
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        // `/bin/sh file args…`: the file takes argv[0]'s place.
+        let mut sh_argv = vec![sh.as_ptr(), path.as_ptr()];
+        sh_argv.extend(args.iter().skip(1).map(|a| a.as_ptr()));
+        sh_argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = vars.iter().map(|v| v.as_ptr()).collect();
+        envp.push(task_pid.as_ptr().cast());
+        envp.push(std::ptr::null());
+
+        let mut strings = args;
+        strings.extend(vars);
+        strings.push(sh);
+        Ok(ExecImage {
+            path,
+            _strings: strings,
+            task_pid,
+            argv,
+            sh_argv,
+            envp,
+        })
+    }
+
+    /// In the forked child: writes the child's pid into `SLURM_TASK_PID` and executes the
+    /// image. Returns only on failure.
+    fn exec(&self) -> io::Error {
+        #[allow(unsafe_code)]
+        // SAFETY: async-signal-safe calls only; `task_pid` is this process's own copy (after
+        // fork), written in place, and every pointer is valid and NUL-terminated.
+        unsafe {
+            let room = self.task_pid.as_ptr().add(TASK_PID_VAR.len()).cast_mut();
+            let mut pid = u32::try_from(libc::getpid()).unwrap_or(0);
+            let mut digits = [0u8; TASK_PID_ROOM - 1];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 || n == digits.len() {
+                    break;
+                }
+            }
+            for (i, d) in digits[..n].iter().rev().enumerate() {
+                *room.add(i) = *d;
+            }
+            *room.add(n) = 0;
+            libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ENOEXEC) {
+                return err;
+            }
+            libc::execve(self.sh_argv[0], self.sh_argv.as_ptr(), self.envp.as_ptr());
+            io::Error::last_os_error()
+        }
     }
 }
 
 /// Starts one task of a step in a process group of its own (its pid is the group id, which
 /// [`signal_task`] reaches), as the job's user, inside the job's cgroup when given. Like the
-/// batch script it goes through a one-line `/bin/sh -c` that sets `SLURM_TASK_PID`.
+/// batch script its `SLURM_TASK_PID` is its own pid ([`ExecImage`]).
 pub fn spawn_task(t: &TaskSpawn<'_>) -> io::Result<Child> {
     let switch_user = running_as_root() && t.uid != 0;
     let groups = supplementary_groups(switch_user, users::account(t.uid).as_ref(), t.gid);
     let ids = switch_user.then_some((t.uid, t.gid));
     let attach = t.cgroup.map(AttachFds::handle);
+    let program = t
+        .argv
+        .first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a task needs a command"))?;
+    let argv: Vec<OsString> = t.argv.iter().map(OsString::from).collect();
+    let image = Arc::new(ExecImage::new(Path::new(program), &argv, t.env)?);
     #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(r#"SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$0" "$@""#)
-        .args(t.argv)
-        .current_dir(t.cwd)
+    let mut cmd = Command::new(program);
+    cmd.current_dir(t.cwd)
         .env_clear()
-        .envs(t.env.iter().map(|(k, v)| (k, v)))
         .stdin(t.stdin.stdio()?)
         .stdout(t.stdout.stdio()?)
         .stderr(t.stderr.stdio()?)
         .process_group(0)
         .kill_on_drop(false);
-    enter_job_before_exec(&mut cmd, attach, ids, groups);
+    enter_job_before_exec(&mut cmd, attach, ids, groups, image);
     cmd.spawn()
 }
 
@@ -362,13 +495,10 @@ pub fn signal_task(pgid: u32, sig: i32) {
 }
 
 /// Starts `exe supervise --state-dir DIR --job ID` in a session of its own, so that nothing
-/// done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches it. Its
-/// stderr goes to `jobs/<id>/supervisor.log`.
+/// done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches it. It
+/// writes its messages, each naming the job, where the daemon writes its own (its stderr), as
+/// slurmstepd logs into slurmd's log: a file per job would cost an inode per job.
 pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result<Child> {
-    let log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(job_dir(state_dir, job_id).join("supervisor.log"))?;
     #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
     let mut cmd = Command::new(exe);
     cmd.arg("supervise")
@@ -378,7 +508,7 @@ pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result
         .arg(job_id.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(Stdio::inherit())
         .kill_on_drop(false);
     #[allow(unsafe_code)]
     // SAFETY: setsid(2) between fork and exec is async-signal-safe and touches no memory.
@@ -631,9 +761,52 @@ pub(crate) fn open_output(path: &Path, owner: Option<(u32, u32)>, keep: bool) ->
 /// Removes `state_dir/jobs/<id>` once the job's end is recorded.
 pub fn remove_job_dir(state_dir: &Path, job_id: u64) {
     let dir = job_dir(state_dir, job_id);
-    if let Err(e) = fs::remove_dir_all(&dir) {
+    // A link to a job directory an earlier daemon made elsewhere: that goes too.
+    if let Ok(target) = fs::read_link(&dir) {
+        remove_all(job_id, &target);
+        if let Err(e) = fs::remove_file(&dir) {
+            tracing::warn!(job_id, error = %e, "cannot remove {}", dir.display());
+        }
+        return;
+    }
+    remove_all(job_id, &dir);
+}
+
+fn remove_all(job_id: u64, dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir) {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!(job_id, error = %e, "cannot remove {}", dir.display());
+        }
+    }
+}
+
+/// Daemons before runtime directories kept job directories in `state_dir/jobs`: after an
+/// upgrade, each one still there is linked from `runtime/jobs`, so that its supervisor is
+/// found, followed and cleaned up like the others.
+pub fn link_legacy_job_dirs(state_dir: &Path, runtime: &Path) {
+    let legacy = state_dir.join("jobs");
+    if legacy == runtime.join("jobs") {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(&legacy) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().and_then(|n| n.parse::<u64>().ok()).is_none() {
+            continue;
+        }
+        let link = runtime.join("jobs").join(&name);
+        let made = fs::create_dir_all(runtime.join("jobs"))
+            .and_then(|()| std::os::unix::fs::symlink(entry.path(), &link));
+        match made {
+            Ok(()) => {
+                tracing::info!(dir = %entry.path().display(), "job directory of an earlier daemon linked")
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "cannot link a job directory of an earlier daemon")
+            }
         }
     }
 }
@@ -859,6 +1032,25 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o700
         );
+    }
+
+    /// A script without a `#!` line (the kernel refuses it: ENOEXEC) runs under /bin/sh, its
+    /// arguments and pid still its own.
+    #[tokio::test]
+    async fn a_script_without_an_interpreter_line_runs_under_sh() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let work = tmp.path().join("work");
+        fs::create_dir(&work).expect("mkdir");
+        let mut a = assignment(
+            43,
+            &work,
+            "echo \"args=$*\"\necho \"pid=$$ task=$SLURM_TASK_PID\"\nexit 4\n",
+        );
+        a.argv = vec!["x".into(), "y z".into()];
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        assert_eq!(outcome.exit_code, 4, "{outcome:?}");
+        let out = fs::read_to_string(work.join("slurm-43.out")).expect("output file");
+        assert_eq!(out, format!("args=x y z\npid={pid} task={pid}\n"));
     }
 
     /// Optional variables are absent when not asked for; `--error` gets its own file; patterns

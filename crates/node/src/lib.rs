@@ -19,8 +19,8 @@
 //!                 ▼
 //!            STARTED / FINISHED (cause: exited, stopped, time limit, OOM; MaxRSS, TotalCPU)
 //!                 ▼
-//!            outbox (state_dir/pending-reports.json) ──► ReportJob, retried until answered
-//!                                             └──► finished set (finished-jobs.json):
+//!            outbox (state_dir/pending-reports.json.{0,1}) ──► ReportJobs, retried until answered
+//!                                             └──► finished set (finished-jobs.json.{0,1}):
 //!                                                  never launched again
 //! ```
 //!
@@ -68,8 +68,14 @@ pub struct NodeConfig {
     pub name: String,
     /// Controller replica addresses, e.g. `127.0.0.1:7001`; any of them serves the node API.
     pub controllers: Vec<String>,
-    /// Where the daemon keeps job scripts, pending reports and the finished job set.
+    /// Where the daemon keeps pending reports and the finished job set (on disk).
     pub state_dir: PathBuf,
+    /// Where job directories go (each job's script, supervisor socket and status; removed
+    /// when the job ends). `None`: a directory of the daemon's own on `/dev/shm` when that is
+    /// a tmpfs that allows exec, else `state_dir` ([`runtime_dir`]). Files there live as
+    /// long as their job: on disk, creating and deleting a dozen per job kept ext4's inode
+    /// allocator busy for a quarter of a loaded node's CPU.
+    pub runtime_dir: Option<PathBuf>,
     /// CPUs to register instead of the OS's count.
     pub cpus: Option<u32>,
     /// Memory (MiB) to register instead of /proc/meminfo's total.
@@ -83,6 +89,31 @@ pub struct NodeConfig {
     pub fake_gpus: Option<u32>,
     /// The `drover` binary, started as `drover supervise` for each job.
     pub supervisor_exe: PathBuf,
+}
+
+/// Where `config`'s job directories go: `runtime_dir` when set; else
+/// `/dev/shm/drover-<node>-<hash of state_dir>` (mode 0700, owned by the daemon's user: one
+/// that someone else made first is not used), when `/dev/shm` is a tmpfs without `noexec`;
+/// else `state_dir`. A machine that restarts loses the tmpfs: the runs it held are then
+/// reported lost (`state::FinishedFile::running`).
+pub fn runtime_dir(config: &NodeConfig) -> PathBuf {
+    if let Some(dir) = &config.runtime_dir {
+        return dir.clone();
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    if !discovery::is_exec_tmpfs(shm) {
+        return config.state_dir.clone();
+    }
+    let hash = daemon::fnv1a(config.state_dir.as_os_str().as_encoded_bytes());
+    let dir = shm.join(format!("drover-{}-{hash:08x}", config.name));
+    match discovery::own_private_dir(&dir) {
+        Ok(()) => dir,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e,
+                "cannot use the runtime directory; job directories go to the state directory");
+            config.state_dir.clone()
+        }
+    }
 }
 
 /// Runs the node daemon until `shutdown` is cancelled. On shutdown the loops stop; running

@@ -188,10 +188,14 @@ pub fn read_status(dir: &Path) -> Option<JobStatus> {
 
 /// The supervisor process: `drover supervise`. Returns once the job's status is on disk.
 pub fn main(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+    // Its messages share the daemon's log: each names the supervisor and its job.
+    let _span = tracing::info_span!("supervise", job_id).entered();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(state_dir, job_id))
+    rt.block_on(run(state_dir, job_id)).inspect_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "the supervisor failed");
+    })
 }
 
 async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
@@ -248,7 +252,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     drop(attach);
     // No script: pid 0, which the launcher's signal helpers never signal as a group.
     let pid = job.as_ref().map_or(0, |j| j.pid);
-    tracing::info!(job_id, pid, "job started");
+    tracing::info!(job_id, pid, "supervising: the batch script started");
 
     let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
     let mut daemons: Vec<OwnedWriteHalf> = Vec::new();
@@ -374,7 +378,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         total_cpu_ms: usage.total_cpu_ms,
         message,
     };
-    tracing::info!(job_id, ?status, "job ended");
+    tracing::info!(job_id, ?status, "supervised job over: status written");
     finish(&dir, &status, daemons, cg).await
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use drover_node::state::{ReportKind, Store};
 use drover_node::{run, NodeConfig};
 use drover_proto::node_ctl_server::{NodeCtl, NodeCtlServer};
 use drover_proto::{
@@ -25,6 +26,8 @@ struct Stub {
     /// Answer this many ReportJob(s) calls with `Unavailable` (u32::MAX: all).
     refuse_reports: u32,
     refused_ids: Vec<String>,
+    /// Calls refused (a refused batch is one call, with all its reports' ids above).
+    refused_calls: u32,
     reports: Vec<JobReport>,
 }
 
@@ -99,6 +102,7 @@ impl NodeCtl for Controller {
                     s.refuse_reports -= 1;
                 }
                 s.refused_ids.push(report.request_id.clone());
+                s.refused_calls += 1;
                 return Err(Status::unavailable("no leader (test)"));
             }
             s.take(report);
@@ -121,6 +125,7 @@ impl NodeCtl for Controller {
                 }
                 s.refused_ids
                     .extend(batch.reports.iter().map(|r| r.request_id.clone()));
+                s.refused_calls += 1;
                 return Err(Status::unavailable("no leader (test)"));
             }
             for report in batch.reports {
@@ -186,6 +191,7 @@ fn config(name: &str, controllers: Vec<String>, state_dir: &Path) -> NodeConfig 
         kill_wait: Duration::from_secs(2),
         fake_gpus: None,
         supervisor_exe: env!("CARGO_BIN_EXE_drover-supervise").into(),
+        runtime_dir: None,
     }
 }
 
@@ -241,10 +247,11 @@ async fn runs_stops_and_reports_through_a_failover() {
     // The stale assignment still lists job 1 with run = true: it must not run again.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let (registered, refused, reports) = controller.with(|s| {
+    let (registered, refused, refused_calls, reports) = controller.with(|s| {
         (
             s.registered.clone(),
             s.refused_ids.clone(),
+            s.refused_calls,
             s.reports.clone(),
         )
     });
@@ -268,8 +275,10 @@ async fn runs_stops_and_reports_through_a_failover() {
             (3, finished, 0, libc::SIGTERM),
         ]
     );
-    // Refused reports were retried with the same request id.
-    assert_eq!(refused.len(), 2);
+    // Refused reports were retried with the same request id (two calls were refused: one
+    // batch of reports made at once, or one report, each).
+    assert_eq!(refused_calls, 2);
+    assert!(!refused.is_empty());
     for id in &refused {
         assert!(
             reports.iter().any(|r| &r.request_id == id),
@@ -288,9 +297,11 @@ async fn runs_stops_and_reports_through_a_failover() {
         !work.join("job2").exists(),
         "only the batch host runs the script"
     );
-    let pending = std::fs::read_to_string(tmp.path().join("state/pending-reports.json"))
-        .expect("pending file");
-    assert_eq!(pending.trim(), "[]");
+    let pending = Store::open(&tmp.path().join("state"))
+        .expect("state")
+        .load_pending()
+        .expect("pending reports");
+    assert!(pending.is_empty(), "{pending:?}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), daemon)
@@ -317,9 +328,13 @@ async fn undelivered_reports_survive_a_restart() {
         config("n2", vec![addr.clone()], &state),
         shutdown.clone(),
     ));
-    let pending_path = state.join("pending-reports.json");
+    let on_disk = || {
+        Store::open(&state)
+            .and_then(|s| s.load_pending())
+            .expect("pending reports")
+    };
     wait_until("the FINISHED report to be kept on disk", || {
-        std::fs::read_to_string(&pending_path).is_ok_and(|t| t.contains("\"finished\""))
+        on_disk().iter().any(|r| r.kind == ReportKind::Finished)
     })
     .await;
     wait_until("the first report to be tried", || {
@@ -332,16 +347,9 @@ async fn undelivered_reports_survive_a_restart() {
         .expect("daemon stops")
         .expect("join")
         .expect("run returns Ok");
-    let kept: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&pending_path).expect("pending file"))
-            .expect("pending reports parse");
-    let kept_ids: Vec<String> = kept
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|r| r["request_id"].as_str().expect("request_id").to_string())
-        .collect();
-    assert_eq!(kept_ids.len(), 2, "{kept}");
+    let kept = on_disk();
+    let kept_ids: Vec<String> = kept.iter().map(|r| r.request_id.clone()).collect();
+    assert_eq!(kept_ids.len(), 2, "{kept:?}");
     let refused = controller.with(|s| s.refused_ids.clone());
     assert!(
         refused.contains(&kept_ids[0]),
@@ -368,6 +376,99 @@ async fn undelivered_reports_survive_a_restart() {
     );
     let sent_ids: Vec<String> = reports.iter().map(|r| r.request_id.clone()).collect();
     assert_eq!(sent_ids, kept_ids, "same request ids after the restart");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+}
+
+/// A machine restart empties the runtime directory (a tmpfs) and ends the supervisors: the
+/// run the daemon had launched is reported lost when it starts again, never launched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    let state = tmp.path().join("state");
+    let runtime = tmp.path().join("runtime");
+    let controller = Controller::default();
+    controller.with(|s| {
+        s.applied_index = 1;
+        s.jobs = vec![job(
+            9,
+            true,
+            &work,
+            "#!/bin/sh\necho ran >> count\nexec sleep 60\n",
+        )];
+    });
+    let addr = serve(controller.clone()).await;
+    let cfg = || NodeConfig {
+        runtime_dir: Some(runtime.clone()),
+        ..config("n4", vec![addr.clone()], &state)
+    };
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(cfg(), shutdown.clone()));
+    wait_until("the job to start", || {
+        controller.with(|s| s.reports.iter().any(|r| r.job_id == 9))
+    })
+    .await;
+    let script_pid = controller.with(|s| s.reports[0].pid);
+    assert!(
+        runtime.join("jobs/9").is_dir(),
+        "the job's directory is in the runtime directory"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+
+    // The machine restarts: the supervisor and the job die, the tmpfs comes back empty.
+    let record =
+        std::fs::read_to_string(runtime.join("jobs/9/supervisor.json")).expect("supervisor record");
+    let supervisor: serde_json::Value = serde_json::from_str(&record).expect("json");
+    let supervisor_pid = supervisor["pid"].as_u64().expect("pid").to_string();
+    for target in [supervisor_pid, format!("-{script_pid}")] {
+        #[allow(clippy::disallowed_methods)] // the test plays the machine going down
+        let killed = std::process::Command::new("kill")
+            .args(["-9", "--", &target])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "kill -9 {target}");
+    }
+    std::fs::remove_dir_all(&runtime).expect("empty the runtime directory");
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(cfg(), shutdown.clone()));
+    wait_until("the lost run to be reported", || {
+        controller.with(|s| s.reports.len() == 2)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let reports = controller.with(|s| s.reports.clone());
+    assert_eq!(
+        kinds(&reports),
+        vec![
+            (9, Kind::Started as i32, 0, 0),
+            (9, Kind::Finished as i32, 1, 0)
+        ]
+    );
+    assert!(
+        reports[1]
+            .message
+            .contains("directory on this node is gone"),
+        "{}",
+        reports[1].message
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("count")).expect("count"),
+        "ran\n",
+        "the job was not launched again"
+    );
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), daemon)
         .await

@@ -93,7 +93,7 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
         addr: entry.and_then(|e| e.addr.clone()).unwrap_or_default(),
         kill_wait: Duration::from_secs(cfg.kill_wait_s),
         fake_gpus: entry.and_then(|e| e.gpus),
-        supervisor_exe: std::env::current_exe()?,
+        supervisor_exe: drover_node::supervisor_exe(&std::env::current_exe()?),
     };
     multi_thread().block_on(async move {
         let token = CancellationToken::new();
@@ -103,8 +103,24 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
 }
 
 /// `drover supervise --state-dir DIR --job ID`: one job's supervisor, started by `drover noded`
-/// in a session of its own (crates/node `supervisor`). Its messages go to the daemon's log.
+/// in a process group of its own (crates/node `supervisor`). Its messages go to the daemon's log.
 pub fn supervise(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     init_tracing();
     drover_node::supervise(state_dir, job_id)
+}
+
+/// `drover-stepd supervise --state-dir DIR --job ID`: the same, from the small binary.
+///
+/// Its log filter is one level (`DROVER_LOG=debug`; info otherwise): the per-target filters
+/// of the daemons' `EnvFilter` bring a regex engine, doubling the binary a job starts.
+pub fn stepd(args: &[String]) -> i32 {
+    let level = std::env::var("DROVER_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+    drover_node::stepd_main(args)
 }

@@ -356,6 +356,36 @@ pub fn registration(req: pb::RegisterRequest) -> sched::NodeRegistration {
     }
 }
 
+/// What of a job's [`assignment`] can change while the job is on a node (its state, run,
+/// signals, time limit); the rest is fixed once it is allocated. A waiting long poll compares
+/// these at every applied entry and builds whole assignments only when they differ.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AssignmentKey {
+    job_id: u64,
+    run: bool,
+    completing: bool,
+    restarts: u32,
+    last_signal: Option<u32>,
+    signals: usize,
+    time_limit_min: Option<u64>,
+    start_at: Option<u64>,
+    nodes: usize,
+}
+
+pub fn assignment_key(job: &Job) -> AssignmentKey {
+    AssignmentKey {
+        job_id: job.id.0,
+        run: job.state == JobState::Running,
+        completing: job.completing,
+        restarts: job.restarts,
+        last_signal: job.signals.last().map(|r| r.seq),
+        signals: job.signals.len(),
+        time_limit_min: job.time_limit_min,
+        start_at: job.start_at,
+        nodes: job.alloc.len(),
+    }
+}
+
 pub fn assignment(job: &Job, node: &str) -> pb::Assignment {
     let share = job.alloc.iter().find(|s| s.node == node);
     let nodes: Vec<String> = job.alloc.iter().map(|s| s.node.clone()).collect();

@@ -192,7 +192,13 @@ async fn schedule(
         // records and the dedup window are left out (they made the copy cost more than the
         // pass under a high job rate). (The pass runs on this task, not a blocking thread, so
         // that the simulation's paused clock stays exact.)
-        let (state, _) = replica.read(|s| s.planning_copy());
+        // Nothing queued, nothing to plan: reports of jobs ending must not each cost a copy
+        // of the state (whose ended jobs the copy still walks).
+        let (state, _) = replica.read(|s| s.has_queued().then(|| s.planning_copy()));
+        let Some(state) = state else {
+            last_pass_took = Duration::ZERO;
+            continue;
+        };
         let plan = plan::plan(&state, now, &sched);
         drop(state);
         last_pass_took = last_pass.elapsed();

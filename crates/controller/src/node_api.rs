@@ -8,7 +8,7 @@ use crate::liveness::Liveness;
 use crate::write::{self, Peers};
 use drover_consensus::Replica;
 use drover_proto as pb;
-use drover_scheduler::{Command, EndCause, JobId, Request};
+use drover_scheduler::{Command, EndCause, Job, JobId, Request};
 use std::time::Duration;
 use tonic::{Request as Rpc, Response, Status};
 
@@ -95,24 +95,49 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
             self.replica.read(|s| match s.nodes.get(&name) {
                 None => (Vec::new(), false),
                 Some(node) => (
-                    node.jobs
-                        .iter()
-                        .filter_map(|id| s.jobs.get(id))
+                    jobs_on(s, &name)
+                        .unwrap_or_default()
+                        .into_iter()
                         .map(|j| convert::assignment(j, &name))
                         .collect::<Vec<_>>(),
                     !node.not_responding,
                 ),
             })
         };
+        let keys = || {
+            self.replica.read(|s| {
+                s.nodes.get(&name).map(|node| {
+                    let keys: Vec<convert::AssignmentKey> = jobs_on(s, &name)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(convert::assignment_key)
+                        .collect();
+                    (keys, node.not_responding)
+                })
+            })
+        };
         let (mut current, mut applied_index) = read();
         if applied_index <= req.after_index {
             // The daemon is up to date: answer when *its* assignments change (or at the
-            // deadline), not at every entry the cluster applies.
-            let baseline = current.clone();
+            // deadline), not at every entry the cluster applies. Each applied entry costs a
+            // comparison of what can change (`AssignmentKey`), not building them all.
+            let (mut baseline, _) = keys();
             let mut applied = self.replica.applied_watch();
-            while current == baseline {
+            loop {
                 match tokio::time::timeout_at(deadline, applied.changed()).await {
-                    Ok(Ok(())) => (current, applied_index) = read(),
+                    Ok(Ok(())) => {
+                        let (now, _) = keys();
+                        if now == baseline {
+                            continue;
+                        }
+                        baseline = now;
+                        let (fresh, at) = read();
+                        if fresh == current {
+                            continue;
+                        }
+                        (current, applied_index) = (fresh, at);
+                        break;
+                    }
                     _ => {
                         (current, applied_index) = read();
                         break;
@@ -218,4 +243,10 @@ fn report_command(req: pb::JobReport) -> Result<Command, Status> {
         restarts: req.restarts,
         report: Box::new(report),
     })
+}
+
+/// The jobs that hold resources on node `name` (`None`: no such node).
+fn jobs_on<'a>(s: &'a drover_scheduler::ClusterState, name: &str) -> Option<Vec<&'a Job>> {
+    let node = s.nodes.get(name)?;
+    Some(node.jobs.iter().filter_map(|id| s.jobs.get(id)).collect())
 }

@@ -133,8 +133,9 @@ impl AttachHandle {
     }
 }
 
-/// The host's cgroup layout, found once per process from /proc/self/{mountinfo,cgroup}.
-#[derive(Debug, Clone)]
+/// The host's cgroup layout, found once by the daemon from /proc/self/cgroup and handed to
+/// each job's supervisor in its spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Host {
     /// v1: controller → the directory jobs go under; v2: one entry with name "unified".
     dirs: Vec<(String, PathBuf)>,
@@ -272,6 +273,11 @@ impl Host {
         }
         let mut dirs = Vec::new();
         for (controller, base) in &self.dirs {
+            // A devices cgroup that would restrict nothing is not made (a directory to make,
+            // join and remove per job, for nothing).
+            if controller == "devices" && limits.gpu_minors.is_none() {
+                continue;
+            }
             let dir = base.join(&name);
             mkdir(&dir)?;
             match controller.as_str() {
@@ -318,8 +324,14 @@ impl Host {
     /// job's supervisor on its batch host), to put a step's tasks in it; `None` elsewhere.
     pub fn attach_existing(&self, job_id: u64) -> io::Result<Option<AttachFds>> {
         let name = format!("job_{job_id}");
-        let dirs: Vec<PathBuf> = self.dirs.iter().map(|(_, base)| base.join(&name)).collect();
-        if dirs.is_empty() || !dirs.iter().all(|d| d.is_dir()) {
+        // Those the job has: a job restricted to no devices has no devices cgroup.
+        let dirs: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .map(|(_, base)| base.join(&name))
+            .filter(|d| d.is_dir())
+            .collect();
+        if dirs.is_empty() {
             return Ok(None);
         }
         let mut fds = Vec::new();

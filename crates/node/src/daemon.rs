@@ -546,6 +546,7 @@ impl Daemon {
             gpus_constrained: constrained,
             restarts: a.restarts,
             warning: (a.warn_signal > 0).then_some((a.warn_signal, a.warn_secs, a.warn_batch)),
+            cgroups: Some(self.cgroups.clone()),
         }
     }
 

@@ -8,7 +8,7 @@
 //! before the fork, and calls execve(2) itself ([`ExecImage`]).
 //!
 //! Three kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
-//! per job, in a session of its own), the supervisor's [`launch`] of the batch script,
+//! per job, in a process group of its own), the supervisor's [`launch`] of the batch script,
 //! which joins the job's cgroup and switches to the job's user between fork and exec, and the
 //! daemon's [`spawn_task`] of one task of an srun step (same cgroup and user switch, its own
 //! process group, pipes to the daemon), signalled with [`signal_task`].
@@ -494,10 +494,14 @@ pub fn signal_task(pgid: u32, sig: i32) {
     signal_group(pgid, sig);
 }
 
-/// Starts `exe supervise --state-dir DIR --job ID` in a session of its own, so that nothing
-/// done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches it. It
-/// writes its messages, each naming the job, where the daemon writes its own (its stderr), as
-/// slurmstepd logs into slurmd's log: a file per job would cost an inode per job.
+/// Starts `exe supervise --state-dir DIR --job ID` in a process group of its own, so that
+/// nothing done to the daemon (a signal to its process group, `kill -9`, an upgrade) reaches
+/// it. It writes its messages, each naming the job, where the daemon writes its own (its
+/// stderr), as slurmstepd logs into slurmd's log: a file per job would cost an inode per job.
+///
+/// Nothing runs between fork and exec here, so the standard library starts it with
+/// posix_spawn(3) (a vfork): a fork of the daemon would copy its page tables and leave it
+/// copy-on-write faults, per job.
 pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result<Child> {
     #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
     let mut cmd = Command::new(exe);
@@ -509,17 +513,8 @@ pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .kill_on_drop(false);
-    #[allow(unsafe_code)]
-    // SAFETY: setsid(2) between fork and exec is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     cmd.spawn()
 }
 

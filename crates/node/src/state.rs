@@ -235,6 +235,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Copies are written in whole blocks of this size.
+const COPY_BLOCK: usize = 4096;
+
 /// The first line of each copy: `drover-state 1 <sequence> <length> <checksum>`.
 const COPY_MAGIC: &str = "drover-state 1";
 
@@ -386,6 +389,9 @@ impl TwoCopies {
         )
         .into_bytes();
         bytes.extend_from_slice(content);
+        // Padded to whole blocks: while the size stays, fdatasync writes the data alone, not
+        // the inode too (a reader takes `length` bytes and ignores the rest).
+        bytes.resize(bytes.len().div_ceil(COPY_BLOCK) * COPY_BLOCK, b'\n');
         file.write_all_at(&bytes, 0)?;
         file.set_len(bytes.len() as u64)?;
         file.sync_data()?;
@@ -535,6 +541,9 @@ mod tests {
         let old = fs::read(&target).expect("read");
         store.save_pending(&third).expect("save");
         let new = fs::read(&target).expect("read");
+        let whole = parse_copy(&new).map(|(_, c)| c.len()).expect("whole")
+            + new.iter().position(|&b| b == b'\n').expect("header")
+            + 1;
         for cut in 0..new.len() {
             let mut torn = new[..cut].to_vec();
             if cut < old.len() {
@@ -542,8 +551,13 @@ mod tests {
             }
             fs::write(&target, &torn).expect("write");
             let reopened = Store::open(dir.path()).expect("open");
-            // Past the last byte where old and new differ, the copy is the new one, whole.
-            let expected = if torn == new { &third } else { &second };
+            // Once the new header and content are down (or the bytes still missing equal the
+            // old ones), the copy is the new one, whole; the padding after it does not count.
+            let expected = if torn[..whole] == new[..whole] {
+                &third
+            } else {
+                &second
+            };
             assert_eq!(
                 &reopened.load_pending().expect("load"),
                 expected,

@@ -1,11 +1,11 @@
 //! The job supervisor (Slurm's `slurmstepd`): `drover supervise --state-dir DIR --job ID`, one
-//! process per running job, in a session of its own. It owns the job's processes, so a daemon
-//! that dies (`kill -9`), restarts or is upgraded never takes a job with it.
+//! process per running job, in a process group of its own. It owns the job's processes, so a
+//! daemon that dies (`kill -9`), restarts or is upgraded never takes a job with it.
 //!
 //! ```text
 //!  daemon                                   supervisor (jobs/<id>/)
 //!  write assignment.pb, supervise.json ──►  read them; bind sock; create the cgroup
-//!  spawn (setsid) ───────────────────────►  launch the script (joins the cgroup before exec)
+//!  spawn (own process group) ────────────►  launch the script (joins the cgroup before exec)
 //!  connect sock ◄── "running <pid>" ─────   accept any number of daemons, one after another
 //!  "stop" ─────────────────────────────►    SIGTERM, KillWait, SIGKILL (cause: cancelled)
 //!                                           time limit: stderr line, SIGTERM, KillWait, SIGKILL
@@ -72,6 +72,9 @@ pub struct SuperviseSpec {
     /// `sbatch --signal`: (signal, seconds before the time limit, to the batch shell only).
     #[serde(default)]
     pub warning: Option<(i32, u32, bool)>,
+    /// The cgroup layout the daemon found (absent: the supervisor looks itself).
+    #[serde(default)]
+    pub cgroups: Option<cgroup::Host>,
 }
 
 /// What a daemon may ask of a supervisor, one line each on its socket.
@@ -208,8 +211,15 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let _ = fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)?;
 
-    let host = cgroup::Host::detect(&spec.cgroup_group);
-    let cg: Option<Box<dyn JobCgroup>> = match host.create(job_id, &spec.limits) {
+    let made = match &spec.cgroups {
+        Some(host) => host.create(job_id, &spec.limits),
+        None => Err(io::ErrorKind::NotFound.into()),
+    };
+    // Without the daemon's layout, or with its parent directories gone: look afresh (which
+    // makes them again).
+    let made =
+        made.or_else(|_| cgroup::Host::detect(&spec.cgroup_group).create(job_id, &spec.limits));
+    let cg: Option<Box<dyn JobCgroup>> = match made {
         Ok(cg) => cg,
         Err(e) => {
             let status = JobStatus::launch_failed(format!("cannot create the job's cgroup: {e}"));

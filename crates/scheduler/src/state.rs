@@ -136,6 +136,11 @@ impl ClusterState {
         }
     }
 
+    /// True when a pending job waits for a scheduling pass; with none, a pass plans nothing.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
     /// What a scheduling pass reads, copied: the state without what only answers clients
     /// (accounting records, the request-dedup window) and without jobs that ended and hold
     /// nothing (kept for MinJobAge, up to hundreds of thousands under a high job rate). The
@@ -149,9 +154,16 @@ impl ClusterState {
                 || j.array.as_ref().is_some_and(|a| !a.pending.is_empty())
         };
         let mut usage = self.usage.clone();
+        // Ended jobs mostly come in runs of one user's: a look-up per user change, not per job.
+        let mut last: Option<&str> = None;
         for job in self.jobs.values().filter(|j| !planned(j)) {
-            if !usage.contains_key(&job.spec.user) {
-                usage.insert(job.spec.user.clone(), Usage::default());
+            let user = job.spec.user.as_str();
+            if last == Some(user) {
+                continue;
+            }
+            last = Some(user);
+            if !usage.contains_key(user) {
+                usage.insert(user.to_string(), Usage::default());
             }
         }
         ClusterState {

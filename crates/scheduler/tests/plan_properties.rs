@@ -101,6 +101,10 @@ impl Sim {
             serde_json::to_vec(&from_copy).unwrap(),
             "the planning copy plans as the whole state does"
         );
+        // The leader skips the pass when nothing is queued.
+        if !self.state.has_queued() {
+            prop_assert!(p.is_empty(), "a state with nothing queued plans nothing");
+        }
         let n = p.allocations.len() as u32;
         let (_, starts1) = plan_with_starts(&self.state, at, &self.cfg);
         let reply = self.apply(at, Command::Allocate(p));

@@ -282,6 +282,11 @@ impl Host {
             mkdir(&dir)?;
             match controller.as_str() {
                 "cpuset" => {
+                    // Before its CPUs are set: a cpuset that balances load on its own makes
+                    // the kernel rebuild the scheduling domains when its CPUs are set and
+                    // again when it is removed. The root cpuset balances across every CPU,
+                    // so a job's setting changes nothing else.
+                    let _ = write(&dir.join("cpuset.sched_load_balance"), "0");
                     let cpus = if limits.cpus.is_empty() {
                         fs::read_to_string(base.join("cpuset.cpus"))?
                     } else {

@@ -3,6 +3,7 @@
 //! [`reconcile`]; this module only gathers facts and carries out actions.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ const REPORT_REJECTIONS_TOLERATED: u32 = 5;
 /// Reports sent in one call (in queue order, several of one job included): the controllers
 /// apply them as one write.
 const REPORTS_PER_CALL: usize = 256;
+/// How long the outbox stays idle before what waits to be written (`Daemon::finished_dirty`,
+/// `Daemon::outbox_stale`) is.
+const TIDY_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) struct Daemon {
     name: String,
@@ -61,6 +65,14 @@ pub(crate) struct Daemon {
     jobs: Mutex<Jobs>,
     outbox: Mutex<VecDeque<PendingReport>>,
     outbox_wake: Notify,
+    /// The finished set has changes not on disk yet, and the outbox's file still holds
+    /// answered reports. Either can be made again from what is on disk (a pending final
+    /// report makes its job finished at load; an answer not recorded makes its report go
+    /// again, and the controllers' dedup window answers it the same), so they wait for the
+    /// next write that must be durable (a launch, a new report) or for the outbox to be idle
+    /// ([`TIDY_AFTER`]): a short job costs three fsyncs instead of seven.
+    finished_dirty: AtomicBool,
+    outbox_stale: AtomicBool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Jobs this node should run now (`run == true` in the latest assignments taken in), for
@@ -186,6 +198,8 @@ impl Daemon {
             }),
             outbox: Mutex::new(pending.into()),
             outbox_wake: Notify::new(),
+            finished_dirty: AtomicBool::new(false),
+            outbox_stale: AtomicBool::new(false),
             shutdown,
             tasks: TaskTracker::new(),
             assigned: Mutex::new(BTreeMap::new()),
@@ -219,6 +233,7 @@ impl Daemon {
         tracing::info!(node = %self.name, "shutting down");
         self.tasks.close();
         self.tasks.wait().await;
+        self.tidy();
         // Jobs keep running under their supervisors; an empty group is tidied away, and so
         // is a runtime directory of our own without job directories.
         self.cgroups.remove_group_if_empty();
@@ -419,7 +434,7 @@ impl Daemon {
                 }
             }
             if jobs.finished.len() != before {
-                self.save_finished(&jobs);
+                self.finished_changed();
             }
             actions
         };
@@ -703,7 +718,8 @@ impl Daemon {
         }
         jobs.running.remove(&job_id);
         jobs.finished.entry(job_id).or_insert(None);
-        self.save_finished(&jobs);
+        // Its final report is on disk: that makes it finished at the next start too.
+        self.finished_changed();
         launcher::remove_job_dir(&self.runtime, job_id);
     }
 
@@ -835,8 +851,9 @@ impl Daemon {
         }
     }
 
-    /// Saves the finished set with the current fence (see `state::FinishedFile`).
+    /// Saves the finished set with the current fence (see `state::FinishedFile`), durably.
     fn save_finished(&self, jobs: &Jobs) {
+        self.finished_dirty.store(false, Ordering::SeqCst);
         if let Err(e) = self.store.save_finished(
             &jobs.finished,
             &jobs.attempts,
@@ -844,6 +861,26 @@ impl Daemon {
             jobs.highest_index,
         ) {
             tracing::error!(error = %e, "cannot save the finished job set");
+        }
+    }
+
+    /// A change to the finished set that can wait to be written (see `finished_dirty`).
+    fn finished_changed(&self) {
+        self.finished_dirty.store(true, Ordering::SeqCst);
+    }
+
+    /// Writes what waited to be written: the finished set first (answers recorded), then the
+    /// outbox (answered reports gone).
+    fn tidy(&self) {
+        {
+            let jobs = lock(&self.jobs);
+            if self.finished_dirty.load(Ordering::SeqCst) {
+                self.save_finished(&jobs);
+            }
+        }
+        let queue = lock(&self.outbox);
+        if self.outbox_stale.load(Ordering::SeqCst) {
+            self.save_outbox(&queue);
         }
     }
 
@@ -857,6 +894,7 @@ impl Daemon {
     }
 
     fn save_outbox(&self, queue: &VecDeque<PendingReport>) {
+        self.outbox_stale.store(false, Ordering::SeqCst);
         let reports: Vec<PendingReport> = queue.iter().cloned().collect();
         if let Err(e) = self.store.save_pending(&reports) {
             tracing::error!(error = %e, "cannot save pending reports (kept in memory)");
@@ -877,9 +915,18 @@ impl Daemon {
                 .cloned()
                 .collect();
             if batch.is_empty() {
+                let untidy = self.finished_dirty.load(Ordering::SeqCst)
+                    || self.outbox_stale.load(Ordering::SeqCst);
                 tokio::select! {
-                    _ = self.shutdown.cancelled() => return,
+                    _ = self.shutdown.cancelled() => {
+                        self.tidy();
+                        return;
+                    }
                     _ = self.outbox_wake.notified() => continue,
+                    _ = tokio::time::sleep(TIDY_AFTER), if untidy => {
+                        self.tidy();
+                        continue;
+                    }
                 }
             }
             let mut delivered: Vec<(PendingReport, u64)> = Vec::new();
@@ -918,7 +965,7 @@ impl Daemon {
                 {
                     let mut queue = lock(&self.outbox);
                     queue.retain(|r| !done.contains(r.request_id.as_str()));
-                    self.save_outbox(&queue);
+                    self.outbox_stale.store(true, Ordering::SeqCst);
                 }
                 let mut jobs = lock(&self.jobs);
                 let mut any_final = false;
@@ -935,7 +982,7 @@ impl Daemon {
                     }
                 }
                 if any_final {
-                    self.save_finished(&jobs);
+                    self.finished_changed();
                 }
             }
             if retry {

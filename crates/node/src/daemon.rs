@@ -42,6 +42,9 @@ const REPORTS_PER_CALL: usize = 256;
 /// How long the outbox stays idle before what waits to be written (`Daemon::finished_dirty`,
 /// `Daemon::outbox_stale`) is.
 const TIDY_AFTER: Duration = Duration::from_secs(1);
+/// How long a user's account and groups, as looked up for a job, serve later jobs of theirs
+/// (a change to the user databases reaches new jobs within this).
+const USER_TTL: Duration = Duration::from_secs(60);
 
 pub(crate) struct Daemon {
     name: String,
@@ -73,6 +76,8 @@ pub(crate) struct Daemon {
     /// ([`TIDY_AFTER`]): a short job costs three fsyncs instead of seven.
     finished_dirty: AtomicBool,
     outbox_stale: AtomicBool,
+    /// `(uid, gid)` → when looked up, and the job's user then (`Daemon::job_user`).
+    users: Mutex<BTreeMap<(u32, u32), (std::time::Instant, crate::users::JobUser)>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Jobs this node should run now (`run == true` in the latest assignments taken in), for
@@ -200,6 +205,7 @@ impl Daemon {
             outbox_wake: Notify::new(),
             finished_dirty: AtomicBool::new(false),
             outbox_stale: AtomicBool::new(false),
+            users: Mutex::new(BTreeMap::new()),
             shutdown,
             tasks: TaskTracker::new(),
             assigned: Mutex::new(BTreeMap::new()),
@@ -562,7 +568,23 @@ impl Daemon {
             restarts: a.restarts,
             warning: (a.warn_signal > 0).then_some((a.warn_signal, a.warn_secs, a.warn_batch)),
             cgroups: Some(self.cgroups.clone()),
+            user: Some(self.job_user(a.uid, a.gid)),
         }
+    }
+
+    /// The job's user, from a cache of [`USER_TTL`]: a lookup in the password and group
+    /// databases per job cost more than the rest of starting it.
+    fn job_user(&self, uid: u32, gid: u32) -> crate::users::JobUser {
+        let now = std::time::Instant::now();
+        let mut cache = lock(&self.users);
+        if let Some((at, user)) = cache.get(&(uid, gid)) {
+            if now.duration_since(*at) < USER_TTL {
+                return user.clone();
+            }
+        }
+        let user = launcher::job_user(uid, gid);
+        cache.insert((uid, gid), (now, user.clone()));
+        user
     }
 
     async fn start_supervisor(

@@ -89,6 +89,16 @@ pub struct ExitOutcome {
 pub struct JobSetup<'a> {
     pub cgroup: Option<&'a AttachFds>,
     pub extra_env: Vec<(String, String)>,
+    /// The job's user as the daemon looked it up (`None`: look it up here).
+    pub user: Option<users::JobUser>,
+}
+
+/// The job's user: its account and, when the job's processes switch to it, its groups.
+pub fn job_user(uid: u32, gid: u32) -> users::JobUser {
+    let switch_user = running_as_root() && uid != 0;
+    let account = users::account(uid);
+    let groups = supplementary_groups(switch_user, account.as_ref(), gid);
+    users::JobUser { account, groups }
 }
 
 /// `state_dir/jobs/<id>`.
@@ -115,8 +125,10 @@ pub async fn launch(
         return Err(LaunchError::WorkDirMissing { path: work_dir });
     }
     let switch_user = running_as_root() && a.uid != 0;
-    let account = users::account(a.uid);
-    let groups = supplementary_groups(switch_user, account.as_ref(), a.gid);
+    let users::JobUser { account, groups } = match setup.user.clone() {
+        Some(user) => user,
+        None => job_user(a.uid, a.gid),
+    };
 
     let dir = job_dir(ctx.state_dir, a.job_id);
     let script = dir.join("script");

@@ -392,8 +392,13 @@ impl TwoCopies {
         // Padded to whole blocks: while the size stays, fdatasync writes the data alone, not
         // the inode too (a reader takes `length` bytes and ignores the rest).
         bytes.resize(bytes.len().div_ceil(COPY_BLOCK) * COPY_BLOCK, b'\n');
+        let len = bytes.len() as u64;
+        let before = file.metadata()?.len();
         file.write_all_at(&bytes, 0)?;
-        file.set_len(bytes.len() as u64)?;
+        // Cut only a longer copy (a same-sized truncate still dirties the inode).
+        if before > len {
+            file.set_len(len)?;
+        }
         file.sync_data()?;
         if created {
             sync_dir(&self.dir)?;

@@ -75,6 +75,9 @@ pub struct SuperviseSpec {
     /// The cgroup layout the daemon found (absent: the supervisor looks itself).
     #[serde(default)]
     pub cgroups: Option<cgroup::Host>,
+    /// The job's user as the daemon looked it up (absent: the supervisor looks itself).
+    #[serde(default)]
+    pub user: Option<crate::users::JobUser>,
 }
 
 /// What a daemon may ask of a supervisor, one line each on its socket.
@@ -240,6 +243,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let setup = JobSetup {
         cgroup: attach.as_ref(),
         extra_env: gpu_environment(&spec.gpus, spec.gpus_constrained),
+        user: spec.user.clone(),
     };
     // srun's own allocation has no script: nothing to launch; the supervisor still holds the
     // job's cgroup, its time limit and its end (see the module doc).
@@ -637,6 +641,7 @@ mod tests {
         let setup = JobSetup {
             cgroup: Some(&attach),
             extra_env: Vec::new(),
+            user: None,
         };
         let mut job = launcher::launch(&a, &ctx, setup).await.expect("launch");
         let status = job.child.wait().await.expect("wait");

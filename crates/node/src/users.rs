@@ -6,11 +6,20 @@ use std::ffi::{CStr, CString};
 use std::io;
 
 /// A user's entry in the password database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub name: String,
     pub home: String,
     pub shell: String,
+}
+
+/// Who a job runs as, looked up before its supervisor starts: its account (when the
+/// password database has one) and the groups it gets (empty unless the daemon runs as root
+/// and switches to the job's user).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobUser {
+    pub account: Option<Account>,
+    pub groups: Vec<u32>,
 }
 
 /// The password database entry of `uid`, when there is one.

@@ -101,7 +101,8 @@ pub fn job_user(uid: u32, gid: u32) -> users::JobUser {
     users::JobUser { account, groups }
 }
 
-/// `state_dir/jobs/<id>`.
+/// `<root>/jobs/<id>`, where `root` is the daemon's runtime directory
+/// (`crate::runtime_dir`).
 pub fn job_dir(state_dir: &Path, job_id: u64) -> PathBuf {
     state_dir.join("jobs").join(job_id.to_string())
 }

@@ -87,7 +87,8 @@ pub struct NodeConfig {
     pub kill_wait: std::time::Duration,
     /// Pretend GPUs instead of NVML's (tests, nodes without a driver).
     pub fake_gpus: Option<u32>,
-    /// The `drover` binary, started as `drover supervise` for each job.
+    /// What each job's supervisor runs as, `EXE supervise --state-dir … --job …`:
+    /// `drover-stepd` when it sits beside `drover`, else `drover` ([`supervisor_exe`]).
     pub supervisor_exe: PathBuf,
 }
 

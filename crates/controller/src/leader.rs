@@ -69,16 +69,22 @@ pub async fn supervise(
             if view.is_leader {
                 tracing::info!(term = view.term, "elected leader: starting leader loops");
                 let token = shutdown.child_token();
-                tokio::spawn(sync_partitions(
+                tokio::spawn(sync_table(
                     replica.clone(),
                     peers.clone(),
+                    "partitions",
                     cfg.partitions.clone(),
+                    |s| s.partitions_config.clone(),
+                    Command::DefinePartitions,
                     token.clone(),
                 ));
-                tokio::spawn(sync_qos(
+                tokio::spawn(sync_table(
                     replica.clone(),
                     peers.clone(),
+                    "QOS table",
                     cfg.qos.clone(),
+                    |s| s.qos.clone(),
+                    Command::DefineQos,
                     token.clone(),
                 ));
                 tokio::spawn(schedule(
@@ -111,50 +117,32 @@ pub async fn supervise(
     }
 }
 
-/// The partition table comes from the leader's configuration: defined again only when the
-/// configuration differs from the one last defined, so that operators' `scontrol update
-/// PartitionName=` changes outlive elections (and a changed configuration replaces them).
-async fn sync_partitions(
+/// A table that comes from the leader's configuration, defined through the log whenever the
+/// applied one differs from it: the partition table (compared with the table as the
+/// configuration last defined it, so that operators' `scontrol update PartitionName=` changes
+/// outlive elections while a changed configuration replaces them) and the QOS table.
+async fn sync_table<T: PartialEq + Clone>(
     replica: Replica,
     peers: Peers,
-    partitions: Vec<Partition>,
+    what: &'static str,
+    wanted: T,
+    applied: fn(&drover_scheduler::ClusterState) -> T,
+    define: fn(T) -> Command,
     token: CancellationToken,
 ) {
     while !token.is_cancelled() {
-        let (current, _) = replica.read(|s| s.partitions_config.clone());
-        if current == partitions {
+        let (current, _) = replica.read(applied);
+        if current == wanted {
             return;
         }
         let request = Request {
             request_id: String::new(),
-            command: Command::DefinePartitions(partitions.clone()),
+            command: define(wanted.clone()),
         };
         match write::write(&replica, &peers, vec![request]).await {
             Ok(_) => return,
             Err(e) => {
-                tracing::warn!("could not define partitions yet: {}", e.message());
-                sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// The QOS table comes from the leader's configuration: defined whenever the applied one
-/// differs from it.
-async fn sync_qos(replica: Replica, peers: Peers, qos: Vec<Qos>, token: CancellationToken) {
-    while !token.is_cancelled() {
-        let (current, _) = replica.read(|s| s.qos.clone());
-        if current == qos {
-            return;
-        }
-        let request = Request {
-            request_id: String::new(),
-            command: Command::DefineQos(qos.clone()),
-        };
-        match write::write(&replica, &peers, vec![request]).await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!("could not define the QOS table yet: {}", e.message());
+                tracing::warn!("could not define the {what} yet: {}", e.message());
                 sleep(Duration::from_millis(200)).await;
             }
         }

@@ -205,6 +205,16 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Shuts the daemon down and waits for `run` to return Ok.
+async fn stop(shutdown: CancellationToken, daemon: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("daemon stops")
+        .expect("join")
+        .expect("run returns Ok");
+}
+
 fn kinds(reports: &[JobReport]) -> Vec<(u64, i32, i32, i32)> {
     reports
         .iter()
@@ -303,12 +313,7 @@ async fn runs_stops_and_reports_through_a_failover() {
         .expect("pending reports");
     assert!(pending.is_empty(), "{pending:?}");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("daemon stops")
-        .expect("join")
-        .expect("run returns Ok");
+    stop(shutdown, daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,12 +346,7 @@ async fn undelivered_reports_survive_a_restart() {
         controller.with(|s| !s.refused_ids.is_empty())
     })
     .await;
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("daemon stops")
-        .expect("join")
-        .expect("run returns Ok");
+    stop(shutdown, daemon).await;
     let kept = on_disk();
     let kept_ids: Vec<String> = kept.iter().map(|r| r.request_id.clone()).collect();
     assert_eq!(kept_ids.len(), 2, "{kept:?}");
@@ -376,12 +376,7 @@ async fn undelivered_reports_survive_a_restart() {
     );
     let sent_ids: Vec<String> = reports.iter().map(|r| r.request_id.clone()).collect();
     assert_eq!(sent_ids, kept_ids, "same request ids after the restart");
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("daemon stops")
-        .expect("join")
-        .expect("run returns Ok");
+    stop(shutdown, daemon).await;
 }
 
 /// A machine restart empties the runtime directory (a tmpfs) and ends the supervisors: the
@@ -420,12 +415,7 @@ async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
         runtime.join("jobs/9").is_dir(),
         "the job's directory is in the runtime directory"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("daemon stops")
-        .expect("join")
-        .expect("run returns Ok");
+    stop(shutdown, daemon).await;
 
     // The machine restarts: the supervisor and the job die, the tmpfs comes back empty.
     let record =
@@ -469,10 +459,5 @@ async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
         "ran\n",
         "the job was not launched again"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("daemon stops")
-        .expect("join")
-        .expect("run returns Ok");
+    stop(shutdown, daemon).await;
 }

@@ -1,7 +1,8 @@
-//! `drover-stepd`: a job's supervisor (Slurm's `slurmstepd`), started by `drover noded` once
-//! per job as `drover-stepd supervise --state-dir DIR --job ID`. The same code as `drover
-//! supervise`, in a binary small enough to start in a fraction of the time; the node daemon
-//! uses it when it sits beside `drover` (`drover_node::supervisor_exe`).
+//! `drover-stepd`: a job's supervisor (Slurm's `slurmstepd`). `drover noded` starts it once, as
+//! `drover-stepd supervise --zygote --state-dir DIR`, and has it fork a supervisor per job
+//! (`drover_node::launcher::Zygote`); `drover-stepd supervise --state-dir DIR --job ID` runs one
+//! supervisor directly. The same code as `drover supervise`, in a binary a tenth of the size;
+//! the node daemon uses it when it sits beside `drover` (`drover_node::supervisor_exe`).
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -200,6 +200,10 @@ fn admin(sub: &str, args: &[String]) -> i32 {
                     .unwrap_or_else(identity::hostname);
                 roles::noded(&config, &name, f.get("state-dir").map(PathBuf::from))
             }),
+        // The daemon's supervisor starter (`drover_node::launcher::Zygote`).
+        "supervise" if args.iter().any(|a| a == "--zygote") => {
+            return roles::stepd(&[&["supervise".to_string()], args].concat())
+        }
         "supervise" => Flags::parse(args, &["state-dir", "job"])
             .map_err(anyhow::Error::msg)
             .and_then(|f| {

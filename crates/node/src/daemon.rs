@@ -51,6 +51,8 @@ pub(crate) struct Daemon {
     addr: String,
     kill_wait: Duration,
     supervisor_exe: PathBuf,
+    /// What starts supervisors (`Daemon::fork_supervisor`).
+    starter: Mutex<Starter>,
     /// Where this daemon's job cgroups go, unique per node and state dir.
     cgroup_group: String,
     isolation: Isolation,
@@ -90,6 +92,23 @@ pub(crate) struct Daemon {
     /// Where the `Tasks` service listens (bound before registering, so the address registered
     /// is the one served).
     listener: Mutex<Option<tokio::net::TcpListener>>,
+}
+
+/// How supervisors are started: by a [`launcher::Zygote`], started at the first job and again
+/// if it dies, or, when one cannot be had, by the daemon itself (an exec per job).
+enum Starter {
+    NotYet,
+    Zygote(launcher::Zygote),
+    Unavailable,
+}
+
+/// A supervisor started, with its pid when known.
+enum Started {
+    Pid(u32),
+    /// Spawned by the daemon itself, which reaps it.
+    Child(tokio::process::Child),
+    /// The zygote had the request and died before answering: one may run.
+    Unsure,
 }
 
 #[derive(Default)]
@@ -188,6 +207,7 @@ impl Daemon {
             addr: config.addr.clone(),
             kill_wait: config.kill_wait,
             supervisor_exe: config.supervisor_exe.clone(),
+            starter: Mutex::new(Starter::NotYet),
             cgroup_group,
             isolation,
             cgroups: host,
@@ -242,6 +262,8 @@ impl Daemon {
         self.tasks.close();
         self.tasks.wait().await;
         self.tidy();
+        // The zygote goes; the supervisors it started stay.
+        *lock(&self.starter) = Starter::NotYet;
         // Jobs keep running under their supervisors; an empty group is tidied away, and so
         // is a runtime directory of our own without job directories.
         self.cgroups.remove_group_if_empty();
@@ -522,11 +544,16 @@ impl Daemon {
         };
         let me = self.clone();
         self.tasks.spawn(async move {
-            match me.start_supervisor(&a, &spec).await {
-                Ok(()) => {
+            match me.start_supervisor(&a, &spec) {
+                Ok(known) => {
                     let dir = launcher::job_dir(&me.runtime, job_id);
-                    let alive = supervisor_alive(&dir);
-                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
+                    let alive: Box<dyn Fn() -> bool + Send + Sync> = if known {
+                        Box::new(supervisor_alive(&dir))
+                    } else {
+                        // No pid to watch: whether one runs shows within the patience.
+                        Box::new(|| true)
+                    };
+                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &*alive).await;
                     me.on_attach(job_id, found, stop, signal_rx, true).await;
                 }
                 Err(e) => {
@@ -589,30 +616,81 @@ impl Daemon {
         user
     }
 
-    async fn start_supervisor(
+    /// Prepares the job's directory and starts its supervisor; false when whether one started
+    /// is not known (see [`Started::Unsure`]).
+    fn start_supervisor(
         &self,
         a: &drover_proto::Assignment,
         spec: &SuperviseSpec,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
         let state_dir = &self.runtime;
         supervisor::prepare(state_dir, a, spec)?;
-        let mut child = launcher::spawn_supervisor(&self.supervisor_exe, state_dir, a.job_id)?;
-        if let Some(pid) = child.id() {
-            let record = SupervisorRecord {
-                pid,
-                start_ticks: launcher::start_ticks(pid),
+        let pid = match self.fork_supervisor(a.job_id)? {
+            Started::Pid(pid) => pid,
+            Started::Child(mut child) => {
+                let pid = child.id();
+                // Reap it when it exits (after a daemon restart, init does).
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                match pid {
+                    Some(pid) => pid,
+                    None => return Ok(false),
+                }
+            }
+            Started::Unsure => return Ok(false),
+        };
+        let record = SupervisorRecord {
+            pid,
+            start_ticks: launcher::start_ticks(pid),
+        };
+        let dir = launcher::job_dir(state_dir, a.job_id);
+        crate::state::write_replace(
+            &dir.join(supervisor::SUPERVISOR_FILE),
+            &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
+        )?;
+        Ok(true)
+    }
+
+    /// Starts `job_id`'s supervisor through the zygote, starting that first if need be (and
+    /// once more if it died); through an exec of its own when no zygote can be had.
+    fn fork_supervisor(&self, job_id: u64) -> std::io::Result<Started> {
+        let mut starter = lock(&self.starter);
+        for _ in 0..2 {
+            if matches!(*starter, Starter::NotYet) {
+                *starter = match launcher::Zygote::start(&self.supervisor_exe, &self.runtime) {
+                    Ok(z) => Starter::Zygote(z),
+                    Err(e) => {
+                        tracing::warn!(
+                            exe = %self.supervisor_exe.display(),
+                            error = %e,
+                            "no supervisor starter: each supervisor is an exec of its own"
+                        );
+                        Starter::Unavailable
+                    }
+                };
+            }
+            let Starter::Zygote(zygote) = &mut *starter else {
+                break;
             };
-            let dir = launcher::job_dir(state_dir, a.job_id);
-            crate::state::write_replace(
-                &dir.join(supervisor::SUPERVISOR_FILE),
-                &serde_json::to_vec(&record).map_err(std::io::Error::other)?,
-            )?;
+            match zygote.supervise(job_id) {
+                Ok(pid) => return Ok(Started::Pid(pid)),
+                Err(launcher::ZygoteError::NotSent(e)) => {
+                    tracing::warn!(error = %e, "the supervisor starter is gone; starting another");
+                    *starter = Starter::NotYet;
+                }
+                Err(e @ launcher::ZygoteError::NoReply(_)) => {
+                    tracing::warn!(job_id, error = %e, "starting another supervisor starter");
+                    *starter = Starter::NotYet;
+                    return Ok(Started::Unsure);
+                }
+                Err(e @ launcher::ZygoteError::Refused(_)) => {
+                    return Err(std::io::Error::other(e));
+                }
+            }
         }
-        // Reap it when it exits (after a daemon restart, init does).
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
-        Ok(())
+        drop(starter);
+        launcher::spawn_supervisor(&self.supervisor_exe, &self.runtime, job_id).map(Started::Child)
     }
 
     /// Sends the `scancel --signal` requests of `a` that its supervisor has not had yet, and

@@ -7,8 +7,9 @@
 //! which only the child knows: the child writes it into room left in the environment built
 //! before the fork, and calls execve(2) itself ([`ExecImage`]).
 //!
-//! Three kinds of process start here: the daemon's [`spawn_supervisor`] (one `drover supervise`
-//! per job, in a process group of its own), the supervisor's [`launch`] of the batch script,
+//! Three kinds of process start here: the daemon's supervisors (one per job, in a process group
+//! of its own), forked by a [`Zygote`] the daemon starts once (or, without one,
+//! [`spawn_supervisor`]: an exec per job), the supervisor's [`launch`] of the batch script,
 //! which joins the job's cgroup and switches to the job's user between fork and exec, and the
 //! daemon's [`spawn_task`] of one task of an srun step (same cgroup and user switch, its own
 //! process group, pipes to the daemon), signalled with [`signal_task`].
@@ -529,6 +530,223 @@ pub fn spawn_supervisor(exe: &Path, state_dir: &Path, job_id: u64) -> io::Result
         .process_group(0)
         .kill_on_drop(false);
     cmd.spawn()
+}
+
+/// A supervisor starter: `EXE supervise --zygote --state-dir DIR`, started once by the daemon,
+/// single-threaded, forks one supervisor per job id written to it and answers with its pid.
+/// A fork of this small process costs a tenth of what a new exec of a supervisor does (the
+/// loader, relocations, glibc's CPU probes and Rust's runtime start, per job); the forked
+/// supervisor is the same code, as if started afresh: its own process group, stdin and stdout
+/// on /dev/null, stderr the daemon's. It is not the supervisors' keeper: it ignores SIGCHLD
+/// (the kernel reaps them), and it exits when the daemon's end of its pipe closes, leaving
+/// every supervisor running, as a daemon's exit always does.
+pub struct Zygote {
+    process: std::process::Child,
+    requests: std::process::ChildStdin,
+    replies: io::BufReader<std::process::ChildStdout>,
+}
+
+/// Why [`Zygote::supervise`] gave no pid.
+#[derive(Debug, Error)]
+pub enum ZygoteError {
+    /// The request did not reach it: nothing started.
+    #[error("the supervisor starter is gone: {0}")]
+    NotSent(io::Error),
+    /// It had the request, and a supervisor may or may not have started.
+    #[error("the supervisor starter gave no answer: {0}")]
+    NoReply(io::Error),
+    /// It answered that it could not start one (fork failed).
+    #[error("the supervisor starter could not start one: {0}")]
+    Refused(String),
+}
+
+impl Zygote {
+    /// Starts it, and waits for its first line (`ready`): an executable that does not know
+    /// `--zygote` (an older one) exits instead, and the daemon starts supervisors itself.
+    pub fn start(exe: &Path, state_dir: &Path) -> io::Result<Zygote> {
+        use std::io::BufRead as _;
+        use std::os::unix::process::CommandExt as _;
+        #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
+        let mut process = std::process::Command::new(exe)
+            .arg("supervise")
+            .arg("--zygote")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()?;
+        let (Some(requests), Some(replies)) = (process.stdin.take(), process.stdout.take()) else {
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err(io::Error::other("no pipes to the supervisor starter"));
+        };
+        let mut zygote = Zygote {
+            process,
+            requests,
+            replies: io::BufReader::new(replies),
+        };
+        let mut line = String::new();
+        zygote.replies.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            return Err(io::Error::other(format!(
+                "{} supervise --zygote did not start (it said {:?})",
+                exe.display(),
+                line.trim()
+            )));
+        }
+        Ok(zygote)
+    }
+
+    /// Has it fork `EXE supervise --state-dir DIR --job ID`'s equivalent; its pid.
+    pub fn supervise(&mut self, job_id: u64) -> Result<u32, ZygoteError> {
+        use std::io::BufRead as _;
+        writeln!(self.requests, "{job_id}")
+            .and_then(|()| self.requests.flush())
+            .map_err(ZygoteError::NotSent)?;
+        let mut line = String::new();
+        match self.replies.read_line(&mut line) {
+            Ok(0) => Err(ZygoteError::NoReply(io::ErrorKind::UnexpectedEof.into())),
+            Err(e) => Err(ZygoteError::NoReply(e)),
+            Ok(_) => match line.trim().split_once(' ') {
+                Some(("pid", pid)) => pid
+                    .parse()
+                    .map_err(|_| ZygoteError::NoReply(io::Error::other(format!("odd pid {pid}")))),
+                Some(("error", why)) => Err(ZygoteError::Refused(why.to_string())),
+                _ => Err(ZygoteError::NoReply(io::Error::other(format!(
+                    "odd answer {:?}",
+                    line.trim()
+                )))),
+            },
+        }
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        // It keeps nothing: stopping it touches no supervisor (each in its own group).
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The zygote's side (see [`Zygote`]): reads job ids on stdin, forks `supervise(state_dir,
+/// id)` for each (its exit status the child's), answers `pid N` or `error WHY` on stdout, and
+/// returns at end of input. It must be the process's only thread, since the children go on
+/// to run anything: it says so and returns 1 otherwise.
+#[allow(unsafe_code)]
+pub fn serve_zygote(state_dir: &Path, supervise: fn(&Path, u64) -> i32) -> i32 {
+    use std::io::BufRead as _;
+    use std::os::fd::FromRawFd as _;
+    let threads = fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
+    if threads != 1 {
+        tracing::error!(threads, "a supervisor starter must be single-threaded");
+        return 1;
+    }
+    // SAFETY: plain libc calls on a single-threaded process; fds 0 and 1 stay open for its
+    // life (ManuallyDrop: they are not ours to close), and the std handles are never used, so
+    // no std lock is held across a fork.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let input = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+    let mut output = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    let mut requests = io::BufReader::new(&*input);
+    let mut say = |line: String| output.write_all(line.as_bytes()).is_ok();
+    if !say("ready\n".into()) {
+        return 1;
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match requests.read_line(&mut line) {
+            Ok(0) | Err(_) => return 0,
+            Ok(_) => {}
+        }
+        let answer = match line.trim().parse::<u64>() {
+            Err(_) => format!("error not a job id: {:?}\n", line.trim()),
+            Ok(job_id) => match fork_supervisor(state_dir, job_id, supervise) {
+                Ok(pid) => format!("pid {pid}\n"),
+                Err(e) => format!("error {e}\n"),
+            },
+        };
+        if !say(answer) {
+            return 0;
+        }
+    }
+}
+
+/// What `ps` shows of a supervisor forked by the zygote: `drover-stepd: job N`, as Slurm's
+/// shows `slurmstepd: [N.batch]`.
+const STEPD_TITLE: &str = "drover-stepd:";
+
+/// Writes `title` over the process's own command line (what `/proc/self/cmdline`, and so `ps`
+/// and `pgrep -f`, show), cut to the room the original took; nothing when that room cannot be
+/// found.
+#[allow(unsafe_code)]
+fn retitle(title: &str) {
+    // Fields 48 and 49 of /proc/self/stat (after the parenthesised name): where the
+    // arguments lie in our own memory.
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (the state).
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if start == 0 || end <= start {
+        return;
+    }
+    let room = end - start;
+    let bytes = title.as_bytes();
+    let n = bytes.len().min(room - 1);
+    // SAFETY: [start, end) is this process's argument area, mapped and writable for its life;
+    // nothing else reads it while the single thread writes it.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, room);
+        area[..n].copy_from_slice(&bytes[..n]);
+        area[n..].fill(0);
+    }
+}
+
+/// Forks one supervisor from the zygote; the child never returns.
+#[allow(unsafe_code)]
+fn fork_supervisor(
+    state_dir: &Path,
+    job_id: u64,
+    supervise: fn(&Path, u64) -> i32,
+) -> io::Result<u32> {
+    // SAFETY: the zygote is single-threaded (checked by `serve_zygote`), so the child may run
+    // anything; it leaves through `exit`.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            unsafe {
+                libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+                libc::setpgid(0, 0);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::dup2(null, 1);
+                    libc::close(null);
+                }
+            }
+            retitle(&format!("{STEPD_TITLE} job {job_id}"));
+            std::process::exit(supervise(state_dir, job_id))
+        }
+        pid => {
+            // As a shell does: the group is set on both sides, so it exists when the daemon
+            // hears the pid.
+            unsafe { libc::setpgid(pid, pid) };
+            Ok(pid.unsigned_abs())
+        }
+    }
 }
 
 /// Sends `sig` to the job's process group and to every pid still in its cgroup.

@@ -12,7 +12,7 @@
 //!            reconcile(desired, actual) -> Vec<Action>       (pure)
 //!                 │ Launch                    │ Stop
 //!                 ▼                           ▼
-//!            launcher::spawn_supervisor ──► `drover supervise` (own session, one per job):
+//!            launcher::Zygote (forks) ──► `drover-stepd: job N` (own process group, one per job):
 //!                 │                     cgroup (cpuset, memory, devices) → launch script →
 //!                 │                     child exit / time limit / "stop" → status.json
 //!                 │ unix socket jobs/<id>/sock: "running <pid>", "stop", "ended"
@@ -87,8 +87,9 @@ pub struct NodeConfig {
     pub kill_wait: std::time::Duration,
     /// Pretend GPUs instead of NVML's (tests, nodes without a driver).
     pub fake_gpus: Option<u32>,
-    /// What each job's supervisor runs as, `EXE supervise --state-dir … --job …`:
-    /// `drover-stepd` when it sits beside `drover`, else `drover` ([`supervisor_exe`]).
+    /// What starts supervisors: `EXE supervise --zygote --state-dir …`, once, forks one per job
+    /// (`EXE supervise --state-dir … --job …` per job when it cannot): `drover-stepd` when it
+    /// sits beside `drover`, else `drover` ([`supervisor_exe`]).
     pub supervisor_exe: PathBuf,
 }
 
@@ -163,10 +164,10 @@ pub fn supervise(state_dir: &std::path::Path, job_id: u64) -> anyhow::Result<()>
 /// The supervisor's own small binary, installed beside `drover` (Slurm's `slurmstepd`).
 pub const STEPD: &str = "drover-stepd";
 
-/// What a node daemon whose binary is `own_exe` starts, as `EXE supervise --state-dir DIR
-/// --job ID`, for each job: `drover-stepd` beside it when there is one, else itself. Both run
-/// the same code; the small binary starts in a fraction of the time (a loader with a tenth of
-/// the relocations, far fewer pages to fault in), which is most of a short job's cost.
+/// What a node daemon whose binary is `own_exe` starts supervisors from (see
+/// [`NodeConfig::supervisor_exe`]): `drover-stepd` beside it when there is one, else itself.
+/// Both run the same code; the small binary's forks copy far fewer page tables, and its exec
+/// (without a zygote) costs a tenth of the relocations and page faults.
 pub fn supervisor_exe(own_exe: &std::path::Path) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
     let stepd = own_exe.with_file_name(STEPD);
@@ -185,6 +186,13 @@ pub fn stepd_main(args: &[String]) -> i32 {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    if args.iter().any(|a| a == "--zygote") {
+        let Some(dir) = flag("--state-dir") else {
+            eprintln!("usage: {STEPD} supervise --zygote --state-dir DIR");
+            return 2;
+        };
+        return launcher::serve_zygote(std::path::Path::new(&dir), supervise_exit);
+    }
     let (Some(dir), Some(job)) = (flag("--state-dir"), flag("--job")) else {
         eprintln!("usage: {STEPD} supervise --state-dir DIR --job ID");
         return 2;
@@ -193,7 +201,12 @@ pub fn stepd_main(args: &[String]) -> i32 {
         eprintln!("{STEPD}: --job: not a job id: {job}");
         return 2;
     };
-    match supervise(std::path::Path::new(&dir), job) {
+    supervise_exit(std::path::Path::new(&dir), job)
+}
+
+/// One supervisor's run, as an exit status.
+fn supervise_exit(state_dir: &std::path::Path, job_id: u64) -> i32 {
+    match supervise(state_dir, job_id) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{STEPD}: error: {e:#}");

@@ -215,6 +215,19 @@ async fn stop(shutdown: CancellationToken, daemon: tokio::task::JoinHandle<anyho
         .expect("run returns Ok");
 }
 
+/// The FINISHED reports sent, as (job id, exit code), by job id.
+fn finished(controller: &Controller) -> Vec<(u64, i32)> {
+    let mut ended: Vec<(u64, i32)> = controller.with(|s| {
+        s.reports
+            .iter()
+            .filter(|r| r.kind == Kind::Finished as i32)
+            .map(|r| (r.job_id, r.exit_code))
+            .collect()
+    });
+    ended.sort_unstable();
+    ended
+}
+
 fn kinds(reports: &[JobReport]) -> Vec<(u64, i32, i32, i32)> {
     reports
         .iter()
@@ -245,13 +258,7 @@ async fn runs_stops_and_reports_through_a_failover() {
     ));
 
     wait_until("jobs 1 and 3 to finish", || {
-        controller.with(|s| {
-            s.reports
-                .iter()
-                .filter(|r| r.kind == Kind::Finished as i32)
-                .count()
-                == 2
-        })
+        finished(&controller).len() == 2
     })
     .await;
     // The stale assignment still lists job 1 with run = true: it must not run again.
@@ -422,6 +429,32 @@ async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
         std::fs::read_to_string(runtime.join("jobs/9/supervisor.json")).expect("supervisor record");
     let supervisor: serde_json::Value = serde_json::from_str(&record).expect("json");
     let supervisor_pid = supervisor["pid"].as_u64().expect("pid").to_string();
+    // The daemon's zygote forked it: it is named after its job, leads a process group of its
+    // own, and outlives the daemon, whose zygote is gone with it.
+    let cmdline = std::fs::read(format!("/proc/{supervisor_pid}/cmdline")).expect("alive");
+    assert!(
+        cmdline.starts_with(b"drover-stepd: job 9\0"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{supervisor_pid}/stat")).expect("stat");
+    let pgrp = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .nth(2);
+    assert_eq!(pgrp, Some(supervisor_pid.as_str()), "its own process group");
+    let zygotes: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("--zygote") && c.contains(&*runtime.to_string_lossy()))
+        .collect();
+    assert!(
+        zygotes.is_empty(),
+        "the zygote outlived its daemon: {zygotes:?}"
+    );
     for target in [supervisor_pid, format!("-{script_pid}")] {
         #[allow(clippy::disallowed_methods)] // the test plays the machine going down
         let killed = std::process::Command::new("kill")
@@ -459,5 +492,49 @@ async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
         "ran\n",
         "the job was not launched again"
     );
+    stop(shutdown, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_when_the_supervisor_binary_cannot_be_a_zygote() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    // An older supervisor binary: it knows `supervise --job`, not `--zygote`.
+    let old = tmp.path().join("old-stepd");
+    std::fs::write(
+        &old,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *--zygote*) echo 'unknown flag' >&2; exit 2;; esac\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_drover-supervise")
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let controller = Controller::default();
+    controller.with(|s| {
+        s.applied_index = 1;
+        s.jobs = vec![
+            job(11, true, &work, "#!/bin/sh\necho one >> ran\n"),
+            job(12, true, &work, "#!/bin/sh\necho two >> ran\nexit 3\n"),
+        ];
+    });
+    let addr = serve(controller.clone()).await;
+    let cfg = NodeConfig {
+        supervisor_exe: old,
+        ..config("n5", vec![addr], &tmp.path().join("state"))
+    };
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(cfg, shutdown.clone()));
+    wait_until("both jobs to finish", || finished(&controller).len() == 2).await;
+    assert_eq!(finished(&controller), vec![(11, 0), (12, 3)]);
+    let mut ran: Vec<String> = std::fs::read_to_string(work.join("ran"))
+        .expect("ran")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["one", "two"], "each job ran once");
     stop(shutdown, daemon).await;
 }

@@ -605,6 +605,14 @@ impl Zygote {
         writeln!(self.requests, "{job_id}")
             .and_then(|()| self.requests.flush())
             .map_err(ZygoteError::NotSent)?;
+        if self.replies.buffer().is_empty()
+            && !readable_within(self.replies.get_ref(), ZYGOTE_PATIENCE)
+        {
+            return Err(ZygoteError::NoReply(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {} s", ZYGOTE_PATIENCE.as_secs()),
+            )));
+        }
         let mut line = String::new();
         match self.replies.read_line(&mut line) {
             Ok(0) => Err(ZygoteError::NoReply(io::ErrorKind::UnexpectedEof.into())),
@@ -619,6 +627,31 @@ impl Zygote {
                     line.trim()
                 )))),
             },
+        }
+    }
+}
+
+/// How long the daemon waits for the zygote's answer (a fork): one that takes longer (stopped,
+/// wedged) is replaced rather than left to hold up every launch on the node.
+const ZYGOTE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Does `fd` have something to read (or its end) within `patience`?
+#[allow(unsafe_code)]
+fn readable_within(fd: &impl std::os::fd::AsRawFd, patience: Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(patience.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut poll, 1, ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return true; // let the read say what is wrong
         }
     }
 }

@@ -5,12 +5,13 @@
 //! the job's work dir, stdin from /dev/null and stdout/stderr appended to the files its
 //! `--output`/`--error` patterns name. Its environment carries `SLURM_TASK_PID`, its own pid,
 //! which only the child knows: the child writes it into room left in the environment built
-//! before the fork, and calls execve(2) itself ([`ExecImage`]).
+//! before it started, and calls execve(2) itself ([`ExecImage`]).
 //!
 //! Three kinds of process start here: the daemon's supervisors (one per job, in a process group
 //! of its own), forked by a [`Zygote`] the daemon starts once (or, without one,
 //! [`spawn_supervisor`]: an exec per job), the supervisor's [`launch`] of the batch script,
-//! which joins the job's cgroup and switches to the job's user between fork and exec, and the
+//! which joins the job's cgroup and switches to the job's user in a child that shares the
+//! supervisor's memory until it executes ([`spawn_shared`], as posix_spawn does), and the
 //! daemon's [`spawn_task`] of one task of an srun step (same cgroup and user switch, its own
 //! process group, pipes to the daemon), signalled with [`signal_task`].
 //! [`signal_job`] reaches the script's process group and every pid left in its cgroup.
@@ -18,6 +19,7 @@
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
@@ -70,7 +72,7 @@ pub struct LaunchContext<'a> {
 pub struct LaunchedJob {
     pub job_id: u64,
     pub pid: u32,
-    pub child: Child,
+    pub child: Script,
     /// Where the job's stderr goes (Slurm writes its time-limit line there).
     pub stderr_path: PathBuf,
 }
@@ -210,28 +212,24 @@ pub async fn launch(
     let argv: Vec<OsString> = std::iter::once(script.clone().into_os_string())
         .chain(a.argv.iter().map(OsString::from))
         .collect();
-    let image = Arc::new(ExecImage::new(&script, &argv, &env).map_err(LaunchError::Spawn)?);
+    let image = ExecImage::new(&script, &argv, &env).map_err(LaunchError::Spawn)?;
 
+    let stdin = File::open("/dev/null").map_err(LaunchError::Spawn)?;
+    let cwd = std::ffi::CString::new(work_dir.as_os_str().as_encoded_bytes())
+        .map_err(|e| LaunchError::Spawn(io::Error::other(e)))?;
     let mut attempt = 0;
-    let child = loop {
-        #[allow(clippy::disallowed_methods)] // the one place that spawns (STYLE P12)
-        let mut cmd = Command::new(&script);
-        cmd.current_dir(&work_dir)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(stdout.try_clone().map_err(LaunchError::Spawn)?)
-            .stderr(stderr.try_clone().map_err(LaunchError::Spawn)?)
-            .process_group(0)
-            .kill_on_drop(false);
-        enter_job_before_exec(
-            &mut cmd,
-            attach.clone(),
+    let pid = loop {
+        let plan = ChildPlan {
+            stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+            cwd: &cwd,
+            attach: attach.as_ref(),
             ids,
-            groups.clone(),
-            Arc::clone(&image),
-        );
-        match cmd.spawn() {
-            Ok(child) => break child,
+            groups: &groups,
+            image: &image,
+            errno: std::sync::atomic::AtomicI32::new(0),
+        };
+        match spawn_shared(&plan) {
+            Ok(pid) => break pid,
             Err(e)
                 if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_FILE_BUSY_RETRIES =>
             {
@@ -241,9 +239,7 @@ pub async fn launch(
             Err(e) => return Err(LaunchError::Spawn(e)),
         }
     };
-    let pid = child.id().ok_or_else(|| {
-        LaunchError::Spawn(io::Error::other("the child exited before its pid was read"))
-    })?;
+    let child = Script::new(pid).map_err(LaunchError::Spawn)?;
     // Remember which process this job is, for whoever finds the directory later.
     let record = LaunchedRecord {
         pid,
@@ -336,6 +332,247 @@ fn enter_job_before_exec(
     }
 }
 
+/// The batch script's process ([`launch`]): its exit is seen through a pidfd (on kernels
+/// before 5.3, by a thread blocked in waitpid), as soon as it happens.
+pub struct Script {
+    pid: u32,
+    exited: Option<ExitStatus>,
+    waiter: ScriptWaiter,
+}
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Script")
+            .field("pid", &self.pid)
+            .field("exited", &self.exited)
+            .finish_non_exhaustive()
+    }
+}
+
+enum ScriptWaiter {
+    Pidfd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
+    Thread(tokio::sync::oneshot::Receiver<io::Result<ExitStatus>>),
+}
+
+impl Script {
+    #[allow(unsafe_code)]
+    fn new(pid: u32) -> io::Result<Script> {
+        use std::os::fd::FromRawFd as _;
+        let raw = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+        let waiter = if fd >= 0 {
+            let fd = i32::try_from(fd).map_err(io::Error::other)?;
+            // SAFETY: a fresh descriptor, owned from here on.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // SAFETY: the AsyncFd owns the descriptor and never changes it.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    owned,
+                    tokio::io::Interest::READABLE,
+                )
+            };
+            ScriptWaiter::Pidfd(registered.map_err(|e| e.into_parts().1)?)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("script-wait".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = tx.send(wait_pid(raw, 0).map(|s| s.unwrap_or(ExitStatus::from_raw(0))));
+                })?;
+            ScriptWaiter::Thread(rx)
+        };
+        Ok(Script {
+            pid,
+            exited: None,
+            waiter,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its exit status, once it exited (and was reaped); cancel-safe.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Ok(status);
+        }
+        let raw = libc::pid_t::try_from(self.pid).map_err(io::Error::other)?;
+        let status = match &mut self.waiter {
+            ScriptWaiter::Pidfd(fd) => loop {
+                let mut ready = fd.readable().await?;
+                match wait_pid(raw, libc::WNOHANG)? {
+                    Some(status) => break status,
+                    None => ready.clear_ready(),
+                }
+            },
+            ScriptWaiter::Thread(rx) => rx
+                .await
+                .map_err(|_| io::Error::other("the script's waiter thread is gone"))??,
+        };
+        self.exited = Some(status);
+        Ok(status)
+    }
+}
+
+/// waitpid(2) for one child; `None` while it runs (with WNOHANG).
+#[allow(unsafe_code)]
+fn wait_pid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes one int.
+        let n = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if n == pid {
+            return Ok(Some(ExitStatus::from_raw(status)));
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// What the batch script's child does before it executes, all prepared before it exists: it
+/// shares the supervisor's memory until then ([`spawn_shared`]), so it allocates nothing, uses
+/// raw system calls for its credentials (glibc's setuid would reach the supervisor's threads),
+/// and leaves only through execve or `_exit`.
+struct ChildPlan<'a> {
+    /// Its stdin, stdout and stderr.
+    stdio: [std::os::fd::RawFd; 3],
+    cwd: &'a std::ffi::CStr,
+    attach: Option<&'a crate::cgroup::AttachHandle>,
+    ids: Option<(u32, u32)>,
+    groups: &'a [u32],
+    image: &'a ExecImage,
+    /// The errno of the step that failed, written by the child.
+    errno: std::sync::atomic::AtomicI32,
+}
+
+/// The child's stack (its own, since it shares everything else).
+const CHILD_STACK: usize = 128 * 1024;
+
+#[allow(unsafe_code)]
+extern "C" fn shared_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildPlan that `spawn_shared` passed, alive while the parent waits
+    // (CLONE_VFORK) for this child to execute or exit.
+    let plan = unsafe { &*(arg as *const ChildPlan<'_>) };
+    let errno = plan.enter().raw_os_error().unwrap_or(libc::EINVAL);
+    plan.errno
+        .store(errno.max(1), std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: leaves without running anything of the parent's (no atexit, no flush).
+    unsafe { libc::_exit(127) }
+}
+
+impl ChildPlan<'_> {
+    /// In the child: signals as a new process has them, its own process group, stdio, working
+    /// directory, the job's cgroup and user, then the image. Returns only on failure.
+    #[allow(unsafe_code)]
+    fn enter(&self) -> io::Error {
+        let fail = || io::Error::last_os_error();
+        // SAFETY: system calls on memory prepared by the parent; nothing here allocates, and the
+        // parent's thread is suspended until execve or _exit.
+        unsafe {
+            // A handler of the supervisor's would run here, in its memory: every caught
+            // signal goes back to its default before any is unblocked. SIGPIPE, which Rust
+            // ignores, too (an ignored signal stays ignored across execve).
+            for sig in 1..libc::SIGRTMAX() {
+                if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                    continue;
+                }
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                    && (old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN
+                        || sig == libc::SIGPIPE)
+                {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            if libc::setpgid(0, 0) != 0 {
+                return fail();
+            }
+            for (target, &fd) in self.stdio.iter().enumerate() {
+                let target = target as libc::c_int;
+                let done = if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, target)
+                };
+                if done < 0 {
+                    return fail();
+                }
+            }
+            if libc::chdir(self.cwd.as_ptr()) != 0 {
+                return fail();
+            }
+            if let Some(attach) = self.attach {
+                if let Err(e) = attach.attach_self() {
+                    return e;
+                }
+            }
+            if let Some((uid, gid)) = self.ids {
+                if libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_setgid, gid) != 0
+                    || libc::syscall(libc::SYS_setuid, uid) != 0
+                {
+                    return fail();
+                }
+            }
+        }
+        self.image.exec()
+    }
+}
+
+/// Starts `plan`'s child as posix_spawn(3) does (clone with CLONE_VM | CLONE_VFORK): the child
+/// runs on a stack of its own in the supervisor's memory until it executes, so no page table
+/// is copied and none torn down again at its execve, which a fork cost per job. Returns its
+/// pid once it executed; the error of the step that failed otherwise.
+#[allow(unsafe_code)]
+fn spawn_shared(plan: &ChildPlan<'_>) -> io::Result<u32> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: one past the end of the buffer, aligned down to 16 as the ABI wants; the buffer
+    // outlives the child's use of it (the parent resumes only after execve or _exit).
+    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+    let top = (top as usize & !15) as *mut libc::c_void;
+    // SAFETY: signal masks and clone(2) as posix_spawn uses them; every signal is blocked
+    // across the clone so that no handler runs in the child before it reset them.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            shared_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_ref(plan).cast_mut().cast(),
+        );
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(clone_error);
+        }
+        pid
+    };
+    drop(stack);
+    let errno = plan.errno.load(std::sync::atomic::Ordering::SeqCst);
+    if errno != 0 {
+        // It exited without executing: reap it.
+        let _ = wait_pid(pid, 0);
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    Ok(pid.unsigned_abs())
+}
+
 /// `SLURM_TASK_PID=` and room for any pid (at most 10 digits) and the terminating NUL.
 const TASK_PID_VAR: &[u8] = b"SLURM_TASK_PID=";
 const TASK_PID_ROOM: usize = 11;
@@ -351,7 +588,9 @@ pub(crate) struct ExecImage {
     /// Owns what `argv`, `sh_argv` and `envp` point into (the vectors' heap buffers never
     /// move).
     _strings: Vec<std::ffi::CString>,
-    task_pid: Box<[u8]>,
+    /// Written by the child before it executes: with [`spawn_shared`] that is this very
+    /// memory, hence the cells.
+    task_pid: Box<[std::cell::UnsafeCell<u8>]>,
     argv: Vec<*const libc::c_char>,
     sh_argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
@@ -359,7 +598,8 @@ pub(crate) struct ExecImage {
 
 #[allow(unsafe_code)]
 // SAFETY: the pointers point into buffers the image owns and never changes after `new`; only
-// the forked child (its own copy of memory) writes into `task_pid`.
+// a child about to execute writes into `task_pid` (its own copy after a fork; after
+// `spawn_shared`, while the one thread that shares the image is suspended).
 unsafe impl Send for ExecImage {}
 #[allow(unsafe_code)]
 // SAFETY: as for Send; shared references never write.
@@ -398,7 +638,10 @@ impl ExecImage {
         let sh = c(b"/bin/sh")?;
         let mut task_pid = TASK_PID_VAR.to_vec();
         task_pid.resize(TASK_PID_VAR.len() + TASK_PID_ROOM, 0);
-        let task_pid = task_pid.into_boxed_slice();
+        let task_pid: Box<[std::cell::UnsafeCell<u8>]> = task_pid
+            .into_iter()
+            .map(std::cell::UnsafeCell::new)
+            .collect();
 
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
@@ -407,7 +650,11 @@ impl ExecImage {
         sh_argv.extend(args.iter().skip(1).map(|a| a.as_ptr()));
         sh_argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = vars.iter().map(|v| v.as_ptr()).collect();
-        envp.push(task_pid.as_ptr().cast());
+        envp.push(
+            std::cell::UnsafeCell::raw_get(task_pid.as_ptr())
+                .cast_const()
+                .cast(),
+        );
         envp.push(std::ptr::null());
 
         let mut strings = args;
@@ -423,14 +670,15 @@ impl ExecImage {
         })
     }
 
-    /// In the forked child: writes the child's pid into `SLURM_TASK_PID` and executes the
-    /// image. Returns only on failure.
+    /// In the child: writes the child's pid into `SLURM_TASK_PID` and executes the image.
+    /// Returns only on failure.
     fn exec(&self) -> io::Error {
         #[allow(unsafe_code)]
-        // SAFETY: async-signal-safe calls only; `task_pid` is this process's own copy (after
-        // fork), written in place, and every pointer is valid and NUL-terminated.
+        // SAFETY: async-signal-safe calls only; `task_pid` is written in place by this child
+        // alone (see the Send impl), and every pointer is valid and NUL-terminated.
         unsafe {
-            let room = self.task_pid.as_ptr().add(TASK_PID_VAR.len()).cast_mut();
+            let room =
+                std::cell::UnsafeCell::raw_get(self.task_pid.as_ptr().add(TASK_PID_VAR.len()));
             let mut pid = u32::try_from(libc::getpid()).unwrap_or(0);
             let mut digits = [0u8; TASK_PID_ROOM - 1];
             let mut n = 0;
@@ -1310,6 +1558,51 @@ mod tests {
         assert_eq!(outcome.exit_code, 4, "{outcome:?}");
         let out = fs::read_to_string(work.join("slurm-43.out")).expect("output file");
         assert_eq!(out, format!("args=x y z\npid={pid} task={pid}\n"));
+    }
+
+    /// The script starts as a new process would: no signal blocked, SIGPIPE not ignored
+    /// (Rust ignores it in the supervisor), its own process group; and, when the daemon is
+    /// root, as the job's user with that user's groups, in a work dir only they can write.
+    #[tokio::test]
+    async fn a_script_starts_clean_and_as_its_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let work = tmp.path().join("work");
+        fs::create_dir(&work).expect("mkdir");
+        let root = running_as_root();
+        let mut a = assignment(
+            47,
+            &work,
+            "#!/bin/sh\ngrep -E '^(SigBlk|SigIgn):' /proc/$$/status\necho \"pgrp=$(cut -d' ' -f5 /proc/$$/stat) pid=$$\"\necho \"ids=$(id -u) $(id -g) $(id -G)\"\n",
+        );
+        if root {
+            fs::set_permissions(&work, fs::Permissions::from_mode(0o777)).expect("chmod");
+            (a.uid, a.gid) = (65534, 65534);
+        }
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        assert_eq!(outcome.exit_code, 0, "{outcome:?}");
+        let out = fs::read_to_string(work.join("slurm-47.out")).expect("output file");
+        let field = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{name} in {out}"))
+                .to_string()
+        };
+        assert_eq!(u64::from_str_radix(&field("SigBlk:"), 16), Ok(0), "{out}");
+        let ignored = u64::from_str_radix(&field("SigIgn:"), 16).expect("hex");
+        assert_eq!(
+            ignored & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE ignored: {out}"
+        );
+        assert!(out.contains(&format!("pgrp={pid} pid={pid}\n")), "{out}");
+        if root {
+            assert!(out.contains("ids=65534 65534 65534\n"), "{out}");
+        } else {
+            eprintln!("not root: the switch to the job's user is not exercised");
+        }
     }
 
     /// Optional variables are absent when not asked for; `--error` gets its own file; patterns

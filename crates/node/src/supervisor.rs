@@ -1,11 +1,12 @@
-//! The job supervisor (Slurm's `slurmstepd`): `drover supervise --state-dir DIR --job ID`, one
-//! process per running job, in a process group of its own. It owns the job's processes, so a
+//! The job supervisor (Slurm's `slurmstepd`): one process per running job, in a process group
+//! of its own, forked by the daemon's zygote (`launcher::Zygote`; `drover-stepd supervise
+//! --state-dir DIR --job ID` runs one directly). It owns the job's processes, so a
 //! daemon that dies (`kill -9`), restarts or is upgraded never takes a job with it.
 //!
 //! ```text
 //!  daemon                                   supervisor (jobs/<id>/)
 //!  write assignment.pb, supervise.json ──►  read them; bind sock; create the cgroup
-//!  spawn (own process group) ────────────►  launch the script (joins the cgroup before exec)
+//!  zygote forks it (own process group) ──►  launch the script (joins the cgroup before exec)
 //!  connect sock ◄── "running <pid>" ─────   accept any number of daemons, one after another
 //!  "stop" ─────────────────────────────►    SIGTERM, KillWait, SIGKILL (cause: cancelled)
 //!                                           time limit: stderr line, SIGTERM, KillWait, SIGKILL

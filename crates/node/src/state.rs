@@ -266,6 +266,9 @@ struct TwoCopies {
     newest: Option<u64>,
     /// The single file of earlier daemons may still exist (until a copy is written).
     legacy_maybe: bool,
+    /// Each copy, kept open once written: a write then looks no path up (this daemon is the
+    /// only writer of its state dir).
+    open: [Option<File>; 2],
 }
 
 impl TwoCopies {
@@ -275,6 +278,7 @@ impl TwoCopies {
             name,
             newest: None,
             legacy_maybe: true,
+            open: [None, None],
         }
     }
 
@@ -369,18 +373,22 @@ impl TwoCopies {
         Ok(())
     }
 
-    fn write_copy(&self, path: &Path, seq: u64, content: &[u8]) -> io::Result<()> {
-        let (file, created) = match OpenOptions::new().write(true).open(path) {
-            Ok(f) => (f, false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?,
-                true,
-            ),
-            Err(e) => return Err(e),
+    fn write_copy(&mut self, path: &Path, seq: u64, content: &[u8]) -> io::Result<()> {
+        let slot = usize::from(seq % 2 == 1);
+        let (file, created) = match self.open[slot].take() {
+            Some(f) => (f, false),
+            None => match OpenOptions::new().write(true).open(path) {
+                Ok(f) => (f, false),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(path)?,
+                    true,
+                ),
+                Err(e) => return Err(e),
+            },
         };
         let mut bytes = format!(
             "{COPY_MAGIC} {seq} {} {}\n",
@@ -403,11 +411,13 @@ impl TwoCopies {
         if created {
             sync_dir(&self.dir)?;
         }
+        self.open[slot] = Some(file);
         Ok(())
     }
 
     /// Renames every copy to `<copy>.corrupt`; the next write starts over.
     fn move_aside(&mut self) -> Result<(), StateError> {
+        self.open = [None, None];
         for k in 0..2 {
             let path = self.copy_path(k);
             let mut aside = path.clone().into_os_string();

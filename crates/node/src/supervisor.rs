@@ -178,10 +178,12 @@ pub struct SupervisorRecord {
 pub fn prepare(state_dir: &Path, a: &Assignment, spec: &SuperviseSpec) -> io::Result<()> {
     let dir = launcher::job_dir(state_dir, a.job_id);
     fs::create_dir_all(&dir)?;
-    write_replace(&dir.join(ASSIGNMENT_FILE), &a.encode_to_vec())?;
-    write_replace(
-        &dir.join(SPEC_FILE),
-        &serde_json::to_vec(spec).map_err(io::Error::other)?,
+    // Plain writes: no supervisor reads them until it is started after this returns, and a
+    // daemon that dies first leaves a run that never started, whatever these files hold.
+    fs::write(dir.join(ASSIGNMENT_FILE), a.encode_to_vec())?;
+    fs::write(
+        dir.join(SPEC_FILE),
+        serde_json::to_vec(spec).map_err(io::Error::other)?,
     )
 }
 

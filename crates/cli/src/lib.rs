@@ -43,6 +43,7 @@ usage:
   drover ctld --config FILE --id K [--data-dir DIR]
   drover noded --config FILE --name NAME [--state-dir DIR]
   drover supervise --state-dir DIR --job ID   (started by noded: one job's supervisor)
+  drover supervise --zygote --state-dir DIR   (started by noded: forks its supervisors)
   drover bench failover --dir DIR [--kills 20]
   drover bench submit --dir DIR [--clients 64] [--jobs 20000]
   drover bench sbatch --dir DIR [--jobs 500]
@@ -200,23 +201,9 @@ fn admin(sub: &str, args: &[String]) -> i32 {
                     .unwrap_or_else(identity::hostname);
                 roles::noded(&config, &name, f.get("state-dir").map(PathBuf::from))
             }),
-        // The daemon's supervisor starter (`drover_node::launcher::Zygote`).
-        "supervise" if args.iter().any(|a| a == "--zygote") => {
-            return roles::stepd(&[&["supervise".to_string()], args].concat())
-        }
-        "supervise" => Flags::parse(args, &["state-dir", "job"])
-            .map_err(anyhow::Error::msg)
-            .and_then(|f| {
-                let state_dir = f
-                    .get("state-dir")
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow::anyhow!("drover supervise needs --state-dir DIR"))?;
-                let job = f
-                    .num::<u64>("job")
-                    .map_err(anyhow::Error::msg)?
-                    .ok_or_else(|| anyhow::anyhow!("drover supervise needs --job ID"))?;
-                roles::supervise(&state_dir, job)
-            }),
+        // A job's supervisor, or the daemon's supervisor starter (`--zygote`): the code of
+        // `drover-stepd`, for a node whose `drover` has no `drover-stepd` beside it.
+        "supervise" => return roles::stepd(&[&["supervise".to_string()], args].concat()),
         "bench" => run_bench(args),
         "sim" => sim::run(args),
         other => Err(anyhow::anyhow!("unknown subcommand `{other}`\n\n{USAGE}")),

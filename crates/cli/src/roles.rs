@@ -102,14 +102,9 @@ pub fn noded(config: &Path, name: &str, state_dir: Option<PathBuf>) -> anyhow::R
     })
 }
 
-/// `drover supervise --state-dir DIR --job ID`: one job's supervisor, started by `drover noded`
-/// in a process group of its own (crates/node `supervisor`). Its messages go to the daemon's log.
-pub fn supervise(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
-    init_tracing();
-    drover_node::supervise(state_dir, job_id)
-}
-
-/// `drover-stepd supervise --state-dir DIR --job ID`: the same, from the small binary.
+/// `drover-stepd supervise …` and `drover supervise …` (`drover_node::stepd_main`): one job's
+/// supervisor (`--state-dir DIR --job ID`), or a node daemon's supervisor starter (`--zygote
+/// --state-dir DIR`). Its messages go to the daemon's log.
 ///
 /// Its log filter is one level (`DROVER_LOG=debug`; info otherwise): the per-target filters
 /// of the daemons' `EnvFilter` bring a regex engine, doubling the binary a job starts.

@@ -547,13 +547,11 @@ impl Daemon {
             match me.start_supervisor(&a, &spec) {
                 Ok(known) => {
                     let dir = launcher::job_dir(&me.runtime, job_id);
-                    let alive: Box<dyn Fn() -> bool + Send + Sync> = if known {
-                        Box::new(supervisor_alive(&dir))
-                    } else {
-                        // No pid to watch: whether one runs shows within the patience.
-                        Box::new(|| true)
-                    };
-                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &*alive).await;
+                    // No pid to watch (`known` false): whether one runs shows within the
+                    // patience.
+                    let recorded = supervisor_alive(&dir);
+                    let alive = move || !known || recorded();
+                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
                     me.on_attach(job_id, found, stop, signal_rx, true).await;
                 }
                 Err(e) => {

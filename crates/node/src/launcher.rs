@@ -320,16 +320,30 @@ fn enter_job_before_exec(
     // system calls (write, setgroups, setgid, setuid, getpid, execve) on memory prepared
     // before the fork (`ExecImage::exec` allocates nothing).
     unsafe {
-        cmd.pre_exec(move || {
-            if let Some(attach) = &attach {
-                attach.attach_self()?;
-            }
-            if let Some((uid, gid)) = ids {
-                users::become_user(uid, gid, &groups)?;
-            }
-            Err(image.exec())
-        });
+        cmd.pre_exec(move || Err(enter_job(attach.as_ref(), ids, &groups, &image)));
     }
+}
+
+/// The last steps of a job's child before it becomes the job: join the job's cgroup, switch to
+/// the job's user, execute the image. Async-signal-safe and allocation-free (it runs in a
+/// forked child and in one that shares its parent's memory); returns only on failure.
+fn enter_job(
+    attach: Option<&crate::cgroup::AttachHandle>,
+    ids: Option<(u32, u32)>,
+    groups: &[u32],
+    image: &ExecImage,
+) -> io::Error {
+    if let Some(attach) = attach {
+        if let Err(e) = attach.attach_self() {
+            return e;
+        }
+    }
+    if let Some((uid, gid)) = ids {
+        if let Err(e) = users::become_user(uid, gid, groups) {
+            return e;
+        }
+    }
+    image.exec()
 }
 
 /// The batch script's process ([`launch`]): its exit is seen through a pidfd (on kernels
@@ -379,7 +393,10 @@ impl Script {
                 .name("script-wait".into())
                 .stack_size(64 * 1024)
                 .spawn(move || {
-                    let _ = tx.send(wait_pid(raw, 0).map(|s| s.unwrap_or(ExitStatus::from_raw(0))));
+                    let waited = wait_pid(raw, 0).and_then(|s| {
+                        s.ok_or_else(|| io::Error::other("waitpid returned without a status"))
+                    });
+                    let _ = tx.send(waited);
                 })?;
             ScriptWaiter::Thread(rx)
         };
@@ -388,10 +405,6 @@ impl Script {
             exited: None,
             waiter,
         })
-    }
-
-    pub fn id(&self) -> u32 {
-        self.pid
     }
 
     /// Its exit status, once it exited (and was reaped); cancel-safe.
@@ -438,9 +451,9 @@ fn wait_pid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<Option<ExitStatu
 }
 
 /// What the batch script's child does before it executes, all prepared before it exists: it
-/// shares the supervisor's memory until then ([`spawn_shared`]), so it allocates nothing, uses
-/// raw system calls for its credentials (glibc's setuid would reach the supervisor's threads),
-/// and leaves only through execve or `_exit`.
+/// shares the supervisor's memory until then ([`spawn_shared`]), so it allocates nothing,
+/// switches user by raw system calls ([`users::become_user`]), and leaves only through execve
+/// or `_exit`.
 struct ChildPlan<'a> {
     /// Its stdin, stdout and stderr.
     stdio: [std::os::fd::RawFd; 3],
@@ -480,7 +493,7 @@ impl ChildPlan<'_> {
             // A handler of the supervisor's would run here, in its memory: every caught
             // signal goes back to its default before any is unblocked. SIGPIPE, which Rust
             // ignores, too (an ignored signal stays ignored across execve).
-            for sig in 1..libc::SIGRTMAX() {
+            for sig in 1..=libc::SIGRTMAX() {
                 if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                     continue;
                 }
@@ -514,21 +527,8 @@ impl ChildPlan<'_> {
             if libc::chdir(self.cwd.as_ptr()) != 0 {
                 return fail();
             }
-            if let Some(attach) = self.attach {
-                if let Err(e) = attach.attach_self() {
-                    return e;
-                }
-            }
-            if let Some((uid, gid)) = self.ids {
-                if libc::syscall(libc::SYS_setgroups, self.groups.len(), self.groups.as_ptr()) != 0
-                    || libc::syscall(libc::SYS_setgid, gid) != 0
-                    || libc::syscall(libc::SYS_setuid, uid) != 0
-                {
-                    return fail();
-                }
-            }
         }
-        self.image.exec()
+        enter_job(self.attach, self.ids, self.groups, self.image)
     }
 }
 
@@ -847,7 +847,8 @@ impl Zygote {
         Ok(zygote)
     }
 
-    /// Has it fork `EXE supervise --state-dir DIR --job ID`'s equivalent; its pid.
+    /// Has it fork the supervisor of `job_id` (what `EXE supervise --state-dir DIR --job ID`
+    /// runs); its pid.
     pub fn supervise(&mut self, job_id: u64) -> Result<u32, ZygoteError> {
         use std::io::BufRead as _;
         writeln!(self.requests, "{job_id}")

@@ -156,11 +156,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         .with_context(|| format!("node daemon {}", config.name))
 }
 
-/// `drover supervise --state-dir DIR --job ID`: the supervisor of one job (see [`supervisor`]).
-pub fn supervise(state_dir: &std::path::Path, job_id: u64) -> anyhow::Result<()> {
-    supervisor::main(state_dir, job_id)
-}
-
 /// The supervisor's own small binary, installed beside `drover` (Slurm's `slurmstepd`).
 pub const STEPD: &str = "drover-stepd";
 
@@ -204,9 +199,9 @@ pub fn stepd_main(args: &[String]) -> i32 {
     supervise_exit(std::path::Path::new(&dir), job)
 }
 
-/// One supervisor's run, as an exit status.
+/// One supervisor's run (see [`supervisor`]), as an exit status.
 fn supervise_exit(state_dir: &std::path::Path, job_id: u64) -> i32 {
-    match supervise(state_dir, job_id) {
+    match supervisor::main(state_dir, job_id) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("{STEPD}: error: {e:#}");

@@ -80,15 +80,17 @@ pub fn groups(user: &str, gid: u32) -> Vec<u32> {
     }
 }
 
-/// Sets supplementary groups, gid, then uid of the calling process. Async-signal-safe: for
-/// `pre_exec`.
+/// Sets supplementary groups, gid, then uid of the calling thread: raw system calls, so that it
+/// works in a child that shares its parent's memory (glibc's setuid would try to reach every
+/// thread it knows of, the parent's) as well as in a forked one. Async-signal-safe; allocates
+/// nothing.
 pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
     #[allow(unsafe_code)]
-    // SAFETY: plain system calls; `groups` was allocated before the fork.
+    // SAFETY: plain system calls; `groups` was allocated before the child started.
     unsafe {
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+            || libc::syscall(libc::SYS_setgid, gid) != 0
+            || libc::syscall(libc::SYS_setuid, uid) != 0
         {
             return Err(io::Error::last_os_error());
         }

@@ -359,7 +359,7 @@ pub fn registration(req: pb::RegisterRequest) -> sched::NodeRegistration {
 /// What of a job's [`assignment`] can change while the job is on a node (its state, run,
 /// signals, time limit); the rest is fixed once it is allocated. A waiting long poll compares
 /// these at every applied entry and builds whole assignments only when they differ.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssignmentKey {
     job_id: u64,
     run: bool,
@@ -370,6 +370,31 @@ pub struct AssignmentKey {
     time_limit_min: Option<u64>,
     start_at: Option<u64>,
     nodes: usize,
+}
+
+impl AssignmentKey {
+    /// The run this key is of: `(job id, restarts)`.
+    pub fn run(&self) -> (u64, u32) {
+        (self.job_id, self.restarts)
+    }
+}
+
+#[cfg(test)]
+impl AssignmentKey {
+    /// The key of job `job_id`'s run `restarts`, running or not, on one node.
+    pub fn of_run(job_id: u64, restarts: u32, run: bool) -> AssignmentKey {
+        AssignmentKey {
+            job_id,
+            run,
+            completing: false,
+            restarts,
+            last_signal: None,
+            signals: 0,
+            time_limit_min: None,
+            start_at: None,
+            nodes: 1,
+        }
+    }
 }
 
 pub fn assignment_key(job: &Job) -> AssignmentKey {

@@ -203,6 +203,7 @@ pub async fn run(cfg: ControllerConfig, shutdown: CancellationToken) -> anyhow::
         replica: replica.clone(),
         peers: peers.clone(),
         liveness,
+        answered: Default::default(),
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -6,9 +6,12 @@
 use crate::convert;
 use crate::liveness::Liveness;
 use crate::write::{self, Peers};
+use convert::AssignmentKey;
 use drover_consensus::Replica;
 use drover_proto as pb;
 use drover_scheduler::{Command, EndCause, Job, JobId, Request};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 use tonic::{Request as Rpc, Response, Status};
 
@@ -19,6 +22,16 @@ pub struct NodeService {
     pub replica: Replica,
     pub peers: Peers,
     pub liveness: Liveness,
+    /// Per node: the applied index of the last assignments answered here and the keys of
+    /// what they held. A poll that comes from that answer (`after_index` equal) waits for a
+    /// change from it, even when other entries were applied meanwhile.
+    pub answered: Mutex<BTreeMap<String, (u64, Vec<AssignmentKey>)>>,
+}
+
+/// Whether `a` and `b` hold the same keys, leaving out the runs in `ended`.
+fn same_keys(a: &[AssignmentKey], b: &[AssignmentKey], ended: &BTreeSet<(u64, u32)>) -> bool {
+    let live = |k: &&AssignmentKey| !ended.contains(&k.run());
+    a.iter().filter(live).eq(b.iter().filter(live))
 }
 
 #[tonic::async_trait]
@@ -91,61 +104,53 @@ impl pb::node_ctl_server::NodeCtl for NodeService {
         let wait = Duration::from_millis(u64::from(req.wait_ms)).min(MAX_POLL);
         let deadline = tokio::time::Instant::now() + wait;
         let name = req.name;
-        let read = || {
-            self.replica.read(|s| match s.nodes.get(&name) {
-                None => (Vec::new(), false),
-                Some(node) => (
-                    jobs_on(s, &name)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|j| convert::assignment(j, &name))
-                        .collect::<Vec<_>>(),
-                    !node.not_responding,
-                ),
-            })
-        };
+        // Runs the daemon has ended: their changes (their leaving the node) wake nobody.
+        let ended: BTreeSet<(u64, u32)> =
+            req.ended.iter().map(|r| (r.job_id, r.restarts)).collect();
         let keys = || {
             self.replica.read(|s| {
-                s.nodes.get(&name).map(|node| {
-                    let keys: Vec<convert::AssignmentKey> = jobs_on(s, &name)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(convert::assignment_key)
-                        .collect();
-                    (keys, node.not_responding)
-                })
+                jobs_on(s, &name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(convert::assignment_key)
+                    .collect::<Vec<_>>()
             })
         };
-        let (mut current, mut applied_index) = read();
-        if applied_index <= req.after_index {
+        let (now, applied_index) = keys();
+        // What the daemon holds: this very state, or the last answer it had from here.
+        let held = if applied_index <= req.after_index {
+            Some(now)
+        } else {
+            lock(&self.answered)
+                .get(&name)
+                .filter(|(index, _)| *index == req.after_index)
+                .map(|(_, held)| held.clone())
+                .filter(|held| same_keys(held, &now, &ended))
+        };
+        if let Some(baseline) = held {
             // The daemon is up to date: answer when *its* assignments change (or at the
             // deadline), not at every entry the cluster applies. Each applied entry costs a
             // comparison of what can change (`AssignmentKey`), not building them all.
-            let (mut baseline, _) = keys();
             let mut applied = self.replica.applied_watch();
-            loop {
-                match tokio::time::timeout_at(deadline, applied.changed()).await {
-                    Ok(Ok(())) => {
-                        let (now, _) = keys();
-                        if now == baseline {
-                            continue;
-                        }
-                        baseline = now;
-                        let (fresh, at) = read();
-                        if fresh == current {
-                            continue;
-                        }
-                        (current, applied_index) = (fresh, at);
-                        break;
-                    }
-                    _ => {
-                        (current, applied_index) = read();
-                        break;
-                    }
+            while let Ok(Ok(())) = tokio::time::timeout_at(deadline, applied.changed()).await {
+                if !same_keys(&keys().0, &baseline, &ended) {
+                    break;
                 }
             }
         }
-        let (jobs, known) = current;
+        let ((jobs, keys, known), applied_index) =
+            self.replica.read(|s| match s.nodes.get(&name) {
+                None => (Vec::new(), Vec::new(), false),
+                Some(node) => {
+                    let on = jobs_on(s, &name).unwrap_or_default();
+                    (
+                        on.iter().map(|j| convert::assignment(j, &name)).collect(),
+                        on.into_iter().map(convert::assignment_key).collect(),
+                        !node.not_responding,
+                    )
+                }
+            });
+        lock(&self.answered).insert(name, (applied_index, keys));
         Ok(Response::new(pb::AssignmentsReply {
             applied_index,
             jobs,
@@ -245,8 +250,38 @@ fn report_command(req: pb::JobReport) -> Result<Command, Status> {
     })
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The jobs that hold resources on node `name` (`None`: no such node).
 fn jobs_on<'a>(s: &'a drover_scheduler::ClusterState, name: &str) -> Option<Vec<&'a Job>> {
     let node = s.nodes.get(name)?;
     Some(node.jobs.iter().filter_map(|id| s.jobs.get(id)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_runs_the_daemon_ended_are_left_out_of_the_comparison() {
+        let k = AssignmentKey::of_run;
+        let before = [k(1, 0, true), k(2, 0, true)];
+        let ended = BTreeSet::from([(1, 0)]);
+        // Run 1 ended on the daemon, then left the node: no news to it.
+        assert!(same_keys(&before, &[k(2, 0, true)], &ended));
+        // Unless the daemon did not say it ended it.
+        assert!(!same_keys(&before, &[k(2, 0, true)], &BTreeSet::new()));
+        // The job's next run (requeued, and placed here again) is news.
+        assert!(!same_keys(&before, &[k(1, 1, true), k(2, 0, true)], &ended));
+        // So is a change to another job, or a new one.
+        assert!(!same_keys(
+            &before,
+            &[k(1, 0, true), k(2, 0, false)],
+            &ended
+        ));
+        assert!(!same_keys(&before, &[k(2, 0, true), k(3, 0, true)], &ended));
+        assert!(same_keys(&before, &before, &ended));
+    }
 }

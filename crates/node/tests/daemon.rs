@@ -29,6 +29,8 @@ struct Stub {
     /// Calls refused (a refused batch is one call, with all its reports' ids above).
     refused_calls: u32,
     reports: Vec<JobReport>,
+    /// The runs (job id, restarts) the latest assignments poll named as ended by the daemon.
+    polled_ended: Vec<(u64, u32)>,
 }
 
 impl Stub {
@@ -78,6 +80,7 @@ impl NodeCtl for Controller {
         req: Request<AssignmentsRequest>,
     ) -> Result<Response<AssignmentsReply>, Status> {
         let req = req.into_inner();
+        self.with(|s| s.polled_ended = req.ended.iter().map(|r| (r.job_id, r.restarts)).collect());
         for _ in 0..(req.wait_ms / 50).min(10) {
             if self.with(|s| s.applied_index > req.after_index) {
                 break;
@@ -313,6 +316,11 @@ async fn runs_stops_and_reports_through_a_failover() {
     assert!(
         !work.join("job2").exists(),
         "only the batch host runs the script"
+    );
+    // Its polls name the runs it ended: their leaving the node need not wake it.
+    assert_eq!(
+        controller.with(|s| s.polled_ended.clone()),
+        [(1, 0), (3, 0)]
     );
     let pending = Store::open(&tmp.path().join("state"))
         .expect("state")

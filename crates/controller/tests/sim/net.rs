@@ -311,6 +311,7 @@ impl Net {
                 replica: replica.clone(),
                 peers,
                 liveness,
+                answered: Default::default(),
             },
             peer: PeerService {
                 replica: replica.clone(),

@@ -698,6 +698,7 @@ async fn node_daemon(world: Arc<World>, n: usize, mut rng: StdRng) {
             name: name.clone(),
             after_index: 0,
             wait_ms: 0,
+            ended: Vec::new(),
         };
         let Ok(assigned) = call(&world, r, |p| async move {
             Ok(p.node

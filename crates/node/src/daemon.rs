@@ -399,13 +399,19 @@ impl Daemon {
 
     async fn assignments_loop(self: &Arc<Self>) {
         let poll_timeout = Duration::from_millis(u64::from(ASSIGNMENTS_WAIT_MS)) + RPC_TIMEOUT;
+        // The first poll of this life (and after registering again) is answered at once: a
+        // replica that answered an earlier life at the same index would otherwise wait for a
+        // change, and a run assigned but not launched before a crash would wait with it.
+        let mut first = true;
         loop {
             let req = {
                 let jobs = lock(&self.jobs);
                 AssignmentsRequest {
                     name: self.name.clone(),
                     after_index: jobs.highest_index,
-                    wait_ms: if jobs.superseded.is_empty() {
+                    wait_ms: if first {
+                        0
+                    } else if jobs.superseded.is_empty() {
                         ASSIGNMENTS_WAIT_MS
                     } else {
                         SUPERSEDED_WAIT_MS
@@ -430,8 +436,14 @@ impl Daemon {
                 })
                 .await
             {
-                Ok(reply) if !reply.known => self.reregister().await,
-                Ok(reply) => self.on_assignments(reply).await,
+                Ok(reply) if !reply.known => {
+                    self.reregister().await;
+                    first = true;
+                }
+                Ok(reply) => {
+                    first = false;
+                    self.on_assignments(reply).await;
+                }
                 Err(CallError::Cancelled) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "assignments");

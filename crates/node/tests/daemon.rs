@@ -154,6 +154,14 @@ async fn serve(controller: Controller) -> String {
     addr
 }
 
+/// A temporary directory with a `work` directory in it (the jobs' working directory).
+fn scratch() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    (tmp, work)
+}
+
 fn dead_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").to_string()
@@ -240,9 +248,7 @@ fn kinds(reports: &[JobReport]) -> Vec<(u64, i32, i32, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_stops_and_reports_through_a_failover() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("mkdir");
+    let (tmp, work) = scratch();
     let controller = Controller::default();
     controller.with(|s| {
         s.applied_index = 5;
@@ -398,9 +404,7 @@ async fn undelivered_reports_survive_a_restart() {
 /// run the daemon had launched is reported lost when it starts again, never launched again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("mkdir");
+    let (tmp, work) = scratch();
     let state = tmp.path().join("state");
     let runtime = tmp.path().join("runtime");
     let controller = Controller::default();
@@ -506,9 +510,7 @@ async fn a_run_whose_directory_is_gone_is_reported_lost_not_run_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_when_the_supervisor_binary_cannot_be_a_zygote() {
     use std::os::unix::fs::PermissionsExt as _;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let work = tmp.path().join("work");
-    std::fs::create_dir(&work).expect("mkdir");
+    let (tmp, work) = scratch();
     // An older supervisor binary: it knows `supervise --job`, not `--zygote`.
     let old = tmp.path().join("old-stepd");
     std::fs::write(

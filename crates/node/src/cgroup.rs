@@ -16,6 +16,9 @@
 //!   controllers to its children), `/sys/fs/cgroup/drover/<node>/job_<id>` directly under the
 //!   root, as Slurm's cgroup/v2 does with `IgnoreSystemd=yes`.
 //!
+//! On v1, a job's cgroup is reused by the next job of its slot: see [`Host::create`] and
+//! [`JobCgroup::release`].
+//!
 //! A controller that is missing or not writable is left out, and [`Isolation`] says so: the
 //! node registers and logs what it really enforces, never more.
 //!
@@ -24,7 +27,7 @@
 //! fork, so the job never runs a single instruction outside its cgroup.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -99,8 +102,11 @@ pub trait JobCgroup: Send {
     /// Pids still in the cgroup (to be killed once the job has ended).
     fn pids(&self) -> Vec<u32>;
     fn usage(&self) -> Usage;
-    /// Removes the (empty) cgroup directories.
-    fn remove(&self);
+    /// Done with the cgroup: removes its directories, or (v1, a job given a slot) resets
+    /// them and keeps them as the slot's spare for the node's next job. `emptied`: the caller
+    /// saw no process left in it (else it looks itself); a cgroup that still holds one is
+    /// never kept.
+    fn release(&self, emptied: bool);
 }
 
 /// `cgroup.procs` of each controller, opened for writing before the fork.
@@ -251,77 +257,154 @@ impl Host {
     }
 
     /// The cgroup of job `job_id`, created with `limits` applied, or `None` on a host without
-    /// usable cgroups.
-    pub fn create(&self, job_id: u64, limits: &Limits) -> io::Result<Option<Box<dyn JobCgroup>>> {
+    /// usable cgroups. What it made before a step failed is removed again.
+    ///
+    /// `slot`: the job's cgroup slot on this node, given by the daemon, unique among the
+    /// node's running jobs. On v1, the spare that an earlier job of the slot left
+    /// ([`JobCgroup::release`]) is renamed to the job's name and reused: a `mkdir` and
+    /// `rmdir` per controller and job cost the kernel more than renaming, resetting and
+    /// limiting a spare (cgroupfs builds and tears down every control file of a new
+    /// cgroup). v2 cannot rename a cgroup, and makes each job's afresh.
+    pub fn create(
+        &self,
+        job_id: u64,
+        limits: &Limits,
+        slot: Option<u32>,
+    ) -> io::Result<Option<Box<dyn JobCgroup>>> {
         if self.dirs.is_empty() {
             return Ok(None);
         }
         let name = format!("job_{job_id}");
         if self.v2 {
-            let dir = self.dirs[0].1.join(&name);
-            mkdir(&dir)?;
-            let cg = V2 { dir };
-            if self.isolation.cpuset && !limits.cpus.is_empty() {
-                write(&cg.dir.join("cpuset.cpus"), &cpu_list(&limits.cpus))?;
-            }
-            if self.isolation.memory && limits.mem_mb > 0 {
-                let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
-                write(&cg.dir.join("memory.max"), &bytes)?;
-                let _ = write(&cg.dir.join("memory.swap.max"), "0");
-            }
-            return Ok(Some(Box::new(cg)));
+            let base = CgDir::open(&self.dirs[0].1)?;
+            let dir = base.make_child(&name)?;
+            let cg = V2 { name, base, dir };
+            let limited = (|| {
+                if self.isolation.cpuset && !limits.cpus.is_empty() {
+                    cg.dir.write("cpuset.cpus", &cpu_list(&limits.cpus))?;
+                }
+                if self.isolation.memory && limits.mem_mb > 0 {
+                    let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
+                    cg.dir.write("memory.max", &bytes)?;
+                    let _ = cg.dir.write("memory.swap.max", "0");
+                }
+                Ok(())
+            })();
+            return match limited {
+                Ok(()) => Ok(Some(Box::new(cg))),
+                Err(e) => {
+                    cg.release(true);
+                    Err(e)
+                }
+            };
         }
-        let mut dirs = Vec::new();
+        let mut cg = V1 {
+            name,
+            dirs: Vec::new(),
+            mem_limited: limits.mem_mb > 0,
+            oom_kills_before: 0,
+        };
         for (controller, base) in &self.dirs {
             // A devices cgroup that would restrict nothing is not made (a directory to make,
             // join and remove per job, for nothing).
             if controller == "devices" && limits.gpu_minors.is_none() {
                 continue;
             }
-            let dir = base.join(&name);
-            mkdir(&dir)?;
-            match controller.as_str() {
-                "cpuset" => {
-                    // Before its CPUs are set: a cpuset that balances load on its own makes
-                    // the kernel rebuild the scheduling domains when its CPUs are set and
-                    // again when it is removed. The root cpuset balances across every CPU,
-                    // so a job's setting changes nothing else.
-                    let _ = write(&dir.join("cpuset.sched_load_balance"), "0");
-                    let cpus = if limits.cpus.is_empty() {
-                        fs::read_to_string(base.join("cpuset.cpus"))?
-                    } else {
-                        cpu_list(&limits.cpus)
-                    };
-                    write(&dir.join("cpuset.cpus"), cpus.trim())?;
-                    let mems = fs::read_to_string(base.join("cpuset.mems"))?;
-                    write(&dir.join("cpuset.mems"), mems.trim())?;
+            let slot = slot.filter(|_| POOLED.contains(&controller.as_str()));
+            let made = CgDir::open(base).and_then(|base| {
+                let spare = slot.and_then(|k| base.take_child(&spare_name(k), &cg.name));
+                let fresh = spare.is_none();
+                let dir = match spare {
+                    Some(dir) => dir,
+                    None => base.make_child(&cg.name)?,
+                };
+                Ok((base, dir, fresh))
+            });
+            let (base, dir, fresh) = match made {
+                Ok(made) => made,
+                Err(e) => {
+                    cg.release(true);
+                    return Err(e);
                 }
-                "memory" if limits.mem_mb > 0 => {
-                    let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
-                    write(&dir.join("memory.limit_in_bytes"), &bytes)?;
-                    // No swap beyond the limit, where swap accounting exists.
-                    let _ = write(&dir.join("memory.memsw.limit_in_bytes"), &bytes);
-                }
-                "devices" => {
-                    if let Some(minors) = &limits.gpu_minors {
-                        write(
-                            &dir.join("devices.deny"),
-                            &format!("c {NVIDIA_MAJOR}:* rwm"),
-                        )?;
-                        for m in minors.iter().chain([&255]) {
-                            write(
-                                &dir.join("devices.allow"),
-                                &format!("c {NVIDIA_MAJOR}:{m} rwm"),
-                            )?;
-                        }
-                    }
-                }
-                _ => {}
+            };
+            cg.dirs.push(V1Dir {
+                controller: controller.clone(),
+                base,
+                dir,
+                slot,
+            });
+            let d = cg.dirs.last().expect("just pushed");
+            let limited = limit_v1(controller, &d.base, &d.dir, limits, fresh);
+            if let Err(e) = limited {
+                cg.release(true);
+                return Err(e);
             }
-            dirs.push((controller.clone(), dir));
+            if controller == "memory" && !fresh {
+                // A spare's OOM kill count is its earlier jobs': this job's are those after.
+                let oom = d.dir.read("memory.oom_control").unwrap_or_default();
+                cg.oom_kills_before = key_value(&oom, "oom_kill");
+            }
         }
-        Ok(Some(Box::new(V1 { dirs })))
+        Ok(Some(Box::new(cg)))
     }
+}
+
+/// The v1 controllers whose job cgroups are kept for reuse (see [`JobCgroup::release`]);
+/// the devices cgroup, made for GPU jobs only, is not.
+const POOLED: [&str; 3] = ["cpuset", "memory", "cpuacct"];
+/// Idle job cgroups kept for reuse are named `spare_<slot>`.
+const SPARE_PREFIX: &str = "spare_";
+
+fn spare_name(slot: u32) -> String {
+    format!("{SPARE_PREFIX}{slot}")
+}
+
+/// Applies `limits` to the v1 cgroup `dir` of `controller` under `base`: a `fresh` one, just
+/// made, or a spare, which keeps what every job's cgroup has alike (and no limit).
+fn limit_v1(
+    controller: &str,
+    base: &CgDir,
+    dir: &CgDir,
+    limits: &Limits,
+    fresh: bool,
+) -> io::Result<()> {
+    match controller {
+        "cpuset" => {
+            // Before its CPUs are set: a cpuset that balances load on its own makes the kernel
+            // rebuild the scheduling domains when its CPUs are set and again when it is
+            // removed. The root cpuset balances across every CPU, so a job's setting changes
+            // nothing else.
+            if fresh {
+                let _ = dir.write("cpuset.sched_load_balance", "0");
+            }
+            let cpus = if limits.cpus.is_empty() {
+                base.read("cpuset.cpus")?
+            } else {
+                cpu_list(&limits.cpus)
+            };
+            dir.write("cpuset.cpus", cpus.trim())?;
+            if fresh {
+                let mems = base.read("cpuset.mems")?;
+                dir.write("cpuset.mems", mems.trim())?;
+            }
+        }
+        "memory" if limits.mem_mb > 0 => {
+            let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
+            dir.write("memory.limit_in_bytes", &bytes)?;
+            // No swap beyond the limit, where swap accounting exists.
+            let _ = dir.write("memory.memsw.limit_in_bytes", &bytes);
+        }
+        "devices" if fresh => {
+            if let Some(minors) = &limits.gpu_minors {
+                dir.write("devices.deny", &format!("c {NVIDIA_MAJOR}:* rwm"))?;
+                for m in minors.iter().chain([&255]) {
+                    dir.write("devices.allow", &format!("c {NVIDIA_MAJOR}:{m} rwm"))?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl Host {
@@ -353,40 +436,84 @@ impl Host {
     /// shutdown); a group still holding jobs stays, silently.
     pub fn remove_group_if_empty(&self) {
         for (_, dir) in &self.dirs {
+            // The spares first: idle, and made again by the next jobs.
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(SPARE_PREFIX)
+                {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
             let _ = fs::remove_dir(dir);
         }
     }
 }
 
+/// A job's v1 cgroup: one directory per controller.
 struct V1 {
-    dirs: Vec<(String, PathBuf)>,
+    name: String,
+    dirs: Vec<V1Dir>,
+    /// The job set a memory limit (which its spare must not keep).
+    mem_limited: bool,
+    /// The memory cgroup's `oom_kill` count when the job got it (a spare keeps its count).
+    oom_kills_before: u64,
+}
+
+struct V1Dir {
+    controller: String,
+    /// Where the job's directory is.
+    base: CgDir,
+    dir: CgDir,
+    /// The slot whose spare it becomes once the job is over (`None`: it is removed).
+    slot: Option<u32>,
 }
 
 impl V1 {
-    fn dir(&self, controller: &str) -> Option<&Path> {
+    fn dir(&self, controller: &str) -> Option<&CgDir> {
         self.dirs
             .iter()
-            .find(|(c, _)| c == controller)
-            .map(|(_, d)| d.as_path())
+            .find(|d| d.controller == controller)
+            .map(|d| &d.dir)
+    }
+
+    /// Makes the job's cgroup of one controller like a new one, but for its CPUs (set by the
+    /// next job anyway): no limit, no usage, no peak, no page charged.
+    fn reset(&self, d: &V1Dir) -> io::Result<()> {
+        match d.controller.as_str() {
+            "memory" => {
+                if self.mem_limited {
+                    // The swap limit first: it may never be below the memory limit.
+                    let _ = d.dir.write("memory.memsw.limit_in_bytes", "-1");
+                    d.dir.write("memory.limit_in_bytes", "-1")?;
+                }
+                // Pages the job left in the page cache would count for the next job.
+                if read_u64(&d.dir, "memory.usage_in_bytes") > 0 {
+                    d.dir.write("memory.force_empty", "0")?;
+                }
+                d.dir.write("memory.max_usage_in_bytes", "0")
+            }
+            "cpuacct" => d.dir.write("cpuacct.usage", "0"),
+            _ => Ok(()),
+        }
     }
 }
 
 impl JobCgroup for V1 {
     fn attach_fds(&self) -> io::Result<AttachFds> {
-        let mut fds = Vec::new();
-        for (_, dir) in &self.dirs {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))?;
-            fds.push(OwnedFd::from(f));
-        }
+        let fds = self
+            .dirs
+            .iter()
+            .map(|d| d.dir.open_write("cgroup.procs"))
+            .collect::<io::Result<_>>()?;
         Ok(AttachFds(fds))
     }
 
     fn pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
-        for (_, dir) in &self.dirs {
-            pids.extend(read_pids(dir));
+        for d in &self.dirs {
+            pids.extend(read_pids(&d.dir));
         }
         pids.sort_unstable();
         pids.dedup();
@@ -396,33 +523,43 @@ impl JobCgroup for V1 {
     fn usage(&self) -> Usage {
         let mut u = Usage::default();
         if let Some(dir) = self.dir("memory") {
-            u.max_rss_kb = read_u64(&dir.join("memory.max_usage_in_bytes")) / 1024;
-            let oom = fs::read_to_string(dir.join("memory.oom_control")).unwrap_or_default();
-            u.oom_killed = key_value(&oom, "oom_kill") > 0;
+            u.max_rss_kb = read_u64(dir, "memory.max_usage_in_bytes") / 1024;
+            let oom = dir.read("memory.oom_control").unwrap_or_default();
+            u.oom_killed = key_value(&oom, "oom_kill") > self.oom_kills_before;
         }
         if let Some(dir) = self.dir("cpuacct") {
-            u.total_cpu_ms = read_u64(&dir.join("cpuacct.usage")) / 1_000_000;
+            u.total_cpu_ms = read_u64(dir, "cpuacct.usage") / 1_000_000;
         }
         u
     }
 
-    fn remove(&self) {
-        for (_, dir) in &self.dirs {
-            rmdir(dir);
+    fn release(&self, emptied: bool) {
+        let emptied = emptied || self.pids().is_empty();
+        for d in &self.dirs {
+            if let Some(slot) = d.slot.filter(|_| emptied) {
+                let kept = self
+                    .reset(d)
+                    .and_then(|()| d.base.rename_child(&self.name, &spare_name(slot)));
+                match kept {
+                    Ok(()) => continue,
+                    Err(e) => tracing::debug!(controller = %d.controller, error = %e,
+                        "the job's cgroup is not kept for reuse"),
+                }
+            }
+            d.base.remove_child(&self.name);
         }
     }
 }
 
 struct V2 {
-    dir: PathBuf,
+    name: String,
+    base: CgDir,
+    dir: CgDir,
 }
 
 impl JobCgroup for V2 {
     fn attach_fds(&self) -> io::Result<AttachFds> {
-        let f = OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("cgroup.procs"))?;
-        Ok(AttachFds(vec![OwnedFd::from(f)]))
+        Ok(AttachFds(vec![self.dir.open_write("cgroup.procs")?]))
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -430,18 +567,176 @@ impl JobCgroup for V2 {
     }
 
     fn usage(&self) -> Usage {
-        let events = fs::read_to_string(self.dir.join("memory.events")).unwrap_or_default();
-        let stat = fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
+        let events = self.dir.read("memory.events").unwrap_or_default();
+        let stat = self.dir.read("cpu.stat").unwrap_or_default();
         Usage {
-            max_rss_kb: read_u64(&self.dir.join("memory.peak")) / 1024,
+            max_rss_kb: read_u64(&self.dir, "memory.peak") / 1024,
             total_cpu_ms: key_value(&stat, "usage_usec") / 1000,
             oom_killed: key_value(&events, "oom_kill") > 0,
         }
     }
 
-    fn remove(&self) {
-        rmdir(&self.dir);
+    fn release(&self, _emptied: bool) {
+        self.base.remove_child(&self.name);
     }
+}
+
+/// A cgroup directory held open (`O_PATH`). A job's cgroup files are opened relative to it:
+/// one walk down the deep cgroupfs path per controller, not one per file.
+struct CgDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+#[allow(unsafe_code)]
+impl CgDir {
+    fn open(path: &Path) -> io::Result<CgDir> {
+        let c = c_path(path)?;
+        // SAFETY: openat(2) with a NUL-terminated path; the result is checked and owned.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        Ok(CgDir {
+            path: path.to_path_buf(),
+            fd: owned(fd).map_err(|e| named(e, path))?,
+        })
+    }
+
+    /// Makes the directory `name` in this one (there already: taken as it is) and opens it.
+    fn make_child(&self, name: &str) -> io::Result<CgDir> {
+        let path = self.path.join(name);
+        let c = c_path(Path::new(name))?;
+        // SAFETY: mkdirat(2) relative to our open directory, NUL-terminated name.
+        if unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(named(e, &path));
+            }
+        }
+        // SAFETY: as above, openat(2); the result is checked and owned.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        Ok(CgDir {
+            fd: owned(fd).map_err(|e| named(e, &path))?,
+            path,
+        })
+    }
+
+    /// Renames the directory `spare` in this one to `name` and opens it; `None` when that
+    /// cannot be done (no such spare).
+    fn take_child(&self, spare: &str, name: &str) -> Option<CgDir> {
+        self.rename_child(spare, name).ok()?;
+        let c = c_path(Path::new(name)).ok()?;
+        // SAFETY: openat(2) relative to our open directory; the result is checked and owned.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        match owned(fd) {
+            Ok(fd) => Some(CgDir {
+                path: self.path.join(name),
+                fd,
+            }),
+            Err(_) => {
+                // Renamed but not opened: give the spare back.
+                let _ = self.rename_child(name, spare);
+                None
+            }
+        }
+    }
+
+    /// Renames the directory `from` in this one to `to`. cgroupfs refuses (EEXIST) to rename
+    /// over an existing cgroup.
+    fn rename_child(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from_c, to_c) = (c_path(Path::new(from))?, c_path(Path::new(to))?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: renameat(2) within our open directory, NUL-terminated names.
+        if unsafe { libc::renameat(fd, from_c.as_ptr(), fd, to_c.as_ptr()) } != 0 {
+            return Err(named(io::Error::last_os_error(), &self.path.join(from)));
+        }
+        Ok(())
+    }
+
+    /// Removes the (empty) directory `name` in this one; gone already is fine.
+    fn remove_child(&self, name: &str) {
+        let Ok(c) = c_path(Path::new(name)) else {
+            return;
+        };
+        // SAFETY: unlinkat(2) relative to our open directory, NUL-terminated name.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::NotFound {
+                let dir = self.path.join(name);
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the job's cgroup");
+            }
+        }
+    }
+
+    fn open_file(&self, file: &str, flags: libc::c_int) -> io::Result<OwnedFd> {
+        let c = c_path(Path::new(file))?;
+        // SAFETY: openat(2) relative to our open directory; the result is checked and owned.
+        let fd = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        owned(fd).map_err(|e| named(e, &self.path.join(file)))
+    }
+
+    fn open_write(&self, file: &str) -> io::Result<OwnedFd> {
+        self.open_file(file, libc::O_WRONLY)
+    }
+
+    fn write(&self, file: &str, value: &str) -> io::Result<()> {
+        let mut f = File::from(self.open_write(file)?);
+        f.write_all(value.as_bytes())
+            .map_err(|e| named(e, &self.path.join(file)))
+    }
+
+    fn read(&self, file: &str) -> io::Result<String> {
+        read_kernel_file(File::from(self.open_file(file, libc::O_RDONLY)?))
+    }
+}
+
+/// Reads a small kernel file (cgroupfs, procfs) whole, into one buffer: no size probe and no
+/// small first reads, as `read_to_string` makes on files that report no size.
+pub(crate) fn read_kernel_file(mut file: File) -> io::Result<String> {
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    String::from_utf8(text).map_err(io::Error::other)
+}
+
+fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+#[allow(unsafe_code)]
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned to us by the kernel, owned by no one else.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn named(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The id of a CPU list, `0-3,8` → `[0,1,2,3,8]`.
@@ -549,28 +844,19 @@ fn mkdir(dir: &Path) -> io::Result<()> {
     }
 }
 
-fn rmdir(dir: &Path) {
-    if let Err(e) = fs::remove_dir(dir) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the job's cgroup");
-        }
-    }
-}
-
 fn write(path: &Path, value: &str) -> io::Result<()> {
     fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-fn read_u64(path: &Path) -> u64 {
-    fs::read_to_string(path)
+fn read_u64(dir: &CgDir, file: &str) -> u64 {
+    dir.read(file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
 }
 
-fn read_pids(dir: &Path) -> Vec<u32> {
-    File::open(dir.join("cgroup.procs"))
-        .and_then(io::read_to_string)
+fn read_pids(dir: &CgDir) -> Vec<u32> {
+    dir.read("cgroup.procs")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse().ok())
@@ -613,6 +899,143 @@ mod tests {
         let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
         assert_eq!(key_value(oom, "oom_kill"), 2);
         assert_eq!(key_value(oom, "missing"), 0);
+    }
+
+    /// Starts `script` as job `job_id` inside `cg`.
+    async fn start_in(
+        cg: &dyn JobCgroup,
+        job_id: u64,
+        script: &str,
+        dir: &Path,
+    ) -> crate::launcher::LaunchedJob {
+        let attach = cg.attach_fds().expect("open cgroup.procs");
+        let a = drover_proto::Assignment {
+            job_id,
+            script: script.into(),
+            work_dir: dir.to_string_lossy().into_owned(),
+            stdout: "/dev/null".into(),
+            ..drover_proto::Assignment::default()
+        };
+        let ctx = crate::launcher::LaunchContext {
+            node_name: "n1",
+            state_dir: &dir.join("state"),
+        };
+        let setup = crate::launcher::JobSetup {
+            cgroup: Some(&attach),
+            extra_env: Vec::new(),
+            user: None,
+        };
+        crate::launcher::launch(&a, &ctx, setup)
+            .await
+            .expect("launch")
+    }
+
+    /// Runs `script` as job `job_id` inside `cg`; returns once it has exited.
+    async fn run_in(cg: &dyn JobCgroup, job_id: u64, script: &str, dir: &Path) {
+        let mut job = start_in(cg, job_id, script, dir).await;
+        assert!(job.child.wait().await.expect("wait").success());
+    }
+
+    /// Real v1 cgroups: a job's cgroup, once released empty, is its slot's spare, and the
+    /// slot's next job gets it back reset (no limit, usage or peak of the first job); one
+    /// that still holds a process is not kept; the spares go with the group. Skipped without
+    /// root or v1 cgroups.
+    #[tokio::test]
+    async fn a_released_cgroup_is_reused_reset_by_the_next_job_of_its_slot() {
+        if !crate::launcher::running_as_root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+        let host = Host::detect(&format!("drover-test/{}-pool", std::process::id()));
+        if host.isolation.version != "v1" {
+            eprintln!("SKIPPED: no v1 cgroups ({})", host.isolation.describe());
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pooled: Vec<PathBuf> = host
+            .dirs
+            .iter()
+            .filter(|(c, _)| POOLED.contains(&c.as_str()))
+            .map(|(_, base)| base.clone())
+            .collect();
+        let exist = |name: &str| pooled.iter().all(|base| base.join(name).is_dir());
+        let none = |name: &str| pooled.iter().all(|base| !base.join(name).exists());
+        let cpus = host_cpus();
+
+        let first = Limits {
+            cpus: vec![cpus[0]],
+            mem_mb: 64,
+            gpu_minors: None,
+        };
+        let cg = host
+            .create(101, &first, Some(0))
+            .expect("create")
+            .expect("a cgroup");
+        assert!(exist("job_101") && none("spare_0"));
+        // Some CPU time and memory for the first job to leave behind.
+        let burn = "#!/bin/sh\ni=0; while [ $i -lt 30000 ]; do i=$((i+1)); done\n";
+        run_in(cg.as_ref(), 101, burn, tmp.path()).await;
+        let used = cg.usage();
+        assert!(used.total_cpu_ms > 0 && used.max_rss_kb > 0, "{used:?}");
+        cg.release(true);
+        assert!(exist("spare_0") && none("job_101"));
+
+        let second = Limits {
+            cpus: vec![*cpus.last().expect("a CPU")],
+            mem_mb: 0,
+            gpu_minors: None,
+        };
+        let cg = host
+            .create(102, &second, Some(0))
+            .expect("create")
+            .expect("a cgroup");
+        assert!(
+            exist("job_102") && none("spare_0"),
+            "the spare was not taken"
+        );
+        let fresh = cg.usage();
+        assert_eq!(fresh.total_cpu_ms, 0, "{fresh:?}");
+        assert!(!fresh.oom_killed);
+        assert!(
+            fresh.max_rss_kb < used.max_rss_kb,
+            "{fresh:?} after {used:?}"
+        );
+        let v1_dir = |c: &str, file: &str| {
+            let (_, base) = host.dirs.iter().find(|(n, _)| n == c).expect(c);
+            fs::read_to_string(base.join("job_102").join(file)).expect(file)
+        };
+        assert_eq!(
+            v1_dir("cpuset", "cpuset.cpus").trim(),
+            cpu_list(&second.cpus)
+        );
+        let limit: u64 = v1_dir("memory", "memory.limit_in_bytes")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            limit > 1 << 40,
+            "the first job's memory limit stayed: {limit}"
+        );
+        run_in(cg.as_ref(), 102, "#!/bin/sh\ntrue\n", tmp.path()).await;
+        cg.release(false);
+        assert!(exist("spare_0") && none("job_102"));
+
+        // A process still inside: the cgroup is not made a spare.
+        let cg = host
+            .create(103, &second, Some(1))
+            .expect("create")
+            .expect("a cgroup");
+        let mut sleeper =
+            start_in(cg.as_ref(), 103, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
+        cg.release(false);
+        assert!(exist("job_103") && none("spare_1"));
+        crate::launcher::signal_job(sleeper.pid, &[], libc::SIGKILL);
+        sleeper.child.wait().await.expect("wait");
+        cg.release(false);
+        assert!(exist("spare_1") && none("job_103"));
+
+        host.remove_group_if_empty();
+        assert!(host.dirs.iter().all(|(_, base)| !base.exists()));
     }
 
     #[test]

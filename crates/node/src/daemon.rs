@@ -152,6 +152,16 @@ struct RunningJob {
     stopping: bool,
     /// Host CPUs of its cpuset (to spread the next jobs over the others).
     cpus: Vec<u32>,
+    /// Its cgroup slot (`cgroup::Host::create`): no two running jobs share one.
+    cgroup_slot: Option<u32>,
+}
+
+/// A run entered into the running set, about to get its supervisor.
+struct NewRun {
+    a: drover_proto::Assignment,
+    spec: SuperviseSpec,
+    stop: CancellationToken,
+    signals: mpsc::UnboundedReceiver<supervisor::Request>,
 }
 
 impl Jobs {
@@ -511,9 +521,10 @@ impl Daemon {
             }
             actions
         };
+        let mut launches = Vec::new();
         for action in actions {
             match action {
-                Action::Launch(a) => self.launch(*a).await,
+                Action::Launch(a) => launches.push(*a),
                 Action::Stop { job_id, reason } => self.stop(job_id, reason),
                 Action::Gone { job_id, restarts } => {
                     tracing::info!(
@@ -541,76 +552,114 @@ impl Daemon {
                 }
             }
         }
+        self.launch(launches);
     }
 
-    /// Hands the job to a new supervisor process and follows it. The job counts as running
-    /// from here on, so a later assignments reply cannot launch it twice.
-    async fn launch(self: &Arc<Self>, a: drover_proto::Assignment) {
+    /// Hands each job to a new supervisor process and follows it. The jobs count as running
+    /// from here on, so a later assignments reply cannot launch one twice. One durable write
+    /// records them all as running before any supervisor starts.
+    fn launch(self: &Arc<Self>, assignments: Vec<drover_proto::Assignment>) {
+        if assignments.is_empty() {
+            return;
+        }
+        let launches: Vec<NewRun> = {
+            let mut jobs = lock(&self.jobs);
+            let launches = assignments
+                .into_iter()
+                .map(|a| self.enter_running(&mut jobs, a))
+                .collect();
+            // On disk before the supervisors start: a daemon killed while these runs go on
+            // must not find an earlier run's end in its files and take a run for it (jepsen:
+            // a requeued job's second run was launched twice).
+            self.save_finished(&jobs);
+            launches
+        };
+        for NewRun {
+            a,
+            spec,
+            stop,
+            signals: signal_rx,
+        } in launches
+        {
+            let job_id = a.job_id;
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                match me.start_supervisor(&a, &spec) {
+                    Ok(known) => {
+                        let dir = launcher::job_dir(&me.runtime, job_id);
+                        // No pid to watch (`known` false): whether one runs shows within the
+                        // patience.
+                        let recorded = supervisor_alive(&dir);
+                        let alive = move || !known || recorded();
+                        let found =
+                            supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
+                        me.on_attach(job_id, found, stop, signal_rx, true).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
+                        me.end_job(
+                            job_id,
+                            &JobStatus::launch_failed(format!(
+                                "cannot start the job's supervisor: {e}"
+                            )),
+                        );
+                    }
+                }
+            });
+        }
+    }
+
+    /// Enters a run about to be launched into the running set (in memory), with its CPUs.
+    fn enter_running(&self, jobs: &mut Jobs, a: drover_proto::Assignment) -> NewRun {
         let job_id = a.job_id;
         let stop = CancellationToken::new();
         let (signal_tx, signal_rx) = mpsc::unbounded_channel();
-        let spec = {
-            let mut jobs = lock(&self.jobs);
-            let used = |cpu: u32| {
-                let n = jobs
-                    .running
-                    .values()
-                    .filter(|j| j.cpus.contains(&cpu))
-                    .count();
-                u32::try_from(n).unwrap_or(u32::MAX)
-            };
-            let cpus = if self.isolation.cpuset {
-                cgroup::pick_cpus(a.cpus_on_node.max(1), &self.host_cpus, &used)
-            } else {
-                Vec::new()
-            };
-            let spec = self.supervise_spec(&a, cpus.clone());
-            // A later run of a requeued job that ended here before: this run is new.
-            jobs.finished.remove(&job_id);
-            jobs.superseded.remove(&job_id);
-            jobs.attempts.insert(job_id, a.restarts);
-            jobs.running.insert(
-                job_id,
-                RunningJob {
-                    stop: stop.clone(),
-                    signals: signal_tx,
-                    signaled: 0,
-                    stopping: false,
-                    cpus,
-                },
-            );
-            // On disk before the supervisor starts: a daemon killed while this run goes on
-            // must not find the earlier run's end in its files and take this run for it
-            // (jepsen: a requeued job's second run was launched twice).
-            self.save_finished(&jobs);
-            spec
+        let used = |cpu: u32| {
+            let n = jobs
+                .running
+                .values()
+                .filter(|j| j.cpus.contains(&cpu))
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
         };
-        let me = self.clone();
-        self.tasks.spawn(async move {
-            match me.start_supervisor(&a, &spec) {
-                Ok(known) => {
-                    let dir = launcher::job_dir(&me.runtime, job_id);
-                    // No pid to watch (`known` false): whether one runs shows within the
-                    // patience.
-                    let recorded = supervisor_alive(&dir);
-                    let alive = move || !known || recorded();
-                    let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
-                    me.on_attach(job_id, found, stop, signal_rx, true).await;
-                }
-                Err(e) => {
-                    tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
-                    me.end_job(
-                        job_id,
-                        &JobStatus::launch_failed(format!(
-                            "cannot start the job's supervisor: {e}"
-                        )),
-                    );
-                }
-            }
-        });
+        let cpus = if self.isolation.cpuset {
+            cgroup::pick_cpus(a.cpus_on_node.max(1), &self.host_cpus, &used)
+        } else {
+            Vec::new()
+        };
+        // The lowest slot no running job holds.
+        let cgroup_slot =
+            (0..u32::MAX).find(|k| !jobs.running.values().any(|j| j.cgroup_slot == Some(*k)));
+        let spec = self.supervise_spec(&a, cpus.clone(), cgroup_slot);
+        // A later run of a requeued job that ended here before: this run is new.
+        jobs.finished.remove(&job_id);
+        jobs.superseded.remove(&job_id);
+        jobs.attempts.insert(job_id, a.restarts);
+        jobs.running.insert(
+            job_id,
+            RunningJob {
+                stop: stop.clone(),
+                signals: signal_tx,
+                signaled: 0,
+                stopping: false,
+                cpus,
+                cgroup_slot,
+            },
+        );
+        NewRun {
+            a,
+            spec,
+            stop,
+            signals: signal_rx,
+        }
     }
 
-    fn supervise_spec(&self, a: &drover_proto::Assignment, cpus: Vec<u32>) -> SuperviseSpec {
+    fn supervise_spec(
+        &self,
+        a: &drover_proto::Assignment,
+        cpus: Vec<u32>,
+        cgroup_slot: Option<u32>,
+    ) -> SuperviseSpec {
         let real_gpus = !self.found.gpus.iter().any(|g| g.name == "fake");
         let constrained = real_gpus && self.isolation.devices && !a.gpus.is_empty();
         let gpu_minors = constrained.then(|| {
@@ -639,6 +688,7 @@ impl Daemon {
             warning: (a.warn_signal > 0).then_some((a.warn_signal, a.warn_secs, a.warn_batch)),
             cgroups: Some(self.cgroups.clone()),
             user: Some(self.job_user(a.uid, a.gid)),
+            cgroup_slot,
         }
     }
 
@@ -967,7 +1017,9 @@ impl Daemon {
             let found = supervisor::attach(&dir, Duration::from_secs(5), &alive).await;
             let (signal_tx, signal_rx) = mpsc::unbounded_channel();
             if let Attach::Running { .. } = found {
-                let cpus = spec.map(|s| s.limits.cpus).unwrap_or_default();
+                let (cpus, cgroup_slot) = spec
+                    .map(|s| (s.limits.cpus, s.cgroup_slot))
+                    .unwrap_or_default();
                 let stop = CancellationToken::new();
                 lock(&self.jobs).running.insert(
                     job_id,
@@ -977,6 +1029,7 @@ impl Daemon {
                         signaled: read_signaled(&dir),
                         stopping: false,
                         cpus,
+                        cgroup_slot,
                     },
                 );
                 let me = self.clone();

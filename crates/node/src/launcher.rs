@@ -937,6 +937,7 @@ pub fn serve_zygote(state_dir: &Path, supervise: fn(&Path, u64) -> i32) -> i32 {
     if !say("ready\n".into()) {
         return 1;
     }
+    let title_area = argument_area();
     let mut line = String::new();
     loop {
         line.clear();
@@ -946,7 +947,7 @@ pub fn serve_zygote(state_dir: &Path, supervise: fn(&Path, u64) -> i32) -> i32 {
         }
         let answer = match line.trim().parse::<u64>() {
             Err(_) => format!("error not a job id: {:?}\n", line.trim()),
-            Ok(job_id) => match fork_supervisor(state_dir, job_id, supervise) {
+            Ok(job_id) => match fork_supervisor(state_dir, job_id, supervise, title_area) {
                 Ok(pid) => format!("pid {pid}\n"),
                 Err(e) => format!("error {e}\n"),
             },
@@ -961,30 +962,28 @@ pub fn serve_zygote(state_dir: &Path, supervise: fn(&Path, u64) -> i32) -> i32 {
 /// shows `slurmstepd: [N.batch]`.
 const STEPD_TITLE: &str = "drover-stepd:";
 
-/// Writes `title` over the process's own command line (what `/proc/self/cmdline`, and so `ps`
-/// and `pgrep -f`, show), cut to the room the original took; nothing when that room cannot be
-/// found.
-#[allow(unsafe_code)]
-fn retitle(title: &str) {
-    // Fields 48 and 49 of /proc/self/stat (after the parenthesised name): where the
-    // arguments lie in our own memory.
-    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return;
-    };
+/// Where this process's arguments lie in its own memory (fields 48 and 49 of
+/// /proc/self/stat), found once by the zygote: its forks have them at the same place.
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = File::open("/proc/self/stat")
+        .and_then(crate::cgroup::read_kernel_file)
+        .ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (the state).
-    let (Some(start), Some(end)) = (
-        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
-        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
-    ) else {
+    let start = fields.get(45)?.parse::<usize>().ok()?;
+    let end = fields.get(46)?.parse::<usize>().ok()?;
+    (start != 0 && end > start).then_some((start, end))
+}
+
+/// Writes `title` over the process's own command line (what `/proc/self/cmdline`, and so `ps`
+/// and `pgrep -f`, show), cut to the room the original took (`area`, from
+/// [`argument_area`]); nothing when that room could not be found.
+#[allow(unsafe_code)]
+fn retitle(area: Option<(usize, usize)>, title: &str) {
+    let Some((start, end)) = area else {
         return;
     };
-    if start == 0 || end <= start {
-        return;
-    }
     let room = end - start;
     let bytes = title.as_bytes();
     let n = bytes.len().min(room - 1);
@@ -1003,6 +1002,7 @@ fn fork_supervisor(
     state_dir: &Path,
     job_id: u64,
     supervise: fn(&Path, u64) -> i32,
+    title_area: Option<(usize, usize)>,
 ) -> io::Result<u32> {
     // SAFETY: the zygote is single-threaded (checked by `serve_zygote`), so the child may run
     // anything; it leaves through `exit`.
@@ -1019,7 +1019,7 @@ fn fork_supervisor(
                     libc::close(null);
                 }
             }
-            retitle(&format!("{STEPD_TITLE} job {job_id}"));
+            retitle(title_area, &format!("{STEPD_TITLE} job {job_id}"));
             std::process::exit(supervise(state_dir, job_id))
         }
         pid => {
@@ -1219,23 +1219,33 @@ fn write_script(
     script: &str,
     owner: Option<(u32, u32)>,
 ) -> io::Result<()> {
-    // `jobs/` only needs to be traversable by job users; each job's own dir is theirs alone.
-    if let Some(jobs) = dir.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o711)
-            .create(jobs)?;
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o700)
-        .open(path)?;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o700)
+            .open(path)
+    };
+    // The daemon made the job's directory already, except in the tests that launch alone.
+    let mut f = match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // `jobs/` only needs to be traversable by job users; each job's own dir is theirs
+            // alone.
+            if let Some(jobs) = dir.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o711)
+                    .create(jobs)?;
+            }
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            create()?
+        }
+        made => made?,
+    };
     f.write_all(script.as_bytes())?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
@@ -1348,7 +1358,9 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 }
 
 fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = File::open(format!("/proc/{pid}/stat"))
+        .and_then(crate::cgroup::read_kernel_file)
+        .ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after the last `)`.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()

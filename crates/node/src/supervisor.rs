@@ -79,6 +79,9 @@ pub struct SuperviseSpec {
     /// The job's user as the daemon looked it up (absent: the supervisor looks itself).
     #[serde(default)]
     pub user: Option<crate::users::JobUser>,
+    /// The job's cgroup slot on the node (see `cgroup::Host::create`); absent: none.
+    #[serde(default)]
+    pub cgroup_slot: Option<u32>,
 }
 
 /// What a daemon may ask of a supervisor, one line each on its socket.
@@ -218,25 +221,26 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let listener = UnixListener::bind(&sock)?;
 
     let made = match &spec.cgroups {
-        Some(host) => host.create(job_id, &spec.limits),
+        Some(host) => host.create(job_id, &spec.limits, spec.cgroup_slot),
         None => Err(io::ErrorKind::NotFound.into()),
     };
     // Without the daemon's layout, or with its parent directories gone: look afresh (which
     // makes them again).
-    let made =
-        made.or_else(|_| cgroup::Host::detect(&spec.cgroup_group).create(job_id, &spec.limits));
+    let made = made.or_else(|_| {
+        cgroup::Host::detect(&spec.cgroup_group).create(job_id, &spec.limits, spec.cgroup_slot)
+    });
     let cg: Option<Box<dyn JobCgroup>> = match made {
         Ok(cg) => cg,
         Err(e) => {
             let status = JobStatus::launch_failed(format!("cannot create the job's cgroup: {e}"));
-            return finish(&dir, &status, Vec::new(), None).await;
+            return finish(&dir, &status, Vec::new(), None, false).await;
         }
     };
     let attach = match cg.as_ref().map(|c| c.attach_fds()).transpose() {
         Ok(a) => a,
         Err(e) => {
             let status = JobStatus::launch_failed(format!("cannot open the job's cgroup: {e}"));
-            return finish(&dir, &status, Vec::new(), cg).await;
+            return finish(&dir, &status, Vec::new(), cg, false).await;
         }
     };
     let ctx = LaunchContext {
@@ -261,6 +265,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                     &JobStatus::launch_failed(e.to_string()),
                     Vec::new(),
                     cg,
+                    false,
                 )
                 .await
             }
@@ -364,13 +369,19 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
             }
         }
     };
-    // The script is reaped; what it left in its group or cgroup goes now.
-    launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
-    for _ in 0..200 {
-        if pids(&cg).is_empty() {
-            break;
+    // The script is reaped; what it left in its group or cgroup goes now. A cgroup found
+    // empty here is not read again (the usual end of a job).
+    let left = pids(&cg);
+    launcher::signal_job(pid, &left, libc::SIGKILL);
+    let mut emptied = left.is_empty();
+    if !emptied {
+        for _ in 0..200 {
+            if pids(&cg).is_empty() {
+                emptied = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let usage = cg.as_ref().map(|c| c.usage()).unwrap_or_default();
     if usage.oom_killed {
@@ -396,22 +407,25 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         message,
     };
     tracing::info!(job_id, ?status, "supervised job over: status written");
-    finish(&dir, &status, daemons, cg).await
+    finish(&dir, &status, daemons, cg, emptied).await
 }
 
-/// Status to disk first, then to the connected daemons; then the cgroup goes.
+/// The cgroup goes first (it may become the spare of the job's slot, which the daemon gives
+/// the node's next job once it learns that this one ended: see `JobCgroup::release`, and
+/// `emptied` there); then the status goes to disk, then to the connected daemons.
 async fn finish(
     dir: &Path,
     status: &JobStatus,
     daemons: Vec<OwnedWriteHalf>,
     cg: Option<Box<dyn JobCgroup>>,
+    emptied: bool,
 ) -> anyhow::Result<()> {
+    if let Some(cg) = cg {
+        cg.release(emptied);
+    }
     write_replace(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
     for mut d in daemons {
         let _ = d.write_all(b"ended\n").await;
-    }
-    if let Some(cg) = cg {
-        cg.remove();
     }
     Ok(())
 }
@@ -627,7 +641,10 @@ mod tests {
             mem_mb: 64,
             gpu_minors: None,
         };
-        let cg = host.create(77, &limits).expect("create").expect("a cgroup");
+        let cg = host
+            .create(77, &limits, None)
+            .expect("create")
+            .expect("a cgroup");
         let attach = cg.attach_fds().expect("open cgroup.procs");
         let tmp = tempfile::tempdir().expect("tempdir");
         let a = Assignment {
@@ -656,7 +673,7 @@ mod tests {
         eprintln!("{usage:?}");
         assert!(!usage.oom_killed);
         assert!(cg.pids().is_empty());
-        cg.remove();
+        cg.release(true);
         host.remove_group_if_empty();
     }
 

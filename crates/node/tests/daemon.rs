@@ -548,3 +548,79 @@ async fn jobs_run_when_the_supervisor_binary_cannot_be_a_zygote() {
     assert_eq!(ran, ["one", "two"], "each job ran once");
     stop(shutdown, daemon).await;
 }
+
+/// Each running job holds its own cgroup slot (whose spare cgroup it reuses); a restarted
+/// daemon takes the slots of the runs it finds again from their specs, and a job's slot is
+/// the next job's once it has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_running_job_holds_its_own_cgroup_slot_across_a_restart() {
+    let (tmp, work) = scratch();
+    let state = tmp.path().join("state");
+    let runtime = tmp.path().join("runtime");
+    let controller = Controller::default();
+    let sleeper = |id: u64| job(id, true, &work, "#!/bin/sh\nexec sleep 60\n");
+    controller.with(|s| {
+        s.applied_index = 1;
+        s.jobs = vec![sleeper(21), sleeper(22)];
+    });
+    let addr = serve(controller.clone()).await;
+    let cfg = || NodeConfig {
+        runtime_dir: Some(runtime.clone()),
+        ..config("n5", vec![addr.clone()], &state)
+    };
+    let slot = |id: u64| {
+        let spec = std::fs::read(runtime.join(format!("jobs/{id}/supervise.json")))
+            .expect("the job's spec");
+        let spec: serde_json::Value = serde_json::from_slice(&spec).expect("json");
+        spec["cgroup_slot"].as_u64()
+    };
+    let started = |ids: &[u64]| {
+        controller.with(|s| {
+            ids.iter().all(|id| {
+                s.reports
+                    .iter()
+                    .any(|r| r.job_id == *id && r.kind == Kind::Started as i32)
+            })
+        })
+    };
+    let change = |f: &dyn Fn(&mut Vec<Assignment>)| {
+        controller.with(|s| {
+            f(&mut s.jobs);
+            s.applied_index += 1;
+        });
+    };
+
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(cfg(), shutdown.clone()));
+    wait_until("jobs 21 and 22 to start", || started(&[21, 22])).await;
+    let mut first = [slot(21), slot(22)];
+    first.sort_unstable();
+    assert_eq!(first, [Some(0), Some(1)]);
+    stop(shutdown, daemon).await;
+
+    // The jobs ran on while the daemon was away; a new one must not take their slots.
+    change(&|jobs| jobs.push(sleeper(23)));
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(run(cfg(), shutdown.clone()));
+    wait_until("job 23 to start", || started(&[23])).await;
+    assert_eq!(
+        slot(23),
+        Some(2),
+        "slots 0 and 1 are held by the runs found again"
+    );
+
+    // Job 21 is over: its slot is the next job's.
+    let freed = slot(21);
+    change(&|jobs| jobs.retain(|j| j.job_id != 21));
+    wait_until("job 21 to end", || {
+        finished(&controller).iter().any(|(id, _)| *id == 21)
+    })
+    .await;
+    change(&|jobs| jobs.push(sleeper(24)));
+    wait_until("job 24 to start", || started(&[24])).await;
+    assert_eq!(slot(24), freed);
+
+    change(&|jobs| jobs.clear());
+    wait_until("every job to end", || finished(&controller).len() == 4).await;
+    stop(shutdown, daemon).await;
+}

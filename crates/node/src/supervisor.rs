@@ -274,7 +274,8 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     drop(attach);
     // No script: pid 0, which the launcher's signal helpers never signal as a group.
     let pid = job.as_ref().map_or(0, |j| j.pid);
-    tracing::info!(job_id, pid, "supervising: the batch script started");
+    // The daemon logs the start and the end; the supervisor logs its end with the status.
+    tracing::debug!(job_id, pid, "supervising: the batch script started");
 
     let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
     let mut daemons: Vec<OwnedWriteHalf> = Vec::new();

@@ -352,6 +352,9 @@ impl Host {
 /// The v1 controllers whose job cgroups are kept for reuse (see [`JobCgroup::release`]);
 /// the devices cgroup, made for GPU jobs only, is not.
 const POOLED: [&str; 3] = ["cpuset", "memory", "cpuacct"];
+/// A memory cgroup with more than this still charged to it (page cache its job left) is
+/// removed rather than emptied and kept.
+const SPARE_MAX_CHARGED: u64 = 16 << 20;
 /// Idle job cgroups kept for reuse are named `spare_<slot>`.
 const SPARE_PREFIX: &str = "spare_";
 
@@ -488,8 +491,16 @@ impl V1 {
                     let _ = d.dir.write("memory.memsw.limit_in_bytes", "-1");
                     d.dir.write("memory.limit_in_bytes", "-1")?;
                 }
-                // Pages the job left in the page cache would count for the next job.
-                if read_u64(&d.dir, "memory.usage_in_bytes") > 0 {
+                // Pages the job left in the page cache would count for the next job: a few
+                // are reclaimed here; more are left in the cache (for the next job that reads
+                // the same files) with the cgroup removed, its pages going to the parent.
+                let charged = read_u64(&d.dir, "memory.usage_in_bytes");
+                if charged > SPARE_MAX_CHARGED {
+                    return Err(io::Error::other(format!(
+                        "{charged} bytes still charged to it"
+                    )));
+                }
+                if charged > 0 {
                     d.dir.write("memory.force_empty", "0")?;
                 }
                 d.dir.write("memory.max_usage_in_bytes", "0")
@@ -1033,6 +1044,28 @@ mod tests {
         sleeper.child.wait().await.expect("wait");
         cg.release(false);
         assert!(exist("spare_1") && none("job_103"));
+
+        // A job that leaves much in the page cache: its memory cgroup is removed (the cache
+        // stays, charged to the parent), the others are kept.
+        let cg = host
+            .create(104, &second, Some(2))
+            .expect("create")
+            .expect("a cgroup");
+        let fill = "#!/bin/sh\nhead -c 20000000 /dev/zero > cached\n";
+        run_in(cg.as_ref(), 104, fill, tmp.path()).await;
+        cg.release(true);
+        let (_, memory) = host
+            .dirs
+            .iter()
+            .find(|(c, _)| c == "memory")
+            .expect("memory");
+        assert!(!memory.join("spare_2").exists() && !memory.join("job_104").exists());
+        let (_, cpuset) = host
+            .dirs
+            .iter()
+            .find(|(c, _)| c == "cpuset")
+            .expect("cpuset");
+        assert!(cpuset.join("spare_2").is_dir());
 
         host.remove_group_if_empty();
         assert!(host.dirs.iter().all(|(_, base)| !base.exists()));

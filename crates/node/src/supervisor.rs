@@ -411,9 +411,11 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     finish(&dir, &status, daemons, cg, emptied).await
 }
 
-/// The cgroup goes first (it may become the spare of the job's slot, which the daemon gives
-/// the node's next job once it learns that this one ended: see `JobCgroup::release`, and
-/// `emptied` there); then the status goes to disk, then to the connected daemons.
+/// Status to disk first, then to the connected daemons; then the cgroup goes (see
+/// `JobCgroup::release`, and `emptied` there). It becomes the spare of the job's slot, which
+/// the daemon gives the node's next job once it learns that this one ended: by then (a
+/// report, a log entry, a scheduling pass and an answer later) the spare is back, and if it
+/// is not, the next job makes its cgroup afresh.
 async fn finish(
     dir: &Path,
     status: &JobStatus,
@@ -421,12 +423,12 @@ async fn finish(
     cg: Option<Box<dyn JobCgroup>>,
     emptied: bool,
 ) -> anyhow::Result<()> {
-    if let Some(cg) = cg {
-        cg.release(emptied);
-    }
     write_replace(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
     for mut d in daemons {
         let _ = d.write_all(b"ended\n").await;
+    }
+    if let Some(cg) = cg {
+        cg.release(emptied);
     }
     Ok(())
 }

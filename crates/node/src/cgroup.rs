@@ -312,7 +312,10 @@ impl Host {
             }
             let slot = slot.filter(|_| POOLED.contains(&controller.as_str()));
             let made = CgDir::open(base).and_then(|base| {
-                let spare = slot.and_then(|k| base.take_child(&spare_name(k), &cg.name));
+                let spare = match slot {
+                    Some(k) => base.take_spare(&spare_name(k), &cg.name)?,
+                    None => None,
+                };
                 let fresh = spare.is_none();
                 let dir = match spare {
                     Some(dir) => dir,
@@ -391,12 +394,19 @@ fn limit_v1(
                 dir.write("cpuset.mems", mems.trim())?;
             }
         }
-        "memory" if limits.mem_mb > 0 => {
-            let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
-            dir.write("memory.limit_in_bytes", &bytes)?;
-            // No swap beyond the limit, where swap accounting exists.
-            let _ = dir.write("memory.memsw.limit_in_bytes", &bytes);
+        "memory" => {
+            if limits.mem_mb > 0 {
+                let bytes = limits.mem_mb.saturating_mul(1 << 20).to_string();
+                dir.write("memory.limit_in_bytes", &bytes)?;
+                // No swap beyond the limit, where swap accounting exists.
+                let _ = dir.write("memory.memsw.limit_in_bytes", &bytes);
+            }
+            if !fresh {
+                // The earlier jobs' peak.
+                dir.write("memory.max_usage_in_bytes", "0")?;
+            }
         }
+        "cpuacct" if !fresh => dir.write("cpuacct.usage", "0")?,
         "devices" if fresh => {
             if let Some(minors) = &limits.gpu_minors {
                 dir.write("devices.deny", &format!("c {NVIDIA_MAJOR}:* rwm"))?;
@@ -481,8 +491,8 @@ impl V1 {
             .map(|d| &d.dir)
     }
 
-    /// Makes the job's cgroup of one controller like a new one, but for its CPUs (set by the
-    /// next job anyway): no limit, no usage, no peak, no page charged.
+    /// Makes the job's memory cgroup ready to be a spare: no limit, no page charged (its
+    /// usage counters are reset when the next job takes it).
     fn reset(&self, d: &V1Dir) -> io::Result<()> {
         match d.controller.as_str() {
             "memory" => {
@@ -503,9 +513,8 @@ impl V1 {
                 if charged > 0 {
                     d.dir.write("memory.force_empty", "0")?;
                 }
-                d.dir.write("memory.max_usage_in_bytes", "0")
+                Ok(())
             }
-            "cpuacct" => d.dir.write("cpuacct.usage", "0"),
             _ => Ok(()),
         }
     }
@@ -639,6 +648,22 @@ impl CgDir {
             fd: owned(fd).map_err(|e| named(e, &path))?,
             path,
         })
+    }
+
+    /// The spare cgroup `spare` in this one, renamed to `name`; `None` when there is none, or
+    /// when a process is in it (a step task started for the spare's last job in the instant
+    /// it was released): then the spare stays as it is, and the job makes a new cgroup.
+    fn take_spare(&self, spare: &str, name: &str) -> io::Result<Option<CgDir>> {
+        let Some(dir) = self.take_child(spare, name) else {
+            return Ok(None);
+        };
+        if read_pids(&dir).is_empty() {
+            return Ok(Some(dir));
+        }
+        drop(dir);
+        // Given back, or the job would take the process's cgroup as its own.
+        self.rename_child(name, spare)?;
+        Ok(None)
     }
 
     /// Renames the directory `spare` in this one to `name` and opens it; `None` when that
@@ -1044,6 +1069,38 @@ mod tests {
         sleeper.child.wait().await.expect("wait");
         cg.release(false);
         assert!(exist("spare_1") && none("job_103"));
+
+        // A process that got into a job's cgroup after its supervisor found it empty (a step
+        // task started in that instant) is in the spare: the slot's next job does not take it.
+        let cg = host
+            .create(105, &second, Some(1))
+            .expect("create")
+            .expect("a cgroup");
+        let mut stray = start_in(cg.as_ref(), 105, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
+        cg.release(true);
+        assert!(exist("spare_1") && none("job_105"));
+        let cg = host
+            .create(106, &second, Some(1))
+            .expect("create")
+            .expect("a cgroup");
+        assert!(
+            exist("job_106") && exist("spare_1"),
+            "a spare holding a process was taken"
+        );
+        assert!(cg.pids().is_empty());
+        cg.release(true);
+        crate::launcher::signal_job(stray.pid, &[], libc::SIGKILL);
+        stray.child.wait().await.expect("wait");
+        let cg = host
+            .create(107, &second, Some(1))
+            .expect("create")
+            .expect("a cgroup");
+        assert!(
+            exist("job_107") && none("spare_1"),
+            "the emptied spare is taken again"
+        );
+        assert_eq!(cg.usage().total_cpu_ms, 0);
+        cg.release(true);
 
         // A job that leaves much in the page cache: its memory cgroup is removed (the cache
         // stays, charged to the parent), the others are kept.

@@ -611,43 +611,32 @@ struct CgDir {
 #[allow(unsafe_code)]
 impl CgDir {
     fn open(path: &Path) -> io::Result<CgDir> {
-        let c = c_path(path)?;
-        // SAFETY: openat(2) with a NUL-terminated path; the result is checked and owned.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
         Ok(CgDir {
+            fd: open_dir(libc::AT_FDCWD, path).map_err(|e| named(e, path))?,
             path: path.to_path_buf(),
-            fd: owned(fd).map_err(|e| named(e, path))?,
+        })
+    }
+
+    /// The directory `name` in this one, opened.
+    fn child(&self, name: &str) -> io::Result<CgDir> {
+        let path = self.path.join(name);
+        Ok(CgDir {
+            fd: open_dir(self.fd.as_raw_fd(), Path::new(name)).map_err(|e| named(e, &path))?,
+            path,
         })
     }
 
     /// Makes the directory `name` in this one (there already: taken as it is) and opens it.
     fn make_child(&self, name: &str) -> io::Result<CgDir> {
-        let path = self.path.join(name);
         let c = c_path(Path::new(name))?;
         // SAFETY: mkdirat(2) relative to our open directory, NUL-terminated name.
         if unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) } != 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(named(e, &path));
+                return Err(named(e, &self.path.join(name)));
             }
         }
-        // SAFETY: as above, openat(2); the result is checked and owned.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        Ok(CgDir {
-            fd: owned(fd).map_err(|e| named(e, &path))?,
-            path,
-        })
+        self.child(name)
     }
 
     /// The spare cgroup `spare` in this one, renamed to `name`; `None` when there is none, or
@@ -670,20 +659,8 @@ impl CgDir {
     /// cannot be done (no such spare).
     fn take_child(&self, spare: &str, name: &str) -> Option<CgDir> {
         self.rename_child(spare, name).ok()?;
-        let c = c_path(Path::new(name)).ok()?;
-        // SAFETY: openat(2) relative to our open directory; the result is checked and owned.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        match owned(fd) {
-            Ok(fd) => Some(CgDir {
-                path: self.path.join(name),
-                fd,
-            }),
+        match self.child(name) {
+            Ok(dir) => Some(dir),
             Err(_) => {
                 // Renamed but not opened: give the spare back.
                 let _ = self.rename_child(name, spare);
@@ -755,6 +732,22 @@ pub(crate) fn read_kernel_file(mut file: File) -> io::Result<String> {
         }
     }
     String::from_utf8(text).map_err(io::Error::other)
+}
+
+/// Opens directory `path` (relative to `dirfd`) as an `O_PATH` handle; the error does not
+/// name it.
+#[allow(unsafe_code)]
+fn open_dir(dirfd: RawFd, path: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    // SAFETY: openat(2) with a NUL-terminated path; the result is checked and owned.
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    owned(fd)
 }
 
 fn c_path(path: &Path) -> io::Result<std::ffi::CString> {
@@ -881,7 +874,7 @@ fn mkdir(dir: &Path) -> io::Result<()> {
 }
 
 fn write(path: &Path, value: &str) -> io::Result<()> {
-    fs::write(path, value).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    fs::write(path, value).map_err(|e| named(e, path))
 }
 
 fn read_u64(dir: &CgDir, file: &str) -> u64 {
@@ -966,6 +959,11 @@ mod tests {
             .expect("launch")
     }
 
+    async fn kill(job: &mut crate::launcher::LaunchedJob) {
+        crate::launcher::signal_job(job.pid, &[], libc::SIGKILL);
+        job.child.wait().await.expect("wait");
+    }
+
     /// Runs `script` as job `job_id` inside `cg`; returns once it has exited.
     async fn run_in(cg: &dyn JobCgroup, job_id: u64, script: &str, dir: &Path) {
         let mut job = start_in(cg, job_id, script, dir).await;
@@ -997,16 +995,18 @@ mod tests {
         let exist = |name: &str| pooled.iter().all(|base| base.join(name).is_dir());
         let none = |name: &str| pooled.iter().all(|base| !base.join(name).exists());
         let cpus = host_cpus();
+        let make = |job_id: u64, limits: &Limits, slot: u32| {
+            host.create(job_id, limits, Some(slot))
+                .expect("create")
+                .expect("a cgroup")
+        };
 
         let first = Limits {
             cpus: vec![cpus[0]],
             mem_mb: 64,
             gpu_minors: None,
         };
-        let cg = host
-            .create(101, &first, Some(0))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(101, &first, 0);
         assert!(exist("job_101") && none("spare_0"));
         // Some CPU time and memory for the first job to leave behind.
         let burn = "#!/bin/sh\ni=0; while [ $i -lt 30000 ]; do i=$((i+1)); done\n";
@@ -1021,10 +1021,7 @@ mod tests {
             mem_mb: 0,
             gpu_minors: None,
         };
-        let cg = host
-            .create(102, &second, Some(0))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(102, &second, 0);
         assert!(
             exist("job_102") && none("spare_0"),
             "the spare was not taken"
@@ -1057,44 +1054,30 @@ mod tests {
         assert!(exist("spare_0") && none("job_102"));
 
         // A process still inside: the cgroup is not made a spare.
-        let cg = host
-            .create(103, &second, Some(1))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(103, &second, 1);
         let mut sleeper =
             start_in(cg.as_ref(), 103, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
         cg.release(false);
         assert!(exist("job_103") && none("spare_1"));
-        crate::launcher::signal_job(sleeper.pid, &[], libc::SIGKILL);
-        sleeper.child.wait().await.expect("wait");
+        kill(&mut sleeper).await;
         cg.release(false);
         assert!(exist("spare_1") && none("job_103"));
 
         // A process that got into a job's cgroup after its supervisor found it empty (a step
         // task started in that instant) is in the spare: the slot's next job does not take it.
-        let cg = host
-            .create(105, &second, Some(1))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(105, &second, 1);
         let mut stray = start_in(cg.as_ref(), 105, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
         cg.release(true);
         assert!(exist("spare_1") && none("job_105"));
-        let cg = host
-            .create(106, &second, Some(1))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(106, &second, 1);
         assert!(
             exist("job_106") && exist("spare_1"),
             "a spare holding a process was taken"
         );
         assert!(cg.pids().is_empty());
         cg.release(true);
-        crate::launcher::signal_job(stray.pid, &[], libc::SIGKILL);
-        stray.child.wait().await.expect("wait");
-        let cg = host
-            .create(107, &second, Some(1))
-            .expect("create")
-            .expect("a cgroup");
+        kill(&mut stray).await;
+        let cg = make(107, &second, 1);
         assert!(
             exist("job_107") && none("spare_1"),
             "the emptied spare is taken again"
@@ -1104,10 +1087,7 @@ mod tests {
 
         // A job that leaves much in the page cache: its memory cgroup is removed (the cache
         // stays, charged to the parent), the others are kept.
-        let cg = host
-            .create(104, &second, Some(2))
-            .expect("create")
-            .expect("a cgroup");
+        let cg = make(104, &second, 2);
         let fill = "#!/bin/sh\nhead -c 20000000 /dev/zero > cached\n";
         run_in(cg.as_ref(), 104, fill, tmp.path()).await;
         cg.release(true);

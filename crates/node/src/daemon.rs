@@ -574,38 +574,36 @@ impl Daemon {
             self.save_finished(&jobs);
             launches
         };
-        for NewRun {
+        for run in launches {
+            self.tasks.spawn(self.clone().start_and_follow(run));
+        }
+    }
+
+    /// Starts a run's supervisor and follows the run until its end is reported.
+    async fn start_and_follow(self: Arc<Self>, run: NewRun) {
+        let NewRun {
             a,
             spec,
             stop,
-            signals: signal_rx,
-        } in launches
-        {
-            let job_id = a.job_id;
-            let me = self.clone();
-            self.tasks.spawn(async move {
-                match me.start_supervisor(&a, &spec) {
-                    Ok(known) => {
-                        let dir = launcher::job_dir(&me.runtime, job_id);
-                        // No pid to watch (`known` false): whether one runs shows within the
-                        // patience.
-                        let recorded = supervisor_alive(&dir);
-                        let alive = move || !known || recorded();
-                        let found =
-                            supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
-                        me.on_attach(job_id, found, stop, signal_rx, true).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
-                        me.end_job(
-                            job_id,
-                            &JobStatus::launch_failed(format!(
-                                "cannot start the job's supervisor: {e}"
-                            )),
-                        );
-                    }
-                }
-            });
+            signals,
+        } = run;
+        let job_id = a.job_id;
+        match self.start_supervisor(&a, &spec) {
+            Ok(known) => {
+                let dir = launcher::job_dir(&self.runtime, job_id);
+                // No pid to watch (`known` false): whether one runs shows within the patience.
+                let recorded = supervisor_alive(&dir);
+                let alive = move || !known || recorded();
+                let found = supervisor::attach(&dir, SUPERVISOR_START_PATIENCE, &alive).await;
+                self.on_attach(job_id, found, stop, signals, true).await;
+            }
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "cannot start the job's supervisor");
+                self.end_job(
+                    job_id,
+                    &JobStatus::launch_failed(format!("cannot start the job's supervisor: {e}")),
+                );
+            }
         }
     }
 

@@ -116,7 +116,7 @@ pub fn job_dir(state_dir: &Path, job_id: u64) -> PathBuf {
 /// its supplementary groups (initgroups, resolved before the fork), gid and uid are set in
 /// the child after it joined its cgroup, and `HOME`, `USER`, `LOGNAME`, `SHELL` come from the
 /// password database where the submit environment lacks them.
-pub async fn launch(
+pub fn launch(
     a: &Assignment,
     ctx: &LaunchContext<'_>,
     setup: JobSetup<'_>,
@@ -234,7 +234,7 @@ pub async fn launch(
                 if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < TEXT_FILE_BUSY_RETRIES =>
             {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(LaunchError::Spawn(e)),
         }
@@ -346,12 +346,13 @@ fn enter_job(
     image.exec()
 }
 
-/// The batch script's process ([`launch`]): its exit is seen through a pidfd (on kernels
-/// before 5.3, by a thread blocked in waitpid), as soon as it happens.
+/// The batch script's process ([`launch`]). Its exit makes [`Script::exit_fd`] readable, so
+/// it is seen the moment it happens, never by polling on a timer: the fd is a pidfd, or, on
+/// kernels before 5.3, a pipe that a waiter thread writes to once waitid(2) saw the exit.
 pub struct Script {
     pid: u32,
     exited: Option<ExitStatus>,
-    waiter: ScriptWaiter,
+    exit_fd: std::os::fd::OwnedFd,
 }
 
 impl std::fmt::Debug for Script {
@@ -363,11 +364,6 @@ impl std::fmt::Debug for Script {
     }
 }
 
-enum ScriptWaiter {
-    Pidfd(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>),
-    Thread(tokio::sync::oneshot::Receiver<io::Result<ExitStatus>>),
-}
-
 impl Script {
     #[allow(unsafe_code)]
     fn new(pid: u32) -> io::Result<Script> {
@@ -375,58 +371,130 @@ impl Script {
         let raw = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
         // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor we own.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
-        let waiter = if fd >= 0 {
+        if fd >= 0 {
             let fd = i32::try_from(fd).map_err(io::Error::other)?;
-            // SAFETY: a fresh descriptor, owned from here on.
-            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-            // SAFETY: the AsyncFd owns the descriptor and never changes it.
-            let registered = unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(
-                    owned,
-                    tokio::io::Interest::READABLE,
-                )
-            };
-            ScriptWaiter::Pidfd(registered.map_err(|e| e.into_parts().1)?)
-        } else {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name("script-wait".into())
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let waited = wait_pid(raw, 0).and_then(|s| {
-                        s.ok_or_else(|| io::Error::other("waitpid returned without a status"))
-                    });
-                    let _ = tx.send(waited);
-                })?;
-            ScriptWaiter::Thread(rx)
+            return Ok(Script {
+                pid,
+                exited: None,
+                // SAFETY: a fresh descriptor, owned from here on.
+                exit_fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            });
+        }
+        Script::watched_by_thread(pid)
+    }
+
+    /// Kernels before 5.3 (no pidfd): a thread waits for the exit and then writes to a pipe.
+    #[allow(unsafe_code)]
+    fn watched_by_thread(pid: u32) -> io::Result<Script> {
+        use std::os::fd::FromRawFd as _;
+        let raw = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+        let mut ends = [0; 2];
+        // SAFETY: pipe2(2) fills the two descriptors, owned from here on.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above: fresh descriptors.
+        let (read, write) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(ends[0]),
+                File::from_raw_fd(ends[1]),
+            )
         };
+        std::thread::Builder::new()
+            .name("script-wait".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                // Waits without reaping: `try_wait` reaps, as with a pidfd.
+                // SAFETY: waitid(2) writes only into `info`, a plain struct we own.
+                unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    while libc::waitid(
+                        libc::P_PID,
+                        raw.unsigned_abs(),
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    ) != 0
+                        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+                    {
+                    }
+                }
+                let _ = (&write).write_all(b"x");
+            })?;
         Ok(Script {
             pid,
             exited: None,
-            waiter,
+            exit_fd: read,
         })
     }
 
-    /// Its exit status, once it exited (and was reaped); cancel-safe.
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        if let Some(status) = self.exited {
-            return Ok(status);
+    /// Readable once the script has exited.
+    pub fn exit_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.exit_fd.as_fd()
+    }
+
+    /// Its exit status once it exited (reaping it); `None` while it runs. Never blocks.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.exited.is_none() {
+            let raw = libc::pid_t::try_from(self.pid).map_err(io::Error::other)?;
+            self.exited = wait_pid(raw, libc::WNOHANG)?;
         }
-        let raw = libc::pid_t::try_from(self.pid).map_err(io::Error::other)?;
-        let status = match &mut self.waiter {
-            ScriptWaiter::Pidfd(fd) => loop {
-                let mut ready = fd.readable().await?;
-                match wait_pid(raw, libc::WNOHANG)? {
-                    Some(status) => break status,
-                    None => ready.clear_ready(),
-                }
-            },
-            ScriptWaiter::Thread(rx) => rx
-                .await
-                .map_err(|_| io::Error::other("the script's waiter thread is gone"))??,
-        };
-        self.exited = Some(status);
-        Ok(status)
+        Ok(self.exited)
+    }
+
+    /// Its exit status, waiting up to `timeout` for it (`None`: as long as it runs); `None`
+    /// when it still runs after `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> io::Result<Option<ExitStatus>> {
+        let until = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = until.map(|u| u.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            let mut fds = [poll_in(self.exit_fd.as_raw_fd())];
+            poll(&mut fds, left)?;
+        }
+    }
+
+    /// Its exit status, once it exited.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.wait_timeout(None)?
+            .ok_or_else(|| io::Error::other("the script still runs"))
+    }
+}
+
+/// A `pollfd` waiting for `fd` to be readable.
+pub(crate) fn poll_in(fd: std::os::fd::RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// poll(2) over `fds` for up to `timeout` (`None`: no limit); the number of descriptors with
+/// events (their `revents` set), 0 when the time ran out or a signal interrupted it.
+#[allow(unsafe_code)]
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+    // Rounded up: a wake-up a little early would only poll again at once.
+    let ms = timeout.map_or(-1, |t| {
+        i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
+    });
+    let n = fds.len() as libc::nfds_t;
+    // SAFETY: `fds` is a valid array of `n` pollfds for the call's duration.
+    match unsafe { libc::poll(fds.as_mut_ptr(), n, ms) } {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        }
+        n => Ok(n.unsigned_abs() as usize),
     }
 }
 
@@ -1473,13 +1541,42 @@ mod tests {
             node_name: "n1",
             state_dir,
         };
-        let mut job = launch(a, &ctx, JobSetup::default()).await.expect("launch");
+        let mut job = launch(a, &ctx, JobSetup::default()).expect("launch");
         let pid = job.pid;
-        let status = tokio::time::timeout(Duration::from_secs(20), job.child.wait())
-            .await
-            .expect("job ends in time")
-            .expect("wait");
+        let status = job
+            .child
+            .wait_timeout(Some(Duration::from_secs(20)))
+            .expect("wait")
+            .expect("job ends in time");
         (pid, exit_outcome(status))
+    }
+
+    /// Without a pidfd (kernels before 5.3), the exit is still seen as it happens: the
+    /// waiter thread's pipe becomes readable, and the status is the script's.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test's own child, in the module that spawns
+    fn a_script_is_waited_for_without_a_pidfd() {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 0.2; exit 3"])
+            .spawn()
+            .expect("spawn");
+        // Reaped by the Script, not by std.
+        let pid = child.id();
+        std::mem::forget(child);
+        let mut script = Script::watched_by_thread(pid).expect("waiter");
+        assert_eq!(script.try_wait().expect("try_wait"), None, "still running");
+        assert_eq!(
+            script
+                .wait_timeout(Some(Duration::from_millis(10)))
+                .expect("wait"),
+            None
+        );
+        let status = script
+            .wait_timeout(Some(Duration::from_secs(20)))
+            .expect("wait")
+            .expect("it exits");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(script.wait().expect("again").code(), Some(3));
     }
 
     fn parse_env(text: &str) -> BTreeMap<String, String> {
@@ -1689,7 +1786,6 @@ mod tests {
             &ctx,
             JobSetup::default(),
         )
-        .await
         .expect_err("must fail");
         assert!(matches!(err, LaunchError::WorkDirMissing { .. }));
         assert!(err.to_string().contains("nope"), "{err}");
@@ -1697,14 +1793,14 @@ mod tests {
         let mut a = assignment(12, tmp.path(), "#!/bin/sh\n");
         a.work_dir = "relative/dir".into();
         assert!(matches!(
-            launch(&a, &ctx, JobSetup::default()).await,
+            launch(&a, &ctx, JobSetup::default()),
             Err(LaunchError::WorkDirNotAbsolute(_))
         ));
 
         let mut a = assignment(13, tmp.path(), "#!/bin/sh\n");
         a.stdout = "no/such/dir/out".into();
         assert!(matches!(
-            launch(&a, &ctx, JobSetup::default()).await,
+            launch(&a, &ctx, JobSetup::default()),
             Err(LaunchError::Output { .. })
         ));
     }

@@ -35,11 +35,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use drover_proto::Assignment;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+use std::io::Read as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
+
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::cgroup::{self, JobCgroup, Limits};
 use crate::launcher::{self, JobSetup, LaunchContext};
@@ -199,18 +200,85 @@ pub fn read_status(dir: &Path) -> Option<JobStatus> {
 }
 
 /// The supervisor process: `drover supervise`. Returns once the job's status is on disk.
+///
+/// It runs without an async runtime: one thread waits in poll(2) on the script's exit, its
+/// socket and the daemons connected to it, until the next of its time limits. A process per
+/// job pays for whatever it builds and touches.
 pub fn main(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
-    // Its messages share the daemon's log: each names the supervisor and its job.
-    let _span = tracing::info_span!("supervise", job_id).entered();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run(state_dir, job_id)).inspect_err(|e| {
-        tracing::error!(error = %format!("{e:#}"), "the supervisor failed");
+    run(state_dir, job_id).inspect_err(|e| {
+        tracing::error!(job_id, error = %format!("{e:#}"), "the supervisor failed");
     })
 }
 
-async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+/// Where a supervised job is in its ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// SIGTERM sent (a stop or the time limit); SIGKILL at `kill_at`.
+    Stopping {
+        kill_at: Instant,
+    },
+    /// SIGKILL sent.
+    Killed,
+}
+
+/// A daemon connected to the supervisor's socket.
+struct DaemonConn {
+    stream: UnixStream,
+    /// What it sent after its last complete line.
+    partial: Vec<u8>,
+    /// False once it closed its side (it may still read "ended").
+    reading: bool,
+}
+
+impl DaemonConn {
+    /// Reads what it sent (the socket is readable), appending its complete requests.
+    fn read_requests(&mut self, requests: &mut Vec<Request>) {
+        let mut buf = [0u8; 512];
+        match self.stream.read(&mut buf) {
+            Ok(0) | Err(_) => self.reading = false,
+            Ok(n) => {
+                self.partial.extend_from_slice(&buf[..n]);
+                while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = self.partial.drain(..=end).collect();
+                    if let Some(r) = Request::parse(&String::from_utf8_lossy(&line)) {
+                        requests.push(r);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `bytes` on `stream`; false when the peer is gone (no SIGPIPE).
+#[allow(unsafe_code)]
+fn say(stream: &UnixStream, bytes: &[u8]) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let mut sent = 0;
+    while sent < bytes.len() {
+        let rest = &bytes[sent..];
+        // SAFETY: send(2) reads `rest`, valid for its length, from a socket we own.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        sent += n.unsigned_abs();
+    }
+    true
+}
+
+fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
     let dir = launcher::job_dir(state_dir, job_id);
     let spec = read_spec(&dir).ok_or_else(|| {
         anyhow::anyhow!("{}: missing or unreadable", dir.join(SPEC_FILE).display())
@@ -219,6 +287,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let sock = dir.join(SOCKET_FILE);
     let _ = fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock)?;
+    listener.set_nonblocking(true)?;
 
     let made = match &spec.cgroups {
         Some(host) => host.create(job_id, &spec.limits, spec.cgroup_slot),
@@ -233,14 +302,14 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         Ok(cg) => cg,
         Err(e) => {
             let status = JobStatus::launch_failed(format!("cannot create the job's cgroup: {e}"));
-            return finish(&dir, &status, Vec::new(), None, false).await;
+            return finish(&dir, &status, &[], None, false);
         }
     };
     let attach = match cg.as_ref().map(|c| c.attach_fds()).transpose() {
         Ok(a) => a,
         Err(e) => {
             let status = JobStatus::launch_failed(format!("cannot open the job's cgroup: {e}"));
-            return finish(&dir, &status, Vec::new(), cg, false).await;
+            return finish(&dir, &status, &[], cg, false);
         }
     };
     let ctx = LaunchContext {
@@ -257,17 +326,11 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let mut job = if a.script.is_empty() {
         None
     } else {
-        match launcher::launch(&a, &ctx, setup).await {
+        match launcher::launch(&a, &ctx, setup) {
             Ok(job) => Some(job),
             Err(e) => {
-                return finish(
-                    &dir,
-                    &JobStatus::launch_failed(e.to_string()),
-                    Vec::new(),
-                    cg,
-                    false,
-                )
-                .await
+                let status = JobStatus::launch_failed(e.to_string());
+                return finish(&dir, &status, &[], cg, false);
             }
         }
     };
@@ -277,59 +340,93 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     // The daemon logs the start and the end; the supervisor logs its end with the status.
     tracing::debug!(job_id, pid, "supervising: the batch script started");
 
-    let (stop_tx, mut stop_rx) = mpsc::channel::<Request>(16);
-    let mut daemons: Vec<OwnedWriteHalf> = Vec::new();
-    let far = Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    let mut daemons: Vec<DaemonConn> = Vec::new();
     let deadline = spec.deadline_unix_s.map(|d| {
         let left = d.saturating_sub(unix_now());
         Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     });
     // `sbatch --signal`: the warning goes out this long before the time limit.
-    let warn_at = match (spec.warning, deadline) {
+    let mut warn_at = match (spec.warning, deadline) {
         (Some((_, secs, _)), Some(d)) => Some(
             d.checked_sub(Duration::from_secs(u64::from(secs)))
                 .unwrap_or_else(Instant::now),
         ),
         _ => None,
     };
-    let mut warned = false;
     let kill_wait = Duration::from_millis(spec.kill_wait_ms);
     let mut cause = EndCause::Exited;
-    let mut kill_at: Option<Instant> = None;
+    let mut phase = Phase::Running;
+    // No script: once asked to end, the job's cgroup is looked at this often until empty.
+    const EMPTY_CHECK: Duration = Duration::from_millis(100);
+    let mut empty_check: Option<Instant> = None;
     let pids = |cg: &Option<Box<dyn JobCgroup>>| cg.as_ref().map(|c| c.pids()).unwrap_or_default();
+    let mut requests: Vec<Request> = Vec::new();
 
-    let waited = loop {
-        tokio::select! {
-            s = async {
-                match job.as_mut() {
-                    Some(j) => j.child.wait().await,
-                    None => std::future::pending().await,
-                }
-            } => break Some(s),
-            // No script: the job ends once it was asked to (stop, time limit) and what its
-            // cgroup held is gone.
-            _ = tokio::time::sleep(Duration::from_millis(100)), if job.is_none() && kill_at.is_some() => {
-                if pids(&cg).is_empty() {
-                    break None;
+    let waited = 'events: loop {
+        // What wakes it, besides its descriptors: the next of its times.
+        let running = phase == Phase::Running;
+        let next = [
+            warn_at.filter(|_| running),
+            deadline.filter(|_| running),
+            match phase {
+                Phase::Stopping { kill_at } => Some(kill_at),
+                _ => None,
+            },
+            empty_check,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut fds = Vec::with_capacity(2 + daemons.len());
+        fds.push(launcher::poll_in(listener.as_raw_fd()));
+        if let Some(j) = &job {
+            fds.push(launcher::poll_in(j.child.exit_fd().as_raw_fd()));
+        }
+        let first_daemon = fds.len();
+        fds.extend(
+            daemons
+                .iter()
+                .filter(|d| d.reading)
+                .map(|d| launcher::poll_in(d.stream.as_raw_fd())),
+        );
+        let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+        launcher::poll(&mut fds, timeout)?;
+
+        if let Some(j) = job.as_mut().filter(|_| fds[1].revents != 0) {
+            match j.child.try_wait() {
+                Ok(Some(status)) => break 'events Some(Ok(status)),
+                Ok(None) => {}
+                Err(e) => break 'events Some(Err(e)),
+            }
+        }
+        if fds[0].revents != 0 {
+            while let Ok((stream, _)) = listener.accept() {
+                if say(&stream, format!("running {pid}\n").as_bytes()) {
+                    daemons.push(DaemonConn {
+                        stream,
+                        partial: Vec::new(),
+                        reading: true,
+                    });
                 }
             }
-            conn = listener.accept() => {
-                if let Ok((stream, _)) = conn {
-                    let (read, mut write) = stream.into_split();
-                    if write.write_all(format!("running {pid}\n").as_bytes()).await.is_ok() {
-                        daemons.push(write);
-                        tokio::spawn(read_commands(read, stop_tx.clone()));
-                    }
-                }
+        }
+        let mut ready = fds[first_daemon..].iter().map(|f| f.revents != 0);
+        for d in daemons.iter_mut().filter(|d| d.reading) {
+            if ready.next() == Some(true) {
+                d.read_requests(&mut requests);
             }
-            Some(request) = stop_rx.recv() => match request {
-                Request::Stop if kill_at.is_none() => {
+        }
+        for request in requests.drain(..) {
+            match request {
+                Request::Stop if phase == Phase::Running => {
                     tracing::info!(job_id, "stop requested: SIGTERM");
                     cause = EndCause::Cancelled;
                     launcher::signal_job(pid, &pids(&cg), libc::SIGTERM);
-                    kill_at = Some(Instant::now() + kill_wait);
+                    phase = Phase::Stopping {
+                        kill_at: Instant::now() + kill_wait,
+                    };
                     if job.is_none() && pids(&cg).is_empty() {
-                        break None;
+                        break 'events None;
                     }
                 }
                 Request::Stop => {}
@@ -337,36 +434,60 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                     tracing::info!(job_id, sig, scope, "signal requested");
                     launcher::signal_scope(pid, &pids(&cg), sig, launcher::Scope::from_wire(scope));
                 }
-            },
-            _ = tokio::time::sleep_until(warn_at.unwrap_or(far)), if warn_at.is_some() && !warned && kill_at.is_none() => {
-                warned = true;
-                if let Some((sig, secs, batch)) = spec.warning {
-                    tracing::info!(job_id, sig, secs, "time limit near: --signal");
-                    let scope = if batch { launcher::Scope::Batch } else { launcher::Scope::Steps };
-                    launcher::signal_scope(pid, &pids(&cg), sig, scope);
-                }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && kill_at.is_none() => {
-                tracing::info!(job_id, "time limit reached: SIGTERM");
-                cause = EndCause::TimeLimit;
-                if let Some(j) = &job {
-                    time_limit_notice(&j.stderr_path, job_id, &spec.node_name);
-                }
-                let members = pids(&cg);
-                launcher::signal_job(pid, &members, libc::SIGCONT);
-                launcher::signal_job(pid, &members, libc::SIGTERM);
-                kill_at = Some(Instant::now() + kill_wait);
-                if job.is_none() && members.is_empty() {
-                    break None;
-                }
+        }
+
+        let now = Instant::now();
+        if let (Some(at), Some((sig, secs, batch))) = (warn_at, spec.warning) {
+            if phase == Phase::Running && at <= now {
+                warn_at = None;
+                tracing::info!(job_id, sig, secs, "time limit near: --signal");
+                let scope = if batch {
+                    launcher::Scope::Batch
+                } else {
+                    launcher::Scope::Steps
+                };
+                launcher::signal_scope(pid, &pids(&cg), sig, scope);
             }
-            _ = tokio::time::sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+        }
+        if phase == Phase::Running && deadline.is_some_and(|d| d <= now) {
+            tracing::info!(job_id, "time limit reached: SIGTERM");
+            cause = EndCause::TimeLimit;
+            if let Some(j) = &job {
+                time_limit_notice(&j.stderr_path, job_id, &spec.node_name);
+            }
+            let members = pids(&cg);
+            launcher::signal_job(pid, &members, libc::SIGCONT);
+            launcher::signal_job(pid, &members, libc::SIGTERM);
+            phase = Phase::Stopping {
+                kill_at: now + kill_wait,
+            };
+            if job.is_none() && members.is_empty() {
+                break 'events None;
+            }
+        }
+        if let Phase::Stopping { kill_at } = phase {
+            if kill_at <= now {
                 tracing::info!(job_id, "still running after KillWait: SIGKILL");
                 launcher::signal_job(pid, &pids(&cg), libc::SIGKILL);
-                kill_at = Some(far);
+                phase = Phase::Killed;
                 if job.is_none() {
-                    break None;
+                    break 'events None;
                 }
+            }
+        }
+        // No script: the job ends once it was asked to (stop, time limit) and what its cgroup
+        // held is gone.
+        if job.is_none() && phase != Phase::Running {
+            match empty_check {
+                Some(at) if at <= now => {
+                    if pids(&cg).is_empty() {
+                        break 'events None;
+                    }
+                    empty_check = Some(now + EMPTY_CHECK);
+                }
+                Some(_) => {}
+                None => empty_check = Some(now + EMPTY_CHECK),
             }
         }
     };
@@ -381,7 +502,7 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
                 emptied = true;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     let usage = cg.as_ref().map(|c| c.usage()).unwrap_or_default();
@@ -407,8 +528,8 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
         total_cpu_ms: usage.total_cpu_ms,
         message,
     };
-    tracing::info!(job_id, ?status, "supervised job over: status written");
-    finish(&dir, &status, daemons, cg, emptied).await
+    tracing::debug!(job_id, ?status, "supervised job over: status written");
+    finish(&dir, &status, &daemons, cg, emptied)
 }
 
 /// Status to disk first, then to the connected daemons; then the cgroup goes (see
@@ -416,30 +537,21 @@ async fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
 /// the daemon gives the node's next job once it learns that this one ended: by then (a
 /// report, a log entry, a scheduling pass and an answer later) the spare is back, and if it
 /// is not, the next job makes its cgroup afresh.
-async fn finish(
+fn finish(
     dir: &Path,
     status: &JobStatus,
-    daemons: Vec<OwnedWriteHalf>,
+    daemons: &[DaemonConn],
     cg: Option<Box<dyn JobCgroup>>,
     emptied: bool,
 ) -> anyhow::Result<()> {
     write_replace(&dir.join(STATUS_FILE), &serde_json::to_vec(status)?)?;
-    for mut d in daemons {
-        let _ = d.write_all(b"ended\n").await;
+    for d in daemons {
+        say(&d.stream, b"ended\n");
     }
     if let Some(cg) = cg {
         cg.release(emptied);
     }
     Ok(())
-}
-
-async fn read_commands(read: tokio::net::unix::OwnedReadHalf, requests: mpsc::Sender<Request>) {
-    let mut lines = BufReader::new(read).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(request) = Request::parse(&line) {
-            let _ = requests.send(request).await;
-        }
-    }
 }
 
 /// `slurmstepd: error: *** JOB 7 ON n1 CANCELLED AT 2026-01-02T03:04:05 DUE TO TIME LIMIT ***`
@@ -514,7 +626,10 @@ fn local_time(unix_s: i64) -> String {
 #[derive(Debug)]
 pub enum Attach {
     /// The supervisor runs the job; `conn` carries "stop" one way and "ended" the other.
-    Running { pid: u32, conn: UnixStream },
+    Running {
+        pid: u32,
+        conn: tokio::net::UnixStream,
+    },
     /// The job has ended (or never started): its final status.
     Ended(JobStatus),
     /// No supervisor and no status: it died, or was never started.
@@ -534,7 +649,7 @@ pub async fn attach(
         if let Some(status) = read_status(dir) {
             return Attach::Ended(status);
         }
-        if let Ok(conn) = UnixStream::connect(&sock).await {
+        if let Ok(conn) = tokio::net::UnixStream::connect(&sock).await {
             let (read, write) = conn.into_split();
             let mut reader = BufReader::new(read);
             let mut line = String::new();
@@ -568,7 +683,7 @@ pub async fn attach(
 /// supervisor vanished without a status.
 pub async fn follow(
     dir: PathBuf,
-    conn: UnixStream,
+    conn: tokio::net::UnixStream,
     stop: tokio_util::sync::CancellationToken,
     mut signals: mpsc::UnboundedReceiver<Request>,
     shutdown: tokio_util::sync::CancellationToken,
@@ -666,8 +781,8 @@ mod tests {
             extra_env: Vec::new(),
             user: None,
         };
-        let mut job = launcher::launch(&a, &ctx, setup).await.expect("launch");
-        let status = job.child.wait().await.expect("wait");
+        let mut job = launcher::launch(&a, &ctx, setup).expect("launch");
+        let status = job.child.wait().expect("wait");
         assert!(status.success());
         let out = fs::read_to_string(tmp.path().join("slurm-77.out")).expect("output");
         eprintln!("{out}");

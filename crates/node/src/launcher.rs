@@ -534,8 +534,11 @@ struct ChildPlan<'a> {
     errno: std::sync::atomic::AtomicI32,
 }
 
-/// The child's stack (its own, since it shares everything else).
-const CHILD_STACK: usize = 128 * 1024;
+/// The child's stack (its own, since it shares everything else). It makes a few system calls
+/// on small structs; glibc's posix_spawn gives its child 32 KiB plus room for argv. Below
+/// malloc's mmap threshold (128 KiB), the stack comes from the heap: no mmap and munmap per
+/// job.
+const CHILD_STACK: usize = 32 * 1024;
 
 #[allow(unsafe_code)]
 extern "C" fn shared_child(arg: *mut libc::c_void) -> libc::c_int {
@@ -606,7 +609,8 @@ impl ChildPlan<'_> {
 /// pid once it executed; the error of the step that failed otherwise.
 #[allow(unsafe_code)]
 fn spawn_shared(plan: &ChildPlan<'_>) -> io::Result<u32> {
-    let mut stack = vec![0u8; CHILD_STACK];
+    // Uninitialised: only the pages the child touches, at the top, are ever written.
+    let mut stack: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(CHILD_STACK);
     // SAFETY: one past the end of the buffer, aligned down to 16 as the ABI wants; the buffer
     // outlives the child's use of it (the parent resumes only after execve or _exit).
     let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };

@@ -10,7 +10,7 @@
 //!  connect sock ◄── "running <pid>" ─────   accept any number of daemons, one after another
 //!  "stop" ─────────────────────────────►    SIGTERM, KillWait, SIGKILL (cause: cancelled)
 //!                                           time limit: stderr line, SIGTERM, KillWait, SIGKILL
-//!                                           child exit (SIGCHLD, no timer) → kill leftovers,
+//!                                           child exit (pidfd, no timer) → kill leftovers,
 //!                                           read usage/OOM, write status.json atomically
 //!               ◄── "ended" ─────────────   then exit
 //!  read status.json → FINISHED report

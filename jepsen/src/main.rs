@@ -407,7 +407,7 @@ async fn drive(
     // them, as an operator would, before the liveness bound starts.
     let held: Vec<u64> = {
         let k = known.lock().unwrap_or_else(|p| p.into_inner());
-        k.held.iter().copied().collect()
+        k.held.keys().copied().collect()
     };
     if !held.is_empty() {
         let request = drover_proto::ControlRequest {

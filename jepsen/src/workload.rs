@@ -6,7 +6,7 @@ use crate::history::{Event, JobObs, Kind, Recorder, F};
 use crate::rng::Rng;
 use drover_proto as pb;
 use drover_proto::ctl_client::CtlClient;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,8 +95,28 @@ pub fn is_terminal(state: &str) -> bool {
 pub struct Known {
     pub acked: Vec<u64>,
     pub finished: BTreeSet<u64>,
-    /// Jobs a hold may have held (not yet released for certain): released before liveness.
-    pub held: BTreeSet<u64>,
+    /// Jobs a hold may have held (not yet released for certain), each with the applied index
+    /// of the latest such hold (`u64::MAX` when unknown): released before liveness.
+    pub held: BTreeMap<u64, u64>,
+}
+
+impl Known {
+    /// A hold of `job_id` that may have been applied, at `index` (`None`: unknown): the job
+    /// is released again before the liveness phase.
+    fn maybe_held(&mut self, job_id: u64, index: Option<u64>) {
+        let latest = self.held.entry(job_id).or_insert(0);
+        *latest = (*latest).max(index.unwrap_or(u64::MAX));
+    }
+
+    /// A release of `job_id` applied at `index`. It released the job for certain only when
+    /// applied after every hold known so far: a hold and a release in flight together are
+    /// acknowledged in either order, whatever order the log gave them (and one log entry may
+    /// carry both: an equal index is not after).
+    fn released(&mut self, job_id: u64, index: u64) {
+        if self.held.get(&job_id).is_some_and(|&h| index > h) {
+            self.held.remove(&job_id);
+        }
+    }
 }
 
 pub struct Workload {
@@ -391,7 +411,7 @@ impl Workload {
         let target = if f == F::Release {
             // Mostly a job this run held, so that releases take effect.
             let k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            let held: Vec<u64> = k.held.iter().copied().collect();
+            let held: Vec<u64> = k.held.keys().copied().collect();
             drop(k);
             if held.is_empty() || rng.below(4) == 0 {
                 self.recent_job(rng)
@@ -432,13 +452,15 @@ impl Workload {
             }
             None => Some(last),
         };
+        let index = reply.as_ref().map(|r| r.applied_index);
         if f == F::Hold && kind != Kind::Fail {
-            // Held (or maybe held): released again before the liveness phase.
             let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            k.held.insert(job_id);
+            k.maybe_held(job_id, index);
         } else if f == F::Release && kind == Kind::Ok && error.is_none() {
             let mut k = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            k.held.remove(&job_id);
+            if let Some(index) = index {
+                k.released(job_id, index);
+            }
         }
         self.record(Event {
             process: process.into(),
@@ -447,7 +469,7 @@ impl Workload {
             op,
             job_id: Some(job_id),
             replica: Some(self.ids[via]),
-            applied_index: reply.as_ref().map(|r| r.applied_index),
+            applied_index: index,
             error,
             ..Default::default()
         });
@@ -704,5 +726,37 @@ pub async fn role_monitor(
         }
         first = false;
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CI run's finding (2026-11-27): a release acknowledged after a hold but applied
+    /// before it (index 781 < 782) left the job held and no longer marked so; it was never
+    /// released and failed the liveness check.
+    #[test]
+    fn a_job_stays_marked_held_unless_released_after_every_hold() {
+        let mut k = Known::default();
+        k.maybe_held(167, Some(782));
+        k.released(167, 781);
+        assert!(
+            k.held.contains_key(&167),
+            "released before the hold was applied"
+        );
+        k.released(167, 782);
+        assert!(k.held.contains_key(&167), "one log entry: order unknown");
+        k.released(167, 790);
+        assert!(!k.held.contains_key(&167));
+
+        // A hold with no answer may have been applied at any time.
+        k.maybe_held(168, Some(10));
+        k.maybe_held(168, None);
+        k.released(168, 1_000);
+        assert!(k.held.contains_key(&168));
+        // A release of a job never held changes nothing.
+        k.released(169, 5);
+        assert!(!k.held.contains_key(&169));
     }
 }

@@ -28,17 +28,15 @@
 //! exactly once). A daemon that starts again finds running supervisors by their sockets.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover_proto::Assignment;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
-use std::io::Read as _;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Instant;
-
+// The daemon's side (`attach`, `follow`) is async; the supervisor's is not.
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
@@ -210,6 +208,10 @@ pub fn main(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     })
 }
 
+/// A job without a script, once asked to end, has its cgroup looked at this often until it
+/// is empty.
+const EMPTY_CHECK: Duration = Duration::from_millis(100);
+
 /// Where a supervised job is in its ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -356,8 +358,6 @@ fn run(state_dir: &Path, job_id: u64) -> anyhow::Result<()> {
     let kill_wait = Duration::from_millis(spec.kill_wait_ms);
     let mut cause = EndCause::Exited;
     let mut phase = Phase::Running;
-    // No script: once asked to end, the job's cgroup is looked at this often until empty.
-    const EMPTY_CHECK: Duration = Duration::from_millis(100);
     let mut empty_check: Option<Instant> = None;
     let pids = |cg: &Option<Box<dyn JobCgroup>>| cg.as_ref().map(|c| c.pids()).unwrap_or_default();
     let mut requests: Vec<Request> = Vec::new();

@@ -938,7 +938,7 @@ mod tests {
     }
 
     /// Starts `script` as job `job_id` inside `cg`.
-    async fn start_in(
+    fn start_in(
         cg: &dyn JobCgroup,
         job_id: u64,
         script: &str,
@@ -964,14 +964,14 @@ mod tests {
         crate::launcher::launch(&a, &ctx, setup).expect("launch")
     }
 
-    async fn kill(job: &mut crate::launcher::LaunchedJob) {
+    fn kill(job: &mut crate::launcher::LaunchedJob) {
         crate::launcher::signal_job(job.pid, &[], libc::SIGKILL);
         job.child.wait().expect("wait");
     }
 
     /// Runs `script` as job `job_id` inside `cg`; returns once it has exited.
-    async fn run_in(cg: &dyn JobCgroup, job_id: u64, script: &str, dir: &Path) {
-        let mut job = start_in(cg, job_id, script, dir).await;
+    fn run_in(cg: &dyn JobCgroup, job_id: u64, script: &str, dir: &Path) {
+        let mut job = start_in(cg, job_id, script, dir);
         assert!(job.child.wait().expect("wait").success());
     }
 
@@ -979,8 +979,8 @@ mod tests {
     /// slot's next job gets it back reset (no limit, usage or peak of the first job); one
     /// that still holds a process is not kept; the spares go with the group. Skipped without
     /// root or v1 cgroups.
-    #[tokio::test]
-    async fn a_released_cgroup_is_reused_reset_by_the_next_job_of_its_slot() {
+    #[test]
+    fn a_released_cgroup_is_reused_reset_by_the_next_job_of_its_slot() {
         if !crate::launcher::running_as_root() {
             eprintln!("SKIPPED: needs root");
             return;
@@ -1017,7 +1017,7 @@ mod tests {
         // more than a spare keeps as it is, less than makes it go.
         let burn = "#!/bin/sh\ni=0; while [ $i -lt 30000 ]; do i=$((i+1)); done\n\
                     head -c 4000000 /dev/zero > cached4\n";
-        run_in(cg.as_ref(), 101, burn, tmp.path()).await;
+        run_in(cg.as_ref(), 101, burn, tmp.path());
         let used = cg.usage();
         assert!(used.total_cpu_ms > 0 && used.max_rss_kb > 0, "{used:?}");
         cg.release(true);
@@ -1056,24 +1056,23 @@ mod tests {
             limit > 1 << 40,
             "the first job's memory limit stayed: {limit}"
         );
-        run_in(cg.as_ref(), 102, "#!/bin/sh\ntrue\n", tmp.path()).await;
+        run_in(cg.as_ref(), 102, "#!/bin/sh\ntrue\n", tmp.path());
         cg.release(false);
         assert!(exist("spare_0") && none("job_102"));
 
         // A process still inside: the cgroup is not made a spare.
         let cg = make(103, &second, 1);
-        let mut sleeper =
-            start_in(cg.as_ref(), 103, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
+        let mut sleeper = start_in(cg.as_ref(), 103, "#!/bin/sh\nexec sleep 30\n", tmp.path());
         cg.release(false);
         assert!(exist("job_103") && none("spare_1"));
-        kill(&mut sleeper).await;
+        kill(&mut sleeper);
         cg.release(false);
         assert!(exist("spare_1") && none("job_103"));
 
         // A process that got into a job's cgroup after its supervisor found it empty (a step
         // task started in that instant) is in the spare: the slot's next job does not take it.
         let cg = make(105, &second, 1);
-        let mut stray = start_in(cg.as_ref(), 105, "#!/bin/sh\nexec sleep 30\n", tmp.path()).await;
+        let mut stray = start_in(cg.as_ref(), 105, "#!/bin/sh\nexec sleep 30\n", tmp.path());
         cg.release(true);
         assert!(exist("spare_1") && none("job_105"));
         let cg = make(106, &second, 1);
@@ -1083,7 +1082,7 @@ mod tests {
         );
         assert!(cg.pids().is_empty());
         cg.release(true);
-        kill(&mut stray).await;
+        kill(&mut stray);
         let cg = make(107, &second, 1);
         assert!(
             exist("job_107") && none("spare_1"),
@@ -1096,7 +1095,7 @@ mod tests {
         // stays, charged to the parent), the others are kept.
         let cg = make(104, &second, 2);
         let fill = "#!/bin/sh\nhead -c 20000000 /dev/zero > cached\n";
-        run_in(cg.as_ref(), 104, fill, tmp.path()).await;
+        run_in(cg.as_ref(), 104, fill, tmp.path());
         cg.release(true);
         let (_, memory) = host
             .dirs

@@ -443,7 +443,9 @@ impl Script {
     }
 
     /// Its exit status, waiting up to `timeout` for it (`None`: as long as it runs); `None`
-    /// when it still runs after `timeout`.
+    /// when it still runs after `timeout`. Tests only: a supervisor polls `exit_fd` with its
+    /// other descriptors.
+    #[cfg(test)]
     pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> io::Result<Option<ExitStatus>> {
         let until = timeout.map(|t| std::time::Instant::now() + t);
         loop {
@@ -459,7 +461,8 @@ impl Script {
         }
     }
 
-    /// Its exit status, once it exited.
+    /// Its exit status, once it exited (tests only, as `wait_timeout`).
+    #[cfg(test)]
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         self.wait_timeout(None)?
             .ok_or_else(|| io::Error::other("the script still runs"))
@@ -475,27 +478,23 @@ pub(crate) fn poll_in(fd: std::os::fd::RawFd) -> libc::pollfd {
     }
 }
 
-/// poll(2) over `fds` for up to `timeout` (`None`: no limit); the number of descriptors with
-/// events (their `revents` set), 0 when the time ran out or a signal interrupted it.
+/// poll(2) over `fds` for up to `timeout` (`None`: no limit). Returns when one has events
+/// (its `revents` set), the time ran out, or a signal interrupted it.
 #[allow(unsafe_code)]
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     // Rounded up: a wake-up a little early would only poll again at once.
     let ms = timeout.map_or(-1, |t| {
         i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
     });
     let n = fds.len() as libc::nfds_t;
     // SAFETY: `fds` is a valid array of `n` pollfds for the call's duration.
-    match unsafe { libc::poll(fds.as_mut_ptr(), n, ms) } {
-        -1 => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                Ok(0)
-            } else {
-                Err(e)
-            }
+    if unsafe { libc::poll(fds.as_mut_ptr(), n, ms) } < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
-        n => Ok(n.unsigned_abs() as usize),
     }
+    Ok(())
 }
 
 /// waitpid(2) for one child; `None` while it runs (with WNOHANG).
@@ -1540,7 +1539,7 @@ mod tests {
         }
     }
 
-    async fn run_to_end(a: &Assignment, state_dir: &Path) -> (u32, ExitOutcome) {
+    fn run_to_end(a: &Assignment, state_dir: &Path) -> (u32, ExitOutcome) {
         let ctx = LaunchContext {
             node_name: "n1",
             state_dir,
@@ -1592,15 +1591,15 @@ mod tests {
 
     /// A real script: output in `slurm-%j.out` in the work dir, stderr in the same file,
     /// arguments passed, the Slurm environment set, exit code 3 reported.
-    #[tokio::test]
-    async fn runs_a_script_with_slurm_environment_and_exit_code() {
+    #[test]
+    fn runs_a_script_with_slurm_environment_and_exit_code() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let work = tmp.path().join("work");
         fs::create_dir(&work).expect("mkdir");
         let script = "#!/bin/sh\necho \"args=$*\"\necho to-stderr >&2\necho \"pid=$$\"\necho \"cwd=$(pwd)\"\nenv\nexit 3\n";
         let mut a = assignment(41, &work, script);
         a.argv = vec!["one".into(), "two words".into()];
-        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state"));
         assert_eq!(
             outcome,
             ExitOutcome {
@@ -1661,8 +1660,8 @@ mod tests {
 
     /// A script without a `#!` line (the kernel refuses it: ENOEXEC) runs under /bin/sh, its
     /// arguments and pid still its own.
-    #[tokio::test]
-    async fn a_script_without_an_interpreter_line_runs_under_sh() {
+    #[test]
+    fn a_script_without_an_interpreter_line_runs_under_sh() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let work = tmp.path().join("work");
         fs::create_dir(&work).expect("mkdir");
@@ -1672,7 +1671,7 @@ mod tests {
             "echo \"args=$*\"\necho \"pid=$$ task=$SLURM_TASK_PID\"\nexit 4\n",
         );
         a.argv = vec!["x".into(), "y z".into()];
-        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state"));
         assert_eq!(outcome.exit_code, 4, "{outcome:?}");
         let out = fs::read_to_string(work.join("slurm-43.out")).expect("output file");
         assert_eq!(out, format!("args=x y z\npid={pid} task={pid}\n"));
@@ -1681,8 +1680,8 @@ mod tests {
     /// The script starts as a new process would: no signal blocked, SIGPIPE not ignored
     /// (Rust ignores it in the supervisor), its own process group; and, when the daemon is
     /// root, as the job's user with that user's groups, in a work dir only they can write.
-    #[tokio::test]
-    async fn a_script_starts_clean_and_as_its_user() {
+    #[test]
+    fn a_script_starts_clean_and_as_its_user() {
         use std::os::unix::fs::PermissionsExt as _;
         let tmp = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -1700,7 +1699,7 @@ mod tests {
             fs::set_permissions(&work, fs::Permissions::from_mode(0o777)).expect("chmod");
             (a.uid, a.gid) = (65534, 65534);
         }
-        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        let (pid, outcome) = run_to_end(&a, &tmp.path().join("state"));
         assert_eq!(outcome.exit_code, 0, "{outcome:?}");
         let out = fs::read_to_string(work.join("slurm-47.out")).expect("output file");
         let field = |name: &str| {
@@ -1727,8 +1726,8 @@ mod tests {
 
     /// Optional variables are absent when not asked for; `--error` gets its own file; patterns
     /// relative to the work dir; the shebang picks the interpreter.
-    #[tokio::test]
-    async fn separate_error_file_and_optional_variables() {
+    #[test]
+    fn separate_error_file_and_optional_variables() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let work = tmp.path().join("w");
         fs::create_dir_all(work.join("logs")).expect("mkdir");
@@ -1742,7 +1741,7 @@ mod tests {
         a.mem_on_node_mb = 0;
         a.time_limit_min = None;
         a.num_nodes = 1;
-        let (_, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        let (_, outcome) = run_to_end(&a, &tmp.path().join("state"));
         assert_eq!((outcome.exit_code, outcome.signal), (0, 0));
         let out = fs::read_to_string(work.join("logs/probe-7.out")).expect("stdout file");
         let err = fs::read_to_string(work.join("logs/probe-0007.err")).expect("stderr file");
@@ -1765,22 +1764,22 @@ mod tests {
     }
 
     /// Reference: Slurm reports a job killed by a signal as exit code 0, signal N (`0:15`).
-    #[tokio::test]
-    async fn a_script_killed_by_sigterm_reports_signal_15() {
+    #[test]
+    fn a_script_killed_by_sigterm_reports_signal_15() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let a = assignment(
             8,
             tmp.path(),
             "#!/bin/sh\necho before\nkill -TERM $$\necho after\n",
         );
-        let (_, outcome) = run_to_end(&a, &tmp.path().join("state")).await;
+        let (_, outcome) = run_to_end(&a, &tmp.path().join("state"));
         assert_eq!((outcome.exit_code, outcome.signal), (0, 15));
         let out = fs::read_to_string(tmp.path().join("slurm-8.out")).expect("output");
         assert_eq!(out, "before\n");
     }
 
-    #[tokio::test]
-    async fn a_missing_work_dir_fails_the_launch_with_a_message() {
+    #[test]
+    fn a_missing_work_dir_fails_the_launch_with_a_message() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let ctx = LaunchContext {
             node_name: "n1",

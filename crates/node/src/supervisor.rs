@@ -740,8 +740,8 @@ mod tests {
     /// Real cgroups (v1 here, v2 on the GPU machines): the script runs inside its job cgroup
     /// from its first instruction, with the memory limit and cpuset applied; usage is read and
     /// the cgroup removed. Skipped without root or cgroups.
-    #[tokio::test]
-    async fn a_job_runs_inside_its_cgroup_with_its_limits() {
+    #[test]
+    fn a_job_runs_inside_its_cgroup_with_its_limits() {
         if !launcher::running_as_root() {
             eprintln!("SKIPPED: needs root");
             return;
